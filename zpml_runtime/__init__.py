@@ -1,0 +1,1 @@
+"""zpml_runtime: strict inference, deployment, training."""

@@ -1,0 +1,1 @@
+"""zpml_symbolic: the compiler."""
