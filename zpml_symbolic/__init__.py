@@ -1,1 +1,61 @@
-"""zpml_symbolic: the compiler."""
+"""zpml_symbolic: compile rational sympy expressions with explicit undefinedness.
+
+Pipeline: front-end (sympy / text / tracing) -> IR (interned DAG) -> flatten
+(exact ``P/Q`` + validity factors + provenance) -> emit (numpy, torch, ONNX).
+"""
+
+from zpml_symbolic.errors import (
+    BudgetExceededError,
+    EmitError,
+    InvalidArgumentError,
+    IRVerificationError,
+    NotRationalError,
+    ParseError,
+    ZeroProofError,
+)
+from zpml_symbolic.flatten import (
+    BOTTOM,
+    Budget,
+    DenominatorSource,
+    Explanation,
+    FlattenedFRU,
+    FRUDegrees,
+    SourceOccurrence,
+    StructuralValidityFailure,
+    StructuralValidityOutput,
+    StructuralValidityOutputSchema,
+    flatten,
+)
+from zpml_symbolic.frontend import Coefficient, from_sympy, is_coefficient, parse, to_sympy, trace, traced
+from zpml_symbolic.graph import to_networkx
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BOTTOM",
+    "Budget",
+    "BudgetExceededError",
+    "Coefficient",
+    "DenominatorSource",
+    "EmitError",
+    "Explanation",
+    "FRUDegrees",
+    "FlattenedFRU",
+    "IRVerificationError",
+    "InvalidArgumentError",
+    "NotRationalError",
+    "ParseError",
+    "SourceOccurrence",
+    "StructuralValidityFailure",
+    "StructuralValidityOutput",
+    "StructuralValidityOutputSchema",
+    "ZeroProofError",
+    "flatten",
+    "from_sympy",
+    "is_coefficient",
+    "parse",
+    "to_networkx",
+    "to_sympy",
+    "trace",
+    "traced",
+]

@@ -1,0 +1,206 @@
+"""IR -> FlattenedFRU: the flattening pass.
+
+One bottom-up walk over the interned DAG (each shared node once) computes an
+exact reduced fraction per node. At every division node ``b**-n`` it records
+the irreducible factors of ``b``'s numerator (their zeros make the division
+bottom) and of ``b``'s denominator (already bottom inside ``b``), with the
+division's place in the user's tree. Validity is recorded *before* any
+cancellation can erase it: the fraction arithmetic may cancel a factor from
+``P/Q``, but never from the provenance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
+from typing import Literal
+
+import sympy as sp
+from sympy.polys.rings import PolyElement
+
+from zpml_symbolic.errors import InvalidArgumentError
+from zpml_symbolic.flatten.algebra import Frac, PolyContext
+from zpml_symbolic.flatten.budget import Budget, BudgetMeter
+from zpml_symbolic.flatten.fru import FlattenedFRU, FactorRecord
+from zpml_symbolic.flatten.provenance import SourceKind, SourceOccurrence
+from zpml_symbolic.frontend.sympy_in import FrontendResult, from_sympy
+from zpml_symbolic.ir.node import Node, Op
+from zpml_symbolic.ir.printer import to_text
+from zpml_symbolic.ir.traverse import postorder
+
+Mode = Literal["scm_strict", "algebraic"]
+MODES: tuple[str, ...] = ("scm_strict", "algebraic")
+SOURCE_TEXT_CHARS = 160
+
+
+def flatten(
+    expr: object,
+    *,
+    parameters: Iterable[sp.Symbol | str] = (),
+    variables: Sequence[sp.Symbol | str] | None = None,
+    mode: Mode = "scm_strict",
+    budget: Budget | None = None,
+) -> FlattenedFRU:
+    """Flatten a rational expression into one exact fraction ``P/Q`` plus validity factors.
+
+    ``expr`` is a sympy expression (evaluated or built with
+    ``evaluate=False``; its tree is kept as given) or a string, which goes
+    through the safe parser :func:`zpml_symbolic.parse`. ``parameters`` are
+    learnable coefficients (not inputs). ``variables`` fixes the input order
+    (default: the input symbols sorted by name). ``mode="scm_strict"`` (the
+    default) keeps every bottom; ``mode="algebraic"`` is an explicit opt-in
+    that keeps only ``Q`` as the guard and so may drop bottoms (``x/x`` is
+    then ``1`` everywhere). ``budget`` limits degree, terms, work and time.
+    """
+    if mode not in MODES:
+        raise InvalidArgumentError(f"mode must be one of {MODES}, got {mode!r}")
+    params = tuple(parameters)
+    if isinstance(expr, str):
+        from zpml_symbolic.frontend.parser import parse
+
+        expr = parse(expr, parameters=params)
+    param_keys = frozenset(p if isinstance(p, str) else _symbol(p, "parameters") for p in params)
+    front = from_sympy(expr, parameters=param_keys)
+    var_syms, param_syms = _order_symbols(front, params, variables)
+    meter = BudgetMeter(budget or Budget())
+    ctx = PolyContext(tuple(s.name for s in var_syms + param_syms), meter)
+    values, records, order = _walk(front, ctx, meter)
+    root_value = values[front.root]
+    return FlattenedFRU(
+        expression=expr,  # type: ignore[arg-type]
+        root=front.root,
+        variables=var_syms,
+        parameters=param_syms,
+        mode=mode,
+        context=ctx,
+        numerator_poly=root_value.num,
+        denominator_factors=dict(root_value.den),
+        records=records,
+        node_ids={n: i for i, n in enumerate(order)},
+    )
+
+
+def _symbol(item: object, what: str) -> sp.Symbol:
+    if not isinstance(item, sp.Symbol):
+        raise InvalidArgumentError(f"{what} must be sympy Symbols or names, got {item!r}")
+    return item
+
+
+def _order_symbols(
+    front: FrontendResult,
+    params: tuple[sp.Symbol | str, ...],
+    variables: Sequence[sp.Symbol | str] | None,
+) -> tuple[tuple[sp.Symbol, ...], tuple[sp.Symbol, ...]]:
+    """Input variables (given order, or sorted by name) and parameters (given order)."""
+    used_vars: dict[str, sp.Symbol] = {}
+    used_params: dict[str, sp.Symbol] = {}
+    for node in postorder(front.root):
+        if node.op is Op.VAR:
+            used_vars[str(node.value)] = front.symbols[str(node.value)]
+        elif node.op is Op.PARAM:
+            used_params[str(node.value)] = front.symbols[str(node.value)]
+    param_syms: list[sp.Symbol] = []
+    for p in params:
+        name = p if isinstance(p, str) else p.name
+        if name in used_vars:
+            raise InvalidArgumentError(f"parameter {name!r} is also used as an input variable")
+        param_syms.append(used_params.get(name) or (p if isinstance(p, sp.Symbol) else sp.Symbol(p)))
+    declared = {s.name for s in param_syms}
+    if len(declared) != len(param_syms):
+        raise InvalidArgumentError(f"duplicate parameter names in {[s.name for s in param_syms]}")
+    param_syms += [used_params[n] for n in sorted(used_params) if n not in declared]
+    if variables is None:
+        var_syms = [used_vars[n] for n in sorted(used_vars)]
+    else:
+        var_syms = []
+        for v in variables:
+            name = v if isinstance(v, str) else _symbol(v, "variables").name
+            if name in declared or name in used_params:
+                raise InvalidArgumentError(f"variable {name!r} is declared as a parameter")
+            var_syms.append(used_vars.get(name) or (v if isinstance(v, sp.Symbol) else sp.Symbol(name)))
+        names = [s.name for s in var_syms]
+        if len(set(names)) != len(names):
+            raise InvalidArgumentError(f"duplicate variable names in {names}")
+        missing = sorted(set(used_vars) - set(names))
+        if missing:
+            raise InvalidArgumentError(
+                f"variables= does not list {missing}, which the expression uses"
+            )
+    return tuple(var_syms), tuple(param_syms)
+
+
+def _walk(
+    front: FrontendResult, ctx: PolyContext, meter: BudgetMeter
+) -> tuple[dict[Node, Frac], list[FactorRecord], list[Node]]:
+    order = postorder(front.root)
+    node_id = {n: i for i, n in enumerate(order)}
+    values: dict[Node, Frac] = {}
+    records: list[FactorRecord] = []
+    for node in order:
+        meter.check_time()
+        op = node.op
+        if op is Op.VAR or op is Op.PARAM:
+            values[node] = ctx.gen(str(node.value))
+        elif op is Op.CONST:
+            assert isinstance(node.value, Fraction)
+            values[node] = ctx.const(node.value)
+        elif op is Op.ADD:
+            acc = values[node.args[0]]
+            for arg in node.args[1:]:
+                acc = ctx.add(acc, values[arg])
+            values[node] = acc
+        elif op is Op.MUL:
+            acc = values[node.args[0]]
+            for arg in node.args[1:]:
+                acc = ctx.mul(acc, values[arg])
+            values[node] = acc
+        else:
+            exponent = node.value
+            assert isinstance(exponent, int)
+            base = values[node.args[0]]
+            if exponent >= 0:
+                values[node] = ctx.pow(base, exponent)
+                continue
+            meter.context = _source_text(node, front)
+            values[node] = _divide(node, base, -exponent, ctx, front, node_id[node], records)
+            meter.context = ""
+    return values, records, order
+
+
+def _source_text(node: Node, front: FrontendResult) -> str:
+    occ = front.occurrences.get(node)
+    owner = occ.parent_node if occ is not None and occ.parent_node is not None else None
+    target = owner if owner is not None and owner.op is Op.MUL else node
+    return to_text(target, max_chars=SOURCE_TEXT_CHARS)
+
+
+def _divide(
+    node: Node,
+    base: Frac,
+    n: int,
+    ctx: PolyContext,
+    front: FrontendResult,
+    nid: int,
+    records: list[FactorRecord],
+) -> Frac:
+    occ = front.occurrences.get(node)
+    path = occ.path if occ is not None else "root"
+    source = _source_text(node, front)
+    divisor = to_text(node.args[0], max_chars=SOURCE_TEXT_CHARS)
+
+    def record(kind: SourceKind, factor: PolyElement) -> None:
+        records.append(FactorRecord(factor, SourceOccurrence(kind, source, path, nid, divisor)))
+
+    if not base.num:
+        record("explicit_denominator" if not base.den else "divisor_numerator", ctx.zero)
+        return Frac(ctx.zero, {}, ctx.one)  # the value is never used: always bottom
+    _, pairs = ctx.factor(base.num)
+    num_kind: SourceKind = "explicit_denominator" if not base.den else "divisor_numerator"
+    for g, _m in pairs:
+        record(num_kind, g)
+    for g in base.den:
+        record("divisor_denominator", g)
+    return ctx.inverse_pow(base, n)
+
+
+__all__ = ["MODES", "Mode", "flatten"]
