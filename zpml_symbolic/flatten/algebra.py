@@ -21,6 +21,7 @@ from sympy.polys.domains import QQ
 from sympy.polys.rings import PolyElement, PolyRing
 
 from zpml_symbolic.flatten.budget import BudgetMeter
+from zpml_symbolic.flatten.factoring import factor_integer_poly
 
 Factorisation = tuple[object, tuple[tuple[PolyElement, int], ...]]
 
@@ -129,9 +130,9 @@ class PolyContext:
         for i, d in enumerate(g.degrees()):
             if d == 1:
                 return self._factor_linear_in(content, g, i)
-        coeff, pairs = g.factor_list()
+        coeff = QQ(1)
         out: list[tuple[PolyElement, int]] = []
-        for h, m in pairs:
+        for h, m in factor_integer_poly(g):
             c, hn = self.normalize(h)
             coeff *= c**m
             out.append((hn, m))
