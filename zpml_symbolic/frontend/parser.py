@@ -1,0 +1,533 @@
+"""A safe parser from expression text to an *unevaluated* sympy tree.
+
+The text is never handed to Python or to sympy's own parser (no ``eval``,
+``sympify`` or ``parse_expr``): a hand-written tokenizer feeds an iterative
+operator-precedence (shunting-yard) parser, so nesting depth is limited only by
+memory, not by Python's recursion limit.
+
+Grammar (``^`` and ``**`` are the same operator)::
+
+    expr     := term (("+" | "-") term)*
+    term     := unary (("*" | "/") unary)*
+    unary    := ("-" | "+") unary | power
+    power    := atom [("**" | "^") exponent]
+    exponent := ("-" | "+")* (INTEGER | "(" exponent ")")
+    atom     := NUMBER | IDENTIFIER | "(" expr ")"
+
+``**`` binds tighter than unary minus (``-x**2`` is ``-(x**2)``) and is
+right-associative, so ``x**2**3`` means ``x**(2**3)``; since an exponent must
+be an integer *literal*, that form is rejected (write ``(x**2)**3``).
+
+Output tree (structure exactly as written, nothing simplified):
+
+- a chain of ``+``/``-`` at one parenthesis level is **one n-ary**
+  ``Add(t1, t2, ..., evaluate=False)`` with its terms in written order; a
+  subtracted term ``b`` appears as ``Mul(-1, b)`` (``b`` kept intact) or, when
+  ``b`` is a number literal, as the negated number;
+- a chain of ``*``/``/`` is one n-ary ``Mul`` whose divisors appear as
+  ``Pow(d, -1)``; a chain that starts with the literal ``1`` followed by ``/``
+  drops that ``1`` (``1/b`` is just ``Pow(b, -1)``);
+- parentheses always make a separate node: ``(a+b)+c`` is
+  ``Add(Add(a, b), c)`` while ``a+b+c`` is ``Add(a, b, c)``. Flattening
+  same-operator chains never changes the strict (⊥-absorbing) value and keeps
+  long written-out sums shallow;
+- unary minus is ``Mul(-1, x)``, or the negated number for a number literal;
+- ``x**n`` is ``Pow(x, n)``; numbers are exact ``Rational`` values read from
+  the decimal text (``0.1`` is ``1/10``, never a float).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sympy
+
+from zpml_symbolic.errors import InvalidArgumentError, ParseError, ZeroProofError
+from zpml_symbolic.frontend.coefficient import Coefficient, as_coefficient
+
+__all__ = ["MAX_INPUT_LENGTH", "MAX_LITERAL_DIGITS", "InputTypeError", "parse"]
+
+#: Longest accepted expression text, in characters.
+MAX_INPUT_LENGTH = 1_000_000
+#: Most digits a number literal (and its exact value's numerator/denominator) may have.
+MAX_LITERAL_DIGITS = 4000
+
+_SNIPPET_RADIUS = 40
+
+
+class InputTypeError(ZeroProofError, TypeError):
+    """A front-end entry point got an argument of the wrong type (e.g. ``parse(42)``)."""
+
+
+# --------------------------------------------------------------------------- tokens
+
+_NUM, _IDENT, _OP, _LPAREN, _RPAREN = "number", "identifier", "operator", "(", ")"
+
+_NUMBER = re.compile(r"(?P<int>[0-9]+)(?:\.(?P<frac1>[0-9]*))?|\.(?P<frac2>[0-9]+)")
+_EXPONENT = re.compile(r"[eE](?P<exp>[+-]?[0-9]+)")
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_WORD_TAIL = re.compile(r"[A-Za-z0-9_.]*")
+_WHITESPACE = frozenset(" \t\r\n\f\v")
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: str
+    text: str
+    column: int  # 1-based
+    value: sympy.Rational | None = None
+    is_integer_literal: bool = False
+
+
+def _format(message: str, text: str, column: int) -> str:
+    """``message`` plus the column and a caret line under (a window of) ``text``."""
+    index = min(max(column - 1, 0), len(text))
+    lo = max(0, index - _SNIPPET_RADIUS)
+    hi = min(len(text), index + _SNIPPET_RADIUS)
+    prefix = "..." if lo > 0 else ""
+    suffix = "..." if hi < len(text) else ""
+    shown = "".join(
+        " " if ch in _WHITESPACE else (ch if ch.isprintable() else "?") for ch in text[lo:hi]
+    )
+    caret = " " * (len(prefix) + index - lo) + "^"
+    return f"{message} (column {column})\n    {prefix}{shown}{suffix}\n    {caret}"
+
+
+def _error(message: str, text: str, column: int) -> ParseError:
+    return ParseError(_format(message, text, column), text=text, column=column)
+
+
+def _number_value(
+    text: str, match: re.Match[str], exp_text: str | None, column: int
+) -> sympy.Rational:
+    """The exact rational denoted by a decimal literal (never via float)."""
+    int_part = match.group("int") or ""
+    frac = match.group("frac1") or match.group("frac2") or ""
+    digits = (int_part + frac).lstrip("0") or "0"
+    if len(digits) > MAX_LITERAL_DIGITS:
+        raise _error(f"number literal has more than {MAX_LITERAL_DIGITS} digits", text, column)
+    exponent = 0
+    if exp_text is not None:
+        if len(exp_text.lstrip("+-").lstrip("0")) > 6:
+            raise _error("number literal exponent is out of range", text, column)
+        exponent = int(exp_text)
+    shift = exponent - len(frac)
+    num_digits = len(digits) + max(shift, 0)
+    den_digits = 1 + max(-shift, 0)
+    if max(num_digits, den_digits) > MAX_LITERAL_DIGITS:
+        raise _error(
+            f"number literal is out of range (its exact value would need more than "
+            f"{MAX_LITERAL_DIGITS} digits)",
+            text,
+            column,
+        )
+    mantissa = int(digits)
+    if shift >= 0:
+        return sympy.Rational(mantissa * 10**shift)
+    return sympy.Rational(mantissa, 10 ** (-shift))
+
+
+def _tokenize(text: str) -> tuple[list[_Token], ParseError | None]:
+    """Tokens up to the first lexical error, and that error (``None`` if the text is clean).
+
+    The error is returned rather than raised so that the parser can report an
+    earlier *syntax* error first: errors always come out in left-to-right order.
+    """
+    tokens: list[_Token] = []
+    try:
+        _tokenize_into(text, tokens)
+    except ParseError as err:
+        return tokens, err
+    return tokens, None
+
+
+def _tokenize_into(text: str, tokens: list[_Token]) -> None:
+    """Append the tokens of ``text`` to ``tokens``; raise at the first lexical error."""
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        column = i + 1
+        if ch in _WHITESPACE:
+            i += 1
+            continue
+        if ch.isascii() and (ch.isdigit() or ch == "."):
+            match = _NUMBER.match(text, i)
+            if match is None:  # a lone "." not followed by a digit
+                raise _error("malformed number '.' (a decimal point needs digits)", text, column)
+            end = match.end()
+            exp_match = _EXPONENT.match(text, end)
+            exp_text = None
+            if exp_match is not None:
+                exp_text = exp_match.group("exp")
+                end = exp_match.end()
+            if end < n and _WORD_TAIL.match(text, end).end() > end:
+                bad = text[i : _WORD_TAIL.match(text, end).end()]
+                nxt = text[end]
+                if nxt in "eE" and exp_match is None:
+                    why = "'e' must be followed by an integer exponent, as in 1e-3"
+                elif nxt == ".":
+                    why = "more than one decimal point"
+                else:
+                    why = (
+                        "a number cannot be followed directly by a letter, digit or '_' "
+                        "(implicit multiplication is not supported; write 2*x)"
+                    )
+                raise _error(f"malformed number {bad[:40]!r}: {why}", text, column)
+            literal = text[i:end]
+            value = _number_value(text, match, exp_text, column)
+            is_int = (
+                match.group("frac1") is None and match.group("frac2") is None and exp_text is None
+            )
+            tokens.append(_Token(_NUM, literal, column, value, is_int))
+            i = end
+            continue
+        if ch.isascii() and (ch.isalpha() or ch == "_"):
+            end = _IDENT_RE.match(text, i).end()
+            tokens.append(_Token(_IDENT, text[i:end], column))
+            i = end
+            continue
+        if text.startswith("**", i):
+            tokens.append(_Token(_OP, "**", column))
+            i += 2
+            continue
+        if ch in "+-*/^":
+            tokens.append(_Token(_OP, ch, column))
+            i += 1
+            continue
+        if ch == "(":
+            tokens.append(_Token(_LPAREN, ch, column))
+            i += 1
+            continue
+        if ch == ")":
+            tokens.append(_Token(_RPAREN, ch, column))
+            i += 1
+            continue
+        hint = ""
+        if ch in "[{":
+            hint = " (use parentheses for grouping)"
+        elif ch == ",":
+            hint = " (function calls and tuples are not supported)"
+        raise _error(f"unexpected character {ch!r}{hint}", text, column)
+
+
+# --------------------------------------------------------------------------- tree building
+
+_ADD, _MUL = "add", "mul"
+_BINARY_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
+_UNARY_PRECEDENCE = 3
+_NEG_ONE = sympy.Integer(-1)
+
+
+class _Operand:
+    """A parsed operand; an open ``+``/``*`` chain keeps its parts until it is closed."""
+
+    __slots__ = ("chain", "parts", "expr")
+
+    def __init__(
+        self,
+        expr: sympy.Expr | None,
+        chain: str | None = None,
+        parts: list[sympy.Expr] | None = None,
+    ) -> None:
+        self.expr = expr
+        self.chain = chain
+        self.parts = parts
+
+    def close(self) -> sympy.Expr:
+        """Materialise the node (an open chain becomes one n-ary Add/Mul)."""
+        if self.expr is None:
+            assert self.parts is not None
+            if len(self.parts) == 1:
+                self.expr = self.parts[0]
+            elif self.chain == _ADD:
+                self.expr = sympy.Add(*self.parts, evaluate=False)
+            else:
+                self.expr = sympy.Mul(*self.parts, evaluate=False)
+            self.parts = None
+        self.chain = None
+        return self.expr
+
+
+def _negate(expr: sympy.Expr) -> sympy.Expr:
+    if isinstance(expr, sympy.Rational):
+        return -expr
+    return sympy.Mul(_NEG_ONE, expr, evaluate=False)
+
+
+def _combine(op: str, left: _Operand, right: _Operand) -> _Operand:
+    rhs = right.close()
+    if op in "+-":
+        term = rhs if op == "+" else _negate(rhs)
+        if left.chain == _ADD:
+            assert left.parts is not None
+            left.parts.append(term)
+            return left
+        return _Operand(None, _ADD, [left.close(), term])
+    factor = rhs if op == "*" else sympy.Pow(rhs, _NEG_ONE, evaluate=False)
+    if left.chain == _MUL:
+        assert left.parts is not None
+        left.parts.append(factor)
+        return left
+    lhs = left.close()
+    if op == "/" and lhs is sympy.S.One:
+        return _Operand(None, _MUL, [factor])
+    return _Operand(None, _MUL, [lhs, factor])
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """An operator waiting on the stack: ``(``, ``neg``, ``pos`` or a binary operator."""
+
+    kind: str
+    column: int
+
+    @property
+    def precedence(self) -> int:
+        if self.kind in ("neg", "pos"):
+            return _UNARY_PRECEDENCE
+        return _BINARY_PRECEDENCE.get(self.kind, 0)
+
+
+class _Parser:
+    """Iterative shunting-yard parser over a token list."""
+
+    def __init__(
+        self,
+        text: str,
+        tokens: list[_Token],
+        lexical_error: ParseError | None,
+        symbols: dict[str, sympy.Symbol],
+    ) -> None:
+        self.text = text
+        self.tokens = tokens
+        self.lexical_error = lexical_error
+        self.symbols = symbols
+        self.operands: list[_Operand] = []
+        self.ops: list[_Pending] = []
+
+    def error(self, message: str, column: int) -> ParseError:
+        return _error(message, self.text, column)
+
+    def end_error(self, message: str, column: int) -> ParseError:
+        """An error caused by running out of tokens: a lexical error, if any, explains it."""
+        return self.lexical_error or self.error(message, column)
+
+    def symbol(self, name: str) -> sympy.Symbol:
+        sym = self.symbols.get(name)
+        if sym is None:
+            sym = self.symbols[name] = sympy.Symbol(name)
+        return sym
+
+    def reduce_top(self) -> None:
+        op = self.ops.pop()
+        if op.kind == "neg":
+            operand = self.operands.pop()
+            self.operands.append(_Operand(_negate(operand.close())))
+        elif op.kind == "pos":
+            operand = self.operands.pop()
+            self.operands.append(_Operand(operand.close()))
+        else:
+            right = self.operands.pop()
+            left = self.operands.pop()
+            self.operands.append(_combine(op.kind, left, right))
+
+    def exponent(self, pos: int, power_token: _Token) -> tuple[int, int]:
+        """Read an integer-literal exponent starting at ``pos``; return (value, next pos)."""
+        tokens = self.tokens
+        if pos >= len(tokens):
+            raise self.end_error(f"missing exponent after {power_token.text!r}", power_token.column)
+        start = tokens[pos].column
+        not_integer = (
+            "only integer exponents are allowed: the exponent must be an integer literal "
+            "such as 2, -3 or (-3)"
+        )
+        sign, opened = 1, []
+        while True:
+            if pos >= len(tokens):
+                if opened:
+                    raise self.end_error("unbalanced '(' in exponent", opened[-1])
+                raise self.end_error(
+                    f"missing exponent after {power_token.text!r}", power_token.column
+                )
+            tok = tokens[pos]
+            pos += 1
+            if tok.kind == _OP and tok.text in "+-":
+                sign = -sign if tok.text == "-" else sign
+            elif tok.kind == _LPAREN:
+                opened.append(tok.column)
+            elif tok.kind == _NUM and tok.is_integer_literal:
+                assert tok.value is not None
+                value = sign * int(tok.value)
+                break
+            else:
+                raise self.error(f"{not_integer} (found {tok.text!r})", start)
+        while opened:
+            if pos >= len(tokens):
+                raise self.end_error("unbalanced '(' in exponent", opened[-1])
+            tok = tokens[pos]
+            if tok.kind != _RPAREN:
+                raise self.error(f"{not_integer} (found {tok.text!r} inside it)", start)
+            opened.pop()
+            pos += 1
+        if pos < len(tokens) and tokens[pos].kind == _OP and tokens[pos].text in ("**", "^"):
+            raise self.error(
+                f"{not_integer}; '**' is right-associative, so 'x**2**3' means x**(2**3), "
+                "whose exponent is not a literal (write (x**2)**3)",
+                start,
+            )
+        return value, pos
+
+    def postfix_power(self, base: sympy.Expr, pos: int) -> tuple[sympy.Expr, int]:
+        tokens = self.tokens
+        if pos < len(tokens) and tokens[pos].kind == _OP and tokens[pos].text in ("**", "^"):
+            value, pos = self.exponent(pos + 1, tokens[pos])
+            return sympy.Pow(base, sympy.Integer(value), evaluate=False), pos
+        return base, pos
+
+    def run(self) -> sympy.Expr:
+        tokens, ops, operands = self.tokens, self.ops, self.operands
+        expect_operand = True
+        pos = 0
+        while pos < len(tokens):
+            tok = tokens[pos]
+            prev = tokens[pos - 1] if pos > 0 else None
+            if expect_operand:
+                if tok.kind in (_NUM, _IDENT):
+                    if (
+                        tok.kind == _IDENT
+                        and pos + 1 < len(tokens)
+                        and tokens[pos + 1].kind == _LPAREN
+                    ):
+                        raise self.error(
+                            f"function calls are not supported (found {tok.text!r} followed by '(')",
+                            tok.column,
+                        )
+                    atom = tok.value if tok.kind == _NUM else self.symbol(tok.text)
+                    assert atom is not None
+                    atom, pos = self.postfix_power(atom, pos + 1)
+                    operands.append(_Operand(atom))
+                    expect_operand = False
+                    continue
+                if tok.kind == _LPAREN:
+                    ops.append(_Pending("(", tok.column))
+                elif tok.kind == _OP and tok.text in "+-":
+                    ops.append(_Pending("neg" if tok.text == "-" else "pos", tok.column))
+                elif tok.kind == _RPAREN:
+                    if prev is None:
+                        raise self.error("unmatched ')'", tok.column)
+                    if prev.kind == _LPAREN:
+                        raise self.error("empty parentheses '()'", prev.column)
+                    raise self.error(f"missing operand between {prev.text!r} and ')'", tok.column)
+                elif prev is None:
+                    raise self.error(
+                        f"expression cannot start with operator {tok.text!r}", tok.column
+                    )
+                else:
+                    raise self.error(
+                        f"missing operand between {prev.text!r} and {tok.text!r}", tok.column
+                    )
+                pos += 1
+                continue
+            # expecting an operator
+            if tok.kind == _OP and tok.text in _BINARY_PRECEDENCE:
+                precedence = _BINARY_PRECEDENCE[tok.text]
+                while ops and ops[-1].kind != "(" and ops[-1].precedence >= precedence:
+                    self.reduce_top()
+                ops.append(_Pending(tok.text, tok.column))
+                expect_operand = True
+                pos += 1
+            elif tok.kind == _RPAREN:
+                while ops and ops[-1].kind != "(":
+                    self.reduce_top()
+                if not ops:
+                    raise self.error("unmatched ')'", tok.column)
+                ops.pop()
+                group = operands.pop().close()
+                group, pos = self.postfix_power(group, pos + 1)
+                operands.append(_Operand(group))
+            elif tok.kind == _OP:  # '**' not directly after an operand
+                raise self.error(f"misplaced operator {tok.text!r}", tok.column)
+            else:
+                assert prev is not None
+                hint = " (implicit multiplication is not supported; write '*')"
+                raise self.error(
+                    f"missing operator between {prev.text!r} and {tok.text!r}{hint}", tok.column
+                )
+        if self.lexical_error is not None:
+            raise self.lexical_error
+        if not tokens:
+            raise self.error("empty expression", 1)
+        if expect_operand:
+            last = tokens[-1]
+            if last.kind == _LPAREN:
+                raise self.error("unmatched '('", last.column)
+            raise self.error(f"expression ends with operator {last.text!r}", last.column)
+        while ops:
+            if ops[-1].kind == "(":
+                raise self.error("unmatched '('", ops[-1].column)
+            self.reduce_top()
+        assert len(operands) == 1
+        return operands[0].close()
+
+
+def _parameter_symbols(parameters: Iterable[str | sympy.Symbol]) -> dict[str, sympy.Symbol]:
+    if isinstance(parameters, str | bytes):
+        raise InvalidArgumentError(
+            f"parameters must be an iterable of names, not a single string; use [{parameters!r:.60}]"
+        )
+    try:
+        specs = list(parameters)
+    except TypeError:
+        raise InvalidArgumentError(
+            f"parameters must be an iterable of names or Symbols, got {type(parameters).__name__}"
+        ) from None
+    symbols: dict[str, sympy.Symbol] = {}
+    for spec in specs:
+        coefficient: Coefficient = as_coefficient(spec)
+        other = symbols.get(coefficient.name)
+        if other is not None and other != coefficient:
+            raise InvalidArgumentError(
+                f"parameter {coefficient.name!r} is given twice with different assumptions"
+            )
+        symbols[coefficient.name] = coefficient
+    return symbols
+
+
+def parse(text: str, *, parameters: Iterable[str | sympy.Symbol] = ()) -> sympy.Expr:
+    """Parse ``text`` into an unevaluated sympy tree that keeps the written structure.
+
+    Identifiers become ``sympy.Symbol(name)``; those named in ``parameters``
+    become :class:`~zpml_symbolic.frontend.coefficient.Coefficient` symbols (a
+    ``Coefficient`` given there is used as-is, another ``Symbol`` lends its name
+    and assumptions). Numbers are exact rationals (``0.1`` -> ``1/10``).
+
+    >>> parse("x/x")             # not 1: the bottom at x = 0 is kept
+    x/x
+    >>> parse("1/(1/x)").args    # not x
+    (1/x, -1)
+
+    Raises :class:`~zpml_symbolic.errors.ParseError` (with ``.column``, 1-based,
+    and a caret line in the message) for malformed text,
+    :class:`InputTypeError` (a ``TypeError``) when ``text`` is not a ``str``,
+    and :class:`~zpml_symbolic.errors.InvalidArgumentError` for bad parameters.
+    """
+    if not isinstance(text, str):
+        raise InputTypeError(
+            f"parse() expects the expression as a str, got {type(text).__name__}"
+            + (
+                "; pass a sympy expression to the compiler directly"
+                if isinstance(text, sympy.Basic)
+                else ""
+            )
+        )
+    symbols = _parameter_symbols(parameters)
+    if len(text) > MAX_INPUT_LENGTH:
+        raise ParseError(
+            f"expression text is too long: {len(text)} characters (limit {MAX_INPUT_LENGTH})",
+            text=text,
+            column=MAX_INPUT_LENGTH + 1,
+        )
+    tokens, lexical_error = _tokenize(text)
+    return _Parser(text, tokens, lexical_error, symbols).run()
