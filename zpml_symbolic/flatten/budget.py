@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from zpml_symbolic.errors import BudgetExceededError, InvalidArgumentError
@@ -49,15 +50,17 @@ class BudgetMeter:
 
     __slots__ = ("budget", "work", "_deadline", "_start", "context")
 
+    context: Callable[[], str] | None
+
     def __init__(self, budget: Budget) -> None:
         self.budget = budget
         self.work = 0
         self._start = time.monotonic()
         self._deadline = self._start + budget.max_seconds
-        self.context = ""
+        self.context = None
 
     def _refuse(self, name: str, limit: float, requested: float, what: str) -> BudgetExceededError:
-        where = f" while flattening {self.context}" if self.context else ""
+        where = f" while flattening {self.context()}" if self.context is not None else ""
         return BudgetExceededError(
             f"flattening refused{where}: {what} needs {name}={requested:g} but the budget is "
             f"{limit:g}; raise it with flatten(..., budget=Budget({name}=...)) if this is intended",

@@ -138,6 +138,8 @@ def _walk(
     records: list[FactorRecord] = []
     for node in order:
         meter.check_time()
+        if node.args:
+            meter.context = lambda node=node: to_text(node, max_chars=SOURCE_TEXT_CHARS)  # type: ignore[misc]
         op = node.op
         if op is Op.VAR or op is Op.PARAM:
             values[node] = ctx.gen(str(node.value))
@@ -161,9 +163,7 @@ def _walk(
             if exponent >= 0:
                 values[node] = ctx.pow(base, exponent)
                 continue
-            meter.context = _source_text(node, front)
             values[node] = _divide(node, base, -exponent, ctx, front, node_id[node], records)
-            meter.context = ""
     return values, records, order
 
 

@@ -1,7 +1,9 @@
 """Readable text for IR nodes.
 
-:func:`to_text` prints one expression in infix form (``(x**2 + 1)/(x - y)``),
-capping the length so that huge shared DAGs print in linear time.
+:func:`to_text` prints one expression in infix form (``(x**2 + 1)/(x - y)``).
+It renders top-down with an explicit stack and stops as soon as
+``max_chars`` is reached, so a capped print costs time proportional to its
+output, not to the size of the (possibly huge, shared) DAG.
 :func:`format_dag` prints a DAG with every shared subexpression shown once as
 a numbered binding (``%3 = x - y``), then the root in terms of the bindings.
 """
@@ -13,105 +15,108 @@ from fractions import Fraction
 from zpml_symbolic.ir.node import Node, Op
 from zpml_symbolic.ir.traverse import parent_counts, postorder
 
-_PREC_ADD, _PREC_MUL, _PREC_NEG, _PREC_POW, _PREC_ATOM = 1, 2, 3, 4, 5
+ADD, MUL, NEG, POW, ATOM = 1, 2, 3, 4, 5
 ELLIPSIS = "…"
 
+Piece = str | tuple[Node, int]  # literal text, or (node, minimum precedence without parens)
 
-def _const_text(value: Fraction) -> tuple[str, int]:
+
+def _is_neg_one(node: Node) -> bool:
+    return node.op is Op.CONST and node.value == -1
+
+
+def precedence(node: Node, names: dict[Node, str] | None = None) -> int:
+    """Binding strength of the text of ``node`` (higher binds tighter)."""
+    if names and node in names:
+        return ATOM
+    op = node.op
+    if op is Op.ADD:
+        return ADD
+    if op is Op.MUL:
+        return NEG if _is_neg_one(node.args[0]) else MUL
+    if op is Op.POW:
+        return POW if isinstance(node.value, int) and node.value >= 0 else MUL
+    if op is Op.CONST:
+        value = node.value
+        assert isinstance(value, Fraction)
+        if value < 0:
+            return NEG
+        return ATOM if value.denominator == 1 else MUL
+    return ATOM
+
+
+def _const_text(value: Fraction) -> str:
     if value.denominator == 1:
-        return str(value.numerator), (_PREC_ATOM if value >= 0 else _PREC_NEG)
-    return f"{value.numerator}/{value.denominator}", _PREC_MUL
+        return str(value.numerator)
+    return f"{value.numerator}/{value.denominator}"
 
 
-def _wrap(text: str, prec: int, need: int) -> str:
-    return f"({text})" if prec < need else text
+def _wrap(node: Node, need: int, names: dict[Node, str] | None) -> list[Piece]:
+    if precedence(node, names) < need:
+        return ["(", (node, ADD), ")"]
+    return [(node, need)]
 
 
-def _cap(text: str, max_chars: int | None) -> str:
-    if max_chars is not None and len(text) > max_chars:
-        return text[: max_chars - 1] + ELLIPSIS
-    return text
+def _product(args: tuple[Node, ...], names: dict[Node, str] | None) -> list[Piece]:
+    out: list[Piece] = []
+    numer = [a for a in args if not (a.op is Op.POW and isinstance(a.value, int) and a.value < 0)]
+    denom = [a for a in args if a not in numer]
+    if numer and _is_neg_one(numer[0]) and len(args) > 1:
+        out.append("-")
+        numer = numer[1:]
+        if not numer:
+            out.append("1")
+    for i, a in enumerate(numer):
+        if i:
+            out.append("*")
+        out += _wrap(a, MUL if i == 0 else NEG, names)
+    if not numer and not out:
+        out.append("1")
+    for d in denom:
+        k = -int(d.value)  # type: ignore[arg-type]
+        out.append("/")
+        if k == 1:
+            out += _wrap(d.args[0], POW, names)
+        else:
+            out += _wrap(d.args[0], ATOM, names) + [f"**{k}"]
+    return out
 
 
-class _MulView:
-    """A product of some arguments, used only for printing ``a - b*c``."""
-
-    def __init__(self, args: tuple[Node, ...]) -> None:
-        self.args = args
-
-
-def _negated_term(node: Node) -> Node | _MulView | None:
-    """If ``node`` is ``-1 * t`` return ``t`` (for printing ``a - t``)."""
-    if node.op is Op.MUL and node.args[0].op is Op.CONST and node.args[0].value == -1:
-        rest = node.args[1:]
-        return rest[0] if len(rest) == 1 else _MulView(rest)
-    return None
-
-
-def _render(
-    node: Node,
-    texts: dict[Node, tuple[str, int]],
-    max_chars: int | None,
-) -> tuple[str, int]:
+def _pieces(node: Node, names: dict[Node, str] | None) -> list[Piece]:
     op = node.op
     if op in (Op.VAR, Op.PARAM):
-        return str(node.value), _PREC_ATOM
+        return [str(node.value)]
     if op is Op.CONST:
         assert isinstance(node.value, Fraction)
-        return _const_text(node.value)
+        return [_const_text(node.value)]
     if op is Op.POW:
-        base_text, base_prec = texts[node.args[0]]
-        exponent = node.value
-        assert isinstance(exponent, int)
-        if exponent < 0:
-            power = "" if exponent == -1 else f"**{-exponent}"
-            need = _PREC_ATOM if power else _PREC_POW
-            return f"1/{_wrap(base_text, base_prec, need + (0 if power else 1))}{power}", _PREC_MUL
-        return f"{_wrap(base_text, base_prec, _PREC_ATOM)}**{exponent}", _PREC_POW
+        n = node.value
+        assert isinstance(n, int)
+        base = node.args[0]
+        if n >= 0:
+            return _wrap(base, ATOM, names) + [f"**{n}"]
+        if n == -1:
+            return ["1/"] + _wrap(base, POW, names)
+        return ["1/"] + _wrap(base, ATOM, names) + [f"**{-n}"]
     if op is Op.MUL:
-        return _render_product(node.args, texts)
-    # ADD
-    parts: list[str] = []
+        return _product(node.args, names)
+    out: list[Piece] = []
     for i, arg in enumerate(node.args):
-        neg = _negated_term(arg) if i > 0 else None
-        if neg is not None:
-            text, prec = (
-                _render_product(neg.args, texts) if isinstance(neg, _MulView) else texts[neg]
-            )
-            parts.append(" - " + _wrap(text, prec, _PREC_MUL + 1 if prec <= _PREC_MUL else prec))
-            continue
-        text, prec = texts[arg]
-        if i > 0 and arg.op is Op.CONST and isinstance(arg.value, Fraction) and arg.value < 0:
-            parts.append(" - " + _const_text(-arg.value)[0])
-        elif i > 0 and text.startswith("-") and prec >= _PREC_MUL:
-            parts.append(" - " + text[1:])
+        if i == 0:
+            out += _wrap(arg, ADD, names)
+        elif arg.op is Op.MUL and _is_neg_one(arg.args[0]) and not (names and arg in names):
+            rest = arg.args[1:]
+            out.append(" - ")
+            if len(rest) == 1:
+                out += _wrap(rest[0], MUL, names)
+            else:
+                out += _product(rest, names)
+        elif arg.op is Op.CONST and isinstance(arg.value, Fraction) and arg.value < 0:
+            out.append(" - " + _const_text(-arg.value))
         else:
-            parts.append((" + " if i > 0 else "") + _wrap(text, prec, _PREC_ADD + 1 if i > 0 else _PREC_ADD))
-        if max_chars is not None and sum(map(len, parts)) > max_chars:
-            break
-    return _cap("".join(parts), max_chars), _PREC_ADD
-
-
-def _render_product(args: tuple[Node, ...], texts: dict[Node, tuple[str, int]]) -> tuple[str, int]:
-    numer: list[str] = []
-    denom: list[str] = []
-    for arg in args:
-        if arg.op is Op.POW and isinstance(arg.value, int) and arg.value < 0:
-            base_text, base_prec = texts[arg.args[0]]
-            power = "" if arg.value == -1 else f"**{-arg.value}"
-            denom.append(_wrap(base_text, base_prec, _PREC_ATOM if power else _PREC_POW) + power)
-        else:
-            text, prec = texts[arg]
-            numer.append(_wrap(text, prec, _PREC_MUL if not numer else _PREC_MUL + 1))
-    if numer == ["-1"] and not denom:
-        return "-1", _PREC_NEG
-    if len(numer) > 1 and numer[0] == "-1":
-        numer = ["-" + numer[1]] + numer[2:]
-    head = "*".join(numer) if numer else "1"
-    if not denom:
-        return head, (_PREC_MUL if len(numer) > 1 else _PREC_NEG if head.startswith("-") else _PREC_MUL)
-    tail = "/".join(denom)
-    return f"{head}/{tail}", _PREC_MUL
+            out.append(" + ")
+            out += _wrap(arg, ADD + 1, names)
+    return out
 
 
 def to_text(root: Node, *, max_chars: int | None = None, names: dict[Node, str] | None = None) -> str:
@@ -119,14 +124,23 @@ def to_text(root: Node, *, max_chars: int | None = None, names: dict[Node, str] 
 
     ``names`` maps nodes to names printed in their place (used by :func:`format_dag`).
     """
-    texts: dict[Node, tuple[str, int]] = {}
-    for node in postorder(root):
-        if names and node in names and node is not root:
-            texts[node] = (names[node], _PREC_ATOM)
+    parts: list[str] = []
+    length = 0
+    stack: list[Piece] = [(root, ADD)]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            parts.append(item)
+            length += len(item)
+            if max_chars is not None and length > max_chars:
+                return "".join(parts)[: max_chars - 1] + ELLIPSIS
             continue
-        text, prec = _render(node, texts, max_chars)
-        texts[node] = (_cap(text, max_chars), prec)
-    return texts[root][0]
+        node, _need = item
+        if names and node in names and node is not root:
+            stack.append(names[node])
+            continue
+        stack.extend(reversed(_pieces(node, names)))
+    return "".join(parts)
 
 
 def format_dag(root: Node, *, max_chars: int | None = 400) -> str:
@@ -144,4 +158,4 @@ def format_dag(root: Node, *, max_chars: int | None = 400) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["format_dag", "to_text"]
+__all__ = ["format_dag", "precedence", "to_text"]
