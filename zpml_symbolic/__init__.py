@@ -7,6 +7,7 @@ Pipeline: front-end (sympy / text / tracing) -> IR (interned DAG) -> flatten
 from zpml_symbolic.errors import (
     BudgetExceededError,
     EmitError,
+    InputTypeError,
     InvalidArgumentError,
     IRVerificationError,
     NotRationalError,
@@ -26,7 +27,15 @@ from zpml_symbolic.flatten import (
     StructuralValidityOutputSchema,
     flatten,
 )
-from zpml_symbolic.frontend import Coefficient, from_sympy, is_coefficient, parse, to_sympy, trace, traced
+from zpml_symbolic.frontend import (
+    Coefficient,
+    from_sympy,
+    is_coefficient,
+    parse,
+    to_sympy,
+    trace,
+    traced,
+)
 from zpml_symbolic.graph import to_networkx
 
 __version__ = "0.1.0"
@@ -42,6 +51,7 @@ __all__ = [
     "FRUDegrees",
     "FlattenedFRU",
     "IRVerificationError",
+    "InputTypeError",
     "InvalidArgumentError",
     "NotRationalError",
     "ParseError",

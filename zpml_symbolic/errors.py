@@ -35,6 +35,10 @@ class ParseError(ZeroProofError, ValueError):
         self.column = column
 
 
+class InputTypeError(ZeroProofError, TypeError):
+    """A front-end entry point got an argument of the wrong type (e.g. ``parse(42)``)."""
+
+
 class InvalidArgumentError(ZeroProofError, ValueError):
     """A bad argument value (unknown variable, bad prefix, bad option)."""
 
@@ -66,6 +70,7 @@ __all__ = [
     "BudgetExceededError",
     "EmitError",
     "IRVerificationError",
+    "InputTypeError",
     "InvalidArgumentError",
     "NotRationalError",
     "ParseError",

@@ -36,9 +36,18 @@ def to_networkx(obj: FlattenedFRU | Node, *, max_label_chars: int = 60) -> nx.Di
     if isinstance(obj, FlattenedFRU):
         for k, src in enumerate(obj.denominator_provenance):
             key = f"factor{k}"
-            g.add_node(key, factor=str(src.factor), kind="factor", source_kind=src.kind, retained=src.retained, label=str(src.factor))
+            g.add_node(
+                key,
+                factor=str(src.factor),
+                kind="factor",
+                source_kind=src.kind,
+                retained=src.retained,
+                label=str(src.factor),
+            )
             for occ in src.occurrences:
-                g.add_edge(f"n{occ.node_id}", key, kind="provenance", source_kind=occ.kind, path=occ.path)
+                g.add_edge(
+                    f"n{occ.node_id}", key, kind="provenance", source_kind=occ.kind, path=occ.path
+                )
     return g
 
 

@@ -88,7 +88,9 @@ def divisors(expr: sp.Basic) -> list[sp.Expr]:
     return out
 
 
-def singular_points(expr: sp.Expr, rng: random.Random, limit: int = 6) -> list[dict[sp.Symbol, Fraction]]:
+def singular_points(
+    expr: sp.Expr, rng: random.Random, limit: int = 6
+) -> list[dict[sp.Symbol, Fraction]]:
     """Points on the zero sets of the tree's divisors (rational roots only).
 
     For each divisor, fix all but one symbol to small random rationals and

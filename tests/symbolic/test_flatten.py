@@ -36,7 +36,9 @@ def test_sum_of_poles_retains_nothing() -> None:
     fru = zs.flatten(1 / (x - 1) + 1 / (x - 2))
     assert fru.strict_validity_sources == ()
     assert len(fru.denominator_provenance) == 2
-    assert all(s.kind == "explicit_denominator" and not s.retained for s in fru.denominator_provenance)
+    assert all(
+        s.kind == "explicit_denominator" and not s.retained for s in fru.denominator_provenance
+    )
     assert sp.expand(fru.denominator - (x - 1) * (x - 2)) == 0
 
 
@@ -98,7 +100,11 @@ def test_shared_subtree_flattened_once_and_sources_merged() -> None:
 
 
 def test_identical_factors_from_different_divisions_are_merged() -> None:
-    expr = sp.Add(div(1, sp.Add(x, -1, evaluate=False)), div(y, sp.Add(2 * x, -2, evaluate=False)), evaluate=False)
+    expr = sp.Add(
+        div(1, sp.Add(x, -1, evaluate=False)),
+        div(y, sp.Add(2 * x, -2, evaluate=False)),
+        evaluate=False,
+    )
     fru = zs.flatten(expr)
     (src,) = fru.denominator_provenance
     assert src.factor == x - 1
@@ -192,8 +198,12 @@ def test_schema_names_and_metadata() -> None:
     fru = zs.flatten(zs.parse("x/x + y/y"))
     schema = fru.structural_validity_output_schema(prefix="v")
     assert schema.output_names == (
-        "v_0_value", "v_0_fault_mask", "v_0_semantic_bottom_mask",
-        "v_1_value", "v_1_fault_mask", "v_1_semantic_bottom_mask",
+        "v_0_value",
+        "v_0_fault_mask",
+        "v_0_semantic_bottom_mask",
+        "v_1_value",
+        "v_1_fault_mask",
+        "v_1_semantic_bottom_mask",
     )
     meta = schema.to_metadata()
     json.dumps(meta)  # JSON-ready

@@ -9,11 +9,10 @@ from fractions import Fraction
 import sympy as sp
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
+from sym_strategies import BOT, SYMBOLS, expressions, random_points, ref_eval, singular_points
 
 import zpml_symbolic as zs
 from zpml_symbolic.ir import verify
-
-from sym_strategies import BOT, SYMBOLS, expressions, random_points, ref_eval, singular_points
 
 
 def _check_point(fru: zs.FlattenedFRU, expr: sp.Expr, env: dict) -> bool:

@@ -12,9 +12,14 @@ import math
 import pytest
 import sympy
 
-from zpml_symbolic.errors import InvalidArgumentError, NotRationalError, ZeroProofError
+from zpml_symbolic.errors import (
+    InputTypeError,
+    InvalidArgumentError,
+    NotRationalError,
+    ZeroProofError,
+)
 from zpml_symbolic.frontend.coefficient import Coefficient, as_coefficient, is_coefficient
-from zpml_symbolic.frontend.parser import InputTypeError, parse
+from zpml_symbolic.frontend.parser import parse
 from zpml_symbolic.frontend.trace import TracedFunction, trace, traced
 
 x, y = sympy.symbols("x y")

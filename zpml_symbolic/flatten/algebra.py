@@ -40,7 +40,9 @@ class PolyContext:
 
     def __init__(self, gen_names: tuple[str, ...], meter: BudgetMeter) -> None:
         symbols = [sp.Symbol(f"g{i}") for i in range(len(gen_names))]
-        self.ring: PolyRing = PolyRing(symbols, QQ, "lex") if symbols else PolyRing([sp.Dummy("g")], QQ, "lex")
+        self.ring: PolyRing = (
+            PolyRing(symbols, QQ, "lex") if symbols else PolyRing([sp.Dummy("g")], QQ, "lex")
+        )
         self.gen_names = gen_names
         self.gens: dict[str, PolyElement] = dict(zip(gen_names, self.ring.gens, strict=False))
         self.meter = meter
@@ -158,7 +160,9 @@ class PolyContext:
         return content * c_common * c_rest, tuple(pairs) + ((rest_n, 1),)
 
     # -------------------------------------------------------------- arithmetic
-    def _cancel(self, num: PolyElement, den: dict[PolyElement, int], candidates: list[PolyElement]) -> PolyElement:
+    def _cancel(
+        self, num: PolyElement, den: dict[PolyElement, int], candidates: list[PolyElement]
+    ) -> PolyElement:
         """Divide ``num`` by candidate factors of ``den`` while they divide it."""
         for f in candidates:
             while den.get(f, 0) > 0 and num and not num.is_ground and _may_divide(num, f):
@@ -216,7 +220,12 @@ class PolyContext:
         for f, e in b_den.items():
             den[f] = den.get(f, 0) + e
         den_exp = None
-        if a_den == a.den and b_den == b.den and a.den_expanded is not None and b.den_expanded is not None:
+        if (
+            a_den == a.den
+            and b_den == b.den
+            and a.den_expanded is not None
+            and b.den_expanded is not None
+        ):
             den_exp = self.mul_poly(a.den_expanded, b.den_expanded)
         return Frac(self.mul_poly(a_num, b_num), den, den_exp)
 

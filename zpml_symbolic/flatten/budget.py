@@ -73,7 +73,9 @@ class BudgetMeter:
         """Refuse if the time budget is spent."""
         now = time.monotonic()
         if now > self._deadline:
-            raise self._refuse("max_seconds", self.budget.max_seconds, now - self._start, "the work")
+            raise self._refuse(
+                "max_seconds", self.budget.max_seconds, now - self._start, "the work"
+            )
 
     def check_product(self, deg_a: int, deg_b: int, terms_a: int, terms_b: int, ngens: int) -> None:
         """Check a product of polynomials of the given sizes before computing it."""

@@ -21,7 +21,7 @@ from sympy.polys.rings import PolyElement
 from zpml_symbolic.errors import InvalidArgumentError
 from zpml_symbolic.flatten.algebra import Frac, PolyContext
 from zpml_symbolic.flatten.budget import Budget, BudgetMeter
-from zpml_symbolic.flatten.fru import FlattenedFRU, FactorRecord
+from zpml_symbolic.flatten.fru import FactorRecord, FlattenedFRU
 from zpml_symbolic.flatten.provenance import SourceKind, SourceOccurrence
 from zpml_symbolic.frontend.sympy_in import FrontendResult, from_sympy
 from zpml_symbolic.ir.node import Node, Op
@@ -104,7 +104,9 @@ def _order_symbols(
         name = p if isinstance(p, str) else p.name
         if name in used_vars:
             raise InvalidArgumentError(f"parameter {name!r} is also used as an input variable")
-        param_syms.append(used_params.get(name) or (p if isinstance(p, sp.Symbol) else sp.Symbol(p)))
+        param_syms.append(
+            used_params.get(name) or (p if isinstance(p, sp.Symbol) else sp.Symbol(p))
+        )
     declared = {s.name for s in param_syms}
     if len(declared) != len(param_syms):
         raise InvalidArgumentError(f"duplicate parameter names in {[s.name for s in param_syms]}")
@@ -117,7 +119,9 @@ def _order_symbols(
             name = v if isinstance(v, str) else _symbol(v, "variables").name
             if name in declared or name in used_params:
                 raise InvalidArgumentError(f"variable {name!r} is declared as a parameter")
-            var_syms.append(used_vars.get(name) or (v if isinstance(v, sp.Symbol) else sp.Symbol(name)))
+            var_syms.append(
+                used_vars.get(name) or (v if isinstance(v, sp.Symbol) else sp.Symbol(name))
+            )
         names = [s.name for s in var_syms]
         if len(set(names)) != len(names):
             raise InvalidArgumentError(f"duplicate variable names in {names}")

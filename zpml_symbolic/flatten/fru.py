@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from zpml_symbolic.flatten.algebra import PolyContext
 
 
-
 @dataclass(frozen=True, slots=True)
 class FactorRecord:
     """A raw record from the flattening walk: one factor at one division."""
@@ -120,12 +119,16 @@ class FlattenedFRU:
         self.mode = mode
         self._ctx = context
         self._P = numerator_poly
-        self._Q_factors = tuple(sorted(denominator_factors.items(), key=lambda kv: _poly_key(kv[0])))
+        self._Q_factors = tuple(
+            sorted(denominator_factors.items(), key=lambda kv: _poly_key(kv[0]))
+        )
         self._node_ids = node_ids
         self._sources = self._merge(records)
 
     # ----------------------------------------------------------------- structure
-    def _merge(self, records: list[FactorRecord]) -> tuple[tuple[DenominatorSource, PolyElement], ...]:
+    def _merge(
+        self, records: list[FactorRecord]
+    ) -> tuple[tuple[DenominatorSource, PolyElement], ...]:
         grouped: dict[PolyElement, list[SourceOccurrence]] = {}
         for rec in records:
             grouped.setdefault(rec.factor, []).append(rec.occurrence)
@@ -225,7 +228,9 @@ class FlattenedFRU:
             numerator=deg(self._P, allv),
             denominator=deg(q, allv),
             validity_factors=tuple(deg(p, allv) for p in self.validity_factor_polys),
-            per_variable={s.name: (deg(self._P, [i]), deg(q, [i])) for i, s in enumerate(self.variables)},
+            per_variable={
+                s.name: (deg(self._P, [i]), deg(q, [i])) for i, s in enumerate(self.variables)
+            },
         )
 
     # ---------------------------------------------------------------- evaluation
@@ -242,7 +247,9 @@ class FlattenedFRU:
             raise InvalidArgumentError(f"no value given for {missing} (needs {names})")
         unknown = sorted(set(by_name) - set(names))
         if unknown:
-            raise InvalidArgumentError(f"values given for unknown symbols {unknown} (knows {names})")
+            raise InvalidArgumentError(
+                f"values given for unknown symbols {unknown} (knows {names})"
+            )
         return [to_fraction(by_name[n], name=n) for n in names]
 
     def _eval(self, p: PolyElement, point: list[Fraction | float]) -> Fraction | float:
@@ -280,10 +287,14 @@ class FlattenedFRU:
         """
         point = self._point(values)
         value = self.evaluate(values)
-        causes = tuple(s for s, p in self._sources if self._eval(p, point) == 0 or _nan(self._eval(p, point)))
+        causes = tuple(
+            s for s, p in self._sources if self._eval(p, point) == 0 or _nan(self._eval(p, point))
+        )
         q = self._eval(self.denominator_poly_ring, point)
         shown = {s.name: str(v) for s, v in zip(self.generators, point, strict=True)}
-        return Explanation(point=shown, value=value, causes=causes, denominator_zero=(q == 0 or _nan(q)))
+        return Explanation(
+            point=shown, value=value, causes=causes, denominator_zero=(q == 0 or _nan(q))
+        )
 
     def structural_validity_failures(
         self, values: Mapping[Any, object], *, taus: float | Sequence[float] = 0.0
@@ -298,7 +309,9 @@ class FlattenedFRU:
         tau_list = _taus(taus, len(sources))
         point = self._point(values)
         out = []
-        for i, (src, poly, tau) in enumerate(zip(sources, self.validity_factor_polys, tau_list, strict=True)):
+        for i, (src, poly, tau) in enumerate(
+            zip(sources, self.validity_factor_polys, tau_list, strict=True)
+        ):
             v = self._eval(poly, point)
             fault = _nan(v)
             semantic = not fault and (v == 0 or abs(Fraction(v)) < Fraction(tau))
@@ -313,7 +326,9 @@ class FlattenedFRU:
         """Output names ``{prefix}_{i}_value/_fault_mask/_semantic_bottom_mask`` per retained factor."""
         prefix = check_prefix(prefix)
         outs = []
-        for i, (src, poly) in enumerate(zip(self.strict_validity_sources, self.validity_factor_polys, strict=True)):
+        for i, (src, poly) in enumerate(
+            zip(self.strict_validity_sources, self.validity_factor_polys, strict=True)
+        ):
             outs.append(
                 StructuralValidityOutput(
                     index=i,
@@ -355,7 +370,9 @@ class FlattenedFRU:
 
 def poly_terms(p: PolyElement) -> tuple[tuple[tuple[int, ...], str], ...]:
     """Exact terms ``(exponents, "p/q")`` of a ring element, in ring order."""
-    return tuple((tuple(m), str(Fraction(int(c.numerator), int(c.denominator)))) for m, c in p.terms())
+    return tuple(
+        (tuple(m), str(Fraction(int(c.numerator), int(c.denominator)))) for m, c in p.terms()
+    )
 
 
 def _poly_key(p: PolyElement) -> tuple[object, ...]:
@@ -369,7 +386,9 @@ def _nan(v: object) -> bool:
 def _taus(taus: float | Sequence[float], n: int) -> list[float]:
     items = [taus] * n if isinstance(taus, int | float) else list(taus)
     if len(items) != n:
-        raise InvalidArgumentError(f"taus has {len(items)} entries but there are {n} validity factors")
+        raise InvalidArgumentError(
+            f"taus has {len(items)} entries but there are {n} validity factors"
+        )
     for t in items:
         if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t < 0:
             raise InvalidArgumentError(f"each tau must be a finite number >= 0, got {t!r}")

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import sympy
 
-from zpml_symbolic.errors import InvalidArgumentError, ParseError, ZeroProofError
+from zpml_symbolic.errors import InputTypeError, InvalidArgumentError, ParseError
 from zpml_symbolic.frontend.coefficient import Coefficient, as_coefficient
 
 __all__ = ["MAX_INPUT_LENGTH", "MAX_LITERAL_DIGITS", "InputTypeError", "parse"]
@@ -55,10 +55,6 @@ MAX_INPUT_LENGTH = 1_000_000
 MAX_LITERAL_DIGITS = 4000
 
 _SNIPPET_RADIUS = 40
-
-
-class InputTypeError(ZeroProofError, TypeError):
-    """A front-end entry point got an argument of the wrong type (e.g. ``parse(42)``)."""
 
 
 # --------------------------------------------------------------------------- tokens

@@ -36,9 +36,8 @@ from typing import Any
 
 import sympy
 
-from zpml_symbolic.errors import InvalidArgumentError, NotRationalError
+from zpml_symbolic.errors import InputTypeError, InvalidArgumentError, NotRationalError
 from zpml_symbolic.frontend.coefficient import Coefficient, as_coefficient, is_identifier
-from zpml_symbolic.frontend.parser import InputTypeError
 
 __all__ = ["TracedFunction", "trace", "traced"]
 

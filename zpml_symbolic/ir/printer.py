@@ -119,7 +119,9 @@ def _pieces(node: Node, names: dict[Node, str] | None) -> list[Piece]:
     return out
 
 
-def to_text(root: Node, *, max_chars: int | None = None, names: dict[Node, str] | None = None) -> str:
+def to_text(
+    root: Node, *, max_chars: int | None = None, names: dict[Node, str] | None = None
+) -> str:
     """Infix text of ``root``; longer results are cut at ``max_chars`` with ``…``.
 
     ``names`` maps nodes to names printed in their place (used by :func:`format_dag`).

@@ -12,7 +12,9 @@ from zpml_symbolic.ir.traverse import postorder
 
 
 def _fail(node: Node, why: str) -> IRVerificationError:
-    return IRVerificationError(f"invalid IR node {node.op.name} {to_text(node, max_chars=80)!r}: {why}")
+    return IRVerificationError(
+        f"invalid IR node {node.op.name} {to_text(node, max_chars=80)!r}: {why}"
+    )
 
 
 def verify(roots: Node | Iterable[Node]) -> None:
