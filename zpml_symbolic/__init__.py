@@ -36,6 +36,7 @@ from zpml_symbolic.frontend import (
     trace,
     traced,
 )
+from zpml_symbolic import ir
 from zpml_symbolic.graph import to_networkx
 
 __version__ = "0.1.0"
@@ -62,6 +63,7 @@ __all__ = [
     "ZeroProofError",
     "flatten",
     "from_sympy",
+    "ir",
     "is_coefficient",
     "parse",
     "to_networkx",

@@ -87,3 +87,21 @@ def test_singular_point_generator_finds_bottoms() -> None:
     expr = sp.Add(1, sp.Pow(sp.Add(x, -2, evaluate=False), -1, evaluate=False), evaluate=False)
     pts = singular_points(expr, random.Random(0))
     assert pts and all(ref_eval(expr, p) is BOT for p in pts)
+
+
+@given(expressions)
+def test_structural_numeric_ir_equals_canonical_polynomials(expr: sp.Expr) -> None:
+    """The division-free IR that emitters evaluate is exactly P, Q and each V_i."""
+    fru = zs.flatten(expr, variables=SYMBOLS)
+
+    def expand(node: zs.ir.Node) -> sp.Expr:
+        return sp.expand(zs.to_sympy(node).doit())
+
+    assert sp.expand(expand(fru.numerator_ir) - fru.numerator) == 0
+    q = sp.Integer(1)
+    for f, m in fru.denominator_factor_irs:
+        q *= expand(f) ** m
+    assert sp.expand(q - fru.denominator) == 0
+    assert sp.expand(expand(fru.denominator_ir) - fru.denominator) == 0
+    for v_ir, v in zip(fru.validity_factor_irs, fru.validity_factors, strict=True):
+        assert sp.expand(expand(v_ir) - v) == 0

@@ -13,7 +13,7 @@ polynomial GCD (not only monomials): ``((x+1)(x+2))/((x+1)(x+3))`` reduces to
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 
 import sympy as sp
@@ -22,23 +22,33 @@ from sympy.polys.rings import PolyElement, PolyRing
 
 from zpml_symbolic.flatten.budget import BudgetMeter
 from zpml_symbolic.flatten.factoring import factor_integer_poly
+from zpml_symbolic.flatten.numeric_ir import ONE, ZERO, horner, n_add, n_mul, n_pow, product
+from zpml_symbolic.ir import node as ir_node
+from zpml_symbolic.ir.node import Node
 
 Factorisation = tuple[object, tuple[tuple[PolyElement, int], ...]]
 
 
 @dataclass(slots=True)
 class Frac:
-    """``num / prod(den)`` with coprime numerator and factored denominator."""
+    """``num / prod(den)`` with coprime numerator and factored denominator.
+
+    ``num_ir`` and ``den_ir`` are division-free IRs exactly equal to ``num``
+    and the expanded denominator, in the structural form of
+    :mod:`zpml_symbolic.flatten.numeric_ir` (what emitters evaluate).
+    """
 
     num: PolyElement
-    den: dict[PolyElement, int] = field(default_factory=dict)
-    den_expanded: PolyElement | None = None
+    den: dict[PolyElement, int]
+    den_expanded: PolyElement | None
+    num_ir: Node
+    den_ir: Node
 
 
 class PolyContext:
     """The polynomial ring of one flatten call plus exact, budgeted arithmetic."""
 
-    def __init__(self, gen_names: tuple[str, ...], meter: BudgetMeter) -> None:
+    def __init__(self, gen_names: tuple[str, ...], meter: BudgetMeter, gen_nodes: tuple[Node, ...] = ()) -> None:
         symbols = [sp.Symbol(f"g{i}") for i in range(len(gen_names))]
         self.ring: PolyRing = (
             PolyRing(symbols, QQ, "lex") if symbols else PolyRing([sp.Dummy("g")], QQ, "lex")
@@ -50,15 +60,38 @@ class PolyContext:
         self._factor_cache: dict[PolyElement, Factorisation] = {}
         self.one = self.ring.one
         self.zero = self.ring.zero
+        self.gen_nodes = gen_nodes or tuple(ir_node.var(n) for n in gen_names)
+        self._factor_ir: dict[PolyElement, Node] = {}
 
     # ----------------------------------------------------------------- basics
     def const(self, value: Fraction) -> Frac:
         """A constant as a fraction with empty denominator."""
-        return Frac(self.ring(QQ(value.numerator, value.denominator)), {}, self.one)
+        return Frac(self.ring(QQ(value.numerator, value.denominator)), {}, self.one, ir_node.const(value), ONE)
 
     def gen(self, name: str) -> Frac:
         """A generator (variable or parameter)."""
-        return Frac(self.gens[name], {}, self.one)
+        node = self.gen_nodes[self.gen_names.index(name)]
+        return Frac(self.gens[name], {}, self.one, node, ONE)
+
+    def zero_frac(self) -> Frac:
+        """The fraction ``0/1``."""
+        return Frac(self.zero, {}, self.one, ZERO, ONE)
+
+    # ------------------------------------------------------------- numeric IR
+    def factor_ir(self, f: PolyElement) -> Node:
+        """Horner IR of a canonical factor (cached)."""
+        node = self._factor_ir.get(f)
+        if node is None:
+            node = self._factor_ir[f] = horner(f, self.gen_nodes)
+        return node
+
+    def poly_ir(self, p: PolyElement) -> Node:
+        """Horner IR of any polynomial."""
+        return horner(p, self.gen_nodes)
+
+    def product_ir(self, den: dict[PolyElement, int]) -> Node:
+        """IR of ``prod(f**e)``."""
+        return product([(self.factor_ir(f), e) for f, e in den.items()])
 
     def mul_poly(self, a: PolyElement, b: PolyElement) -> PolyElement:
         """``a * b`` after a budget check."""
@@ -183,19 +216,30 @@ class PolyContext:
         if not b.num:
             return a
         if not a.den and not b.den:
-            return Frac(a.num + b.num, {}, self.one)
+            total = a.num + b.num
+            if not total:
+                return self.zero_frac()
+            return Frac(total, {}, self.one, n_add(a.num_ir, b.num_ir), ONE)
         lcm = dict(a.den)
         for f, e in b.den.items():
             if e > lcm.get(f, 0):
                 lcm[f] = e
         extra_a = {f: e - a.den.get(f, 0) for f, e in lcm.items() if e > a.den.get(f, 0)}
         extra_b = {f: e - b.den.get(f, 0) for f, e in lcm.items() if e > b.den.get(f, 0)}
-        mult_a = self.expanded_den(b) if extra_a == b.den else self.product(extra_a)
-        mult_b = self.expanded_den(a) if extra_b == a.den else self.product(extra_b)
+        if extra_a == b.den:
+            mult_a, mult_a_ir = self.expanded_den(b), b.den_ir
+        else:
+            mult_a, mult_a_ir = self.product(extra_a), self.product_ir(extra_a)
+        if extra_b == a.den:
+            mult_b, mult_b_ir = self.expanded_den(a), a.den_ir
+        else:
+            mult_b, mult_b_ir = self.product(extra_b), self.product_ir(extra_b)
         num = self.mul_poly(a.num, mult_a) + self.mul_poly(b.num, mult_b)
         self.meter.check_terms(len(num))
         if not num:
-            return Frac(self.zero, {}, self.one)
+            return self.zero_frac()
+        num_ir = n_add(n_mul(a.num_ir, mult_a_ir), n_mul(b.num_ir, mult_b_ir))
+        den_ir = n_mul(a.den_ir, mult_a_ir)
         # Only a factor with the same exponent on both sides can divide the sum.
         candidates = [f for f, e in a.den.items() if b.den.get(f) == e]
         den_exp = self.mul_poly(self.expanded_den(a), mult_a)
@@ -204,45 +248,47 @@ class PolyContext:
             num = self._cancel(num, lcm, candidates)
             if lcm != before:
                 den_exp = None
-        return Frac(num, lcm, den_exp)
+                num_ir, den_ir = self.poly_ir(num), self.product_ir(lcm)
+        return Frac(num, lcm, den_exp, num_ir, den_ir)
 
     def mul(self, a: Frac, b: Frac) -> Frac:
         """``a * b``, reduced."""
         if not a.num or not b.num:
-            return Frac(self.zero, {}, self.one)
+            return self.zero_frac()
         a_num, b_num = a.num, b.num
         a_den, b_den = dict(a.den), dict(b.den)
         if b_den and not a_num.is_ground:
             a_num = self._cancel(a_num, b_den, list(b_den))
         if a_den and not b_num.is_ground:
             b_num = self._cancel(b_num, a_den, list(a_den))
+        a_ir = a.num_ir if a_num is a.num else self.poly_ir(a_num)
+        b_ir = b.num_ir if b_num is b.num else self.poly_ir(b_num)
+        unchanged = a_den == a.den and b_den == b.den
         den = a_den
         for f, e in b_den.items():
             den[f] = den.get(f, 0) + e
         den_exp = None
-        if (
-            a_den == a.den
-            and b_den == b.den
-            and a.den_expanded is not None
-            and b.den_expanded is not None
-        ):
+        if unchanged and a.den_expanded is not None and b.den_expanded is not None:
             den_exp = self.mul_poly(a.den_expanded, b.den_expanded)
-        return Frac(self.mul_poly(a_num, b_num), den, den_exp)
+        den_ir = n_mul(a.den_ir, b.den_ir) if unchanged else self.product_ir(den)
+        return Frac(self.mul_poly(a_num, b_num), den, den_exp, n_mul(a_ir, b_ir), den_ir)
 
     def pow(self, a: Frac, n: int) -> Frac:
         """``a ** n`` for ``n >= 0`` (the caller handles bottoms of the base)."""
         if n == 0:
-            return Frac(self.one, {}, self.one)
+            return Frac(self.one, {}, self.one, ONE, ONE)
         den = {f: e * n for f, e in a.den.items()}
         den_exp = None if a.den_expanded is None else self.pow_poly(a.den_expanded, n)
-        return Frac(self.pow_poly(a.num, n), den, den_exp)
+        return Frac(self.pow_poly(a.num, n), den, den_exp, n_pow(a.num_ir, n), n_pow(a.den_ir, n))
 
     def inverse_pow(self, a: Frac, n: int) -> Frac:
         """``1 / a**n`` for ``n > 0`` and ``a.num != 0``."""
         content, pairs = self.factor(a.num)
         den = {g: m * n for g, m in pairs}
-        num = self.pow_poly(self.expanded_den(a), n) * (1 / content) ** n  # type: ignore[operator]
-        return Frac(num, den, None)
+        scale = (1 / content) ** n  # type: ignore[operator]
+        num = self.pow_poly(self.expanded_den(a), n) * scale
+        scale_ir = ir_node.const(Fraction(int(scale.numerator), int(scale.denominator)))
+        return Frac(num, den, None, n_mul(scale_ir, n_pow(a.den_ir, n)), self.product_ir(den))
 
 
 def _deg(p: PolyElement) -> int:

@@ -24,6 +24,7 @@ from zpml_symbolic.flatten.budget import Budget, BudgetMeter
 from zpml_symbolic.flatten.fru import FactorRecord, FlattenedFRU
 from zpml_symbolic.flatten.provenance import SourceKind, SourceOccurrence
 from zpml_symbolic.frontend.sympy_in import FrontendResult, from_sympy
+from zpml_symbolic.ir import node as ir
 from zpml_symbolic.ir.node import Node, Op
 from zpml_symbolic.ir.printer import to_text
 from zpml_symbolic.ir.traverse import postorder
@@ -63,7 +64,8 @@ def flatten(
     front = from_sympy(expr, parameters=param_keys)
     var_syms, param_syms = _order_symbols(front, params, variables)
     meter = BudgetMeter(budget or Budget())
-    ctx = PolyContext(tuple(s.name for s in var_syms + param_syms), meter)
+    gen_nodes = tuple(ir.var(s.name) for s in var_syms) + tuple(ir.param(s.name) for s in param_syms)
+    ctx = PolyContext(tuple(s.name for s in var_syms + param_syms), meter, gen_nodes)
     values, records, order = _walk(front, ctx, meter)
     root_value = values[front.root]
     return FlattenedFRU(
@@ -74,6 +76,8 @@ def flatten(
         mode=mode,
         context=ctx,
         numerator_poly=root_value.num,
+        numerator_ir=root_value.num_ir,
+        denominator_ir=root_value.den_ir,
         denominator_factors=dict(root_value.den),
         records=records,
         node_ids={n: i for i, n in enumerate(order)},
@@ -197,7 +201,7 @@ def _divide(
 
     if not base.num:
         record("explicit_denominator" if not base.den else "divisor_numerator", ctx.zero)
-        return Frac(ctx.zero, {}, ctx.one)  # the value is never used: always bottom
+        return ctx.zero_frac()  # the value is never used: always bottom
     _, pairs = ctx.factor(base.num)
     num_kind: SourceKind = "explicit_denominator" if not base.den else "divisor_numerator"
     for g, _m in pairs:

@@ -21,6 +21,7 @@ from zpml_symbolic.flatten.schema import (
     check_prefix,
 )
 from zpml_symbolic.flatten.values import BOTTOM, _Bottom, to_fraction
+from zpml_symbolic.flatten.numeric_ir import ZERO
 from zpml_symbolic.ir.node import Node
 
 if TYPE_CHECKING:
@@ -108,6 +109,8 @@ class FlattenedFRU:
         mode: str,
         context: PolyContext,
         numerator_poly: PolyElement,
+        numerator_ir: Node,
+        denominator_ir: Node,
         denominator_factors: dict[PolyElement, int],
         records: list[FactorRecord],
         node_ids: dict[Node, int],
@@ -119,6 +122,8 @@ class FlattenedFRU:
         self.mode = mode
         self._ctx = context
         self._P = numerator_poly
+        self._P_ir = numerator_ir
+        self._Q_ir = denominator_ir
         self._Q_factors = tuple(
             sorted(denominator_factors.items(), key=lambda kv: _poly_key(kv[0]))
         )
@@ -178,6 +183,26 @@ class FlattenedFRU:
     def numerator_poly_ring(self) -> PolyElement:
         """``P`` as a sympy ring element (internal, for emitters)."""
         return self._P
+
+    @property
+    def numerator_ir(self) -> Node:
+        """Division-free IR of ``P`` in structural form (exactly ``P``; what emitters evaluate)."""
+        return self._P_ir
+
+    @property
+    def denominator_ir(self) -> Node:
+        """Division-free IR of ``Q`` as a structural product of its factors (exactly ``Q``)."""
+        return self._Q_ir
+
+    @property
+    def denominator_factor_irs(self) -> tuple[tuple[Node, int], ...]:
+        """Horner IR of each factor of ``Q`` with its multiplicity."""
+        return tuple((self._ctx.factor_ir(f), m) for f, m in self._Q_factors)
+
+    @property
+    def validity_factor_irs(self) -> tuple[Node, ...]:
+        """Horner IR of each retained validity factor ``V_i``."""
+        return tuple(self._ctx.factor_ir(p) if p else ZERO for p in self.validity_factor_polys)
 
     @property
     def denominator_factors(self) -> tuple[tuple[sp.Expr, int], ...]:
