@@ -1,0 +1,310 @@
+"""``strict_inference``: strict SCM decoding of ``(P, Q)`` with provenance masks.
+
+Implements SEMANTICS.md section 3 exactly, for torch tensors and numpy arrays
+of dtype float16, bfloat16, float32 or float64.
+
+Shape rules (``out`` is the shape of every merged mask and of ``decoded``):
+
+1. ``Q.shape == P.shape``: elementwise.
+2. ``Q.shape == P.shape[:-1]``: one denominator per sample shared by the last
+   axis of ``P`` (``P (B, O)`` with ``Q (B,)``): ``Q`` is read as ``Q[..., None]``.
+   This rule wins over plain broadcasting, so ``P (B, B)`` with ``Q (B,)`` is
+   per-sample, not per-column.
+3. Otherwise numpy broadcasting, but only when the broadcast shape equals
+   ``P.shape`` or ``Q.shape`` (``P (B, O)`` with ``Q (B, 1)`` or ``Q ()``);
+   shapes such as ``P (B,)`` with ``Q (B, 1)``, which would silently build a
+   ``(B, B)`` outer product, are refused with ``ShapeMismatchError``.
+
+Validity factors ``V_i`` keep their own shapes in the per-factor outputs; for
+the merged masks each factor must have shape ``out``, ``out[:-1]`` (read as
+``V_i[..., None]``) or the same rank as ``out`` and broadcast to it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import InvalidConfigError, ShapeMismatchError, UnsupportedInputError
+from . import _kernels as K
+from ._arrays import Backend, backend_of, check_float, effective_threshold
+from .config import InferenceConfig, check_threshold
+from .result import StrictInferenceResult
+
+__all__ = ["numerical_hazard_mask", "strict_inference"]
+
+_DEFAULT_CONFIG = InferenceConfig(tau_infer=0.0)
+
+
+def strict_inference(
+    P: Any,
+    Q: Any,
+    *,
+    config: InferenceConfig | None = None,
+    validity_factors: Any = None,
+    validity_taus: float | Sequence[float] = 0.0,
+) -> StrictInferenceResult:
+    """Decode ``P/Q`` strictly and return ``decoded`` with bottom, gap and provenance masks.
+
+    Args:
+        P: numerators, a torch tensor or numpy array (float16/bfloat16/float32/float64).
+        Q: denominators, same backend; shape rules in the module docstring.
+        config: thresholds; ``None`` means ``InferenceConfig(tau_infer=0.0)`` (exact zeros only).
+        validity_factors: optional validity factor values ``V_i`` of a compiled FRU: one
+            tensor/array of shape ``[..., k]`` (last axis = factor index) or a sequence of
+            ``k`` tensors/arrays.
+        validity_taus: per-factor thresholds ``tau_i``: one number for all factors or a
+            length-``k`` sequence. Default ``0.0``: exact zeros only.
+
+    Returns:
+        A :class:`StrictInferenceResult`; ``decoded, bottom_mask, gap_mask = result``.
+        Under autograd, gradients through ``decoded`` are finite everywhere and zero at
+        bottom entries.
+
+    Raises:
+        UnsupportedInputError: non-array inputs, mixed backends/devices, non-float dtypes.
+        ShapeMismatchError: shapes outside the documented rules.
+        InvalidConfigError: bad ``validity_taus`` (``ThresholdUnderflowError`` for a
+            positive threshold the evaluation dtype cannot represent).
+    """
+    cfg = _DEFAULT_CONFIG if config is None else config
+    if not isinstance(cfg, InferenceConfig):
+        raise UnsupportedInputError(
+            f"config must be an InferenceConfig or None, got {type(cfg).__name__}"
+        )
+    backend = _check_pair(P, Q)
+    P, Q = _promote(P, Q, backend)
+    P, Q = _align(P, Q, backend)
+    t_infer, t_train = cfg.thresholds_for(check_float(Q, name="Q"))
+    factors = _split_factors(validity_factors, backend, P)
+    taus = _factor_taus(validity_taus, len(factors))
+    if backend == "numpy":
+        return _finish_numpy(P, Q, t_infer, t_train, factors, taus)
+    return _finish_torch(P, Q, t_infer, t_train, factors, taus)
+
+
+def numerical_hazard_mask(Q: Any, *, threshold: float) -> Any:
+    """Monitor-only mask of finite denominators with ``|Q| < threshold`` (never a fault)."""
+    backend = backend_of(Q, name="Q")
+    t = effective_threshold(
+        check_threshold(threshold, "threshold"), check_float(Q, name="Q"), "threshold"
+    )
+    if backend == "torch":
+        return torch.abs(Q) < t
+    with np.errstate(all="ignore"):
+        return np.abs(Q) < t
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_pair(P: Any, Q: Any) -> Backend:
+    backend = backend_of(P, name="P")
+    if backend_of(Q, name="Q") != backend:
+        raise UnsupportedInputError(
+            f"P and Q must use the same backend, got P: {type(P).__name__}, Q: {type(Q).__name__}"
+        )
+    check_float(P, name="P")
+    check_float(Q, name="Q")
+    if backend == "torch" and P.device != Q.device:
+        raise UnsupportedInputError(
+            f"P is on {P.device} but Q is on {Q.device}; move both to one device"
+        )
+    return backend
+
+
+def _promote(P: Any, Q: Any, backend: Backend) -> tuple[Any, Any]:
+    if P.dtype == Q.dtype:
+        return P, Q
+    if backend == "torch":
+        dt = torch.promote_types(P.dtype, Q.dtype)
+        return P.to(dt), Q.to(dt)
+    dt = np.result_type(P.dtype, Q.dtype)
+    return P.astype(dt), Q.astype(dt)
+
+
+def _align(P: Any, Q: Any, backend: Backend) -> tuple[Any, Any]:
+    ps, qs = tuple(P.shape), tuple(Q.shape)
+    if ps == qs:
+        return P, Q
+    given = qs
+    if len(ps) >= 1 and qs == ps[:-1]:
+        Q = Q[..., None]
+        qs = (*qs, 1)
+    try:
+        out = tuple(np.broadcast_shapes(ps, qs))
+    except ValueError:
+        out = None
+    if out is None or (out != ps and out != qs):
+        raise ShapeMismatchError(
+            f"cannot align P {ps} with Q {given}: use "
+            f"Q.shape == P.shape, Q.shape == P.shape[:-1] (one denominator per sample), or "
+            f"shapes that broadcast to the shape of P or of Q"
+        )
+    if backend == "torch":
+        return tuple(torch.broadcast_tensors(P, Q))  # type: ignore[return-value]
+    return tuple(np.broadcast_arrays(P, Q))  # type: ignore[return-value]
+
+
+def _split_factors(factors: Any, backend: Backend, P: Any) -> tuple[Any, ...]:
+    if factors is None:
+        return ()
+    if isinstance(factors, torch.Tensor | np.ndarray):
+        if factors.ndim == 0:
+            raise ShapeMismatchError(
+                "validity_factors given as one tensor/array needs shape [..., k] "
+                "(last axis = factor index), got a 0-d value"
+            )
+        items = tuple(factors[..., i] for i in range(factors.shape[-1]))
+    elif isinstance(factors, Sequence) and not isinstance(factors, str | bytes):
+        items = tuple(factors)
+    else:
+        raise UnsupportedInputError(
+            "validity_factors must be a tensor/array of shape [..., k] or a sequence of "
+            f"tensors/arrays, got {type(factors).__name__}"
+        )
+    out = tuple(P.shape)
+    for i, v in enumerate(items):
+        name = f"validity_factors[{i}]"
+        if backend_of(v, name=name) != backend:
+            raise UnsupportedInputError(f"{name} is a {type(v).__name__} but P/Q use {backend}")
+        check_float(v, name=name)
+        if backend == "torch" and v.device != P.device:
+            raise UnsupportedInputError(f"{name} is on {v.device} but P/Q are on {P.device}")
+        _factor_view_shape(tuple(v.shape), out, name)
+    return items
+
+
+def _factor_view_shape(vs: tuple[int, ...], out: tuple[int, ...], name: str) -> bool:
+    """Check a factor's shape against ``out``; True when it must be read as ``V[..., None]``."""
+    if vs == out:
+        return False
+    if len(out) >= 1 and vs == out[:-1]:
+        return True
+    if len(vs) == len(out):
+        try:
+            if tuple(np.broadcast_shapes(vs, out)) == out:
+                return False
+        except ValueError:
+            pass
+    raise ShapeMismatchError(
+        f"{name} has shape {vs}, which does not fit the output shape {out}: use {out}, "
+        f"{out[:-1]} (one value per sample) or a same-rank shape that broadcasts to {out}"
+    )
+
+
+def _factor_taus(validity_taus: float | Sequence[float], k: int) -> tuple[float, ...]:
+    if isinstance(validity_taus, Sequence) and not isinstance(validity_taus, str | bytes):
+        if len(validity_taus) != k:
+            raise InvalidConfigError(
+                f"validity_taus has {len(validity_taus)} entries but there are {k} validity factors"
+            )
+        return tuple(check_threshold(t, f"validity_taus[{i}]") for i, t in enumerate(validity_taus))
+    tau = check_threshold(validity_taus, "validity_taus")
+    return (tau,) * k
+
+
+def _factor_thresholds(factors: tuple[Any, ...], taus: tuple[float, ...]) -> list[float]:
+    return [
+        effective_threshold(
+            tau, check_float(v, name=f"validity_factors[{i}]"), f"validity_taus[{i}]"
+        )
+        for i, (v, tau) in enumerate(zip(factors, taus, strict=True))
+    ]
+
+
+# --------------------------------------------------------------------------- backends
+
+
+def _use_functional() -> bool:
+    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing())
+
+
+def _finish_torch(
+    P: torch.Tensor,
+    Q: torch.Tensor,
+    t: float,
+    tr: float | None,
+    factors: tuple[torch.Tensor, ...],
+    taus: tuple[float, ...],
+) -> StrictInferenceResult:
+    functional = _use_functional()
+    needs_grad = torch.is_grad_enabled() and (P.requires_grad or Q.requires_grad)
+    core = K.torch_core_functional if functional else K.torch_core_fast
+    factor_kernel = K.torch_factor_functional if functional else K.torch_factor_fast
+    thresholds = _factor_thresholds(factors, taus)
+    with torch.no_grad():
+        d, fault, semantic, below_train = core(P.detach(), Q.detach(), t, tr)
+        ff, fs = [], []
+        for v, tv in zip(factors, thresholds, strict=True):
+            f_i, s_i = factor_kernel(v.detach(), tv)
+            ff.append(f_i)
+            fs.append(s_i)
+            if _factor_view_shape(tuple(v.shape), tuple(fault.shape), ""):
+                f_i, s_i = f_i[..., None], s_i[..., None]
+            fault = fault | f_i
+            semantic = semantic | s_i
+        bottom = fault | semantic
+        if below_train is None:
+            gap = torch.zeros_like(bottom)
+        elif functional:
+            gap = below_train & ~bottom
+        else:
+            gap = torch.gt(below_train, bottom, out=below_train)  # below_train & ~bottom
+        if not needs_grad:
+            if functional:
+                decoded = torch.where(bottom, float("nan"), d)
+            else:
+                decoded = torch.where(bottom, K.nan_like_scalar(d), d, out=d)
+    if needs_grad:
+        # Double where: bottom entries divide 0 by 1, so no NaN/Inf enters the backward pass.
+        safe = torch.where(bottom, 0.0, P) / torch.where(bottom, 1.0, Q)
+        decoded = torch.where(bottom, float("nan"), safe)
+    return StrictInferenceResult(
+        decoded,
+        bottom,
+        gap,
+        fault,
+        semantic,
+        factor_values=factors,
+        factor_fault_masks=tuple(ff),
+        factor_semantic_masks=tuple(fs),
+    )
+
+
+def _finish_numpy(
+    P: np.ndarray,
+    Q: np.ndarray,
+    t: float,
+    tr: float | None,
+    factors: tuple[np.ndarray, ...],
+    taus: tuple[float, ...],
+) -> StrictInferenceResult:
+    thresholds = _factor_thresholds(factors, taus)
+    d, fault, semantic, below_train = K.numpy_core(P, Q, t, tr)
+    ff, fs = [], []
+    for v, tv in zip(factors, thresholds, strict=True):
+        f_i, s_i = K.numpy_factor(v, tv)
+        ff.append(f_i)
+        fs.append(s_i)
+        if _factor_view_shape(tuple(v.shape), tuple(fault.shape), ""):
+            f_i, s_i = f_i[..., None], s_i[..., None]
+        fault = fault | f_i
+        semantic = semantic | s_i
+    bottom = fault | semantic
+    gap = np.zeros_like(bottom) if below_train is None else below_train & ~bottom
+    decoded = np.where(bottom, np.asarray(math.nan, dtype=d.dtype), d)
+    return StrictInferenceResult(
+        decoded,
+        bottom,
+        gap,
+        fault,
+        semantic,
+        factor_values=factors,
+        factor_fault_masks=tuple(ff),
+        factor_semantic_masks=tuple(fs),
+    )
