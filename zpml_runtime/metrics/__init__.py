@@ -1,0 +1,19 @@
+"""Calibration metrics (``zeroproofml.metrics`` in the seeds)."""
+
+from __future__ import annotations
+
+from .tau_sweep import (
+    TauInferSweep,
+    TauRecommendation,
+    recommend_tau_infer,
+    tau_infer_sweep_from_q_abs,
+    write_tau_infer_sweep,
+)
+
+__all__ = [
+    "TauInferSweep",
+    "TauRecommendation",
+    "recommend_tau_infer",
+    "tau_infer_sweep_from_q_abs",
+    "write_tau_infer_sweep",
+]
