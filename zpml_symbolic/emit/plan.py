@@ -1,0 +1,87 @@
+"""What to evaluate for one or several FlattenedFRUs: named division-free roots.
+
+For each FRU ``k`` (prefix ``""`` for a single one, ``"e{k}_"`` for several)
+the plan lists ``P``, ``Q`` and each retained validity factor ``V{i}``, all
+as division-free IR in the canonical gauge, lowered together so shared
+subexpressions are computed once across expressions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sympy as sp
+
+from zpml_symbolic.emit.program import Program, lower
+from zpml_symbolic.errors import EmitError, InvalidArgumentError
+from zpml_symbolic.flatten.driver import flatten
+from zpml_symbolic.flatten.fru import FlattenedFRU
+
+
+@dataclass(frozen=True, slots=True)
+class OutputNames:
+    """Program output names of one FRU."""
+
+    P: str
+    Q: str
+    V: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Several FRUs lowered into one :class:`Program` over a common input order."""
+
+    frus: tuple[FlattenedFRU, ...]
+    variables: tuple[str, ...]
+    parameters: tuple[str, ...]
+    program: Program
+    names: tuple[OutputNames, ...]
+
+
+def as_frus(
+    obj: FlattenedFRU | sp.Expr | str | Sequence[FlattenedFRU | sp.Expr | str],
+    *,
+    parameters: Sequence[sp.Symbol | str] = (),
+) -> tuple[tuple[FlattenedFRU, ...], bool]:
+    """Normalise the emitters' first argument; returns ``(frus, single)``."""
+    single = isinstance(obj, FlattenedFRU | sp.Basic | str)
+    items = [obj] if single else list(obj)  # type: ignore[arg-type]
+    if not items:
+        raise InvalidArgumentError("nothing to compile: got an empty sequence")
+    frus = tuple(i if isinstance(i, FlattenedFRU) else flatten(i, parameters=parameters) for i in items)
+    return frus, single
+
+
+def make_plan(frus: Sequence[FlattenedFRU], *, variables: Sequence[str | sp.Symbol] | None = None) -> Plan:
+    """Lower ``frus`` into one program; inputs in ``variables`` order (default: first-seen)."""
+    names_seen: dict[str, None] = {}
+    params_seen: dict[str, None] = {}
+    for f in frus:
+        for s in f.variables:
+            names_seen.setdefault(s.name, None)
+        for s in f.parameters:
+            params_seen.setdefault(s.name, None)
+    clash = set(names_seen) & set(params_seen)
+    if clash:
+        raise EmitError(f"{sorted(clash)} are inputs of one expression and parameters of another")
+    if variables is None:
+        var_names = tuple(names_seen)
+    else:
+        var_names = tuple(v if isinstance(v, str) else v.name for v in variables)
+        missing = [n for n in names_seen if n not in var_names]
+        if missing:
+            raise InvalidArgumentError(f"variables= does not list {missing}")
+    outputs = []
+    out_names = []
+    for k, f in enumerate(frus):
+        pre = "" if len(frus) == 1 else f"e{k}_"
+        vs = tuple(f"{pre}V{i}" for i in range(len(f.validity_factor_irs)))
+        out_names.append(OutputNames(f"{pre}P", f"{pre}Q", vs))
+        outputs += [(f"{pre}P", f.numerator_ir), (f"{pre}Q", f.denominator_ir)]
+        outputs += list(zip(vs, f.validity_factor_irs, strict=True))
+    program = lower(outputs, variables=var_names, parameters=tuple(params_seen))
+    return Plan(tuple(frus), var_names, tuple(params_seen), program, tuple(out_names))
+
+
+__all__ = ["OutputNames", "Plan", "as_frus", "make_plan"]

@@ -1,0 +1,275 @@
+"""Program -> torch module (a ``torch.fx.GraphModule`` with readable code).
+
+The generated ``forward(x)`` is straight-line code (see ``module.code``): one
+line per instruction, no loops, no generic ``pow``. Learnable coefficients
+are ``nn.Parameter`` scalars, cast to the input's dtype, so float32 and
+float64 inputs are both computed in their own precision; exact constants are
+inlined as literals (rounded once to the input's dtype by torch) and kept
+exactly in ``module.exact_constants`` (and as a float64 buffer).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from fractions import Fraction
+from typing import Any
+
+import sympy as sp
+import torch
+from torch import fx, nn
+
+from zpml_symbolic.emit.plan import Plan, as_frus, make_plan
+from zpml_symbolic.emit.program import Instr
+from zpml_symbolic.errors import EmitError, InvalidArgumentError
+from zpml_symbolic.flatten.fru import FlattenedFRU
+from zpml_symbolic.frontend.sympy_in import to_sympy
+from zpml_symbolic.ir import node as ir
+from zpml_symbolic.ir.node import Node, Op
+from zpml_symbolic.ir.traverse import postorder
+
+Emit = Callable[[fx.Graph, list[fx.Node], Instr], fx.Node]
+
+
+def _f(c: Fraction | None) -> float:
+    assert c is not None
+    return float(c)
+
+
+#: op -> how to build it in an FX graph (a test checks every Program op is covered)
+TORCH_OPS: dict[str, Emit] = {
+    "add": lambda g, v, i: g.call_function(operator.add, (v[i.args[0]], v[i.args[1]])),
+    "sub": lambda g, v, i: g.call_function(operator.sub, (v[i.args[0]], v[i.args[1]])),
+    "mul": lambda g, v, i: g.call_function(operator.mul, (v[i.args[0]], v[i.args[1]])),
+    "square": lambda g, v, i: g.call_function(operator.mul, (v[i.args[0]], v[i.args[0]])),
+    "neg": lambda g, v, i: g.call_function(operator.neg, (v[i.args[0]],)),
+    "scale": lambda g, v, i: g.call_function(operator.mul, (v[i.args[0]], _f(i.const))),
+    "shift": lambda g, v, i: g.call_function(operator.add, (v[i.args[0]], _f(i.const))),
+    "axpy": lambda g, v, i: g.call_function(
+        torch.add, (v[i.args[0]], v[i.args[1]]), {"alpha": _f(i.const)}
+    ),
+}
+
+
+def _param_key(name: str) -> str:
+    if not name.isidentifier():
+        raise EmitError(f"parameter name {name!r} is not a Python identifier; rename the symbol")
+    return name
+
+
+def build_graph(plan: Plan) -> fx.Graph:
+    """The FX graph of ``plan``: ``forward(x) -> outputs`` (see :func:`to_torch`)."""
+    program = plan.program
+    g = fx.Graph()
+    x = g.placeholder("x")
+    dtype = g.call_function(getattr, (x, "dtype"))
+    batch = None
+
+    def batch_shape() -> fx.Node:
+        nonlocal batch
+        if batch is None:
+            shape = g.call_function(getattr, (x, "shape"))
+            batch = g.call_function(operator.getitem, (shape, slice(None, -1)))
+        return batch
+
+    values: list[Any] = []
+    for ins in program.instrs:
+        if ins.op == "input":
+            values.append(g.call_function(operator.getitem, (x, (Ellipsis, ins.index))))
+        elif ins.op == "param":
+            name = program.parameters[ins.index or 0]
+            p = g.get_attr(f"coefficients.{_param_key(name)}")
+            values.append(g.call_method("to", (p, dtype)))
+        elif ins.op == "const":
+            values.append(_f(ins.const))
+        else:
+            values.append(TORCH_OPS[ins.op](g, values, ins))
+
+    def full(idx: int) -> fx.Node:
+        """An output with the batch shape (scalars are broadcast)."""
+        v = values[idx]
+        if not program.scalar[idx]:
+            return v
+        if program.instrs[idx].op == "const":
+            return g.call_method("new_full", (x, batch_shape(), v))
+        return g.call_function(torch.broadcast_to, (v, batch_shape()))
+
+    results = []
+    for names in plan.names:
+        P = full(program.outputs[names.P])
+        Q = full(program.outputs[names.Q])
+        if len(names.V) == 1:  # a view, no copy
+            V = g.call_method("unsqueeze", (full(program.outputs[names.V[0]]), -1))
+            results.append((P, Q, V))
+        elif names.V:
+            V = g.call_function(torch.stack, ([full(program.outputs[n]) for n in names.V],), {"dim": -1})
+            results.append((P, Q, V))
+        else:
+            results.append((P, Q))
+    g.output(results[0] if len(results) == 1 else tuple(results))
+    g.eliminate_dead_code()
+    g.lint()
+    return g
+
+
+class _Holder(nn.Module):
+    def __init__(self, coefficients: nn.ParameterDict, constants: torch.Tensor) -> None:
+        super().__init__()
+        self.coefficients = coefficients
+        self.register_buffer("exact_constants_f64", constants)
+
+
+class RationalModule(fx.GraphModule):
+    """Compiled rational expression(s): ``forward(x) -> (P, Q)`` or ``(P, Q, V)``.
+
+    ``x`` has shape ``[..., len(variables)]`` (columns in :attr:`variables`
+    order); outputs have the batch shape ``[...]`` and ``V`` is ``[..., k]``
+    (returned only when there are retained validity factors). With several
+    expressions the result is a tuple of such tuples.
+    """
+
+    __jit_unused_properties__ = [
+        *getattr(fx.GraphModule, "__jit_unused_properties__", []),
+        "variables",
+        "parameter_names",
+        "frus",
+    ]
+
+    def __init__(self, plan: Plan, coefficients: nn.ParameterDict, *, single: bool) -> None:
+        consts = sorted({i.const for i in plan.program.instrs if i.const is not None})
+        holder = _Holder(coefficients, torch.tensor([float(c) for c in consts], dtype=torch.float64))
+        super().__init__(holder, build_graph(plan), class_name="RationalModule")
+        self.plan = plan
+        self.single = single
+        self.exact_constants: tuple[Fraction, ...] = tuple(consts)
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """Input column order."""
+        return self.plan.variables
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        """Names of the learnable coefficients (keys of ``self.coefficients``)."""
+        return self.plan.parameters
+
+    @property
+    def frus(self) -> tuple[FlattenedFRU, ...]:
+        """The compiled FlattenedFRUs."""
+        return self.plan.frus
+
+    @torch.jit.unused
+    def coefficient_values(self) -> dict[str, float]:
+        """Current coefficient values as Python floats."""
+        return {n: float(getattr(self.coefficients, n).detach()) for n in self.plan.parameters}
+
+    @torch.jit.unused
+    def to_sympy(self) -> sp.Expr | tuple[sp.Expr, ...]:
+        """The user's expression(s), structure kept, with current coefficient values.
+
+        Each coefficient becomes the exact rational of its current float value.
+        """
+        values = {n: Fraction(v) for n, v in self.coefficient_values().items()}
+        exprs = tuple(to_sympy(substitute_parameters(f.root, values)) for f in self.plan.frus)
+        return exprs[0] if self.single else exprs
+
+
+def substitute_parameters(root: Node, values: Mapping[str, Fraction]) -> Node:
+    """``root`` with each ``PARAM`` named in ``values`` replaced by its constant."""
+    out: dict[Node, Node] = {}
+    for node in postorder(root):
+        if node.op is Op.PARAM and str(node.value) in values:
+            out[node] = ir.const(values[str(node.value)])
+        elif node.args:
+            out[node] = ir.intern(node.op, tuple(out[a] for a in node.args), node.value)
+        else:
+            out[node] = node
+    return out[root]
+
+
+def _coefficients(plan: Plan, init: Mapping[Any, float] | None, dtype: torch.dtype) -> nn.ParameterDict:
+    given: dict[str, float] = {}
+    for key, val in (init or {}).items():
+        name = key.name if isinstance(key, sp.Symbol) else key
+        if name not in plan.parameters:
+            raise InvalidArgumentError(f"init gives a value for {name!r}, which is not a parameter {list(plan.parameters)}")
+        given[name] = float(val)
+    missing = [n for n in plan.parameters if n not in given]
+    if missing:
+        raise InvalidArgumentError(f"no initial value for parameters {missing}; pass init={{name: value}}")
+    return nn.ParameterDict(
+        {_param_key(n): nn.Parameter(torch.tensor(given[n], dtype=dtype)) for n in plan.parameters}
+    )
+
+
+def lift_float_literals(expr: sp.Expr, *, prefix: str = "c") -> tuple[sp.Expr, dict[str, float]]:
+    """Turn every sympy Float in ``expr`` into a learnable Coefficient ``{prefix}{k}``.
+
+    Returns the new (unevaluated, structure-kept) expression and the initial
+    values. Exact Integers and Rationals stay constants.
+    """
+    from zpml_symbolic.frontend.coefficient import Coefficient
+    from zpml_symbolic.frontend.sympy_in import from_sympy
+
+    front = from_sympy(expr)
+    floats = [a for a in sp.preorder_traversal(expr) if isinstance(a, sp.Float)]
+    mapping: dict[Fraction, str] = {}
+    init: dict[str, float] = {}
+    for f in floats:
+        from zpml_symbolic.frontend.sympy_in import float_to_fraction
+
+        value = float_to_fraction(f)
+        if value not in mapping:
+            name = f"{prefix}{len(mapping)}"
+            mapping[value] = name
+            init[name] = float(f)
+    out: dict[Node, Node] = {}
+    for node in postorder(front.root):
+        if node.op is Op.CONST and node.value in mapping:
+            out[node] = ir.param(mapping[node.value])  # type: ignore[index]
+        elif node.args:
+            out[node] = ir.intern(node.op, tuple(out[a] for a in node.args), node.value)
+        else:
+            out[node] = node
+    lifted = to_sympy(out[front.root])
+    del Coefficient
+    return lifted, init
+
+
+def to_torch(
+    fru_or_expr: FlattenedFRU | sp.Expr | str | Sequence[FlattenedFRU | sp.Expr | str],
+    *,
+    parameters: Sequence[sp.Symbol | str] = (),
+    init: Mapping[Any, float] | None = None,
+    dtype: torch.dtype = torch.float32,
+    variables: Sequence[str | sp.Symbol] | None = None,
+    learnable_literals: bool = False,
+) -> RationalModule:
+    """Compile FRU(s) or expression(s) into a torch module returning ``(P, Q[, V])``.
+
+    ``parameters``/``init``: learnable coefficients and their initial values
+    (``dtype`` is the parameters' storage dtype). ``learnable_literals=True``
+    turns the expression's float literals into coefficients initialised at
+    their values (see :func:`lift_float_literals`). ``variables`` fixes the
+    input column order for several expressions.
+    """
+    if dtype not in (torch.float32, torch.float64):
+        raise InvalidArgumentError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    if learnable_literals:
+        if isinstance(fru_or_expr, FlattenedFRU) or not isinstance(fru_or_expr, sp.Basic | str):
+            raise InvalidArgumentError("learnable_literals=True needs a single sympy expression or string")
+        expr = fru_or_expr
+        if isinstance(expr, str):
+            from zpml_symbolic.frontend.parser import parse
+
+            expr = parse(expr, parameters=parameters)
+        expr, lifted = lift_float_literals(expr)
+        init = {**lifted, **dict(init or {})}
+        parameters = tuple(parameters) + tuple(lifted)
+        fru_or_expr = expr
+    frus, single = as_frus(fru_or_expr, parameters=parameters)
+    plan = make_plan(frus, variables=variables)
+    return RationalModule(plan, _coefficients(plan, init, dtype), single=single)
+
+
+__all__ = ["TORCH_OPS", "RationalModule", "build_graph", "lift_float_literals", "substitute_parameters", "to_torch"]
