@@ -14,6 +14,17 @@ from zpml_symbolic.errors import (
     ParseError,
     ZeroProofError,
 )
+from zpml_symbolic.emit import (
+    BottomExplanation,
+    NumpyEvaluator,
+    RationalModule,
+    StrictEvaluator,
+    lift_float_literals,
+    numpy_evaluator,
+    strict_evaluator,
+    to_onnx,
+    to_torch,
+)
 from zpml_symbolic.flatten import (
     BOTTOM,
     Budget,
@@ -43,6 +54,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BOTTOM",
+    "BottomExplanation",
+    "NumpyEvaluator",
+    "RationalModule",
+    "StrictEvaluator",
+    "lift_float_literals",
+    "numpy_evaluator",
+    "strict_evaluator",
+    "to_onnx",
+    "to_torch",
     "Budget",
     "BudgetExceededError",
     "Coefficient",

@@ -205,6 +205,11 @@ class FlattenedFRU:
         return tuple(self._ctx.factor_ir(p) if p else ZERO for p in self.validity_factor_polys)
 
     @property
+    def provenance_factor_irs(self) -> tuple[Node, ...]:
+        """Horner IR of the factor of each :attr:`denominator_provenance` entry."""
+        return tuple(self._ctx.factor_ir(p) if p else ZERO for _, p in self._sources)
+
+    @property
     def denominator_factors(self) -> tuple[tuple[sp.Expr, int], ...]:
         """``Q`` as irreducible factors with multiplicities (``Q = prod(f**m)``)."""
         return tuple((self._expr(f), m) for f, m in self._Q_factors)
