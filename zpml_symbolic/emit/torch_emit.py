@@ -44,7 +44,11 @@ TORCH_OPS: dict[str, Emit] = {
     "square": lambda g, v, i: g.call_function(operator.mul, (v[i.args[0]], v[i.args[0]])),
     "neg": lambda g, v, i: g.call_function(operator.neg, (v[i.args[0]],)),
     "scale": lambda g, v, i: g.call_function(operator.mul, (v[i.args[0]], _f(i.const))),
-    "shift": lambda g, v, i: g.call_function(operator.add, (v[i.args[0]], _f(i.const))),
+    "shift": lambda g, v, i: (
+        g.call_function(operator.sub, (v[i.args[0]], -_f(i.const)))
+        if i.const is not None and i.const < 0
+        else g.call_function(operator.add, (v[i.args[0]], _f(i.const)))
+    ),
     "axpy": lambda g, v, i: g.call_function(
         torch.add, (v[i.args[0]], v[i.args[1]]), {"alpha": _f(i.const)}
     ),
