@@ -55,13 +55,28 @@ def main() -> None:
     print(module.code.strip())
     evaluator = zs.strict_evaluator(module, config=config)
     x = torch.tensor(
-        [[2.0, 1.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 3.0], [3.0, 3.0002], [math.nan, 1.0], [0.5, -2.0]],
+        [
+            [2.0, 1.0],
+            [0.0, 1.0],
+            [1.0, 1.0],
+            [-1.0, 3.0],
+            [3.0, 3.0002],
+            [math.nan, 1.0],
+            [0.5, -2.0],
+        ],
         dtype=torch.float32,
     )
     result = evaluator(x)
     outputs = result.as_dict()
     print(f"\ninputs (x, y):\n{x.numpy()}")
-    for name in ("decoded", "bottom_mask", "gap_mask", "fault_mask", "semantic_bottom_mask", "bottom_provenance"):
+    for name in (
+        "decoded",
+        "bottom_mask",
+        "gap_mask",
+        "fault_mask",
+        "semantic_bottom_mask",
+        "bottom_provenance",
+    ):
         print(f"{name:>22}: {outputs[name].numpy()}")
     for name in schema.output_names:
         print(f"{name:>22}: {outputs[name].numpy()}")
@@ -77,7 +92,9 @@ def main() -> None:
     onnx_out = dict(zip(names, session.run(None, {"x": x.numpy()}), strict=True))
     print(f"\nONNX graph outputs: {names}")
     same = all(
-        np.array_equal(onnx_out[k], outputs[k].numpy(), equal_nan=(k == "decoded" or k.endswith("_value")))
+        np.array_equal(
+            onnx_out[k], outputs[k].numpy(), equal_nan=(k == "decoded" or k.endswith("_value"))
+        )
         if k != "decoded"
         else np.allclose(onnx_out[k], outputs[k].numpy(), equal_nan=True, rtol=1e-6)
         for k in names

@@ -4,16 +4,7 @@ Pipeline: front-end (sympy / text / tracing) -> IR (interned DAG) -> flatten
 (exact ``P/Q`` + validity factors + provenance) -> emit (numpy, torch, ONNX).
 """
 
-from zpml_symbolic.errors import (
-    BudgetExceededError,
-    EmitError,
-    InputTypeError,
-    InvalidArgumentError,
-    IRVerificationError,
-    NotRationalError,
-    ParseError,
-    ZeroProofError,
-)
+from zpml_symbolic import ir
 from zpml_symbolic.emit import (
     BottomExplanation,
     NumpyEvaluator,
@@ -24,6 +15,16 @@ from zpml_symbolic.emit import (
     strict_evaluator,
     to_onnx,
     to_torch,
+)
+from zpml_symbolic.errors import (
+    BudgetExceededError,
+    EmitError,
+    InputTypeError,
+    InvalidArgumentError,
+    IRVerificationError,
+    NotRationalError,
+    ParseError,
+    ZeroProofError,
 )
 from zpml_symbolic.flatten import (
     BOTTOM,
@@ -47,7 +48,6 @@ from zpml_symbolic.frontend import (
     trace,
     traced,
 )
-from zpml_symbolic import ir
 from zpml_symbolic.graph import to_networkx
 
 __version__ = "0.1.0"

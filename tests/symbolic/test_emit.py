@@ -81,7 +81,11 @@ def test_constant_outputs_are_broadcast() -> None:
 def test_learnable_coefficients() -> None:
     expr = zs.parse("(a0 + a1*x)/(1 + b1*x)", parameters=["a0", "a1", "b1"])
     m = zs.to_torch(expr, init={"a0": 1.0, "a1": 2.0, "b1": 0.5})
-    assert {n for n, _ in m.named_parameters()} == {"coefficients.a0", "coefficients.a1", "coefficients.b1"}
+    assert {n for n, _ in m.named_parameters()} == {
+        "coefficients.a0",
+        "coefficients.a1",
+        "coefficients.b1",
+    }
     x = torch.tensor([[1.0], [2.0]])
     P, Q = m(x)
     (P / Q).sum().backward()
@@ -118,10 +122,19 @@ def test_torch_compile_fullgraph_and_torchscript_match_eager() -> None:
 def test_strict_evaluator_outputs_and_explain() -> None:
     cfg = InferenceConfig(tau_infer=1e-6, tau_train=1e-2)
     ev = zs.strict_evaluator(zs.parse(EXAMPLE), config=cfg)
-    x = torch.tensor([[0.0, 1.0], [2.0, 1.0], [1.0, 1.0], [-1.0, 0.0], [math.nan, 1.0], [2.0, 2.001]])
+    x = torch.tensor(
+        [[0.0, 1.0], [2.0, 1.0], [1.0, 1.0], [-1.0, 0.0], [math.nan, 1.0], [2.0, 2.001]]
+    )
     r = ev(x)
     d = r.as_dict()
-    assert list(d)[:6] == ["decoded", "bottom_mask", "gap_mask", "fault_mask", "semantic_bottom_mask", "bottom_provenance"]
+    assert list(d)[:6] == [
+        "decoded",
+        "bottom_mask",
+        "gap_mask",
+        "fault_mask",
+        "semantic_bottom_mask",
+        "bottom_provenance",
+    ]
     assert list(d)[6:] == list(ev.schema.output_names)
     assert r.bottom_mask.tolist() == [True, False, True, True, True, False]
     assert r.bottom_provenance.tolist() == [2, 0, 2, 2, 1, 0]
@@ -160,11 +173,18 @@ def test_gradients_are_finite_and_zero_at_bottoms() -> None:
 
 
 def _dyadic_points(rng: random.Random, n: int) -> list[dict]:
-    return [{s: Fraction(rng.randint(-40, 40), 2 ** rng.randint(0, 3)) for s in SYMBOLS} for _ in range(n)]
+    return [
+        {s: Fraction(rng.randint(-40, 40), 2 ** rng.randint(0, 3)) for s in SYMBOLS}
+        for _ in range(n)
+    ]
 
 
 def _is_dyadic(v: Fraction) -> bool:
-    return v.denominator & (v.denominator - 1) == 0 and v.denominator <= 1024 and abs(v.numerator) < 2**20
+    return (
+        v.denominator & (v.denominator - 1) == 0
+        and v.denominator <= 1024
+        and abs(v.numerator) < 2**20
+    )
 
 
 @given(expressions, st.randoms(use_true_random=False))
@@ -172,7 +192,9 @@ def test_differential_exact_numpy_torch(expr: sp.Expr, rnd: random.Random) -> No
     """tau = 0, float64: masks equal the exact bottom set; values agree to 1e-9."""
     rng = random.Random(rnd.random())
     fru = zs.flatten(expr, variables=SYMBOLS)
-    points = _dyadic_points(rng, 6) + [p for p in singular_points(expr, rng) if all(_is_dyadic(v) for v in p.values())]
+    points = _dyadic_points(rng, 6) + [
+        p for p in singular_points(expr, rng) if all(_is_dyadic(v) for v in p.values())
+    ]
     xs = np.array([[float(p[s]) for s in SYMBOLS] for p in points], dtype=np.float64)
     np_res = zs.numpy_evaluator(fru)(xs)
     t_res = zs.strict_evaluator(fru, dtype=torch.float64)(torch.from_numpy(xs))

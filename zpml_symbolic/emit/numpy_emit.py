@@ -40,7 +40,9 @@ NUMPY_OPS: dict[str, NumpyEmit] = {
 }
 
 
-def run_program(plan: Plan, x: np.ndarray, coefficients: Mapping[str, float]) -> dict[str, np.ndarray]:
+def run_program(
+    plan: Plan, x: np.ndarray, coefficients: Mapping[str, float]
+) -> dict[str, np.ndarray]:
     """Evaluate every program output on ``x`` (shape ``[..., n_vars]``) in ``x.dtype``."""
     if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64):
         raise InvalidArgumentError("x must be a float32 or float64 numpy array")
@@ -62,7 +64,10 @@ def run_program(plan: Plan, x: np.ndarray, coefficients: Mapping[str, float]) ->
                 values.append(_c(ins, dt))
             else:
                 values.append(NUMPY_OPS[ins.op](values, ins, dt))
-    return {name: np.broadcast_to(np.asarray(values[i], dtype=dt), batch).copy() for name, i in program.outputs.items()}
+    return {
+        name: np.broadcast_to(np.asarray(values[i], dtype=dt), batch).copy()
+        for name, i in program.outputs.items()
+    }
 
 
 class NumpyEvaluator:
@@ -73,7 +78,13 @@ class NumpyEvaluator:
     outputs as the torch strict evaluator and the ONNX graph).
     """
 
-    def __init__(self, plan: Plan, coefficients: Mapping[str, float], config: Any, validity_taus: float | Sequence[float]) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        coefficients: Mapping[str, float],
+        config: Any,
+        validity_taus: float | Sequence[float],
+    ) -> None:
         self.plan = plan
         self.coefficients = dict(coefficients)
         self.config = config
@@ -88,7 +99,11 @@ class NumpyEvaluator:
         """``P, Q, V`` in the canonical gauge (``V`` is ``[..., k]``, k may be 0)."""
         out = run_program(self.plan, x, self.coefficients)
         names = self.plan.names[0]
-        V = np.stack([out[n] for n in names.V], axis=-1) if names.V else np.zeros(x.shape[:-1] + (0,), x.dtype)
+        V = (
+            np.stack([out[n] for n in names.V], axis=-1)
+            if names.V
+            else np.zeros(x.shape[:-1] + (0,), x.dtype)
+        )
         return out[names.P], out[names.Q], V
 
     def __call__(self, x: np.ndarray) -> Any:
@@ -96,7 +111,9 @@ class NumpyEvaluator:
 
         P, Q, V = self.evaluate(x)
         factors = [V[..., i] for i in range(V.shape[-1])] or None
-        return strict_inference(P, Q, config=self.config, validity_factors=factors, validity_taus=self.validity_taus)
+        return strict_inference(
+            P, Q, config=self.config, validity_factors=factors, validity_taus=self.validity_taus
+        )
 
 
 def numpy_evaluator(
@@ -112,7 +129,9 @@ def numpy_evaluator(
     if len(frus) != 1:
         raise InvalidArgumentError("numpy_evaluator takes one expression")
     plan = make_plan(frus)
-    values = {(k.name if isinstance(k, sp.Symbol) else k): float(v) for k, v in (init or {}).items()}
+    values = {
+        (k.name if isinstance(k, sp.Symbol) else k): float(v) for k, v in (init or {}).items()
+    }
     missing = [p for p in plan.parameters if p not in values]
     if missing:
         raise InvalidArgumentError(f"no value for parameters {missing}; pass init={{name: value}}")

@@ -49,11 +49,15 @@ def as_frus(
     items = [obj] if single else list(obj)  # type: ignore[arg-type]
     if not items:
         raise InvalidArgumentError("nothing to compile: got an empty sequence")
-    frus = tuple(i if isinstance(i, FlattenedFRU) else flatten(i, parameters=parameters) for i in items)
+    frus = tuple(
+        i if isinstance(i, FlattenedFRU) else flatten(i, parameters=parameters) for i in items
+    )
     return frus, single
 
 
-def make_plan(frus: Sequence[FlattenedFRU], *, variables: Sequence[str | sp.Symbol] | None = None) -> Plan:
+def make_plan(
+    frus: Sequence[FlattenedFRU], *, variables: Sequence[str | sp.Symbol] | None = None
+) -> Plan:
     """Lower ``frus`` into one program; inputs in ``variables`` order (default: first-seen)."""
     names_seen: dict[str, None] = {}
     params_seen: dict[str, None] = {}

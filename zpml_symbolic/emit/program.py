@@ -102,7 +102,13 @@ class _Lowering:
         self.var_index = {n: i for i, n in enumerate(program.variables)}
         self.param_index = {n: i for i, n in enumerate(program.parameters)}
 
-    def emit(self, op: str, args: tuple[int, ...] = (), const: Fraction | None = None, index: int | None = None) -> int:
+    def emit(
+        self,
+        op: str,
+        args: tuple[int, ...] = (),
+        const: Fraction | None = None,
+        index: int | None = None,
+    ) -> int:
         if op in ("add", "mul"):
             args = tuple(sorted(args))  # commutative: canonical order improves CSE
         key = (op, args, const, index)
@@ -263,7 +269,9 @@ def eliminate_dead_code(program: Program) -> Program:
     for i, ins in enumerate(program.instrs):
         if live[i]:
             remap[i] = len(out.instrs)
-            out.instrs.append(Instr(ins.op, tuple(remap[a] for a in ins.args), ins.const, ins.index))
+            out.instrs.append(
+                Instr(ins.op, tuple(remap[a] for a in ins.args), ins.const, ins.index)
+            )
             out.scalar.append(program.scalar[i])
     out.outputs = {name: remap[i] for name, i in program.outputs.items()}
     return out

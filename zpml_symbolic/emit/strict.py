@@ -92,7 +92,14 @@ class StrictEvaluator(nn.Module):
     by ``fru.structural_validity_output_schema(prefix=...)``.
     """
 
-    def __init__(self, model: RationalModule, *, config: Any, validity_taus: float | Sequence[float], prefix: str) -> None:
+    def __init__(
+        self,
+        model: RationalModule,
+        *,
+        config: Any,
+        validity_taus: float | Sequence[float],
+        prefix: str,
+    ) -> None:
         super().__init__()
         if len(model.frus) != 1:
             raise InvalidArgumentError("strict_evaluator compiles exactly one expression")
@@ -129,10 +136,14 @@ class StrictEvaluator(nn.Module):
         V = out[2] if len(out) == 3 else None
         if bad is not None:
             P = P.masked_fill(bad, float("nan"))
-        return strict_inference(P, Q, config=self.config, validity_factors=V, validity_taus=self.validity_taus)
+        return strict_inference(
+            P, Q, config=self.config, validity_factors=V, validity_taus=self.validity_taus
+        )
 
     @torch.jit.unused
-    def explain(self, x: torch.Tensor | np.ndarray, result: Any = None, *, limit: int | None = 100) -> list[BottomExplanation]:
+    def explain(
+        self, x: torch.Tensor | np.ndarray, result: Any = None, *, limit: int | None = 100
+    ) -> list[BottomExplanation]:
         """For each bottom sample (up to ``limit``), the divisions of the user's tree responsible.
 
         Evaluates every provenance factor (retained or part of ``Q``) at the
@@ -167,20 +178,34 @@ class StrictEvaluator(nn.Module):
                     causes.append(FactorCause(src, v, "zero"))
             note = ""
             if not causes:
-                in_q = [(abs(float(values[f"F{k}"][row])), k) for k, s in enumerate(sources) if not s.retained]
+                in_q = [
+                    (abs(float(values[f"F{k}"][row])), k)
+                    for k, s in enumerate(sources)
+                    if not s.retained
+                ]
                 if in_q:
                     _, k = min(in_q)
                     src = sources[k]
-                    causes.append(FactorCause(src, float(values[f"F{k}"][row]), "smallest factor of Q"))
+                    causes.append(
+                        FactorCause(src, float(values[f"F{k}"][row]), "smallest factor of Q")
+                    )
                 note = "|Q| or a validity factor is below its threshold, or P/Q overflowed"
-            out.append(BottomExplanation(tuple(int(j) for j in i), names[int(prov[tuple(i)])], tuple(causes), note))
+            out.append(
+                BottomExplanation(
+                    tuple(int(j) for j in i), names[int(prov[tuple(i)])], tuple(causes), note
+                )
+            )
         return out
 
     def _provenance_plan(self) -> Any:
         if self._explain_plan is None:
             base = make_plan(self.model.frus)
             irs = self.fru.provenance_factor_irs
-            program = lower([(f"F{k}", n) for k, n in enumerate(irs)], variables=base.variables, parameters=base.parameters)
+            program = lower(
+                [(f"F{k}", n) for k, n in enumerate(irs)],
+                variables=base.variables,
+                parameters=base.parameters,
+            )
             self._explain_plan = type(base)(base.frus, base.variables, base.parameters, program, ())
         return self._explain_plan
 
@@ -201,8 +226,10 @@ def strict_evaluator(
     ``tau_infer=0``, exact zeros only); ``validity_taus`` the per-factor
     thresholds. Pass a :class:`RationalModule` to share its coefficients.
     """
-    model = fru_or_model if isinstance(fru_or_model, RationalModule) else to_torch(
-        fru_or_model, parameters=parameters, init=init, dtype=dtype
+    model = (
+        fru_or_model
+        if isinstance(fru_or_model, RationalModule)
+        else to_torch(fru_or_model, parameters=parameters, init=init, dtype=dtype)
     )
     return StrictEvaluator(model, config=config, validity_taus=validity_taus, prefix=prefix)
 

@@ -106,7 +106,9 @@ def build_graph(plan: Plan) -> fx.Graph:
             V = g.call_method("unsqueeze", (full(program.outputs[names.V[0]]), -1))
             results.append((P, Q, V))
         elif names.V:
-            V = g.call_function(torch.stack, ([full(program.outputs[n]) for n in names.V],), {"dim": -1})
+            V = g.call_function(
+                torch.stack, ([full(program.outputs[n]) for n in names.V],), {"dim": -1}
+            )
             results.append((P, Q, V))
         else:
             results.append((P, Q))
@@ -141,7 +143,9 @@ class RationalModule(fx.GraphModule):
 
     def __init__(self, plan: Plan, coefficients: nn.ParameterDict, *, single: bool) -> None:
         consts = sorted({i.const for i in plan.program.instrs if i.const is not None})
-        holder = _Holder(coefficients, torch.tensor([float(c) for c in consts], dtype=torch.float64))
+        holder = _Holder(
+            coefficients, torch.tensor([float(c) for c in consts], dtype=torch.float64)
+        )
         super().__init__(holder, build_graph(plan), class_name="RationalModule")
         self.plan = plan
         self.single = single
@@ -191,16 +195,22 @@ def substitute_parameters(root: Node, values: Mapping[str, Fraction]) -> Node:
     return out[root]
 
 
-def _coefficients(plan: Plan, init: Mapping[Any, float] | None, dtype: torch.dtype) -> nn.ParameterDict:
+def _coefficients(
+    plan: Plan, init: Mapping[Any, float] | None, dtype: torch.dtype
+) -> nn.ParameterDict:
     given: dict[str, float] = {}
     for key, val in (init or {}).items():
         name = key.name if isinstance(key, sp.Symbol) else key
         if name not in plan.parameters:
-            raise InvalidArgumentError(f"init gives a value for {name!r}, which is not a parameter {list(plan.parameters)}")
+            raise InvalidArgumentError(
+                f"init gives a value for {name!r}, which is not a parameter {list(plan.parameters)}"
+            )
         given[name] = float(val)
     missing = [n for n in plan.parameters if n not in given]
     if missing:
-        raise InvalidArgumentError(f"no initial value for parameters {missing}; pass init={{name: value}}")
+        raise InvalidArgumentError(
+            f"no initial value for parameters {missing}; pass init={{name: value}}"
+        )
     return nn.ParameterDict(
         {_param_key(n): nn.Parameter(torch.tensor(given[n], dtype=dtype)) for n in plan.parameters}
     )
@@ -261,7 +271,9 @@ def to_torch(
         raise InvalidArgumentError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     if learnable_literals:
         if isinstance(fru_or_expr, FlattenedFRU) or not isinstance(fru_or_expr, sp.Basic | str):
-            raise InvalidArgumentError("learnable_literals=True needs a single sympy expression or string")
+            raise InvalidArgumentError(
+                "learnable_literals=True needs a single sympy expression or string"
+            )
         expr = fru_or_expr
         if isinstance(expr, str):
             from zpml_symbolic.frontend.parser import parse
@@ -276,4 +288,11 @@ def to_torch(
     return RationalModule(plan, _coefficients(plan, init, dtype), single=single)
 
 
-__all__ = ["TORCH_OPS", "RationalModule", "build_graph", "lift_float_literals", "substitute_parameters", "to_torch"]
+__all__ = [
+    "TORCH_OPS",
+    "RationalModule",
+    "build_graph",
+    "lift_float_literals",
+    "substitute_parameters",
+    "to_torch",
+]

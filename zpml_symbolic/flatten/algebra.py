@@ -48,7 +48,9 @@ class Frac:
 class PolyContext:
     """The polynomial ring of one flatten call plus exact, budgeted arithmetic."""
 
-    def __init__(self, gen_names: tuple[str, ...], meter: BudgetMeter, gen_nodes: tuple[Node, ...] = ()) -> None:
+    def __init__(
+        self, gen_names: tuple[str, ...], meter: BudgetMeter, gen_nodes: tuple[Node, ...] = ()
+    ) -> None:
         symbols = [sp.Symbol(f"g{i}") for i in range(len(gen_names))]
         self.ring: PolyRing = (
             PolyRing(symbols, QQ, "lex") if symbols else PolyRing([sp.Dummy("g")], QQ, "lex")
@@ -66,7 +68,13 @@ class PolyContext:
     # ----------------------------------------------------------------- basics
     def const(self, value: Fraction) -> Frac:
         """A constant as a fraction with empty denominator."""
-        return Frac(self.ring(QQ(value.numerator, value.denominator)), {}, self.one, ir_node.const(value), ONE)
+        return Frac(
+            self.ring(QQ(value.numerator, value.denominator)),
+            {},
+            self.one,
+            ir_node.const(value),
+            ONE,
+        )
 
     def gen(self, name: str) -> Frac:
         """A generator (variable or parameter)."""

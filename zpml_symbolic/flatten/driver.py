@@ -64,7 +64,9 @@ def flatten(
     front = from_sympy(expr, parameters=param_keys)
     var_syms, param_syms = _order_symbols(front, params, variables)
     meter = BudgetMeter(budget or Budget())
-    gen_nodes = tuple(ir.var(s.name) for s in var_syms) + tuple(ir.param(s.name) for s in param_syms)
+    gen_nodes = tuple(ir.var(s.name) for s in var_syms) + tuple(
+        ir.param(s.name) for s in param_syms
+    )
     ctx = PolyContext(tuple(s.name for s in var_syms + param_syms), meter, gen_nodes)
     values, records, order = _walk(front, ctx, meter)
     root_value = values[front.root]

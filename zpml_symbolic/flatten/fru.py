@@ -14,6 +14,7 @@ from sympy.polys.domains import QQ
 from sympy.polys.rings import PolyElement
 
 from zpml_symbolic.errors import InvalidArgumentError
+from zpml_symbolic.flatten.numeric_ir import ZERO
 from zpml_symbolic.flatten.provenance import DenominatorSource, SourceOccurrence
 from zpml_symbolic.flatten.schema import (
     StructuralValidityOutput,
@@ -21,7 +22,6 @@ from zpml_symbolic.flatten.schema import (
     check_prefix,
 )
 from zpml_symbolic.flatten.values import BOTTOM, _Bottom, to_fraction
-from zpml_symbolic.flatten.numeric_ir import ZERO
 from zpml_symbolic.ir.node import Node
 
 if TYPE_CHECKING:
