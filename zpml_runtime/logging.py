@@ -88,8 +88,8 @@ class JsonlLogger:
         self.add_timestamp = add_timestamp
         self._lock = threading.Lock()
 
-    def log(self, event: Mapping[str, Any] | None = None, **fields: Any) -> None:
-        """Append one event (a mapping and/or keyword fields) as a JSON line."""
+    def log(self, event: Mapping[str, Any] | None = None, /, **fields: Any) -> None:
+        """Append one event (a mapping and/or keyword fields, e.g. ``event="route"``) as a JSON line."""
         if event is not None and not isinstance(event, Mapping):
             raise UnsupportedInputError(
                 f"JsonlLogger.log expects a mapping of fields, got {type(event).__name__}"

@@ -151,12 +151,7 @@ def oracle(
             fault = fault or not _finite(v)
             semantic = semantic or (_finite(v) and (v == 0 or abs(v) < t))
         bottom = fault or semantic
-        gap = (
-            not bottom
-            and tau_train is not None
-            and _finite(q)
-            and tau <= abs(q) < tau_train
-        )
+        gap = not bottom and tau_train is not None and _finite(q) and tau <= abs(q) < tau_train
         out["fault"].append(fault)
         out["semantic"].append(semantic)
         out["bottom"].append(bottom)

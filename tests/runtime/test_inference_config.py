@@ -32,7 +32,10 @@ def test_seed_construction_and_defaults():
         ({"tau_infer": 1e-4, "tau_train": 1e-6}, r"tau_train=1e-06 must be >= tau_infer=0.0001"),
         ({"tau_infer": 0.0, "tau_train": -1.0}, r"tau_train must be finite and >= 0"),
         ({"tau_infer": 0.0, "provenance": "on"}, r"provenance='on' is not one of"),
-        ({"tau_infer": 0.0, "provenance_representation": "enum"}, r"provenance_representation='enum'"),
+        (
+            {"tau_infer": 0.0, "provenance_representation": "enum"},
+            r"provenance_representation='enum'",
+        ),
         ({"tau_infer": 0.0, "numerical_hazard_threshold": math.nan}, r"numerical_hazard_threshold"),
     ],
 )
@@ -57,7 +60,9 @@ def test_deprecated_provenance_fault_threshold_alias():
         pytest.warns(DeprecationWarning),
         pytest.raises(InvalidConfigError, match="disagree"),
     ):
-        InferenceConfig(tau_infer=0.0, numerical_hazard_threshold=1e-2, provenance_fault_threshold=1e-3)
+        InferenceConfig(
+            tau_infer=0.0, numerical_hazard_threshold=1e-2, provenance_fault_threshold=1e-3
+        )
 
 
 def test_metadata_round_trip_is_json():
@@ -76,7 +81,9 @@ def test_thresholds_round_up_to_the_dtype():
     assert t == tr == 2.0**-23  # smallest float16 >= 1e-7
     assert cfg.thresholds_for("float64") == (1e-7, 1e-7)
     assert InferenceConfig(tau_infer=0.0).thresholds_for("float32") == (2.0**-149, None)
-    assert effective_threshold(1e5, "float16", "tau") == math.inf  # above float16 max: all finite |Q|
+    assert (
+        effective_threshold(1e5, "float16", "tau") == math.inf
+    )  # above float16 max: all finite |Q|
     assert effective_threshold(65504.0, "float16", "tau") == 65504.0
 
 

@@ -95,7 +95,9 @@ def test_per_sample_denominator_broadcasts_over_outputs():
     assert result.bottom_mask.shape == (2, 3)
     assert result.bottom_mask.tolist() == [[True] * 3, [False, False, True]]
     assert result.decoded[1, :2].tolist() == [2.0, 2.5]
-    square = strict_inference(torch.ones(2, 2), torch.tensor([0.0, 1.0]))  # (B, B) with (B,): per sample
+    square = strict_inference(
+        torch.ones(2, 2), torch.tensor([0.0, 1.0])
+    )  # (B, B) with (B,): per sample
     assert square.bottom_mask.tolist() == [[True, True], [False, False]]
     np_result = strict_inference(P.numpy(), Q.numpy(), config=CFG)
     assert np_result.bottom_mask.tolist() == result.bottom_mask.tolist()
@@ -131,15 +133,58 @@ def test_factor_shape_rules():
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda: strict_inference([1.0], [1.0]), UnsupportedInputError, r"P must be a torch.Tensor or a numpy.ndarray, got list"),
-        (lambda: strict_inference(torch.ones(2), np.ones(2)), UnsupportedInputError, r"same backend"),
-        (lambda: strict_inference(torch.ones(2, dtype=torch.int64), torch.ones(2)), UnsupportedInputError, r"P has dtype int64"),
-        (lambda: strict_inference(np.ones(2), np.ones(2, dtype=np.complex64)), UnsupportedInputError, r"Q has dtype complex64"),
-        (lambda: strict_inference(torch.ones(2), torch.ones(2), config={"tau_infer": 0}), UnsupportedInputError, r"config must be an InferenceConfig"),
-        (lambda: strict_inference(torch.ones(2), torch.ones(2), validity_factors=[torch.ones(2)], validity_taus=[0.0, 1.0]), InvalidConfigError, r"validity_taus has 2 entries but there are 1"),
-        (lambda: strict_inference(torch.ones(2), torch.ones(2), validity_factors=[np.ones(2)]), UnsupportedInputError, r"validity_factors\[0\] must be a torch.Tensor|validity_factors\[0\] is a ndarray"),
-        (lambda: strict_inference(torch.ones(2), torch.ones(2), validity_factors=[torch.ones(2)], validity_taus=-1.0), InvalidConfigError, r"validity_taus must be finite"),
-        (lambda: strict_inference(torch.ones(2), torch.ones(2), validity_factors=7), UnsupportedInputError, r"validity_factors must be a tensor/array"),
+        (
+            lambda: strict_inference([1.0], [1.0]),
+            UnsupportedInputError,
+            r"P must be a torch.Tensor or a numpy.ndarray, got list",
+        ),
+        (
+            lambda: strict_inference(torch.ones(2), np.ones(2)),
+            UnsupportedInputError,
+            r"same backend",
+        ),
+        (
+            lambda: strict_inference(torch.ones(2, dtype=torch.int64), torch.ones(2)),
+            UnsupportedInputError,
+            r"P has dtype int64",
+        ),
+        (
+            lambda: strict_inference(np.ones(2), np.ones(2, dtype=np.complex64)),
+            UnsupportedInputError,
+            r"Q has dtype complex64",
+        ),
+        (
+            lambda: strict_inference(torch.ones(2), torch.ones(2), config={"tau_infer": 0}),
+            UnsupportedInputError,
+            r"config must be an InferenceConfig",
+        ),
+        (
+            lambda: strict_inference(
+                torch.ones(2),
+                torch.ones(2),
+                validity_factors=[torch.ones(2)],
+                validity_taus=[0.0, 1.0],
+            ),
+            InvalidConfigError,
+            r"validity_taus has 2 entries but there are 1",
+        ),
+        (
+            lambda: strict_inference(torch.ones(2), torch.ones(2), validity_factors=[np.ones(2)]),
+            UnsupportedInputError,
+            r"validity_factors\[0\] must be a torch.Tensor|validity_factors\[0\] is a ndarray",
+        ),
+        (
+            lambda: strict_inference(
+                torch.ones(2), torch.ones(2), validity_factors=[torch.ones(2)], validity_taus=-1.0
+            ),
+            InvalidConfigError,
+            r"validity_taus must be finite",
+        ),
+        (
+            lambda: strict_inference(torch.ones(2), torch.ones(2), validity_factors=7),
+            UnsupportedInputError,
+            r"validity_factors must be a tensor/array",
+        ),
     ],
 )
 def test_user_errors_are_typed(call, error, match):
@@ -149,7 +194,9 @@ def test_user_errors_are_typed(call, error, match):
 
 
 def test_mixed_dtypes_promote():
-    result = strict_inference(torch.ones(2, dtype=torch.float16), torch.tensor([0.0, 3.0], dtype=torch.float64))
+    result = strict_inference(
+        torch.ones(2, dtype=torch.float16), torch.tensor([0.0, 3.0], dtype=torch.float64)
+    )
     assert result.decoded.dtype == torch.float64
     assert result.decoded[1].item() == 1 / 3
 
@@ -158,7 +205,9 @@ def test_mixed_dtypes_promote():
 def test_gradients_are_finite_and_zero_at_bottoms(dtype):
     P = torch.tensor([1.0, 2.0, 3.0, 60000.0, INF, 1.0], dtype=dtype, requires_grad=True)
     Q = torch.tensor([0.0, 1e-7, 2.0, 1e-3, 1.0, NAN], dtype=dtype, requires_grad=True)
-    result = strict_inference(P, Q, config=InferenceConfig(tau_infer=1e-3 if dtype == torch.float16 else 1e-6))
+    result = strict_inference(
+        P, Q, config=InferenceConfig(tau_infer=1e-3 if dtype == torch.float16 else 1e-6)
+    )
     torch.nansum(result.decoded.float()).backward()
     for grad in (P.grad, Q.grad):
         assert grad is not None and torch.isfinite(grad).all()
@@ -196,4 +245,10 @@ def test_torch_compile_fullgraph_matches_eager():
 def test_numerical_hazard_mask_is_monitor_only():
     Q = torch.tensor([0.0, 1e-5, 1e-2, INF, NAN])
     assert numerical_hazard_mask(Q, threshold=1e-3).tolist() == [True, True, False, False, False]
-    assert numerical_hazard_mask(Q.numpy(), threshold=1e-3).tolist() == [True, True, False, False, False]
+    assert numerical_hazard_mask(Q.numpy(), threshold=1e-3).tolist() == [
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]

@@ -66,7 +66,10 @@ def _check_against_oracle(result, ref):
 def _check_invariants(result):
     decoded, bottom, gap = result
     b, g = np.asarray(as_bools(bottom)), np.asarray(as_bools(gap))
-    f, s = np.asarray(as_bools(result.fault_mask)), np.asarray(as_bools(result.semantic_bottom_mask))
+    f, s = (
+        np.asarray(as_bools(result.fault_mask)),
+        np.asarray(as_bools(result.semantic_bottom_mask)),
+    )
     prov = np.asarray(as_floats(result.bottom_provenance))
     d = np.asarray(as_floats(decoded))
     assert np.array_equal(b, f | s)
@@ -96,7 +99,9 @@ def test_factor_masks_match_exact_oracle(backend, problem, stacked):
     if stacked:
         vs = torch.stack(vs, dim=-1) if backend == "torch" else np.stack(vs, axis=-1)
     cfg = InferenceConfig(tau_infer=tau, tau_train=tau_train)
-    result = strict_inference(p, q, config=cfg, validity_factors=vs, validity_taus=list(factor_taus))
+    result = strict_inference(
+        p, q, config=cfg, validity_factors=vs, validity_taus=list(factor_taus)
+    )
     _check_against_oracle(result, oracle(P, Q, dtype, tau, tau_train, factors, factor_taus))
     _check_invariants(result)
     assert result.num_factors == len(factors)
@@ -122,7 +127,10 @@ def test_torch_and_numpy_give_identical_outputs(problem):
     cfg = InferenceConfig(tau_infer=tau, tau_train=tau_train)
     kwargs = {"config": cfg, "validity_taus": list(factor_taus)}
     rt = strict_inference(
-        to_torch(P, dtype), to_torch(Q, dtype), validity_factors=[to_torch(v, dtype) for v in factors], **kwargs
+        to_torch(P, dtype),
+        to_torch(Q, dtype),
+        validity_factors=[to_torch(v, dtype) for v in factors],
+        **kwargs,
     )
     rn = strict_inference(
         p_np, to_numpy(Q, dtype), validity_factors=[to_numpy(v, dtype) for v in factors], **kwargs
@@ -166,7 +174,9 @@ def test_exact_zero_is_bottom_for_every_threshold(dtype, backend):
 def test_threshold_below_dtype_resolution_is_refused(dtype, backend):
     tau = smallest_subnormal(dtype) / 3
     p, q = _inputs(backend, dtype, [1.0], [0.0])
-    with pytest.raises(ThresholdUnderflowError, match=rf"tau_infer=.* below the smallest positive {dtype}"):
+    with pytest.raises(
+        ThresholdUnderflowError, match=rf"tau_infer=.* below the smallest positive {dtype}"
+    ):
         strict_inference(p, q, config=InferenceConfig(tau_infer=tau))
     with pytest.raises(ThresholdUnderflowError, match=rf"tau_train=.*{dtype}"):
         strict_inference(p, q, config=InferenceConfig(tau_infer=0.0, tau_train=tau))
@@ -176,7 +186,9 @@ def test_threshold_below_dtype_resolution_is_refused(dtype, backend):
 
 def test_float16_threshold_is_applied_exactly():
     """1e-7 is not a float16 value; |Q| < 1e-7 is decided as for real numbers."""
-    q = torch.tensor([5.960464477539063e-08, 1.1920928955078125e-07], dtype=torch.float16)  # 2**-24, 2**-23
+    q = torch.tensor(
+        [5.960464477539063e-08, 1.1920928955078125e-07], dtype=torch.float16
+    )  # 2**-24, 2**-23
     result = strict_inference(torch.ones_like(q), q, config=InferenceConfig(tau_infer=1e-7))
     assert result.semantic_bottom_mask.tolist() == [True, False]
 
