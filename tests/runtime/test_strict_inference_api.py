@@ -252,3 +252,15 @@ def test_numerical_hazard_mask_is_monitor_only():
         False,
         False,
     ]
+
+
+def test_scalars_empty_and_strided_inputs():
+    scalar = strict_inference(np.float64(1.0), np.float64(0.0), config=CFG)
+    assert all(isinstance(a, np.ndarray) and a.shape == () for a in scalar.as_dict().values())
+    assert bool(scalar.bottom_mask) and int(scalar.bottom_provenance) == 2
+    assert strict_inference(torch.tensor(1.0), torch.tensor(0.0)).bottom_mask.item()
+    empty = strict_inference(torch.ones(0, 3), torch.ones(0), config=CFG)
+    assert empty.bottom_mask.shape == (0, 3) and empty.decoded.shape == (0, 3)
+    base = torch.tensor([[1.0, 0.0], [2.0, 4.0]])
+    strided = strict_inference(base[:, 0], base[:, 1], config=CFG)
+    assert strided.bottom_mask.tolist() == [True, False] and strided.decoded[1].item() == 0.5

@@ -76,6 +76,8 @@ def strict_inference(
         raise UnsupportedInputError(
             f"config must be an InferenceConfig or None, got {type(cfg).__name__}"
         )
+    P = np.asarray(P) if isinstance(P, np.generic) else P  # numpy scalars -> 0-d arrays
+    Q = np.asarray(Q) if isinstance(Q, np.generic) else Q
     backend = _check_pair(P, Q)
     P, Q = _promote(P, Q, backend)
     P, Q = _align(P, Q, backend)
@@ -295,9 +297,10 @@ def _finish_numpy(
             f_i, s_i = f_i[..., None], s_i[..., None]
         fault = fault | f_i
         semantic = semantic | s_i
-    bottom = fault | semantic
-    gap = np.zeros_like(bottom) if below_train is None else below_train & ~bottom
-    decoded = np.where(bottom, np.asarray(math.nan, dtype=d.dtype), d)
+    fault, semantic = np.asarray(fault), np.asarray(semantic)  # 0-d inputs give numpy scalars
+    bottom = np.asarray(fault | semantic)
+    gap = np.zeros_like(bottom) if below_train is None else np.asarray(below_train & ~bottom)
+    decoded = np.asarray(np.where(bottom, np.asarray(math.nan, dtype=d.dtype), d))
     return StrictInferenceResult(
         decoded,
         bottom,
