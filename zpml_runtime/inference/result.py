@@ -62,7 +62,7 @@ class StrictInferenceResult:
         fault, semantic = self.fault_mask, self.semantic_bottom_mask
         if isinstance(fault, torch.Tensor):
             return fault.to(torch.int8) + semantic.to(torch.int8) * 2
-        return fault.astype(np.int8) + semantic.astype(np.int8) * np.int8(2)
+        return np.asarray(fault.astype(np.int8) + semantic.astype(np.int8) * np.int8(2))
 
     @property
     def num_factors(self) -> int:
