@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 import time
@@ -136,12 +137,14 @@ def main() -> int:
     n = 100_000 if args.quick else 1_000_000
     repeats, warmup = (7, 2) if args.quick else (60, 5)
     rows = []
+    load_before = os.getloadavg()[0]
     for name, naive, ours in cases(n, args.compile):
         t_naive, t_ours = time_pair(naive, ours, repeats, warmup)
         rows.append((name, t_naive, t_ours))
         print(
             f"{name}: naive {t_naive * 1e3:.3f} ms, strict_inference {t_ours * 1e3:.3f} ms, ratio {t_ours / t_naive:.2f}"
         )
+    load_after = os.getloadavg()[0]
     headline = rows[0][2] / rows[0][1]
     verdict = (
         "met"
@@ -155,7 +158,9 @@ def main() -> int:
         f"against the naive masked division `torch.where(Q.abs() < tau, nan, P / Q)` "
         f"(`np.where` for numpy) on {n:,} elements: `P, Q ~ N(0, 1)` with 0.1% exact zeros, "
         f"0.1% tiny and 0.1% gap denominators and a few NaN/Inf. Median of {repeats} alternating runs "
-        f"after {warmup} warm-ups; torch threads: {torch.get_num_threads()}; torch {torch.__version__}.",
+        f"after {warmup} warm-ups; torch threads: {torch.get_num_threads()} of {os.cpu_count()} CPUs; "
+        f"torch {torch.__version__}; 1-min load average {load_before:.2f} before, {load_after:.2f} after "
+        "(other processes competing for the CPUs inflate both columns and the ratio).",
         "",
         "| case | naive (ms) | strict_inference (ms) | ratio |",
         "|---|---:|---:|---:|",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,7 @@ class StrictInferenceResult:
     factor_fault_masks: tuple[Any, ...] = ()
     factor_semantic_masks: tuple[Any, ...] = ()
 
-    def __iter__(self):  # noqa: ANN204 - iterator over the stable triple
+    def __iter__(self) -> Iterator[Any]:
         return iter((self.decoded, self.bottom_mask, self.gap_mask))
 
     def __len__(self) -> int:
