@@ -1,0 +1,356 @@
+"""``export_bundle``: write a strict ONNX bundle atomically.
+
+A compiled FRU (a strict evaluator or compiled module from
+``zpml_symbolic``, or an ``SCMInferenceWrapper`` around one) is exported
+through the direct ONNX emitter, never by tracing. Any other model wrapped in
+``SCMInferenceWrapper`` is traced (``torch.onnx.export``) for its raw
+``(P, Q[, V])`` outputs and joined with the same strict decoder graph.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import tempfile
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from zpml_runtime.bundle.format import (
+    BUNDLE_SCHEMA,
+    BUNDLE_SCHEMA_VERSION,
+    CHECKSUM_FILE,
+    MASK_SEMANTICS,
+    METADATA_FILE,
+    MODEL_FILE,
+    SMOKE_FILE,
+    STRICT_OUTPUTS,
+    BundleError,
+    checksum_line,
+    dumps_metadata,
+    sha256_bytes,
+)
+from zpml_runtime.inference.config import InferenceConfig
+from zpml_runtime.projective import GaugePolicy
+
+_ONNX_DTYPES = {
+    onnx.TensorProto.FLOAT: "float32",
+    onnx.TensorProto.DOUBLE: "float64",
+    onnx.TensorProto.BOOL: "bool",
+    onnx.TensorProto.INT8: "int8",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedBundle:
+    """Where a bundle was written and its metadata."""
+
+    path: Path
+    metadata: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Resolved:
+    model: onnx.ModelProto
+    config: InferenceConfig
+    taus: tuple[float, ...]
+    variables: tuple[str, ...]
+    parameters: dict[str, float]
+    fru: Any
+    schema: Any
+    source: str
+
+
+def _package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("zpml", "torch", "onnx", "onnxruntime", "numpy", "sympy", "python-flint"):
+        try:
+            out[dist] = importlib_metadata.version(dist)
+        except importlib_metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def _taus_tuple(value: float | Sequence[float], k: int) -> tuple[float, ...]:
+    if isinstance(value, int | float):
+        return (float(value),) * k
+    items = tuple(float(v) for v in value)
+    if len(items) != k:
+        raise BundleError(
+            f"validity_taus has {len(items)} entries but the model has {k} validity factors"
+        )
+    return items
+
+
+def _resolve(
+    model: Any, config: InferenceConfig | None, validity_taus: Any, dtype: str, opset: int | None
+) -> _Resolved:
+    """Turn the supported model kinds into an ONNX graph plus what metadata needs."""
+    from zpml_runtime.inference.wrapper import SCMInferenceWrapper
+
+    try:
+        from zpml_symbolic.emit.onnx_emit import to_onnx
+        from zpml_symbolic.emit.strict import StrictEvaluator
+        from zpml_symbolic.emit.torch_emit import RationalModule
+    except ImportError:  # pragma: no cover - both packages ship together
+        StrictEvaluator = RationalModule = None  # type: ignore[assignment,misc]
+
+    inner = model.model if isinstance(model, SCMInferenceWrapper) else model
+    if isinstance(model, SCMInferenceWrapper):
+        config = config or model.config
+        validity_taus = model.validity_taus if validity_taus is None else validity_taus
+    if StrictEvaluator is not None and isinstance(inner, StrictEvaluator):
+        config = config or inner.config
+        validity_taus = inner.validity_taus if validity_taus is None else validity_taus
+        prefix = inner.schema.prefix
+        inner = inner.model
+    else:
+        prefix = "structural_validity_factor"
+    config = config or InferenceConfig(tau_infer=0.0)
+    if RationalModule is not None and isinstance(inner, RationalModule):
+        if len(inner.frus) != 1:
+            raise BundleError("a bundle holds one compiled expression; this module has several")
+        fru = inner.frus[0]
+        k = len(fru.validity_factors)
+        taus = _taus_tuple(0.0 if validity_taus is None else validity_taus, k)
+        onnx_model = to_onnx(
+            inner, config=config, validity_taus=taus, dtype=dtype, opset=opset, prefix=prefix
+        )
+        return _Resolved(
+            onnx_model,
+            config,
+            taus,
+            inner.variables,
+            inner.coefficient_values(),
+            fru,
+            fru.structural_validity_output_schema(prefix=prefix),
+            "compiled_fru",
+        )
+    if isinstance(model, SCMInferenceWrapper):
+        from zpml_runtime.bundle.traced import traced_strict_model
+
+        onnx_model, k, n_vars = traced_strict_model(model, config, validity_taus, dtype, opset)
+        taus = _taus_tuple(0.0 if validity_taus is None else validity_taus, k)
+        return _Resolved(
+            onnx_model,
+            config,
+            taus,
+            tuple(f"x{i}" for i in range(n_vars)),
+            {},
+            None,
+            None,
+            "traced_model",
+        )
+    raise BundleError(
+        "export_bundle supports zpml_symbolic strict evaluators and compiled modules, and "
+        f"SCMInferenceWrapper models; got {type(model).__name__}"
+    )
+
+
+def _signature(model: onnx.ModelProto) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def tensor(vi: onnx.ValueInfoProto) -> dict[str, Any]:
+        t = vi.type.tensor_type
+        shape = [d.dim_param if d.dim_param else int(d.dim_value) for d in t.shape.dim]
+        return {
+            "name": vi.name,
+            "dtype": _ONNX_DTYPES.get(t.elem_type, str(t.elem_type)),
+            "shape": shape,
+        }
+
+    (inp,) = model.graph.input
+    return tensor(inp), [tensor(o) for o in model.graph.output]
+
+
+def _fru_metadata(fru: Any) -> dict[str, Any]:
+    from zpml_symbolic.flatten.fru import poly_terms
+    from zpml_symbolic.ir.printer import to_text
+
+    return {
+        "expression": to_text(fru.root),
+        "generators": [s.name for s in fru.generators],
+        "numerator": str(fru.numerator),
+        "denominator": str(fru.denominator),
+        "numerator_terms": [[list(m), c] for m, c in poly_terms(fru.numerator_poly_ring)],
+        "denominator_terms": [[list(m), c] for m, c in poly_terms(fru.denominator_poly_ring)],
+        "denominator_factors": [[str(f), m] for f, m in fru.denominator_factors],
+        "validity_factors": [str(v) for v in fru.validity_factors],
+        "mode": fru.mode,
+        "provenance": [
+            {
+                "factor": str(src.factor),
+                "factor_terms": [[list(m), c] for m, c in poly_terms(poly)] if poly else [],
+                "kind": src.kind,
+                "retained": src.retained,
+                "occurrences": [
+                    {
+                        "kind": o.kind,
+                        "source": o.source,
+                        "path": o.path,
+                        "node_id": o.node_id,
+                        "divisor": o.divisor,
+                    }
+                    for o in src.occurrences
+                ],
+            }
+            for src, poly in zip(fru.denominator_provenance, _provenance_polys(fru), strict=True)
+        ],
+    }
+
+
+def _provenance_polys(fru: Any) -> list[Any]:
+    return [p for _, p in fru._sources]  # noqa: SLF001 - same project, exact terms for audit
+
+
+def _smoke_array(example_inputs: Any, smoke_inputs: Any, dtype: str, n_vars: int) -> np.ndarray:
+    source = smoke_inputs if smoke_inputs is not None else example_inputs
+    if isinstance(source, tuple | list):
+        if len(source) != 1:
+            raise BundleError(f"expected one input tensor x, got {len(source)} example inputs")
+        source = source[0]
+    if isinstance(source, torch.Tensor):
+        source = source.detach().cpu().numpy()
+    arr = np.asarray(source)
+    if arr.ndim != 2 or arr.shape[1] != n_vars or arr.shape[0] < 1:
+        raise BundleError(
+            f"smoke/example inputs must have shape [batch >= 1, {n_vars}], got {arr.shape}"
+        )
+    return np.ascontiguousarray(arr.astype(dtype))
+
+
+def _dtype_of(example_inputs: Any, dtype: str | None) -> str:
+    if dtype is not None:
+        if dtype not in ("float32", "float64"):
+            raise BundleError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        return dtype
+    first = example_inputs[0] if isinstance(example_inputs, tuple | list) else example_inputs
+    name = str(getattr(first, "dtype", "float32")).removeprefix("torch.")
+    return name if name in ("float32", "float64") else "float32"
+
+
+def export_bundle(
+    model: Any,
+    out_dir: str | os.PathLike[str],
+    example_inputs: Any,
+    config: InferenceConfig | None = None,
+    *,
+    validity_taus: float | Sequence[float] | None = None,
+    smoke_inputs: Any = None,
+    dtype: str | None = None,
+    opset: int | None = None,
+    bundle_id: str | None = None,
+    gauge_policy: GaugePolicy = GaugePolicy.CANONICAL_DENOMINATOR,
+    overwrite: bool = False,
+) -> ExportedBundle:
+    """Write ``model.onnx``, ``metadata.json``, ``metadata.sha256`` and smoke inputs to ``out_dir``.
+
+    ``example_inputs`` is ``(x,)`` with ``x`` of shape ``[batch, n_vars]``; it
+    fixes the dtype (unless ``dtype`` is given) and is stored as the smoke
+    inputs unless ``smoke_inputs`` is given. ``config`` defaults to the
+    model's own. The bundle is written to a temporary directory next to
+    ``out_dir`` and renamed into place; an existing bundle is replaced only
+    with ``overwrite=True``.
+    """
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise BundleError(f"{out} already exists; pass overwrite=True to replace it")
+    if out.exists() and (
+        not out.is_dir() or (any(out.iterdir()) and not (out / METADATA_FILE).exists())
+    ):
+        raise BundleError(f"{out} exists and is not a bundle; refusing to replace it")
+    dt = _dtype_of(example_inputs, dtype)
+    resolved = _resolve(model, config, validity_taus, dt, opset)
+    model_bytes = resolved.model.SerializeToString()
+    smoke = _smoke_array(example_inputs, smoke_inputs, dt, len(resolved.variables))
+    smoke_bytes = _npy_bytes(smoke)
+    inp, outputs = _signature(resolved.model)
+    from zpml_symbolic.emit.onnx_emit import read_baked_thresholds
+
+    thresholds = {"dtype": dt, **read_baked_thresholds(resolved.model)}
+    metadata: dict[str, Any] = {
+        "schema": BUNDLE_SCHEMA,
+        "schema_version": BUNDLE_SCHEMA_VERSION,
+        "bundle_id": bundle_id or out.name,
+        "model_file": MODEL_FILE,
+        "model_sha256": sha256_bytes(model_bytes),
+        "model_size": len(model_bytes),
+        "inference_config": resolved.config.to_metadata(),
+        "validity_taus": list(resolved.taus),
+        "effective_thresholds": thresholds,
+        "input": {**inp, "batch_axis": 0, "variables": list(resolved.variables)},
+        "outputs": outputs,
+        "output_order": [o["name"] for o in outputs],
+        "mask_semantics": dict(MASK_SEMANTICS),
+        "gauge_policy": gauge_policy.value
+        if isinstance(gauge_policy, GaugePolicy)
+        else str(gauge_policy),
+        "parameters": dict(resolved.parameters),
+        "package_versions": _package_versions(),
+        "smoke_inputs": {
+            "file": SMOKE_FILE,
+            "sha256": sha256_bytes(smoke_bytes),
+            "size": len(smoke_bytes),
+            "shape": list(smoke.shape),
+            "dtype": dt,
+        },
+        "source": resolved.source,
+        "fru": _fru_metadata(resolved.fru) if resolved.fru is not None else None,
+        "structural_validity_output_schema": resolved.schema.to_metadata()
+        if resolved.schema is not None
+        else None,
+    }
+    if metadata["output_order"][:6] != list(STRICT_OUTPUTS):
+        raise BundleError(f"internal: unexpected output order {metadata['output_order']}")
+    meta_bytes = dumps_metadata(metadata)
+    files = {
+        MODEL_FILE: model_bytes,
+        SMOKE_FILE: smoke_bytes,
+        METADATA_FILE: meta_bytes,
+        CHECKSUM_FILE: checksum_line(meta_bytes).encode("ascii"),
+    }
+    _write_atomically(out, files)
+    return ExportedBundle(out, metadata)
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _write_atomically(out: Path, files: dict[str, bytes]) -> None:
+    parent = out.parent.resolve()
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    try:
+        for name, data in files.items():
+            with open(tmp / name, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        if out.exists():
+            old = parent / f".{out.name}.old-{uuid.uuid4().hex}"
+            os.rename(out, old)
+            try:
+                os.rename(tmp, out)
+            except OSError:
+                os.rename(old, out)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+__all__ = ["ExportedBundle", "export_bundle"]

@@ -1,0 +1,178 @@
+"""Load a validated bundle into onnxruntime; compare it with a reference module."""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zpml_runtime.bundle.format import STRICT_OUTPUTS, BundleError, BundleSmokeTestError
+from zpml_runtime.bundle.validate import ValidatedBundle, validate_bundle
+
+
+@dataclass(frozen=True, slots=True)
+class BundleResult:
+    """Outputs of a bundle run; unpacks as ``(decoded, bottom_mask, gap_mask)``."""
+
+    outputs: OrderedDict[str, np.ndarray]
+
+    def __iter__(self):  # noqa: ANN204
+        return iter((self.decoded, self.bottom_mask, self.gap_mask))
+
+    def __len__(self) -> int:
+        return 3
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        try:
+            return self.outputs[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def as_dict(self) -> OrderedDict[str, np.ndarray]:
+        """All outputs in the bundle's canonical order."""
+        return OrderedDict(self.outputs)
+
+
+class OnnxRuntimeBundle:
+    """A bundle loaded into an onnxruntime session: ``run(x)`` gives the strict result."""
+
+    def __init__(self, validated: ValidatedBundle, providers: Sequence[str]) -> None:
+        import onnxruntime as ort
+
+        self.path = validated.path
+        self.metadata = validated.metadata
+        self.smoke_inputs = validated.smoke_inputs
+        # The exact bytes that were hashed and checked go to onnxruntime.
+        self.session = ort.InferenceSession(validated.model_bytes, providers=list(providers))
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.input_dtype = np.dtype(self.metadata["input"]["dtype"])
+        self.variables = tuple(self.metadata["input"]["variables"])
+
+    def run(self, x: Any) -> BundleResult:
+        """Run on ``x`` of shape ``[batch, n_vars]`` (cast to the bundle's dtype)."""
+        if hasattr(x, "detach"):
+            x = x.detach().cpu().numpy()
+        arr = np.asarray(x)
+        if arr.ndim != 2 or arr.shape[1] != len(self.variables):
+            raise BundleError(
+                f"input must have shape [batch, {len(self.variables)}] (columns {list(self.variables)}), got {arr.shape}"
+            )
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise BundleError(f"input must be floating point, got {arr.dtype}")
+        arr = np.ascontiguousarray(arr.astype(self.input_dtype, copy=False))
+        values = self.session.run(None, {self.metadata["input"]["name"]: arr})
+        return BundleResult(OrderedDict(zip(self.output_names, values, strict=True)))
+
+
+def load_onnx_runtime_bundle(
+    directory: str | os.PathLike[str], providers: Sequence[str] = ("CPUExecutionProvider",)
+) -> OnnxRuntimeBundle:
+    """Validate the bundle, then load exactly the validated model bytes into onnxruntime."""
+    return OnnxRuntimeBundle(validate_bundle(directory), providers)
+
+
+@dataclass(frozen=True, slots=True)
+class SmokeTestReport:
+    """Per-output comparison of a bundle with its reference module."""
+
+    samples: int
+    max_abs_diff: dict[str, float]
+    mismatches: dict[str, int]
+
+    @property
+    def passed(self) -> bool:
+        """True when every output matched."""
+        return not any(self.mismatches.values())
+
+
+def _reference_outputs(
+    reference: Any, x: np.ndarray, prefix: str | None
+) -> OrderedDict[str, np.ndarray]:
+    import torch
+
+    was_training = getattr(reference, "training", False)
+    if hasattr(reference, "eval"):
+        reference.eval()
+    try:
+        with torch.no_grad():
+            result = reference(torch.from_numpy(x))
+    finally:
+        if was_training and hasattr(reference, "train"):
+            reference.train()
+    if not hasattr(result, "as_dict"):
+        raise BundleError(
+            f"the reference returned {type(result).__name__}; expected a strict result "
+            "(a strict evaluator or an SCMInferenceWrapper)"
+        )
+    out = result.as_dict(prefix) if prefix else result.as_dict()
+    return OrderedDict((k, v.detach().cpu().numpy()) for k, v in out.items())
+
+
+def run_bundle_reference_smoke_test(
+    directory: str | os.PathLike[str],
+    reference: Any,
+    inputs: Any = None,
+    *,
+    rtol: float | None = None,
+    atol: float = 0.0,
+) -> SmokeTestReport:
+    """Run the bundle and ``reference`` on ``inputs`` (default: the stored smoke inputs).
+
+    Masks and provenance must be identical, float outputs equal within
+    ``rtol`` (default 1e-5 for float32, 1e-12 for float64) with NaNs in the
+    same places. Raises :class:`BundleSmokeTestError` on any mismatch.
+    """
+    runtime = load_onnx_runtime_bundle(directory)
+    if inputs is None:
+        x = runtime.smoke_inputs
+    else:
+        x = inputs[0] if isinstance(inputs, tuple | list) else inputs
+        x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    x = np.ascontiguousarray(x.astype(runtime.input_dtype))
+    schema = runtime.metadata.get("structural_validity_output_schema")
+    prefix = schema.get("prefix") if isinstance(schema, dict) else None
+    got = runtime.run(x).as_dict()
+    want = _reference_outputs(reference, x, prefix)
+    tol = rtol if rtol is not None else (1e-5 if runtime.input_dtype == np.float32 else 1e-12)
+    max_diff: dict[str, float] = {}
+    mismatches: dict[str, int] = {}
+    for name in got:
+        if name not in want:
+            mismatches[name] = len(x)
+            continue
+        a, b = got[name], np.asarray(want[name])
+        if a.shape != b.shape:
+            mismatches[name] = len(x)
+            continue
+        if a.dtype.kind == "f":
+            nan_diff = np.isnan(a) != np.isnan(b)
+            both = ~np.isnan(a) & ~np.isnan(b)
+            close = np.isclose(a[both], b[both].astype(a.dtype), rtol=tol, atol=atol)
+            mismatches[name] = int(nan_diff.sum() + (~close).sum())
+            max_diff[name] = float(np.max(np.abs(a[both] - b[both]), initial=0.0))
+        else:
+            mismatches[name] = int((a != b.astype(a.dtype)).sum())
+    report = SmokeTestReport(len(x), max_diff, mismatches)
+    if not report.passed:
+        bad = {k: v for k, v in mismatches.items() if v}
+        raise BundleSmokeTestError(
+            f"bundle {Path(directory)} disagrees with the reference on {bad} (of {len(x)} samples)"
+        )
+    missing = [n for n in STRICT_OUTPUTS if n not in got]
+    if missing:
+        raise BundleSmokeTestError(f"bundle outputs lack {missing}")
+    return report
+
+
+__all__ = [
+    "BundleResult",
+    "OnnxRuntimeBundle",
+    "SmokeTestReport",
+    "load_onnx_runtime_bundle",
+    "run_bundle_reference_smoke_test",
+]
