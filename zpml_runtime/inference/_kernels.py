@@ -24,8 +24,6 @@ for bit.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
@@ -94,8 +92,3 @@ def numpy_factor(V: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
     """``(~isfinite(V), isfinite(V) & |V| < t)`` for one numpy validity factor."""
     with np.errstate(all="ignore"):
         return ~np.isfinite(V), np.abs(V) < t
-
-
-def nan_like_scalar(x: Any) -> Any:
-    """A 0-d NaN of the dtype/device of ``x`` (torch) for ``torch.where(..., out=...)``."""
-    return torch.full((), float("nan"), dtype=x.dtype, device=x.device)

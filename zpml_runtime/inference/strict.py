@@ -81,7 +81,7 @@ def strict_inference(
     backend = _check_pair(P, Q)
     P, Q = _promote(P, Q, backend)
     P, Q = _align(P, Q, backend)
-    t_infer, t_train = cfg.thresholds_for(check_float(Q, name="Q"))
+    t_infer, t_train = _thresholds(cfg, check_float(Q, name="Q"))
     factors = _split_factors(validity_factors, backend, P)
     taus = _factor_taus(validity_taus, len(factors))
     if backend == "numpy":
@@ -102,6 +102,22 @@ def numerical_hazard_mask(Q: Any, *, threshold: float) -> Any:
 
 
 # --------------------------------------------------------------------------- checks
+
+_THRESHOLD_CACHE: dict[tuple[InferenceConfig, str], tuple[float, float | None]] = {}
+
+
+def _thresholds(cfg: InferenceConfig, dtype: str) -> tuple[float, float | None]:
+    """``cfg.thresholds_for(dtype)``, memoised in eager mode (configs are frozen and hashable)."""
+    if torch.compiler.is_compiling():
+        return cfg.thresholds_for(dtype)
+    key = (cfg, dtype)
+    cached = _THRESHOLD_CACHE.get(key)
+    if cached is None:
+        cached = cfg.thresholds_for(dtype)  # raises before caching on refusal
+        if len(_THRESHOLD_CACHE) > 1024:
+            _THRESHOLD_CACHE.clear()
+        _THRESHOLD_CACHE[key] = cached
+    return cached
 
 
 def _check_pair(P: Any, Q: Any) -> Backend:
@@ -236,36 +252,21 @@ def _finish_torch(
 ) -> StrictInferenceResult:
     functional = _use_functional()
     needs_grad = torch.is_grad_enabled() and (P.requires_grad or Q.requires_grad)
-    core = K.torch_core_functional if functional else K.torch_core_fast
-    factor_kernel = K.torch_factor_functional if functional else K.torch_factor_fast
-    thresholds = _factor_thresholds(factors, taus)
-    with torch.no_grad():
-        d, fault, semantic, below_train = core(P.detach(), Q.detach(), t, tr)
-        ff, fs = [], []
-        for v, tv in zip(factors, thresholds, strict=True):
-            f_i, s_i = factor_kernel(v.detach(), tv)
-            ff.append(f_i)
-            fs.append(s_i)
-            if _factor_view_shape(tuple(v.shape), tuple(fault.shape), ""):
-                f_i, s_i = f_i[..., None], s_i[..., None]
-            fault = fault | f_i
-            semantic = semantic | s_i
-        bottom = fault | semantic
-        if below_train is None:
-            gap = torch.zeros_like(bottom)
-        elif functional:
-            gap = below_train & ~bottom
-        else:
-            gap = torch.gt(below_train, bottom, out=below_train)  # below_train & ~bottom
-        if not needs_grad:
-            if functional:
-                decoded = torch.where(bottom, float("nan"), d)
-            else:
-                decoded = torch.where(bottom, K.nan_like_scalar(d), d, out=d)
     if needs_grad:
+        with torch.no_grad():
+            masks = _torch_masks(P.detach(), Q.detach(), t, tr, factors, taus, functional)
+        d, bottom = masks[0], masks[1]
         # Double where: bottom entries divide 0 by 1, so no NaN/Inf enters the backward pass.
         safe = torch.where(bottom, 0.0, P) / torch.where(bottom, 1.0, Q)
         decoded = torch.where(bottom, float("nan"), safe)
+    else:
+        masks = _torch_masks(P, Q, t, tr, factors, taus, functional)
+        d, bottom = masks[0], masks[1]
+        if functional:
+            decoded = torch.where(bottom, float("nan"), d)
+        else:
+            decoded = d.masked_fill_(bottom, float("nan"))  # d is a private buffer
+    _, _, gap, fault, semantic, ff, fs = masks
     return StrictInferenceResult(
         decoded,
         bottom,
@@ -273,9 +274,42 @@ def _finish_torch(
         fault,
         semantic,
         factor_values=factors,
-        factor_fault_masks=tuple(ff),
-        factor_semantic_masks=tuple(fs),
+        factor_fault_masks=ff,
+        factor_semantic_masks=fs,
     )
+
+
+def _torch_masks(
+    P: torch.Tensor,
+    Q: torch.Tensor,
+    t: float,
+    tr: float | None,
+    factors: tuple[torch.Tensor, ...],
+    taus: tuple[float, ...],
+    functional: bool,
+) -> tuple[Any, ...]:
+    """``(d, bottom, gap, fault, semantic, factor_faults, factor_semantics)`` for torch inputs."""
+    core = K.torch_core_functional if functional else K.torch_core_fast
+    d, fault, semantic, below_train = core(P, Q, t, tr)
+    ff, fs = [], []
+    if factors:
+        factor_kernel = K.torch_factor_functional if functional else K.torch_factor_fast
+        for v, tv in zip(factors, _factor_thresholds(factors, taus), strict=True):
+            f_i, s_i = factor_kernel(v.detach(), tv)
+            ff.append(f_i)
+            fs.append(s_i)
+            if _factor_view_shape(tuple(v.shape), tuple(fault.shape), ""):
+                f_i, s_i = f_i[..., None], s_i[..., None]
+            fault = fault | f_i
+            semantic = semantic | s_i
+    bottom = fault | semantic
+    if below_train is None:
+        gap = torch.zeros_like(bottom)
+    elif functional:
+        gap = below_train & ~bottom
+    else:
+        gap = torch.gt(below_train, bottom, out=below_train)  # below_train & ~bottom
+    return d, bottom, gap, fault, semantic, tuple(ff), tuple(fs)
 
 
 def _finish_numpy(
