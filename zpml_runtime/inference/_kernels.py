@@ -77,15 +77,17 @@ def torch_factor_functional(V: torch.Tensor, t: float) -> tuple[torch.Tensor, to
 
 
 def numpy_core(P: np.ndarray, Q: np.ndarray, t: float, tr: float | None) -> NumpyCore:
-    """Numpy kernel (same mathematics; numpy comparisons are already vectorised)."""
+    """Numpy kernel (same mathematics; one float buffer, in-place where safe)."""
     with np.errstate(all="ignore"):
         aq = np.abs(Q)
-        semantic = aq < t
-        below_train = None if tr is None else aq < tr
-        q1 = np.where(aq == 0, np.ones((), dtype=Q.dtype), Q)
-        d = np.divide(P, q1)
-        fault = ~(np.isfinite(d) & np.isfinite(Q))
-    return np.asarray(d), fault, semantic, below_train
+        semantic = np.asarray(aq < t)  # np.asarray: 0-d inputs give numpy scalars
+        below_train = None if tr is None else np.asarray(aq < tr)
+        d = np.asarray(np.add(Q, aq == 0, dtype=Q.dtype))  # Q, or 1 where Q == 0 (0-d safe)
+        np.divide(P, d, out=d)
+        ok = np.asarray(np.isfinite(d))
+        ok &= np.isfinite(aq)
+        fault = np.logical_not(ok, out=ok)
+    return d, fault, semantic, below_train
 
 
 def numpy_factor(V: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:

@@ -333,8 +333,12 @@ def _finish_numpy(
         semantic = semantic | s_i
     fault, semantic = np.asarray(fault), np.asarray(semantic)  # 0-d inputs give numpy scalars
     bottom = np.asarray(fault | semantic)
-    gap = np.zeros_like(bottom) if below_train is None else np.asarray(below_train & ~bottom)
-    decoded = np.asarray(np.where(bottom, np.asarray(math.nan, dtype=d.dtype), d))
+    if below_train is None:
+        gap = np.zeros_like(bottom)
+    else:
+        gap = np.asarray(np.greater(below_train, bottom, out=below_train))  # below_train & ~bottom
+    np.copyto(d, np.asarray(math.nan, dtype=d.dtype), where=bottom)  # d is a private buffer
+    decoded = np.asarray(d)
     return StrictInferenceResult(
         decoded,
         bottom,
