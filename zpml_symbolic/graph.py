@@ -1,4 +1,4 @@
-"""Export the IR DAG and the provenance as a ``networkx.DiGraph``."""
+"""Export the IR DAG and the provenance as a ``networkx.MultiDiGraph``."""
 
 from __future__ import annotations
 
@@ -10,19 +10,20 @@ from zpml_symbolic.ir.printer import to_text
 from zpml_symbolic.ir.traverse import postorder
 
 
-def to_networkx(obj: FlattenedFRU | Node, *, max_label_chars: int = 60) -> nx.DiGraph:
-    """A DiGraph of the expression DAG (edges parent -> argument, attribute ``index``).
+def to_networkx(obj: FlattenedFRU | Node, *, max_label_chars: int = 60) -> nx.MultiDiGraph:
+    """A MultiDiGraph of the expression DAG (edges parent -> argument, keyed and
+    attributed by argument ``index``, so ``x*x`` has two edges).
 
     IR nodes are keyed ``"n{id}"`` (ids as in provenance ``node_id``) with
     attributes ``op``, ``value``, ``label``. For a :class:`FlattenedFRU`,
     every provenance entry adds a node ``"factor{k}"`` (attributes ``factor``,
-    ``kind``, ``retained``) with an edge ``kind=provenance`` from each
+    ``kind``, ``retained``) with an edge (key and ``kind``: ``provenance``) from each
     division node that contributes it.
     """
     root = obj.root if isinstance(obj, FlattenedFRU) else obj
     order = postorder(root)
     ids = {n: i for i, n in enumerate(order)}
-    g = nx.DiGraph()
+    g = nx.MultiDiGraph()
     for node in order:
         g.add_node(
             f"n{ids[node]}",
@@ -32,7 +33,7 @@ def to_networkx(obj: FlattenedFRU | Node, *, max_label_chars: int = 60) -> nx.Di
             kind="ir",
         )
         for i, arg in enumerate(node.args):
-            g.add_edge(f"n{ids[node]}", f"n{ids[arg]}", index=i, kind="arg")
+            g.add_edge(f"n{ids[node]}", f"n{ids[arg]}", key=i, index=i, kind="arg")
     if isinstance(obj, FlattenedFRU):
         for k, src in enumerate(obj.denominator_provenance):
             key = f"factor{k}"
@@ -46,7 +47,12 @@ def to_networkx(obj: FlattenedFRU | Node, *, max_label_chars: int = 60) -> nx.Di
             )
             for occ in src.occurrences:
                 g.add_edge(
-                    f"n{occ.node_id}", key, kind="provenance", source_kind=occ.kind, path=occ.path
+                    f"n{occ.node_id}",
+                    key,
+                    key="provenance",
+                    kind="provenance",
+                    source_kind=occ.kind,
+                    path=occ.path,
                 )
     return g
 

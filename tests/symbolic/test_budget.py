@@ -73,25 +73,11 @@ def test_huge_power_is_refused_before_computing() -> None:
     assert "a power of degree needs max_degree=1.09951e+12" in str(err)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: flatten(1/(x + y)**600) returns: Q is kept factored and only expanded "
-    "lazily, so the max_degree refusal surfaces later, on first access of "
-    ".denominator/.degrees/.evaluate(), not in flatten()",
-)
 def test_negative_power_beyond_max_degree_is_refused_by_flatten() -> None:
     err, _ = refuse(sp.Pow(x + y, -600, evaluate=False))
     assert (err.budget, err.requested) == ("max_degree", 600)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=zs.BudgetExceededError,
-    reason="BUG: FlattenedFRU keeps the flatten-time BudgetMeter; Q is expanded lazily "
-    "through it, so reading .denominator (or calling .evaluate) more than max_seconds "
-    "after flatten() returned raises BudgetExceededError(max_seconds) "
-    "(with the default budget: any access after 60 s)",
-)
 def test_results_stay_usable_after_the_time_budget() -> None:
     fru = zs.flatten("1/(x - 1) + 1/(x - 2)", budget=zs.Budget(max_seconds=0.05))
     time.sleep(0.1)
@@ -119,17 +105,9 @@ def test_multivariate_bomb_with_small_budgets() -> None:
     assert (err.budget, err.limit, err.requested) == ("max_degree", 20, 32)
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: with the default Budget (max_work=5e7, max_terms=2e5) one product of two "
-    "6545-term polynomials is allowed (~4.3e7 coefficient products, 60-80 s on the dev box); "
-    "max_seconds=60 is only checked between products, so this bomb is refused after "
-    "60-150 s (by max_terms or max_seconds), not in milliseconds",
-)
 def test_multivariate_square_bomb_refused_fast_with_default_budget() -> None:
     err, elapsed = refuse(squared(x + y + z + 1, 7))  # (x+y+z+1)**128
-    assert err.budget in ("max_terms", "max_degree")
+    assert err.budget in ("max_terms", "max_degree", "max_work")
     assert elapsed < 5.0
 
 
@@ -182,11 +160,6 @@ def test_max_work_is_cumulative() -> None:
         pytest.param(
             {"max_seconds": True},
             r"Budget\.max_seconds must be",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: Budget(max_seconds=True) is accepted (bool passes the "
-                "int | float check) although bools are refused for the int budgets",
-            ),
             id="max_seconds-bool",
         ),
     ],
@@ -208,13 +181,6 @@ def test_valid_budget_values() -> None:
     assert zs.flatten(x + 2 * y - 1, budget=b).numerator == x + 2 * y - 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="BUG: flatten(budget=...) is not validated: a non-Budget value raises "
-    "AttributeError (\"'int' object has no attribute 'max_seconds'\") instead of "
-    "InvalidArgumentError",
-)
 def test_flatten_rejects_a_non_budget() -> None:
     with pytest.raises(zs.InvalidArgumentError, match="budget"):
         zs.flatten(x + 1, budget=100)  # type: ignore[arg-type]

@@ -153,11 +153,6 @@ def test_nodes_are_immutable(attr: str) -> None:
     assert isinstance(node.args, tuple)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Node overrides __setattr__ but not __delattr__, so `del node.value` "
-    "succeeds and leaves a broken interned node",
-)
 def test_node_attributes_cannot_be_deleted() -> None:
     node = intern(Op.VAR, (), "victim_of_del_test")
     with pytest.raises(AttributeError, match="immutable"):
@@ -180,13 +175,6 @@ def _not_interned() -> Node:
     return node
 
 
-_ASSERT_BUG = (
-    "BUG: verify() builds its error message with to_text(), which asserts on a "
-    "non-Fraction CONST value / non-int POW exponent, so AssertionError escapes "
-    "instead of IRVerificationError"
-)
-
-
 @pytest.mark.parametrize(
     ("make", "match"),
     [
@@ -197,32 +185,27 @@ _ASSERT_BUG = (
         pytest.param(
             lambda: _bad(Op.POW, (x,), None),
             "POW needs one argument and an int exponent",
-            marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=_ASSERT_BUG),
             id="pow-no-exponent",
         ),
         (lambda: _bad(Op.POW, (x,), True), "POW needs one argument and an int exponent"),
         pytest.param(
             lambda: _bad(Op.POW, (x,), 0.5),
             "POW needs one argument and an int exponent",
-            marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=_ASSERT_BUG),
             id="pow-float-exponent",
         ),
         pytest.param(
             lambda: _bad(Op.POW, (x,), Fraction(2)),
             "POW needs one argument and an int exponent",
-            marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=_ASSERT_BUG),
             id="pow-fraction-exponent",
         ),
         pytest.param(
             lambda: _bad(Op.CONST, (), 1),
             "a constant needs an exact Fraction value",
-            marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=_ASSERT_BUG),
             id="const-int",
         ),
         pytest.param(
             lambda: _bad(Op.CONST, (), 0.5),
             "a constant needs an exact Fraction value",
-            marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=_ASSERT_BUG),
             id="const-float",
         ),
         (lambda: _bad(Op.CONST, (x,), Fraction(1)), "a constant needs an exact Fraction value"),
@@ -234,12 +217,6 @@ _ASSERT_BUG = (
         pytest.param(
             lambda: _bad(Op.ADD, (x, "y")),
             "arguments must be IR nodes",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AttributeError,
-                reason="BUG: postorder() walks node.args before verify() checks their type, "
-                "so a non-Node argument raises AttributeError, not IRVerificationError",
-            ),
             id="non-node-argument",
         ),
         (_not_interned, "not interned"),
@@ -263,14 +240,9 @@ def test_verifier_error_is_a_value_error_naming_the_node() -> None:
         verify(_bad(Op.VAR, (), ""))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (or doc bug): verify()'s docstring promises 'identifier-like names' "
-    "but only checks that the name is a non-empty str",
-)
-def test_verifier_rejects_non_identifier_names() -> None:
-    with pytest.raises(IRVerificationError, match="name"):
-        verify(var("x y"))
+def test_verifier_accepts_any_non_empty_name() -> None:
+    """sympy symbol names need not be identifiers; the verifier only requires non-empty str."""
+    verify(var("x y"))
 
 
 def test_verifier_accepts_valid_ir() -> None:
@@ -436,12 +408,6 @@ def test_format_dag_binds_shared_nodes_once() -> None:
     assert format_dag(inv(add(x, ONE))) == "1/(x + 1)"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the printer's product/denominator split ignores `names`, so a shared "
-    "division 1/d used inside a product is printed as '/d' with d inlined: "
-    "format_dag(1/(x - y) + x/(x - y)) prints 'x - y' twice and never uses its binding",
-)
 def test_format_dag_uses_bindings_inside_products() -> None:
     d = inv(add(x, neg(y)))
     text = format_dag(add(d, mul(x, d)))
@@ -535,17 +501,13 @@ def test_to_sympy_keeps_structure(expr: sp.Expr) -> None:
         assert (want is BOT and got is BOT) or want == got
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=zs.InvalidArgumentError,
-    reason="BUG (contract): to_sympy's docstring promises from_sympy(to_sympy(n)).root is n "
-    "for every IR node, but var('x') and param('x') in one DAG become Symbol('x') and "
-    "Coefficient('x'), which from_sympy refuses as two symbols with one name",
-)
-def test_round_trip_with_var_and_param_of_same_name() -> None:
+def test_var_and_param_of_the_same_name_are_rejected_by_the_verifier() -> None:
+    """Such a DAG has no sympy counterpart (one name, two symbols), so verify() refuses it."""
     node = add(var("x"), param("x"))
-    verify(node)
-    assert zs.from_sympy(zs.to_sympy(node)).root is node
+    with pytest.raises(
+        IRVerificationError, match="'x' is used both as a variable and as a parameter"
+    ):
+        verify(node)
 
 
 # -------------------------------------------------------------------- networkx
@@ -612,16 +574,11 @@ def test_to_networkx_of_flattened_fru_has_provenance() -> None:
             "divisor_denominator",
         )
         assert re.fullmatch(r"root(\.args\[\d+\])*", d["path"])
-    assert g.edges["n12", by_factor["x"]]["source_kind"] == "divisor_denominator"
-    assert g.edges["n10", by_factor["x"]]["path"] == "root.args[1].args[0].args[1]"
-    assert g.edges["n12", by_factor["x + 1"]]["source_kind"] == "divisor_numerator"
+    assert g.edges["n12", by_factor["x"], "provenance"]["source_kind"] == "divisor_denominator"
+    assert g.edges["n10", by_factor["x"], "provenance"]["path"] == "root.args[1].args[0].args[1]"
+    assert g.edges["n12", by_factor["x + 1"], "provenance"]["source_kind"] == "divisor_numerator"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: to_networkx uses a DiGraph, so x*x (two argument slots, same child) keeps "
-    "only one edge (index=1); the argument list cannot be recovered from the graph",
-)
 def test_to_networkx_keeps_repeated_arguments() -> None:
     g = zs.to_networkx(mul(x, x))
     indices = sorted(d["index"] for _, _, d in g.edges(data=True))

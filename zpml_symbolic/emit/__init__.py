@@ -5,16 +5,9 @@ from the FRU's division-free IR (see :mod:`zpml_symbolic.emit.plan`).
 """
 
 from zpml_symbolic.emit.numpy_emit import NumpyEvaluator, numpy_evaluator
+from zpml_symbolic.emit.onnx_emit import to_onnx
 from zpml_symbolic.emit.strict import BottomExplanation, StrictEvaluator, strict_evaluator
 from zpml_symbolic.emit.torch_emit import RationalModule, lift_float_literals, to_torch
-
-
-def to_onnx(*args, **kwargs):  # type: ignore[no-untyped-def]  # noqa: ANN002, ANN003, ANN201
-    """Build an ONNX model of one FRU (see :func:`zpml_symbolic.emit.onnx_emit.to_onnx`)."""
-    from zpml_symbolic.emit.onnx_emit import to_onnx as _to_onnx
-
-    return _to_onnx(*args, **kwargs)
-
 
 __all__ = [
     "BottomExplanation",

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from zpml_symbolic.emit.plan import Plan, as_frus, make_plan
+from zpml_symbolic.emit.plan import Plan, as_frus, coefficient_values, make_plan
 from zpml_symbolic.emit.program import Instr
 from zpml_symbolic.errors import InvalidArgumentError
 from zpml_symbolic.flatten.fru import FlattenedFRU
@@ -129,13 +129,7 @@ def numpy_evaluator(
     if len(frus) != 1:
         raise InvalidArgumentError("numpy_evaluator takes one expression")
     plan = make_plan(frus)
-    values = {
-        (k.name if isinstance(k, sp.Symbol) else k): float(v) for k, v in (init or {}).items()
-    }
-    missing = [p for p in plan.parameters if p not in values]
-    if missing:
-        raise InvalidArgumentError(f"no value for parameters {missing}; pass init={{name: value}}")
-    return NumpyEvaluator(plan, values, config, validity_taus)
+    return NumpyEvaluator(plan, coefficient_values(plan, init), config, validity_taus)
 
 
 __all__ = ["NUMPY_OPS", "NumpyEvaluator", "numpy_evaluator", "run_program"]

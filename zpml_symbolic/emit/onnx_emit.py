@@ -53,7 +53,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from zpml_runtime.inference._arrays import effective_threshold
 from zpml_runtime.inference.config import InferenceConfig
-from zpml_symbolic.emit.plan import Plan, as_frus, make_plan
+from zpml_symbolic.emit.plan import Plan, as_frus, coefficient_values, make_plan
 from zpml_symbolic.emit.program import Instr
 from zpml_symbolic.emit.torch_emit import RationalModule
 from zpml_symbolic.errors import EmitError, InvalidArgumentError
@@ -440,28 +440,6 @@ def _factor_taus(validity_taus: object, k: int) -> tuple[float, ...]:
     return (_check_tau(validity_taus, "validity_taus"),) * k
 
 
-def _coefficient_values(plan: Plan, init: Mapping[Any, float] | None) -> dict[str, float]:
-    given: dict[str, float] = {}
-    for key, val in (init or {}).items():
-        name = key.name if isinstance(key, sp.Symbol) else key
-        if name not in plan.parameters:
-            raise InvalidArgumentError(
-                f"init gives a value for {name!r}, which is not a parameter {list(plan.parameters)}"
-            )
-        try:
-            given[name] = float(val)
-        except (TypeError, ValueError) as exc:
-            raise InvalidArgumentError(
-                f"init[{name!r}] must be a real number, got {val!r}"
-            ) from exc
-    missing = [n for n in plan.parameters if n not in given]
-    if missing:
-        raise InvalidArgumentError(
-            f"no initial value for parameters {missing}; pass init={{name: value}}"
-        )
-    return {n: given[n] for n in plan.parameters}
-
-
 def _resolve(
     obj: object,
     parameters: Sequence[sp.Symbol | str],
@@ -482,7 +460,7 @@ def _resolve(
                 f"to_onnx builds one model per expression, got {len(frus)}; call it once per expression"
             )
         plan = make_plan(frus, variables=variables)
-        coefficients = _coefficient_values(plan, init)
+        coefficients = coefficient_values(plan, init)
     if len(plan.frus) != 1:
         raise EmitError(
             f"to_onnx builds one model per expression, but the module compiles {len(plan.frus)}; "

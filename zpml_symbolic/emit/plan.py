@@ -8,8 +8,9 @@ subexpressions are computed once across expressions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sympy as sp
 
@@ -88,4 +89,27 @@ def make_plan(
     return Plan(tuple(frus), var_names, tuple(params_seen), program, tuple(out_names))
 
 
-__all__ = ["OutputNames", "Plan", "as_frus", "make_plan"]
+def coefficient_values(plan: Plan, init: Mapping[Any, float] | None) -> dict[str, float]:
+    """Initial coefficient values by parameter name; every parameter needs one."""
+    given: dict[str, float] = {}
+    for key, val in (init or {}).items():
+        name = key.name if isinstance(key, sp.Symbol) else key
+        if name not in plan.parameters:
+            raise InvalidArgumentError(
+                f"init gives a value for {name!r}, which is not a parameter {list(plan.parameters)}"
+            )
+        try:
+            given[name] = float(val)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(
+                f"init[{name!r}] must be a real number, got {val!r}"
+            ) from exc
+    missing = [n for n in plan.parameters if n not in given]
+    if missing:
+        raise InvalidArgumentError(
+            f"no initial value for parameters {missing}; pass init={{name: value}}"
+        )
+    return {n: given[n] for n in plan.parameters}
+
+
+__all__ = ["OutputNames", "Plan", "as_frus", "coefficient_values", "make_plan"]

@@ -19,7 +19,7 @@ import sympy as sp
 import torch
 from torch import fx, nn
 
-from zpml_symbolic.emit.plan import Plan, as_frus, make_plan
+from zpml_symbolic.emit.plan import Plan, as_frus, coefficient_values, make_plan
 from zpml_symbolic.emit.program import Instr
 from zpml_symbolic.errors import EmitError, InvalidArgumentError
 from zpml_symbolic.flatten.fru import FlattenedFRU
@@ -49,8 +49,10 @@ TORCH_OPS: dict[str, Emit] = {
         if i.const is not None and i.const < 0
         else g.call_function(operator.add, (v[i.args[0]], _f(i.const)))
     ),
+    # a + (c*b) with two roundings, like numpy and ONNX (torch.add(..., alpha=c) fuses
+    # the multiply-add and would round once, so back-ends could disagree in the last bit)
     "axpy": lambda g, v, i: g.call_function(
-        torch.add, (v[i.args[0]], v[i.args[1]]), {"alpha": _f(i.const)}
+        operator.add, (v[i.args[0]], g.call_function(operator.mul, (v[i.args[1]], _f(i.const))))
     ),
 }
 
@@ -198,21 +200,9 @@ def substitute_parameters(root: Node, values: Mapping[str, Fraction]) -> Node:
 def _coefficients(
     plan: Plan, init: Mapping[Any, float] | None, dtype: torch.dtype
 ) -> nn.ParameterDict:
-    given: dict[str, float] = {}
-    for key, val in (init or {}).items():
-        name = key.name if isinstance(key, sp.Symbol) else key
-        if name not in plan.parameters:
-            raise InvalidArgumentError(
-                f"init gives a value for {name!r}, which is not a parameter {list(plan.parameters)}"
-            )
-        given[name] = float(val)
-    missing = [n for n in plan.parameters if n not in given]
-    if missing:
-        raise InvalidArgumentError(
-            f"no initial value for parameters {missing}; pass init={{name: value}}"
-        )
+    values = coefficient_values(plan, init)
     return nn.ParameterDict(
-        {_param_key(n): nn.Parameter(torch.tensor(given[n], dtype=dtype)) for n in plan.parameters}
+        {_param_key(n): nn.Parameter(torch.tensor(values[n], dtype=dtype)) for n in plan.parameters}
     )
 
 

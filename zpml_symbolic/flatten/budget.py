@@ -24,7 +24,7 @@ class Budget:
     ``max_degree``: total degree of any intermediate numerator or denominator.
     ``max_terms``: number of terms of any intermediate polynomial.
     ``max_work``: total coefficient multiplications (sum over products of
-    ``terms(a) * terms(b)``). ``max_seconds``: wall-clock time.
+    ``terms(a) * terms(b)``; 5e6 is a few seconds of pure-Python arithmetic). ``max_seconds``: wall-clock time.
 
     The defaults accept realistic models (a sum of 64 simple poles, a 64-deep
     continued fraction, a [10/10] Padé approximant with parameter
@@ -33,7 +33,7 @@ class Budget:
 
     max_degree: int = 512
     max_terms: int = 200_000
-    max_work: int = 50_000_000
+    max_work: int = 5_000_000
     max_seconds: float = 60.0
 
     def __post_init__(self) -> None:
@@ -41,7 +41,9 @@ class Budget:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InvalidArgumentError(f"Budget.{name} must be a positive int, got {value!r}")
-        if not (isinstance(self.max_seconds, int | float) and self.max_seconds > 0):
+        if isinstance(self.max_seconds, bool) or not (
+            isinstance(self.max_seconds, int | float) and self.max_seconds > 0
+        ):
             raise InvalidArgumentError(f"Budget.max_seconds must be > 0, got {self.max_seconds!r}")
 
 

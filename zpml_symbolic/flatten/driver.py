@@ -63,6 +63,10 @@ def flatten(
     param_keys = frozenset(p if isinstance(p, str) else _symbol(p, "parameters") for p in params)
     front = from_sympy(expr, parameters=param_keys)
     var_syms, param_syms = _order_symbols(front, params, variables)
+    if budget is not None and not isinstance(budget, Budget):
+        raise InvalidArgumentError(
+            f"budget must be a zpml_symbolic.Budget, got {type(budget).__name__}"
+        )
     meter = BudgetMeter(budget or Budget())
     gen_nodes = tuple(ir.var(s.name) for s in var_syms) + tuple(
         ir.param(s.name) for s in param_syms
@@ -70,7 +74,8 @@ def flatten(
     ctx = PolyContext(tuple(s.name for s in var_syms + param_syms), meter, gen_nodes)
     values, records, order = _walk(front, ctx, meter)
     root_value = values[front.root]
-    return FlattenedFRU(
+    ctx.expanded_den(root_value)  # expand Q within the budget, not lazily later
+    fru = FlattenedFRU(
         expression=expr,  # type: ignore[arg-type]
         root=front.root,
         variables=var_syms,
@@ -83,7 +88,10 @@ def flatten(
         denominator_factors=dict(root_value.den),
         records=records,
         node_ids={n: i for i, n in enumerate(order)},
+        denominator_poly=root_value.den_expanded,
     )
+    ctx.meter = BudgetMeter(Budget(max_seconds=float("inf")))  # the result is not budgeted further
+    return fru
 
 
 def _symbol(item: object, what: str) -> sp.Symbol:

@@ -38,7 +38,12 @@ def factor_integer_poly(g: PolyElement, *, use_flint: bool = True) -> list[tuple
         fp = ctx.from_dict({m: int(c) for m, c in g.terms()})  # type: ignore[attr-defined]
         _, pairs = fp.factor()
         return [
-            (ring.from_dict({tuple(m): QQ(int(c)) for m, c in h.to_dict().items()}), int(k))
+            (
+                ring.from_dict(
+                    {tuple(int(e) for e in m): QQ(int(c)) for m, c in h.to_dict().items()}
+                ),
+                int(k),
+            )
             for h, k in pairs
         ]
     _, pairs = g.factor_list()

@@ -114,6 +114,7 @@ class FlattenedFRU:
         denominator_factors: dict[PolyElement, int],
         records: list[FactorRecord],
         node_ids: dict[Node, int],
+        denominator_poly: PolyElement | None = None,
     ) -> None:
         self.expression = expression
         self.root = root
@@ -128,6 +129,8 @@ class FlattenedFRU:
             sorted(denominator_factors.items(), key=lambda kv: _poly_key(kv[0]))
         )
         self._node_ids = node_ids
+        if denominator_poly is not None:
+            self.__dict__["denominator_poly_ring"] = denominator_poly
         self._sources = self._merge(records)
 
     # ----------------------------------------------------------------- structure

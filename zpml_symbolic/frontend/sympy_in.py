@@ -9,6 +9,7 @@ and error messages report.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -105,6 +106,9 @@ def _leaf(expr: sp.Basic, occ: Occurrence, parameters: frozenset[object]) -> Nod
 def _check_supported(expr: sp.Basic, occ: Occurrence) -> None:
     if isinstance(expr, sp.Pow):
         exponent = expr.exp
+        if isinstance(exponent, sp.Float) and exponent.is_finite:
+            if float_to_fraction(exponent).denominator == 1:
+                return  # a float that denotes an integer exactly (e.g. 2.0)
         if not isinstance(exponent, sp.Integer):
             kind = "symbolic" if exponent.free_symbols else "non-integer"
             raise _reject(expr, occ, f"{kind} exponent {_short(exponent)}")
@@ -132,10 +136,12 @@ def from_sympy(expr: object, *, parameters: frozenset[object] = frozenset()) -> 
     """
     if isinstance(expr, bool):
         raise NotRationalError("a bool is not an expression", subexpression=str(expr), path="root")
-    if isinstance(expr, int | Fraction):
-        expr = sp.Rational(expr)
-    elif isinstance(expr, float):
-        expr = sp.Float(expr)
+    if isinstance(expr, numbers.Integral):
+        expr = sp.Integer(int(expr))
+    elif isinstance(expr, Fraction):
+        expr = sp.Rational(expr.numerator, expr.denominator)
+    elif isinstance(expr, numbers.Real) and not isinstance(expr, sp.Basic):
+        expr = sp.Float(float(expr))
     root_occ = Occurrence(None, 0)
     if isinstance(expr, sp.MatrixBase):
         raise _reject(expr, root_occ, "matrices are not scalar expressions")
@@ -188,7 +194,10 @@ def _build(cur: sp.Basic, memo: dict[sp.Basic, Node]) -> Node:
     if isinstance(cur, sp.UnevaluatedExpr):
         return memo[cur.args[0]]
     if isinstance(cur, sp.Pow):
-        return ir.pow_(memo[cur.base], int(cur.exp))
+        return ir.pow_(
+            memo[cur.base],
+            int(float_to_fraction(cur.exp)) if isinstance(cur.exp, sp.Float) else int(cur.exp),
+        )
     args = tuple(memo[a] for a in cur.args)
     if len(args) == 1:
         return args[0]

@@ -56,6 +56,9 @@ class Node:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("IR nodes are immutable")
 
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("IR nodes are immutable")
+
     def __repr__(self) -> str:
         from zpml_symbolic.ir.printer import to_text
 

@@ -59,7 +59,12 @@ def _wrap(node: Node, need: int, names: dict[Node, str] | None) -> list[Piece]:
 
 def _product(args: tuple[Node, ...], names: dict[Node, str] | None) -> list[Piece]:
     out: list[Piece] = []
-    numer = [a for a in args if not (a.op is Op.POW and isinstance(a.value, int) and a.value < 0)]
+    numer = [
+        a
+        for a in args
+        if (names and a in names)
+        or not (a.op is Op.POW and isinstance(a.value, int) and a.value < 0)
+    ]
     denom = [a for a in args if a not in numer]
     if numer and _is_neg_one(numer[0]) and len(args) > 1:
         out.append("-")

@@ -12,20 +12,28 @@ from zpml_symbolic.ir.traverse import postorder
 
 
 def _fail(node: Node, why: str) -> IRVerificationError:
-    return IRVerificationError(
-        f"invalid IR node {node.op.name} {to_text(node, max_chars=80)!r}: {why}"
-    )
+    try:
+        text = to_text(node, max_chars=80)
+    except Exception:  # noqa: BLE001 - the node is malformed; describe it raw
+        text = f"args={node.args!r:.80}, value={node.value!r:.40}"
+    return IRVerificationError(f"invalid IR node {node.op.name} {text!r}: {why}")
 
 
 def verify(roots: Node | Iterable[Node]) -> None:
     """Raise :class:`IRVerificationError` if any reachable node breaks an invariant.
 
-    Checks: leaf payload types (identifier-like names, exact ``Fraction``
+    Checks: leaf payload types (non-empty string names, exact ``Fraction``
     constants), arities (``ADD``/``MUL`` at least two arguments, ``POW``
-    exactly one with an ``int`` exponent), and interning (every node is the
-    canonical instance of its structure).
+    exactly one with an ``int`` exponent), that no name is both a variable
+    and a parameter, and interning (every node is the canonical instance of
+    its structure).
     """
-    for node in postorder(roots):
+    root_list = [roots] if isinstance(roots, Node) else list(roots)
+    for node in _walk_checked(root_list):
+        if not all(isinstance(a, Node) for a in node.args):
+            raise _fail(node, "arguments must be IR nodes")
+    kinds: dict[str, Op] = {}
+    for node in postorder(root_list):
         op, args, value = node.op, node.args, node.value
         if op in (Op.VAR, Op.PARAM):
             if args or not isinstance(value, str) or not value:
@@ -41,10 +49,31 @@ def verify(roots: Node | Iterable[Node]) -> None:
                 raise _fail(node, "POW needs one argument and an int exponent")
         else:  # pragma: no cover - Op is closed
             raise _fail(node, f"unknown op {op!r}")
-        if not all(isinstance(a, Node) for a in args):
-            raise _fail(node, "arguments must be IR nodes")
+        if op in (Op.VAR, Op.PARAM):
+            seen = kinds.setdefault(str(value), op)
+            if seen is not op:
+                raise _fail(node, f"{value!r} is used both as a variable and as a parameter")
         if intern(op, args, value) is not node:
             raise _fail(node, "node is not interned (built outside the constructors)")
+
+
+def _walk_checked(roots: list[Node]) -> list[Node]:
+    """Iterative walk that tolerates non-Node arguments (they are reported, not followed)."""
+    out: list[Node] = []
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, Node):
+            raise IRVerificationError(
+                f"expected an IR node, got {type(node).__name__} {node!r:.60}"
+            )
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        out.append(node)
+        stack.extend(a for a in node.args if isinstance(a, Node))
+    return out
 
 
 __all__ = ["verify"]
