@@ -26,11 +26,9 @@ import pytest
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 FILES = ("compiler.md", "frontend.md")
 
-#: Blocks known to fail, by (file, index of the python block): reason.
-KNOWN_FAILURES: dict[tuple[str, int], str] = {
-    ("frontend.md", 1): "the block uses `y`, which the page never defines",
-    ("frontend.md", 2): "the doctest block calls `parse`, which the page never imports",
-}
+#: Blocks known to fail, by (file, index of the python block): reason. They are
+#: marked xfail (non-strict); remove an entry once its block is fixed.
+KNOWN_FAILURES: dict[tuple[str, int], str] = {}
 
 _FENCE = re.compile(r"^```([A-Za-z0-9_+-]*)[ \t]*$")
 
