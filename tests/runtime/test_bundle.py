@@ -260,3 +260,72 @@ def test_runtime_input_checks(bundle: Path) -> None:
         rt.run(np.zeros((3, 3), np.float32))
     with pytest.raises(BundleError, match="floating point"):
         rt.run(np.zeros((3, 2), np.int64))
+
+
+class _Head(torch.nn.Module):
+    """A learnable rational head that is not compiled: P, Q of shape [batch, 1], two factors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.p = torch.nn.Linear(2, 1)
+        self.q = torch.nn.Linear(2, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.p(x), self.q(x), torch.stack([x[:, 0], x[:, 1] - 1], dim=-1)
+
+
+def test_traced_wrapper_bundle_matches_eager_strict_inference(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    wrapped = SCMInferenceWrapper(
+        _Head(), config=InferenceConfig(tau_infer=1e-3, tau_train=1e-2), validity_taus=[0.0, 1e-2]
+    )
+    wrapped.train()
+    x = torch.randn(64, 2)
+    x[0, 0] = 0.0
+    x[1, 1] = 1.0
+    x[2, 0] = math.nan
+    meta = export_bundle(wrapped, tmp_path / "t", example_inputs=(x,)).metadata
+    assert wrapped.training  # export restores the mode
+    assert meta["source"] == "traced_model" and meta["fru"] is None
+    assert meta["validity_taus"] == [0.0, 1e-2]
+    assert len(meta["output_order"]) == 12
+    validate_bundle(tmp_path / "t")
+    report = run_bundle_reference_smoke_test(tmp_path / "t", wrapped)
+    assert report.passed and report.samples == 64
+    out = load_onnx_runtime_bundle(tmp_path / "t").run(x)
+    assert out.bottom_provenance[:3].tolist() == [2, 2, 1]
+
+
+def test_traced_bundle_threshold_tamper_is_detected(tmp_path: Path) -> None:
+    wrapped = SCMInferenceWrapper(_Head(), config=InferenceConfig(tau_infer=1e-3)).eval()
+    export_bundle(wrapped, tmp_path / "t", example_inputs=(torch.randn(4, 2),))
+    _rewrite_metadata(
+        tmp_path / "t", lambda m: m["inference_config"].__setitem__("tau_infer", 1e-6)
+    )
+    assert "do not give the graph's thresholds" in _problems(tmp_path / "t")
+
+
+def test_strict_decoder_model_matches_runtime() -> None:
+    import onnx
+    import onnxruntime as ort
+
+    from zpml_runtime.inference import strict_inference
+    from zpml_symbolic.emit.onnx_emit import strict_decoder_model
+
+    cfg = InferenceConfig(tau_infer=1e-6, tau_train=1e-3)
+    P = np.array([1, 2, 3, np.nan, 1e30, 5], np.float32)
+    Q = np.array([1, 0, 1e-4, 1, 1e-30, 1e-7], np.float32)
+    V = np.array([[1, 1], [1, 1], [1, 0], [2, 2], [1, 1], [np.inf, 1]], np.float32)
+    for k in (0, 2):
+        model = strict_decoder_model(k, config=cfg, validity_taus=0.5)
+        onnx.checker.check_model(model, full_check=True)
+        feeds = {"P": P, "Q": Q, **({"V": V[:, :k]} if k else {})}
+        got = ort.InferenceSession(model.SerializeToString()).run(None, feeds)
+        want = strict_inference(
+            P, Q, config=cfg, validity_factors=V[:, :k] if k else None, validity_taus=0.5
+        ).as_dict()
+        assert len(got) == len(want)
+        for (name, w), g in zip(want.items(), got, strict=True):
+            np.testing.assert_array_equal(g, w, err_msg=name)
+    with pytest.raises(zs.InvalidArgumentError, match="num_factors must be an int >= 0"):
+        strict_decoder_model(-1)

@@ -91,7 +91,12 @@ def _taus_tuple(value: float | Sequence[float], k: int) -> tuple[float, ...]:
 
 
 def _resolve(
-    model: Any, config: InferenceConfig | None, validity_taus: Any, dtype: str, opset: int | None
+    model: Any,
+    config: InferenceConfig | None,
+    validity_taus: Any,
+    dtype: str,
+    opset: int | None,
+    example: Any,
 ) -> _Resolved:
     """Turn the supported model kinds into an ONNX graph plus what metadata needs."""
     from zpml_runtime.inference.wrapper import SCMInferenceWrapper
@@ -137,7 +142,9 @@ def _resolve(
     if isinstance(model, SCMInferenceWrapper):
         from zpml_runtime.bundle.traced import traced_strict_model
 
-        onnx_model, k, n_vars = traced_strict_model(model, config, validity_taus, dtype, opset)
+        onnx_model, k, n_vars = traced_strict_model(
+            model, config, validity_taus, dtype, opset, torch.as_tensor(_first(example))
+        )
         taus = _taus_tuple(0.0 if validity_taus is None else validity_taus, k)
         return _Resolved(
             onnx_model,
@@ -209,6 +216,16 @@ def _provenance_polys(fru: Any) -> list[Any]:
     return [p for _, p in fru._sources]  # noqa: SLF001 - same project, exact terms for audit
 
 
+def _first(example_inputs: Any) -> Any:
+    if isinstance(example_inputs, tuple | list):
+        if len(example_inputs) != 1:
+            raise BundleError(
+                f"expected one input tensor x, got {len(example_inputs)} example inputs"
+            )
+        return example_inputs[0]
+    return example_inputs
+
+
 def _smoke_array(example_inputs: Any, smoke_inputs: Any, dtype: str, n_vars: int) -> np.ndarray:
     source = smoke_inputs if smoke_inputs is not None else example_inputs
     if isinstance(source, tuple | list):
@@ -266,7 +283,7 @@ def export_bundle(
     ):
         raise BundleError(f"{out} exists and is not a bundle; refusing to replace it")
     dt = _dtype_of(example_inputs, dtype)
-    resolved = _resolve(model, config, validity_taus, dt, opset)
+    resolved = _resolve(model, config, validity_taus, dt, opset, example_inputs)
     model_bytes = resolved.model.SerializeToString()
     smoke = _smoke_array(example_inputs, smoke_inputs, dt, len(resolved.variables))
     smoke_bytes = _npy_bytes(smoke)

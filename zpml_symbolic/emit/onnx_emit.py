@@ -58,6 +58,7 @@ from zpml_symbolic.emit.program import Instr
 from zpml_symbolic.emit.torch_emit import RationalModule
 from zpml_symbolic.errors import EmitError, InvalidArgumentError
 from zpml_symbolic.flatten.fru import FlattenedFRU
+from zpml_symbolic.flatten.schema import check_prefix
 
 #: name of the single graph input, of shape ``[batch, n_vars]``
 INPUT_NAME = "x"
@@ -107,6 +108,8 @@ class _Graph:
         self._cse: dict[tuple[object, ...], str] = {}
         self._renames: dict[str, str] = {}
         self._node_outputs: set[str] = set()
+        #: the graph input whose first dimension is the batch
+        self.batch_ref = INPUT_NAME
 
     def fresh(self, base: str) -> str:
         """``base``, or ``base_1``, ``base_2``, ... when taken."""
@@ -195,7 +198,8 @@ class _Graph:
 
     # ------------------------------------------------------------------ outputs
     def batch_shape(self) -> str:
-        return self.node("Shape", [INPUT_NAME], "batch_shape", rank=1, start=0, end=1)
+        """``[batch]`` as a 1-D shape tensor, read from the graph's batch reference input."""
+        return self.node("Shape", [self.batch_ref], "batch_shape", rank=1, start=0, end=1)
 
     def expose(self, v: str, out: str) -> None:
         """Make ``v`` the graph output ``out`` of shape ``[batch]``.
@@ -472,6 +476,104 @@ def _resolve(
 # --------------------------------------------------------------------------- entry point
 
 
+def _strict_outputs(elem: int, factor_names: Sequence[Sequence[str]]) -> list[onnx.ValueInfoProto]:
+    """Value infos of the strict outputs then the per-factor outputs, all ``[batch]``."""
+    outputs = [helper.make_tensor_value_info(OUTPUT_NAMES[0], elem, [BATCH_DIM])]
+    outputs += [
+        helper.make_tensor_value_info(n, TensorProto.BOOL, [BATCH_DIM]) for n in OUTPUT_NAMES[1:5]
+    ]
+    outputs.append(helper.make_tensor_value_info(OUTPUT_NAMES[5], TensorProto.INT8, [BATCH_DIM]))
+    for value, fault_mask, semantic_mask in factor_names:
+        outputs.append(helper.make_tensor_value_info(value, elem, [BATCH_DIM]))
+        outputs.append(helper.make_tensor_value_info(fault_mask, TensorProto.BOOL, [BATCH_DIM]))
+        outputs.append(helper.make_tensor_value_info(semantic_mask, TensorProto.BOOL, [BATCH_DIM]))
+    return outputs
+
+
+def _threshold_initializers(
+    g: _Graph, cfg: InferenceConfig, taus: Sequence[float], dtype: str
+) -> tuple[float, float | None, list[float]]:
+    """Bake the effective thresholds into ``g`` under their reserved names."""
+    t_infer, t_train = cfg.thresholds_for(dtype)
+    t_factors = [
+        effective_threshold(tau, dtype, f"validity_taus[{i}]") for i, tau in enumerate(taus)
+    ]
+    doc = "effective threshold of {} in " + dtype + ": |v| < t is the exact real test |v| < {}"
+    g.initializer(T_INFER, t_infer, doc=doc.format(f"tau_infer={cfg.tau_infer!r}", "tau_infer"))
+    if t_train is not None:
+        g.initializer(T_TRAIN, t_train, doc=doc.format(f"tau_train={cfg.tau_train!r}", "tau_train"))
+    for i, (tau, t) in enumerate(zip(taus, t_factors, strict=True)):
+        g.initializer(
+            T_FACTOR.format(i), t, doc=doc.format(f"validity_taus[{i}]={tau!r}", f"tau_{i}")
+        )
+    return t_infer, t_train, t_factors
+
+
+def strict_decoder_model(
+    num_factors: int,
+    *,
+    config: InferenceConfig | None = None,
+    validity_taus: float | Sequence[float] = 0.0,
+    dtype: str = "float32",
+    opset: int | None = None,
+    prefix: str = "structural_validity_factor",
+) -> onnx.ModelProto:
+    """A graph decoding inputs ``P``, ``Q`` (``[batch]``) and ``V`` (``[batch, k]``) strictly.
+
+    Same outputs, masks and baked thresholds as :func:`to_onnx`; used to
+    append strict decoding to a traced model (``onnx.compose.merge_models``).
+    """
+    dtype = _check_dtype(dtype)
+    opset = _check_opset(opset)
+    cfg = _check_config(config)
+    check_prefix(prefix)
+    if isinstance(num_factors, bool) or not isinstance(num_factors, int) or num_factors < 0:
+        raise InvalidArgumentError(f"num_factors must be an int >= 0, got {num_factors!r}")
+    taus = _factor_taus(validity_taus, num_factors)
+    factor_names = [
+        (f"{prefix}_{i}_value", f"{prefix}_{i}_fault_mask", f"{prefix}_{i}_semantic_bottom_mask")
+        for i in range(num_factors)
+    ]
+    reserved = {"P", "Q", "V", *OUTPUT_NAMES, *(n for names in factor_names for n in names)}
+    reserved |= {T_INFER, T_TRAIN, *(T_FACTOR.format(i) for i in range(num_factors))}
+    g = _Graph(dtype, reserved)
+    g.batch_ref = "Q"
+    t_infer, t_train, t_factors = _threshold_initializers(g, cfg, taus, dtype)
+    g.rank["P"] = g.rank["Q"] = 1
+    factors = [
+        g.node("Gather", ["V", g.const(i, "int64")], f"V{i}", axis=1) for i in range(num_factors)
+    ]
+    thresholds = [T_FACTOR.format(i) for i in range(num_factors)]
+    _strict(g, "P", "Q", factors, factor_names, thresholds, t_train is not None)
+    nodes, initializers = g.finish()
+    elem = _DTYPES[dtype][0]
+    inputs = [helper.make_tensor_value_info(n, elem, [BATCH_DIM]) for n in ("P", "Q")]
+    if num_factors:
+        inputs.append(helper.make_tensor_value_info("V", elem, [BATCH_DIM, num_factors]))
+    outputs = _strict_outputs(elem, factor_names)
+    graph = helper.make_graph(
+        nodes, "zpml_strict_decoder", inputs, outputs, initializer=initializers
+    )
+    opsets = [helper.make_opsetid("", opset)]
+    model = helper.make_model(
+        graph,
+        opset_imports=opsets,
+        producer_name=PRODUCER_NAME,
+        producer_version=_package_version(),
+        ir_version=helper.find_min_ir_version_for(opsets),
+    )
+    metadata = {
+        "dtype": dtype,
+        "tau_infer": json.dumps(cfg.tau_infer),
+        "tau_train": json.dumps(cfg.tau_train),
+        "validity_taus": json.dumps(list(taus)),
+        "effective_thresholds": json.dumps(_thresholds_json(t_infer, t_train, t_factors)),
+        "inference_config": json.dumps(cfg.to_metadata()),
+    }
+    helper.set_model_props(model, {METADATA_PREFIX + key: value for key, value in metadata.items()})
+    return model
+
+
 def to_onnx(
     fru_or_exprs: FlattenedFRU
     | sp.Expr
@@ -527,10 +629,6 @@ def to_onnx(
     schema = fru.structural_validity_output_schema(prefix=prefix)
     k = len(plan.names[0].V)
     taus = _factor_taus(validity_taus, k)
-    t_infer, t_train = cfg.thresholds_for(dtype)
-    t_factors = [
-        effective_threshold(tau, dtype, f"validity_taus[{i}]") for i, tau in enumerate(taus)
-    ]
     factor_names = [out.output_names for out in schema.outputs]
     output_names = OUTPUT_NAMES + schema.output_names
 
@@ -544,14 +642,7 @@ def to_onnx(
     g = _Graph(dtype, reserved | set(plan.parameters))
     for name in plan.parameters:
         g.initializer(name, coefficients[name], doc="learnable coefficient")
-    doc = "effective threshold of {} in " + dtype + ": |v| < t is the exact real test |v| < {}"
-    g.initializer(T_INFER, t_infer, doc=doc.format(f"tau_infer={cfg.tau_infer!r}", "tau_infer"))
-    if t_train is not None:
-        g.initializer(T_TRAIN, t_train, doc=doc.format(f"tau_train={cfg.tau_train!r}", "tau_train"))
-    for i, (tau, t) in enumerate(zip(taus, t_factors, strict=True)):
-        g.initializer(
-            T_FACTOR.format(i), t, doc=doc.format(f"validity_taus[{i}]={tau!r}", f"tau_{i}")
-        )
+    t_infer, t_train, t_factors = _threshold_initializers(g, cfg, taus, dtype)
 
     values = _lower_program(g, plan)
     out = plan.program.outputs
@@ -567,15 +658,7 @@ def to_onnx(
     )
     nodes, initializers = g.finish()
     elem = _DTYPES[dtype][0]
-    outputs = [helper.make_tensor_value_info(n, elem, [BATCH_DIM]) for n in OUTPUT_NAMES[:1]]
-    outputs += [
-        helper.make_tensor_value_info(n, TensorProto.BOOL, [BATCH_DIM]) for n in OUTPUT_NAMES[1:5]
-    ]
-    outputs.append(helper.make_tensor_value_info(OUTPUT_NAMES[5], TensorProto.INT8, [BATCH_DIM]))
-    for value, fault_mask, semantic_mask in factor_names:
-        outputs.append(helper.make_tensor_value_info(value, elem, [BATCH_DIM]))
-        outputs.append(helper.make_tensor_value_info(fault_mask, TensorProto.BOOL, [BATCH_DIM]))
-        outputs.append(helper.make_tensor_value_info(semantic_mask, TensorProto.BOOL, [BATCH_DIM]))
+    outputs = _strict_outputs(elem, factor_names)
     x = helper.make_tensor_value_info(INPUT_NAME, elem, [BATCH_DIM, len(plan.variables)])
     graph = helper.make_graph(
         nodes,
@@ -677,7 +760,8 @@ def read_baked_thresholds(model: onnx.ModelProto) -> dict[str, Any]:
     """
     found: dict[str, float] = {}
     for tensor in model.graph.initializer:
-        found[tensor.name] = float(numpy_helper.to_array(tensor).reshape(()))
+        if tensor.name.startswith("zpml_t_"):
+            found[tensor.name] = float(numpy_helper.to_array(tensor).reshape(()))
     for node in model.graph.node:
         if node.op_type == "Constant" and node.output and node.output[0].startswith("zpml_t_"):
             attr = next((a for a in node.attribute if a.name == "value"), None)
@@ -710,6 +794,7 @@ __all__ = [
     "ONNX_OPS",
     "OUTPUT_NAMES",
     "check_baked_thresholds",
+    "strict_decoder_model",
     "read_baked_thresholds",
     "read_metadata",
     "to_onnx",
