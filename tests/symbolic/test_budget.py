@@ -51,7 +51,7 @@ def test_univariate_square_bomb_is_refused_fast() -> None:
     message = str(err)
     assert "max_degree=1024" in message and "the budget is 512" in message
     assert "Budget(max_degree=...)" in message  # says how to raise it
-    assert "while flattening (1 + x)*(1 + x)" in message and "…" in message
+    assert "refused at '(1 + x)*(1 + x)" in message and "…" in message
     assert len(message) < 600  # the huge subexpression is capped
     assert isinstance(err, ValueError) and isinstance(err, zs.ZeroProofError)
 
@@ -70,7 +70,7 @@ def test_huge_power_is_refused_before_computing() -> None:
     err, elapsed = refuse(sp.Pow(x + y + z + 1, 2**40, evaluate=False))
     assert elapsed < 5.0
     assert (err.budget, err.limit, err.requested) == ("max_degree", 512, 2**40)
-    assert "a power of degree needs max_degree=1.09951e+12" in str(err)
+    assert "a power needs max_degree=1.09951e+12" in str(err)
 
 
 def test_negative_power_beyond_max_degree_is_refused_by_flatten() -> None:

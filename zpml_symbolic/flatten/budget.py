@@ -62,7 +62,7 @@ class BudgetMeter:
         self.context = None
 
     def _refuse(self, name: str, limit: float, requested: float, what: str) -> BudgetExceededError:
-        where = f" while flattening {self.context()}" if self.context is not None else ""
+        where = f" at {self.context()!r}" if self.context is not None else ""
         return BudgetExceededError(
             f"flattening refused{where}: {what} needs {name}={requested:g} but the budget is "
             f"{limit:g}; raise it with flatten(..., budget=Budget({name}=...)) if this is intended",
@@ -83,27 +83,29 @@ class BudgetMeter:
         """Check a product of polynomials of the given sizes before computing it."""
         degree = deg_a + deg_b
         if degree > self.budget.max_degree:
-            raise self._refuse("max_degree", self.budget.max_degree, degree, "a product of degree")
+            raise self._refuse("max_degree", self.budget.max_degree, degree, "a product")
         cost = terms_a * terms_b
         dense = dense_term_bound(degree, ngens)
         bound = min(cost, dense)
         if bound > self.budget.max_terms:
-            raise self._refuse("max_terms", self.budget.max_terms, bound, "a product with up to")
+            raise self._refuse(
+                "max_terms", self.budget.max_terms, bound, "a product (upper bound on its terms)"
+            )
         self.work += cost
         if self.work > self.budget.max_work:
-            raise self._refuse("max_work", self.budget.max_work, self.work, "the total work")
+            raise self._refuse("max_work", self.budget.max_work, self.work, "the total work so far")
         self.check_time()
 
     def check_power(self, degree: int, exponent: int) -> None:
         """Check ``p**exponent`` for ``p`` of total degree ``degree``."""
         total = degree * abs(exponent)
         if total > self.budget.max_degree:
-            raise self._refuse("max_degree", self.budget.max_degree, total, "a power of degree")
+            raise self._refuse("max_degree", self.budget.max_degree, total, "a power")
 
     def check_terms(self, terms: int) -> None:
         """Check the size of a computed polynomial."""
         if terms > self.budget.max_terms:
-            raise self._refuse("max_terms", self.budget.max_terms, terms, "a polynomial with")
+            raise self._refuse("max_terms", self.budget.max_terms, terms, "a polynomial")
 
 
 def dense_term_bound(degree: int, ngens: int) -> int:

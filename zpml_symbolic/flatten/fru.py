@@ -147,7 +147,7 @@ class FlattenedFRU:
             retained = self.mode == "scm_strict" and factor not in in_q
             src = DenominatorSource(
                 kind=first.kind,
-                factor=self._expr(factor),
+                factor=lambda factor=factor: self._expr(factor),
                 source=first.source,
                 path=first.path,
                 node_id=first.node_id,
@@ -301,15 +301,18 @@ class FlattenedFRU:
         """Exact guarded strict value at a point: a sympy Rational or ``BOTTOM``.
 
         ``values`` maps every variable and parameter (Symbol or name) to a
-        number; floats are taken exactly. Non-finite inputs give ``BOTTOM``.
+        number; floats are taken exactly. A non-finite input gives ``BOTTOM``
+        when ``P``, ``Q`` or a validity factor depends on it (a fault).
         """
         point = self._point(values)
-        if any(isinstance(v, float) for v in point):
-            return BOTTOM
         q = self._eval(self.denominator_poly_ring, point)
-        if q == 0 or any(self._eval(p, point) == 0 for p in self.validity_factor_polys):
+        vs = [self._eval(p, point) for p in self.validity_factor_polys]
+        p_value = self._eval(self._P, point)
+        if _nan(q) or _nan(p_value) or any(_nan(v) for v in vs):
             return BOTTOM
-        value = Fraction(self._eval(self._P, point)) / Fraction(q)
+        if q == 0 or any(v == 0 for v in vs):
+            return BOTTOM
+        value = Fraction(p_value) / Fraction(q)
         return sp.Rational(value.numerator, value.denominator)
 
     def explain(self, values: Mapping[Any, object]) -> Explanation:
@@ -366,6 +369,7 @@ class FlattenedFRU:
                 StructuralValidityOutput(
                     index=i,
                     kind=src.kind,
+                    kinds=src.kinds,
                     factor=str(src.factor),
                     factor_terms=poly_terms(poly),
                     source=src.source,

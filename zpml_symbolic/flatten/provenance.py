@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,7 +23,7 @@ class SourceOccurrence:
     ``source`` is the user's subexpression owning the division, as text;
     ``path`` its position (``root.args[1].args[0]``) in the tree given to
     :func:`~zpml_symbolic.flatten`; ``node_id`` the stable id of the
-    division node in :attr:`FlattenedFRU.dag` postorder; ``divisor`` the text
+    division node (its index in the postorder of :attr:`FlattenedFRU.root`); ``divisor`` the text
     of the divisor itself.
     """
 
@@ -33,25 +34,89 @@ class SourceOccurrence:
     divisor: str
 
 
-@dataclass(frozen=True, slots=True)
 class DenominatorSource:
     """A factor whose zeros make some division of the user's tree bottom.
 
     ``factor`` is an irreducible polynomial (sympy expression in the input
-    variables and parameters) in canonical form. Identical factors met at
-    several divisions are merged: ``occurrences`` lists all of them, and
-    ``kind``/``source``/``path``/``node_id`` repeat the first one.
-    ``retained`` is True when ``Q`` does not already vanish where ``factor``
-    does, i.e. the factor is a strict validity factor.
+    variables and parameters) in canonical form, built on first access.
+    Identical factors met at several divisions are merged: ``occurrences``
+    lists all of them, and ``kind``/``source``/``path``/``node_id`` repeat
+    the first one (``kinds`` lists every kind). ``retained`` is True when
+    ``Q`` does not already vanish where ``factor`` does, i.e. the factor is a
+    strict validity factor. Immutable.
     """
 
+    __slots__ = ("kind", "source", "path", "node_id", "occurrences", "retained", "_make", "_factor")
+
     kind: SourceKind
-    factor: sp.Expr
     source: str
     path: str
     node_id: int
     occurrences: tuple[SourceOccurrence, ...]
     retained: bool
+
+    def __init__(
+        self,
+        *,
+        kind: SourceKind,
+        factor: sp.Expr | Callable[[], sp.Expr],
+        source: str,
+        path: str,
+        node_id: int,
+        occurrences: tuple[SourceOccurrence, ...],
+        retained: bool,
+    ) -> None:
+        for name, value in (
+            ("kind", kind),
+            ("source", source),
+            ("path", path),
+            ("node_id", node_id),
+            ("occurrences", occurrences),
+            ("retained", retained),
+        ):
+            object.__setattr__(self, name, value)
+        lazy = callable(factor) and not isinstance(factor, sp.Basic)
+        object.__setattr__(self, "_make", factor if lazy else None)
+        object.__setattr__(self, "_factor", None if lazy else factor)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("DenominatorSource is immutable")
+
+    @property
+    def factor(self) -> sp.Expr:
+        """The factor as a sympy expression."""
+        if self._factor is None:
+            object.__setattr__(self, "_factor", self._make())  # type: ignore[misc]
+        return self._factor  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return (
+            f"DenominatorSource(kind={self.kind!r}, factor={self.factor}, source={self.source!r}, "
+            f"path={self.path!r}, node_id={self.node_id}, retained={self.retained}, "
+            f"occurrences={len(self.occurrences)})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DenominatorSource):
+            return NotImplemented
+        return (
+            self.kind,
+            self.source,
+            self.path,
+            self.node_id,
+            self.occurrences,
+            self.retained,
+        ) == (
+            other.kind,
+            other.source,
+            other.path,
+            other.node_id,
+            other.occurrences,
+            other.retained,
+        ) and self.factor == other.factor
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.source, self.path, self.node_id, self.retained))
 
     @property
     def kinds(self) -> tuple[SourceKind, ...]:

@@ -17,6 +17,7 @@ class StructuralValidityOutput:
 
     index: int
     kind: str
+    kinds: tuple[str, ...]
     factor: str
     factor_terms: tuple[tuple[tuple[int, ...], str], ...]
     source: str
@@ -60,6 +61,7 @@ class StructuralValidityOutputSchema:
                 {
                     "index": o.index,
                     "kind": o.kind,
+                    "kinds": list(o.kinds),
                     "factor": o.factor,
                     "factor_terms": [
                         {"exponents": list(m), "coefficient": c} for m, c in o.factor_terms
