@@ -1,0 +1,879 @@
+"""The validation report of a bundle (``python -m zpml_runtime.report bundle DIR``).
+
+:func:`write_bundle_report` validates a bundle, runs it with onnxruntime on
+its stored smoke inputs (or on given inputs) and writes, into the bundle
+directory (these files are not covered by the metadata hashes, so the bundle
+still validates afterwards, which is re-checked):
+
+* ``VALIDATION_REPORT.md``: the human-readable report;
+* ``VALIDATION_REPORT.summary.json``: strict JSON (``null`` for undefined
+  numbers, never ``NaN``), schema ``zpml.validation_report/v1`` with the keys
+  ``schema``, ``generated_at``, ``bundle``, ``validation``, ``inputs``,
+  ``counts``, ``rates``, ``q_abs``, ``factors``, ``reference_smoke_test``,
+  ``recommended_fallback``, ``checklist`` and ``files``;
+* ``VALIDATION_REPORT.summary.svg``: outcome counts, histogram of
+  ``log10|Q|`` with the thresholds, and bottom counts per denominator factor.
+
+``|Q|`` is re-evaluated in float64 from the exact denominator terms stored in
+the metadata of a compiled FRU (coefficients read with
+:class:`fractions.Fraction`, never evaluated as code), at the inputs as cast to
+the bundle dtype. Traced bundles carry no exact terms: their ``|Q|`` is n/a.
+The exact helpers (:func:`read_metadata_fru`) are shared with ``zpml explain``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import os
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from zpml_runtime.bundle.format import REPORT_FILES, BundleError, BundleSmokeTestError
+from zpml_runtime.bundle.runtime import (
+    OnnxRuntimeBundle,
+    load_onnx_runtime_bundle,
+    run_bundle_reference_smoke_test,
+)
+from zpml_runtime.bundle.validate import validate_bundle
+
+REPORT_SCHEMA = "zpml.validation_report/v1"
+REPORT_MD, REPORT_JSON, REPORT_SVG = REPORT_FILES
+#: Bottom rate above which routing to an analytic solver is recommended.
+HIGH_BOTTOM_RATE = 0.05
+#: Gap rate above which rejecting the gap region too is recommended.
+HIGH_GAP_RATE = 0.01
+QUANTILES = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95}
+_FACTOR_OUTPUT = re.compile(
+    r"^(?P<prefix>.+)_(?P<index>\d+)_(?P<what>value|fault_mask|semantic_bottom_mask)$"
+)
+
+Terms = tuple[tuple[tuple[int, ...], Fraction], ...]
+
+
+# ----------------------------------------------------------------- exact metadata view
+
+
+@dataclass(frozen=True, slots=True)
+class FactorInfo:
+    """One denominator provenance factor of a compiled FRU, read from metadata."""
+
+    index: int
+    factor: str
+    kind: str
+    retained: bool
+    terms: Terms
+    occurrences: tuple[dict[str, Any], ...]
+    output_index: int | None  # index of its structural validity outputs (retained factors)
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataFRU:
+    """The exact polynomials of a compiled-FRU bundle, parsed from ``metadata["fru"]``."""
+
+    expression: str
+    generators: tuple[str, ...]
+    numerator: str
+    denominator: str
+    numerator_terms: Terms
+    denominator_terms: Terms
+    factors: tuple[FactorInfo, ...]
+    variables: tuple[str, ...]
+    parameters: dict[str, float]
+
+    def generator_values(self, columns: Sequence[Any]) -> list[Any]:
+        """Values of the generators: input ``columns`` (in variable order), then parameters."""
+        out = []
+        for g in self.generators:
+            if g in self.variables:
+                out.append(columns[self.variables.index(g)])
+            elif g in self.parameters:
+                out.append(self.parameters[g])
+            else:
+                raise BundleError(
+                    f"metadata fru.generators names {g!r}, which is neither an input variable "
+                    f"{list(self.variables)} nor a parameter {sorted(self.parameters)}"
+                )
+        return out
+
+
+def _parse_terms(raw: Any, n_gens: int, where: str) -> Terms:
+    if not isinstance(raw, list):
+        raise BundleError(f"metadata {where} must be a list of [exponents, 'p/q'] terms")
+    out = []
+    for k, term in enumerate(raw):
+        ok = isinstance(term, list) and len(term) == 2 and isinstance(term[1], str)
+        exps = term[0] if ok else None
+        ok = ok and isinstance(exps, list)
+        ok = ok and all(isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in exps)
+        # A constant term may carry one zero exponent even with no generators.
+        ok = ok and (len(exps) == n_gens or not any(exps))
+        if not ok:
+            raise BundleError(
+                f"metadata {where}[{k}] = {term!r:.80} is not [exponents ({n_gens} non-negative "
+                "integers), 'p/q' coefficient]"
+            )
+        try:
+            coefficient = Fraction(term[1])
+        except (ValueError, ZeroDivisionError):
+            raise BundleError(
+                f"metadata {where}[{k}] coefficient {term[1]!r:.40} is not an exact rational 'p/q'"
+            ) from None
+        out.append((tuple(exps) if len(exps) == n_gens else (0,) * n_gens, coefficient))
+    return tuple(out)
+
+
+def read_metadata_fru(metadata: dict[str, Any]) -> MetadataFRU | None:
+    """Parse the exact FRU of a compiled bundle; ``None`` for traced bundles.
+
+    Raises :class:`BundleError` when the ``fru`` section is malformed.
+    """
+    fru = metadata.get("fru")
+    if metadata.get("source") != "compiled_fru" or fru is None:
+        return None
+    if not isinstance(fru, dict) or not isinstance(fru.get("generators"), list):
+        raise BundleError("metadata fru must be an object with a 'generators' list")
+    gens = tuple(str(g) for g in fru["generators"])
+    schema = metadata.get("structural_validity_output_schema") or {}
+    out_index = {
+        o.get("factor"): o.get("index")
+        for o in schema.get("outputs", [])
+        if isinstance(o, dict) and isinstance(o.get("index"), int)
+    }
+    factors = []
+    for i, entry in enumerate(fru.get("provenance") or []):
+        if not isinstance(entry, dict):
+            raise BundleError(f"metadata fru.provenance[{i}] must be an object")
+        retained = bool(entry.get("retained"))
+        factors.append(
+            FactorInfo(
+                index=i,
+                factor=str(entry.get("factor")),
+                kind=str(entry.get("kind")),
+                retained=retained,
+                terms=_parse_terms(
+                    entry.get("factor_terms"), len(gens), f"fru.provenance[{i}].factor_terms"
+                ),
+                occurrences=tuple(o for o in entry.get("occurrences") or [] if isinstance(o, dict)),
+                output_index=out_index.get(entry.get("factor")) if retained else None,
+            )
+        )
+    params = metadata.get("parameters") or {}
+    return MetadataFRU(
+        expression=str(fru.get("expression", "")),
+        generators=gens,
+        numerator=str(fru.get("numerator")),
+        denominator=str(fru.get("denominator")),
+        numerator_terms=_parse_terms(fru.get("numerator_terms"), len(gens), "fru.numerator_terms"),
+        denominator_terms=_parse_terms(
+            fru.get("denominator_terms"), len(gens), "fru.denominator_terms"
+        ),
+        factors=tuple(factors),
+        variables=tuple(metadata["input"]["variables"]),
+        parameters={str(k): float(v) for k, v in params.items()},
+    )
+
+
+def _to_float(c: Fraction) -> float:
+    try:
+        return float(c)
+    except OverflowError:
+        return float("inf") if c > 0 else float("-inf")
+
+
+def eval_terms_float(terms: Terms, values: Sequence[Any], n: int) -> np.ndarray:
+    """Evaluate a polynomial in float64 at ``n`` points (generator ``values``: arrays or scalars)."""
+    out = np.zeros(n, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        for exps, c in terms:
+            t = np.full(n, _to_float(c), dtype=np.float64)
+            for v, e in zip(values, exps, strict=True):
+                if e:
+                    t = t * np.power(np.asarray(v, dtype=np.float64), e)
+            out = out + t
+    return out
+
+
+def eval_terms_exact(terms: Terms, values: Sequence[Fraction]) -> Fraction:
+    """Evaluate a polynomial exactly at one point of rational generator ``values``."""
+    total = Fraction(0)
+    for exps, c in terms:
+        t = c
+        for v, e in zip(values, exps, strict=True):
+            if e:
+                t *= v**e
+        total += t
+    return total
+
+
+# ----------------------------------------------------------------- inputs
+
+
+def load_report_inputs(
+    source: str | os.PathLike[str] | np.ndarray, runtime: OnnxRuntimeBundle
+) -> np.ndarray:
+    """Inputs of shape ``[n >= 1, n_vars]`` from an array or a ``.npy`` file (no pickles)."""
+    if isinstance(source, np.ndarray):
+        arr, where = source, "the given inputs"
+    else:
+        where = str(source)
+        try:
+            loaded = np.load(source, allow_pickle=False)
+        except OSError as e:
+            raise BundleError(f"cannot read inputs file {where}: {e.strerror or e}") from None
+        except ValueError as e:
+            raise BundleError(f"inputs file {where} is not a plain .npy array: {e}") from None
+        if not isinstance(loaded, np.ndarray):
+            loaded.close()
+            raise BundleError(
+                f"inputs file {where} is an .npz archive; save one array with np.save"
+            )
+        arr = loaded
+    n_vars = len(runtime.variables)
+    if arr.ndim != 2 or arr.shape[1] != n_vars or arr.shape[0] < 1:
+        raise BundleError(
+            f"{where} has shape {arr.shape}; expected [n >= 1, {n_vars}] (columns {list(runtime.variables)})"
+        )
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise BundleError(f"{where} must hold real numbers, got dtype {arr.dtype}")
+    with np.errstate(over="ignore"):  # values beyond the dtype become inf: a fault, counted
+        return np.ascontiguousarray(arr.astype(runtime.input_dtype))
+
+
+# ----------------------------------------------------------------- summary
+
+
+def _rate(k: int, n: int) -> float | None:
+    return k / n if n else None
+
+
+def _finite_or_none(v: float | None) -> float | None:
+    return None if v is None or not np.isfinite(v) else float(v)
+
+
+def _thresholds(metadata: dict[str, Any]) -> tuple[float, float | None]:
+    cfg = metadata["inference_config"]
+    return float(cfg["tau_infer"]), None if cfg.get("tau_train") is None else float(
+        cfg["tau_train"]
+    )
+
+
+def _q_summary(
+    fru: MetadataFRU | None, x: np.ndarray, metadata: dict[str, Any]
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    if fru is None:
+        return {
+            "available": False,
+            "reason": "traced bundle: the metadata has no exact denominator terms",
+        }, None
+    x64 = x.astype(np.float64)
+    cols = [x64[:, j] for j in range(x64.shape[1])]
+    q = np.abs(eval_terms_float(fru.denominator_terms, fru.generator_values(cols), len(x)))
+    finite = q[np.isfinite(q)]
+    tau_infer, tau_train = _thresholds(metadata)
+    below = int(((finite == 0) | (finite < tau_infer)).sum())
+    gap = 0 if tau_train is None else int(((finite >= tau_infer) & (finite < tau_train)).sum())
+    out: dict[str, Any] = {
+        "available": True,
+        "method": "float64 re-evaluation of the exact metadata denominator terms at the dtype-cast inputs",
+        "samples": len(q),
+        "finite": int(finite.size),
+        "nonfinite": int(q.size - finite.size),
+        "zero": int((finite == 0).sum()),
+        "below_tau_infer": below,
+        "in_gap": gap,
+        "min": float(finite.min()) if finite.size else None,
+        "max": float(finite.max()) if finite.size else None,
+        "quantiles": {
+            k: (float(np.quantile(finite, p)) if finite.size else None)
+            for k, p in QUANTILES.items()
+        },
+    }
+    return out, q
+
+
+def _factor_outputs(metadata: dict[str, Any]) -> dict[int, dict[str, str]]:
+    """Per-factor structural output names by index, from the output order."""
+    found: dict[int, dict[str, str]] = {}
+    for name in metadata.get("output_order", [])[6:]:
+        m = _FACTOR_OUTPUT.match(name)
+        if m:
+            found.setdefault(int(m["index"]), {})[m["what"]] = name
+    return found
+
+
+def _factor_rows(
+    fru: MetadataFRU | None, outputs: dict[str, np.ndarray], x: np.ndarray, metadata: dict[str, Any]
+) -> list[dict[str, Any]]:
+    names = _factor_outputs(metadata)
+
+    def masks(i: int | None) -> dict[str, Any]:
+        got = names.get(i, {}) if i is not None else {}
+        fault, sem = got.get("fault_mask"), got.get("semantic_bottom_mask")
+        if fault not in outputs or sem not in outputs:
+            return {"output_index": None, "fault": None, "semantic_bottom": None, "bottom": None}
+        f, s = outputs[fault].astype(bool), outputs[sem].astype(bool)
+        return {
+            "output_index": i,
+            "fault": int(f.sum()),
+            "semantic_bottom": int(s.sum()),
+            "bottom": int((f | s).sum()),
+        }
+
+    if fru is None:
+        return [
+            {
+                "factor": None,
+                "kind": "structural_validity_factor",
+                "retained": True,
+                "enforced_by": "validity output",
+                "sources": [],
+                "float64_zero": None,
+                "float64_nonfinite": None,
+                "float64_min_abs": None,
+                **masks(i),
+            }
+            for i in sorted(names)
+        ]
+    x64 = x.astype(np.float64)
+    gens = fru.generator_values([x64[:, j] for j in range(x64.shape[1])])
+    rows = []
+    for f in fru.factors:
+        v = eval_terms_float(f.terms, gens, len(x))
+        rows.append(
+            {
+                "factor": f.factor,
+                "kind": f.kind,
+                "retained": f.retained,
+                "enforced_by": "validity output" if f.retained else "Q",
+                "sources": [
+                    {"source": o.get("source"), "path": o.get("path"), "kind": o.get("kind")}
+                    for o in f.occurrences
+                ],
+                "float64_zero": int((v == 0).sum()),
+                "float64_nonfinite": int((~np.isfinite(v)).sum()),
+                "float64_min_abs": _finite_or_none(
+                    float(np.min(np.abs(v[np.isfinite(v)]))) if np.isfinite(v).any() else None
+                ),
+                **masks(f.output_index),
+            }
+        )
+    return rows
+
+
+def recommend_fallback(
+    rates: dict[str, float | None],
+    counts: dict[str, int],
+    *,
+    high_bottom_rate: float = HIGH_BOTTOM_RATE,
+    high_gap_rate: float = HIGH_GAP_RATE,
+) -> dict[str, Any]:
+    """A fallback policy (``reject_on_bottom``, ``reject_on_gap`` or
+    ``route_to_analytic_solver``) from observed rates, with the reasons."""
+    bottom, gap = rates["bottom_rate"] or 0.0, rates["gap_rate"] or 0.0
+    reasons = []
+    if bottom > high_bottom_rate:
+        policy = "route_to_analytic_solver"
+        reasons.append(
+            f"bottom rate {bottom:.2%} > {high_bottom_rate:.0%}: rejecting would drop that share "
+            "of traffic; route bottom rows to an analytic solver (if none exists, use "
+            "reject_on_bottom and alert on the rate)"
+        )
+        if gap > high_gap_rate:
+            reasons.append(
+                f"gap rate {gap:.2%} > {high_gap_rate:.0%}: route gap rows too (gap_mask=)"
+            )
+    elif gap > high_gap_rate:
+        policy = "reject_on_gap"
+        reasons.append(
+            f"bottom rate {bottom:.2%} <= {high_bottom_rate:.0%} but gap rate {gap:.2%} > "
+            f"{high_gap_rate:.0%}: many finite predictions sit between tau_infer and tau_train; "
+            "reject them too (conservative)"
+        )
+    else:
+        policy = "reject_on_bottom"
+        reasons.append(
+            f"bottom rate {bottom:.2%} <= {high_bottom_rate:.0%} and gap rate {gap:.2%} <= "
+            f"{high_gap_rate:.0%}: bottoms are rare; reject them and monitor the gap rate"
+        )
+    if counts["fault"]:
+        reasons.append(
+            f"{counts['fault']} fault(s) (non-finite inputs, factors or overflow): check upstream "
+            "input validation; faults are bottom under every policy"
+        )
+    return {
+        "policy": policy,
+        "route_gap": policy == "route_to_analytic_solver" and gap > high_gap_rate,
+        "reasons": reasons,
+        "rule": {"high_bottom_rate": high_bottom_rate, "high_gap_rate": high_gap_rate},
+        "applies_to": "the evaluated inputs only; stored smoke inputs deliberately hit "
+        "singularities, so pass representative data (--inputs) for a deployment decision",
+    }
+
+
+def _reference_smoke_test(
+    directory: Path, metadata: dict[str, Any], x: np.ndarray
+) -> dict[str, Any]:
+    """Rebuild a reference from the metadata expression (safe parser) and compare outputs."""
+    if metadata.get("source") != "compiled_fru" or not metadata.get("fru"):
+        return {
+            "status": "skipped",
+            "detail": "traced bundle: no expression to rebuild a reference from; run "
+            "run_bundle_reference_smoke_test(dir, your_wrapped_model) yourself",
+        }
+    import torch
+
+    import zpml_symbolic as zs
+    from zpml_runtime.inference import InferenceConfig
+
+    fru_meta = metadata["fru"]
+    params = list(metadata.get("parameters") or {})
+    schema = metadata.get("structural_validity_output_schema") or {}
+    try:
+        fru = zs.flatten(
+            zs.parse(fru_meta["expression"], parameters=params),
+            parameters=params,
+            variables=metadata["input"]["variables"],
+            mode=fru_meta.get("mode", "scm_strict"),
+        )
+        from zpml_symbolic.flatten.fru import poly_terms
+
+        def terms(p: Any) -> list[list[Any]]:
+            return [[list(m), c] for m, c in poly_terms(p)]
+
+        exact = {
+            "numerator": str(fru.numerator) == fru_meta.get("numerator")
+            and terms(fru.numerator_poly_ring) == fru_meta.get("numerator_terms"),
+            "denominator": str(fru.denominator) == fru_meta.get("denominator")
+            and terms(fru.denominator_poly_ring) == fru_meta.get("denominator_terms"),
+            "validity_factors": [str(v) for v in fru.validity_factors]
+            == fru_meta.get("validity_factors"),
+        }
+        reference = zs.strict_evaluator(
+            fru,
+            config=InferenceConfig.from_metadata(metadata["inference_config"]),
+            validity_taus=metadata["validity_taus"],
+            init=metadata.get("parameters") or None,
+            dtype=getattr(torch, metadata["input"]["dtype"]),
+            prefix=schema.get("prefix", "structural_validity_factor"),
+        )
+    except (zs.ZeroProofError, ValueError, KeyError, TypeError) as e:
+        return {"status": "skipped", "detail": f"cannot rebuild a reference from metadata: {e}"}
+    if not all(exact.values()):
+        bad = [k for k, ok in exact.items() if not ok]
+        return {
+            "status": "failed",
+            "exact_terms_match": exact,
+            "detail": f"re-flattening the metadata expression gives a different {', '.join(bad)}",
+        }
+    try:
+        # inf - inf in its max-abs-diff would warn; the comparison itself handles inf.
+        with np.errstate(invalid="ignore"):
+            rep = run_bundle_reference_smoke_test(directory, reference, (x,))
+    except BundleSmokeTestError as e:
+        return {"status": "failed", "exact_terms_match": exact, "detail": str(e)}
+    return {
+        "status": "passed",
+        "exact_terms_match": exact,
+        "detail": "onnxruntime outputs equal a reference rebuilt from the metadata expression "
+        "(zs.parse + flatten + strict_evaluator)",
+        "samples": rep.samples,
+        "mismatches": dict(rep.mismatches),
+        "max_abs_diff": {k: _finite_or_none(v) for k, v in rep.max_abs_diff.items()},
+    }
+
+
+def _checklist(summary: dict[str, Any]) -> list[dict[str, str]]:
+    b, ref = summary["bundle"], summary["reference_smoke_test"]
+    outs = set(b["outputs"])
+    return [
+        {
+            "item": "Freeze InferenceConfig from held-out calibration data.",
+            "status": "manual",
+            "detail": f"recorded tau_infer={b['tau_infer']!r}, tau_train={b['tau_train']!r}; "
+            "confirm they come from `zpml calibrate` on held-out data",
+        },
+        {
+            "item": "Export an ONNX bundle from the eval wrapper.",
+            "status": "checked",
+            "detail": f"bundle {b['bundle_id']!r} ({b['source']}, {b['dtype']})",
+        },
+        {
+            "item": "Run validate_bundle(...).",
+            "status": "checked",
+            "detail": "passed before the report was written and again after",
+        },
+        {
+            "item": "Run run_bundle_reference_smoke_test(...) against saved smoke inputs.",
+            "status": "checked" if ref["status"] == "passed" else ref["status"],
+            "detail": ref["detail"],
+        },
+        {
+            "item": "Regenerate the validation report with python -m zpml_runtime.report bundle <bundle_dir>.",
+            "status": "checked",
+            "detail": f"this report ({summary['inputs']['samples']} samples from {summary['inputs']['source']})",
+        },
+        {
+            "item": "Confirm downstream consumers use bottom_mask and gap_mask explicitly.",
+            "status": "manual",
+            "detail": "the bundle exports bottom_mask and gap_mask"
+            if {"bottom_mask", "gap_mask"} <= outs
+            else "bottom_mask/gap_mask MISSING from the outputs",
+        },
+        {
+            "item": "Log route/fallback actions and acceptance-rate drift in production.",
+            "status": "manual",
+            "detail": "use StrictInferenceMonitor with baseline "
+            f"acceptance_rate={summary['rates']['acceptance_rate']!r} and log route_mask",
+        },
+    ]
+
+
+def build_bundle_summary(
+    runtime: OnnxRuntimeBundle, x: np.ndarray, *, input_source: str
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    """Run the bundle on ``x`` and compute the report numbers (and ``|Q|`` if available)."""
+    meta = runtime.metadata
+    out = runtime.run(x).as_dict()
+    n = len(x)
+    bottom = out["bottom_mask"].astype(bool)
+    gap = out["gap_mask"].astype(bool)
+    fault = out["fault_mask"].astype(bool)
+    sem = out["semantic_bottom_mask"].astype(bool)
+    counts = {
+        "samples": n,
+        "bottom": int(bottom.sum()),
+        "gap": int(gap.sum()),
+        "fault": int(fault.sum()),
+        "semantic_bottom": int(sem.sum()),
+        "mixed": int((fault & sem).sum()),
+        "accepted": int((~bottom).sum()),
+        "accepted_outside_gap": int((~bottom & ~gap).sum()),
+    }
+    rates = {
+        "bottom_rate": _rate(counts["bottom"], n),
+        "gap_rate": _rate(counts["gap"], n),
+        "fault_rate": _rate(counts["fault"], n),
+        "semantic_bottom_rate": _rate(counts["semantic_bottom"], n),
+        "mixed_rate": _rate(counts["mixed"], n),
+        "acceptance_rate": _rate(counts["accepted"], n),
+    }
+    fru = read_metadata_fru(meta)
+    q_summary, q = _q_summary(fru, x, meta)
+    tau_infer, tau_train = _thresholds(meta)
+    summary: dict[str, Any] = {
+        "schema": REPORT_SCHEMA,
+        "generated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "bundle": {
+            "bundle_id": meta["bundle_id"],
+            "source": meta["source"],
+            "dtype": meta["input"]["dtype"],
+            "variables": list(runtime.variables),
+            "parameters": dict(meta.get("parameters") or {}),
+            "expression": fru.expression if fru else None,
+            "numerator": fru.numerator if fru else None,
+            "denominator": fru.denominator if fru else None,
+            "tau_infer": tau_infer,
+            "tau_train": tau_train,
+            "validity_taus": list(meta["validity_taus"]),
+            "effective_thresholds": meta["effective_thresholds"],
+            "outputs": list(meta["output_order"]),
+            "model_sha256": meta["model_sha256"],
+        },
+        "validation": {"validate_bundle": "passed", "after_report": "passed"},
+        "inputs": {"source": input_source, "samples": n, "dtype": str(x.dtype)},
+        "counts": counts,
+        "rates": rates,
+        "q_abs": q_summary,
+        "factors": _factor_rows(fru, out, x, meta),
+    }
+    return summary, q
+
+
+# ----------------------------------------------------------------- rendering
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2%}"
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    """The ``VALIDATION_REPORT.md`` text for a summary."""
+    b, c, r, q = summary["bundle"], summary["counts"], summary["rates"], summary["q_abs"]
+    lines = [
+        f"# Validation report: bundle `{b['bundle_id']}`",
+        "",
+        f"Generated {summary['generated_at']} by `python -m zpml_runtime.report bundle`.",
+        "",
+        "## Bundle",
+        "",
+        f"- source: `{b['source']}`, dtype `{b['dtype']}`, variables `{', '.join(b['variables'])}`",
+        f"- tau_infer = {b['tau_infer']!r}, tau_train = {b['tau_train']!r}, validity_taus = {b['validity_taus']!r}",
+        f"- effective thresholds in {b['dtype']}: `{b['effective_thresholds']}`",
+        f"- model sha256 `{b['model_sha256']}`",
+    ]
+    if b["parameters"]:
+        lines.append(f"- parameters: `{b['parameters']}`")
+    if b["expression"] is not None:
+        lines += [
+            f"- expression: `{b['expression']}`",
+            f"- P = `{b['numerator']}`",
+            f"- Q = `{b['denominator']}`",
+        ]
+    lines += [
+        "",
+        "## Validation",
+        "",
+        "`validate_bundle` passed (checksum, strict JSON + schema, file hashes and sizes, no path "
+        "traversal, onnx checker, signature, baked thresholds), and again after this report was written.",
+        "",
+        "## Outcomes",
+        "",
+        f"{c['samples']} samples from `{summary['inputs']['source']}` (cast to {b['dtype']}), run with onnxruntime.",
+        "",
+        "| outcome | count | rate |",
+        "|---|---:|---:|",
+        f"| bottom (`bottom_mask`) | {c['bottom']} | {_pct(r['bottom_rate'])} |",
+        f"| semantic bottom | {c['semantic_bottom']} | {_pct(r['semantic_bottom_rate'])} |",
+        f"| fault | {c['fault']} | {_pct(r['fault_rate'])} |",
+        f"| mixed (fault and semantic) | {c['mixed']} | {_pct(r['mixed_rate'])} |",
+        f"| gap (`gap_mask`) | {c['gap']} | {_pct(r['gap_rate'])} |",
+        f"| accepted (not bottom) | {c['accepted']} | {_pct(r['acceptance_rate'])} |",
+        "",
+        "## |Q| distribution",
+        "",
+    ]
+    if q["available"]:
+        qs = q["quantiles"]
+        lines += [
+            f"{q['method']}.",
+            "",
+            f"finite {q['finite']}, non-finite {q['nonfinite']}, exact zeros {q['zero']}, "
+            f"below tau_infer {q['below_tau_infer']}, in the gap {q['in_gap']}.",
+            "",
+            "| min | p01 | p05 | p25 | median | p75 | p95 | max |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| "
+            + " | ".join(
+                _fmt(v)
+                for v in (
+                    q["min"],
+                    qs["p01"],
+                    qs["p05"],
+                    qs["p25"],
+                    qs["p50"],
+                    qs["p75"],
+                    qs["p95"],
+                    q["max"],
+                )
+            )
+            + " |",
+        ]
+    else:
+        lines.append(f"n/a ({q['reason']}).")
+    lines += ["", "## Denominator factors", ""]
+    if not summary["factors"]:
+        lines.append("The expression has no division: nothing can be bottom except faults.")
+    else:
+        lines += [
+            "Bottom counts of retained factors come from their mask outputs; factors enforced "
+            "by Q show how often they are exactly zero in float64.",
+            "",
+            "| # | factor | kind | enforced by | bottom (mask) | fault | zero (float64) | sources |",
+            "|---:|---|---|---|---:|---:|---:|---|",
+        ]
+        for i, f in enumerate(summary["factors"]):
+            src = "; ".join(f"`{s['source']}` at `{s['path']}`" for s in f["sources"]) or "n/a"
+            name = f["factor"] or f"validity output {f['output_index']}"
+            lines.append(
+                f"| {i} | `{name}` | {f['kind']} | {f.get('enforced_by', 'validity output')} | "
+                f"{_fmt(f['bottom'])} | {_fmt(f['fault'])} | {_fmt(f.get('float64_zero'))} | {src} |"
+            )
+    ref = summary["reference_smoke_test"]
+    lines += ["", "## Reference smoke test", "", f"**{ref['status']}**: {ref['detail']}"]
+    rec = summary["recommended_fallback"]
+    lines += ["", "## Recommended fallback", "", f"**`{rec['policy']}`**", ""]
+    lines += [f"- {reason}" for reason in rec["reasons"]]
+    lines += [f"- applies to {rec['applies_to']}", "", "## Deployment checklist", ""]
+    for item in summary["checklist"]:
+        box = "x" if item["status"] == "checked" else " "
+        lines.append(f"- [{box}] {item['item']} ({item['status']}: {item['detail']})")
+    lines += [
+        "",
+        "## Files",
+        "",
+        f"- `{REPORT_JSON}`: the numbers above (strict JSON)",
+        f"- `{REPORT_SVG}`: outcome counts, log10|Q| histogram, per-factor bottoms",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_svg(
+    summary: dict[str, Any], q_abs: np.ndarray | None, target: str | os.PathLike[str] | IO[str]
+) -> None:
+    """Write the summary chart to a path or text stream (matplotlib, Agg canvas, deterministic SVG)."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    c, b = summary["counts"], summary["bundle"]
+    fig = Figure(figsize=(14.0, 4.2))
+    FigureCanvasAgg(fig)
+    ax1, ax2, ax3 = fig.subplots(1, 3)
+    labels = ["accepted\n(no gap)", "gap", "semantic\nbottom", "fault", "mixed"]
+    values = [c["accepted_outside_gap"], c["gap"], c["semantic_bottom"], c["fault"], c["mixed"]]
+    ax1.bar(labels, values, color=["tab:green", "tab:orange", "tab:red", "tab:purple", "tab:brown"])
+    ax1.set_title(f"outcomes ({c['samples']} samples)")
+    ax1.set_ylabel("samples")
+    ax1.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if q_abs is not None:
+        finite = q_abs[np.isfinite(q_abs)]
+        positive = finite[finite > 0]
+        if positive.size:
+            ax2.hist(np.log10(positive), bins=30, color="tab:blue")
+        for tau, name, color in (
+            (b["tau_infer"], "tau_infer", "red"),
+            (b["tau_train"], "tau_train", "orange"),
+        ):
+            if tau:
+                ax2.axvline(np.log10(tau), color=color, linestyle="--", label=f"{name}={tau:g}")
+        ax2.set_xlabel("log10 |Q| (float64 re-evaluation)")
+        ax2.set_ylabel("samples")
+        zeros, nonfinite = int((finite == 0).sum()), int(q_abs.size - finite.size)
+        ax2.set_title(f"|Q| distribution (zeros: {zeros}, non-finite: {nonfinite})")
+        if ax2.get_legend_handles_labels()[0]:
+            ax2.legend(fontsize="small")
+    else:
+        ax2.text(0.5, 0.5, "|Q| n/a\n(traced bundle: no exact terms)", ha="center", va="center")
+        ax2.set_axis_off()
+    factors = summary["factors"]
+    if factors:
+        names = [
+            (f["factor"] or f"factor {f['output_index']}")[:18]
+            + ("\n(validity)" if f.get("retained") else "\n(in Q)")
+            for f in factors
+        ]
+        counts = [
+            f["bottom"] if f["bottom"] is not None else (f.get("float64_zero") or 0)
+            for f in factors
+        ]
+        colors = ["tab:red" if f["bottom"] is not None else "tab:gray" for f in factors]
+        ax3.bar(range(len(factors)), counts, color=colors)
+        ax3.set_xticks(range(len(factors)), names, fontsize="small")
+        ax3.set_ylabel("samples")
+        ax3.set_title("bottoms per factor\n(red: validity masks; gray: float64 zeros of Q factors)")
+        ax3.yaxis.set_major_locator(MaxNLocator(integer=True))
+    else:
+        ax3.text(0.5, 0.5, "no denominator factors", ha="center", va="center")
+        ax3.set_axis_off()
+    fig.suptitle(f"bundle {b['bundle_id']}: bottom rate {_pct(summary['rates']['bottom_rate'])}")
+    fig.tight_layout()
+    with matplotlib.rc_context({"svg.hashsalt": "zpml-validation-report"}):
+        fig.savefig(target, format="svg", metadata={"Date": None})
+
+
+# ----------------------------------------------------------------- entry point
+
+
+@dataclass(frozen=True, slots=True)
+class BundleReport:
+    """A written report: the summary (as in the JSON file) and the three file paths."""
+
+    path: Path
+    summary: dict[str, Any]
+    files: dict[str, Path]
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bundle_report(
+    directory: str | os.PathLike[str],
+    *,
+    inputs: str | os.PathLike[str] | np.ndarray | None = None,
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+) -> BundleReport:
+    """Validate and run the bundle, then write the three report files into it.
+
+    ``inputs``: an array or ``.npy`` file of shape ``[n, n_vars]`` (default:
+    the stored smoke inputs). Raises :class:`BundleValidationError` for an
+    invalid bundle and :class:`BundleError` for unusable inputs.
+    """
+    from zpml_runtime.logging import dumps_strict
+
+    bundle = Path(directory)
+    runtime = load_onnx_runtime_bundle(bundle, providers=providers)
+    if inputs is None:
+        x, source = runtime.smoke_inputs, runtime.metadata["smoke_inputs"]["file"]
+    else:
+        x = load_report_inputs(inputs, runtime)
+        source = "array" if isinstance(inputs, np.ndarray) else str(inputs)
+    summary, q = build_bundle_summary(runtime, x, input_source=source)
+    summary["reference_smoke_test"] = _reference_smoke_test(bundle, runtime.metadata, x)
+    summary["recommended_fallback"] = recommend_fallback(summary["rates"], summary["counts"])
+    summary["checklist"] = _checklist(summary)
+    files = {
+        "markdown": bundle / REPORT_MD,
+        "json": bundle / REPORT_JSON,
+        "svg": bundle / REPORT_SVG,
+    }
+    summary["files"] = {k: p.name for k, p in files.items()}
+    svg = io.StringIO()
+    render_svg(summary, q, svg)
+    written = []
+    try:
+        for key, text in (
+            ("svg", svg.getvalue()),
+            ("markdown", render_markdown(summary)),
+            ("json", dumps_strict(summary, indent=2, sort_keys=True) + "\n"),
+        ):
+            _write_text(files[key], text)
+            written.append(files[key])
+        validate_bundle(bundle)
+    except BaseException:
+        for p in written:
+            p.unlink(missing_ok=True)
+        raise
+    return BundleReport(bundle, summary, files)
+
+
+__all__ = [
+    "HIGH_BOTTOM_RATE",
+    "HIGH_GAP_RATE",
+    "REPORT_SCHEMA",
+    "BundleReport",
+    "FactorInfo",
+    "MetadataFRU",
+    "build_bundle_summary",
+    "eval_terms_exact",
+    "eval_terms_float",
+    "load_report_inputs",
+    "read_metadata_fru",
+    "recommend_fallback",
+    "render_markdown",
+    "render_svg",
+    "write_bundle_report",
+]
