@@ -288,3 +288,24 @@ def test_deployment_doc_examples_run(
     out = capsys.readouterr().out
     assert "recommended tau_infer = 1e-05" in out and "bottomed denominators:" in out
     validate_bundle(tmp_path / "cli_bundle")
+
+
+def test_traced_bundle_inspect_and_explain(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import torch
+
+    from zpml_runtime.bundle import export_bundle
+    from zpml_runtime.inference import InferenceConfig, SCMInferenceWrapper
+
+    class Head(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return x[:, 0] + 1, x[:, 1]  # P / Q with Q = y
+
+    wrapped = SCMInferenceWrapper(Head(), config=InferenceConfig(tau_infer=0.0)).eval()
+    export_bundle(wrapped, tmp_path / "t", (torch.tensor([[1.0, 2.0]]),))
+    code, out, _ = run(capsys, "inspect", str(tmp_path / "t"))
+    assert code == 0 and "traced_model" in out and "P/Q         n/a (traced model" in out
+    code, out, _ = run(capsys, "explain", str(tmp_path / "t"), "--input", "1,0", "--input", "1,2")
+    assert code == 0 and out.count("exact factors: n/a (traced model") == 2
+    assert "decoded=nan bottom=True" in out and "decoded=1.0 bottom=False" in out

@@ -28,7 +28,7 @@ from zpml_runtime.bundle.report import (
     recommend_fallback,
     write_bundle_report,
 )
-from zpml_runtime.inference import InferenceConfig
+from zpml_runtime.inference import InferenceConfig, SCMInferenceWrapper
 
 EXPR = "(x**2 + 1)/(x - y) + 1/(1 + 1/x)"
 X = np.array(
@@ -230,19 +230,41 @@ def test_edited_exact_terms_fail_the_reference_check(tmp_path: Path) -> None:
     assert ref["status"] == "failed" and "denominator" in ref["detail"]
 
 
+class _Head(torch.nn.Module):
+    """A learnable rational head that is not compiled: traced into the bundle."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.p = torch.nn.Linear(2, 1)
+        self.q = torch.nn.Linear(2, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.p(x), self.q(x), torch.stack([x[:, 0], x[:, 1] - 1], dim=-1)
+
+
 def test_traced_bundle_reports_q_as_na(tmp_path: Path) -> None:
-    bundle = _export(tmp_path / "b")
-
-    def edit(meta: dict) -> None:
-        meta.update(source="traced_model", fru=None, structural_validity_output_schema=None)
-
-    _rewrite_metadata(bundle, edit)
-    s = write_bundle_report(bundle).summary
+    torch.manual_seed(0)
+    wrapped = SCMInferenceWrapper(
+        _Head(), config=InferenceConfig(tau_infer=1e-3, tau_train=1e-2), validity_taus=[0.0, 1e-2]
+    ).eval()
+    x = torch.randn(16, 2)
+    x[0, 0], x[1, 1], x[2, 0] = 0.0, 1.0, math.nan
+    export_bundle(wrapped, tmp_path / "t", (x,))
+    s = write_bundle_report(tmp_path / "t").summary
+    assert s["bundle"]["source"] == "traced_model" and s["bundle"]["denominator"] is None
     assert s["q_abs"]["available"] is False and "traced" in s["q_abs"]["reason"]
     assert s["reference_smoke_test"]["status"] == "skipped"
-    assert [f["bottom"] for f in s["factors"]] == [2]  # from the per-factor mask outputs
-    assert "n/a (traced bundle" in (bundle / "VALIDATION_REPORT.md").read_text()
-    ET.parse(bundle / "VALIDATION_REPORT.summary.svg")
+    # per-factor counts from the mask outputs: V0 = x0 (tau 0), V1 = x1 - 1 (tau 1e-2)
+    near = int((torch.abs(x[:, 1] - 1) < 1e-2).sum())
+    assert [(f["output_index"], f["semantic_bottom"], f["fault"]) for f in s["factors"]] == [
+        (0, 1, 1),
+        (1, near, 0),
+    ]
+    assert near >= 1
+    md = (tmp_path / "t" / "VALIDATION_REPORT.md").read_text()
+    assert "n/a (traced bundle" in md and "`validity output 1`" in md
+    ET.parse(tmp_path / "t" / "VALIDATION_REPORT.summary.svg")
+    validate_bundle(tmp_path / "t")
 
 
 def test_parameters_and_float64(tmp_path: Path) -> None:
