@@ -180,20 +180,23 @@ def _fru_metadata(fru: Any) -> dict[str, Any]:
     from zpml_symbolic.flatten.fru import poly_terms
     from zpml_symbolic.ir.printer import to_text
 
+    ngens = len(fru.generators)
     return {
         "expression": to_text(fru.root),
         "generators": [s.name for s in fru.generators],
         "numerator": str(fru.numerator),
         "denominator": str(fru.denominator),
-        "numerator_terms": [[list(m), c] for m, c in poly_terms(fru.numerator_poly_ring)],
-        "denominator_terms": [[list(m), c] for m, c in poly_terms(fru.denominator_poly_ring)],
+        "numerator_terms": [[list(m), c] for m, c in poly_terms(fru.numerator_poly_ring, ngens)],
+        "denominator_terms": [
+            [list(m), c] for m, c in poly_terms(fru.denominator_poly_ring, ngens)
+        ],
         "denominator_factors": [[str(f), m] for f, m in fru.denominator_factors],
         "validity_factors": [str(v) for v in fru.validity_factors],
         "mode": fru.mode,
         "provenance": [
             {
                 "factor": str(src.factor),
-                "factor_terms": [[list(m), c] for m, c in poly_terms(poly)] if poly else [],
+                "factor_terms": [[list(m), c] for m, c in poly_terms(poly, ngens)] if poly else [],
                 "kind": src.kind,
                 "retained": src.retained,
                 "occurrences": [

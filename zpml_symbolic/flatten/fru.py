@@ -371,7 +371,7 @@ class FlattenedFRU:
                     kind=src.kind,
                     kinds=src.kinds,
                     factor=str(src.factor),
-                    factor_terms=poly_terms(poly),
+                    factor_terms=poly_terms(poly, len(self.generators)),
                     source=src.source,
                     path=src.path,
                     sources=src.sources,
@@ -405,10 +405,15 @@ class FlattenedFRU:
         )
 
 
-def poly_terms(p: PolyElement) -> tuple[tuple[tuple[int, ...], str], ...]:
-    """Exact terms ``(exponents, "p/q")`` of a ring element, in ring order."""
+def poly_terms(p: PolyElement, ngens: int | None = None) -> tuple[tuple[tuple[int, ...], str], ...]:
+    """Exact terms ``(exponents, "p/q")`` of a ring element, in ring order.
+
+    ``ngens`` truncates exponent vectors to the real generators (a ring for an
+    expression without symbols has one placeholder generator).
+    """
     return tuple(
-        (tuple(m), str(Fraction(int(c.numerator), int(c.denominator)))) for m, c in p.terms()
+        (tuple(int(e) for e in m)[:ngens], str(Fraction(int(c.numerator), int(c.denominator))))
+        for m, c in p.terms()
     )
 
 
