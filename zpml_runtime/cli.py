@@ -287,7 +287,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from zpml_runtime.bundle import validate_bundle
-    from zpml_runtime.bundle.report import read_metadata_fru
+    from zpml_runtime.bundle.exact import read_metadata_fru
 
     vb = validate_bundle(args.dir)
     m = vb.metadata
@@ -349,7 +349,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     import numpy as np
 
     from zpml_runtime.bundle import load_onnx_runtime_bundle
-    from zpml_runtime.bundle.report import read_metadata_fru
+    from zpml_runtime.bundle.exact import read_metadata_fru
 
     runtime = load_onnx_runtime_bundle(args.dir)
     variables = runtime.variables
@@ -394,7 +394,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 def _explain_exact(fru: Any, point: Sequence[Fraction | float]) -> tuple[bool, Fraction | None]:
     """Print every provenance factor evaluated exactly; return (exactly bottom, exact Q)."""
-    from zpml_runtime.bundle.report import eval_terms_exact
+    from zpml_runtime.bundle.exact import eval_terms_exact
 
     gens = fru.generator_values(point)
     bad = {i for i, v in enumerate(gens) if not isinstance(v, Fraction) and not math.isfinite(v)}
