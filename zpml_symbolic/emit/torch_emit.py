@@ -63,9 +63,77 @@ def _param_key(name: str) -> str:
     return name
 
 
-def build_graph(plan: Plan) -> fx.Graph:
-    """The FX graph of ``plan``: ``forward(x) -> outputs`` (see :func:`to_torch`)."""
+def _last_uses(plan: Plan) -> list[float]:
     program = plan.program
+    last: list[float] = [-1] * len(program.instrs)
+    for i, ins in enumerate(program.instrs):
+        for a in ins.args:
+            last[a] = i
+    for i in program.outputs.values():
+        last[i] = float("inf")
+    return last
+
+
+def _emit_inplace(
+    g: fx.Graph, v: list[Any], ins: Instr, i: int, dead: Callable[[int, int], bool]
+) -> fx.Node | None:
+    """The in-place form of ``ins`` reusing a dead temporary's buffer, or None.
+
+    Only temporaries computed by the program itself are overwritten (never
+    the input's columns, parameters or outputs); rounding is unchanged.
+    """
+    op, args = ins.op, ins.args
+    if op in ("add", "mul"):
+        a, b = args
+        name = op + "_"
+        if dead(a, i):
+            return g.call_method(name, (v[a], v[b]))
+        if dead(b, i):
+            return g.call_method(name, (v[b], v[a]))
+    elif op == "sub":
+        a, b = args
+        if dead(a, i):
+            return g.call_method("sub_", (v[a], v[b]))
+        if dead(b, i):
+            return g.call_function(torch.sub, (v[a], v[b]), {"out": v[b]})
+    elif op == "square" and dead(args[0], i):
+        return g.call_method("mul_", (v[args[0]], v[args[0]]))
+    elif op == "neg" and dead(args[0], i):
+        return g.call_method("neg_", (v[args[0]],))
+    elif op == "scale" and dead(args[0], i):
+        return g.call_method("mul_", (v[args[0]], _f(ins.const)))
+    elif op == "shift" and dead(args[0], i):
+        c = _f(ins.const)
+        return g.call_method("sub_" if c < 0 else "add_", (v[args[0]], abs(c)))
+    elif op == "axpy":
+        a, b = args
+        if dead(b, i):
+            scaled = g.call_method("mul_", (v[b], _f(ins.const)))
+            return g.call_method("add_", (scaled, v[a]))
+        if dead(a, i):
+            scaled = g.call_function(operator.mul, (v[b], _f(ins.const)))
+            return g.call_method("add_", (v[a], scaled))
+    return None
+
+
+def build_graph(plan: Plan, *, inplace: bool = False) -> fx.Graph:
+    """The FX graph of ``plan``: ``forward(x) -> outputs`` (see :func:`to_torch`).
+
+    ``inplace=True`` builds the inference variant: the same operations in the
+    same order, but each temporary whose last use is the current operation
+    lends its buffer to the result (``a.mul_(b)``), which halves allocation
+    and memory traffic in eager mode. It is only valid without autograd.
+    """
+    program = plan.program
+    last = _last_uses(plan)
+    owned = [
+        ins.op not in ("input", "param", "const") and not program.scalar[k]
+        for k, ins in enumerate(program.instrs)
+    ]
+
+    def dead(k: int, at: int) -> bool:
+        return inplace and owned[k] and last[k] == at
+
     g = fx.Graph()
     x = g.placeholder("x")
     dtype = g.call_function(getattr, (x, "dtype"))
@@ -89,7 +157,8 @@ def build_graph(plan: Plan) -> fx.Graph:
         elif ins.op == "const":
             values.append(_f(ins.const))
         else:
-            values.append(TORCH_OPS[ins.op](g, values, ins))
+            node = _emit_inplace(g, values, ins, len(values), dead) if inplace else None
+            values.append(node if node is not None else TORCH_OPS[ins.op](g, values, ins))
 
     def full(idx: int) -> fx.Node:
         """An output with the batch shape (scalars are broadcast)."""
@@ -121,37 +190,74 @@ def build_graph(plan: Plan) -> fx.Graph:
 
 
 class _Holder(nn.Module):
-    def __init__(self, coefficients: nn.ParameterDict, constants: torch.Tensor) -> None:
+    def __init__(self, coefficients: nn.ParameterDict) -> None:
         super().__init__()
         self.coefficients = coefficients
-        self.register_buffer("exact_constants_f64", constants)
 
 
-class RationalModule(fx.GraphModule):
+class RationalGraph(fx.GraphModule):
+    """A generated graph module (its own ``__init__`` keeps TorchScript's checks quiet)."""
+
+    def __init__(self, root: nn.Module, graph: fx.Graph, class_name: str) -> None:
+        super().__init__(root, graph, class_name)
+
+
+class RationalModule(nn.Module):
     """Compiled rational expression(s): ``forward(x) -> (P, Q)`` or ``(P, Q, V)``.
 
     ``x`` has shape ``[..., len(variables)]`` (columns in :attr:`variables`
     order); outputs have the batch shape ``[...]`` and ``V`` is ``[..., k]``
     (returned only when there are retained validity factors). With several
     expressions the result is a tuple of such tuples.
+
+    Two FX graphs compute the same operations in the same order: the
+    functional one (``module.code``) runs whenever autograd records; the
+    in-place one (``module.inference_code``) reuses dead temporaries' buffers
+    and runs otherwise (``torch.no_grad()``, or nothing requires grad).
+    ``torch.jit.script(module)`` scripts the functional graph.
     """
 
-    __jit_unused_properties__ = [
-        *getattr(fx.GraphModule, "__jit_unused_properties__", []),
-        "variables",
-        "parameter_names",
-        "frus",
-    ]
-
     def __init__(self, plan: Plan, coefficients: nn.ParameterDict, *, single: bool) -> None:
+        super().__init__()
         consts = sorted({i.const for i in plan.program.instrs if i.const is not None})
-        holder = _Holder(
-            coefficients, torch.tensor([float(c) for c in consts], dtype=torch.float64)
+        self.coefficients = coefficients
+        self.register_buffer(
+            "exact_constants_f64", torch.tensor([float(c) for c in consts], dtype=torch.float64)
         )
-        super().__init__(holder, build_graph(plan), class_name="RationalModule")
+        holder = _Holder(coefficients)
+        # Not registered as submodules: they share this module's parameters.
+        object.__setattr__(
+            self, "_functional", RationalGraph(holder, build_graph(plan), "RationalGraph")
+        )
+        object.__setattr__(
+            self,
+            "_inplace",
+            RationalGraph(holder, build_graph(plan, inplace=True), "RationalInferenceGraph"),
+        )
         self.plan = plan
         self.single = single
-        self.exact_constants: tuple[Fraction, ...] = tuple(consts)
+        self.exact_constants = tuple(consts)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        """``(P, Q[, V])`` of every compiled expression at ``x`` (shape ``[..., n_vars]``)."""
+        if torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for p in self.coefficients.values())
+        ):
+            return self._functional(x)
+        return self._inplace(x)
+
+    def __prepare_scriptable__(self) -> fx.GraphModule:
+        return self._functional
+
+    @property
+    def code(self) -> str:
+        """The generated forward (functional graph): one line per operation."""
+        return self._functional.code
+
+    @property
+    def inference_code(self) -> str:
+        """The generated in-place inference forward."""
+        return self._inplace.code
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -168,12 +274,10 @@ class RationalModule(fx.GraphModule):
         """The compiled FlattenedFRUs."""
         return self.plan.frus
 
-    @torch.jit.unused
     def coefficient_values(self) -> dict[str, float]:
         """Current coefficient values as Python floats."""
         return {n: float(getattr(self.coefficients, n).detach()) for n in self.plan.parameters}
 
-    @torch.jit.unused
     def to_sympy(self) -> sp.Expr | tuple[sp.Expr, ...]:
         """The user's expression(s), structure kept, with current coefficient values.
 
