@@ -329,3 +329,41 @@ def test_strict_decoder_model_matches_runtime() -> None:
             np.testing.assert_array_equal(g, w, err_msg=name)
     with pytest.raises(zs.InvalidArgumentError, match="num_factors must be an int >= 0"):
         strict_decoder_model(-1)
+
+
+def test_seed_onnx_bundle_snippet_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seed 000 "ONNX Bundles", imports moved to zpml_runtime."""
+    from zpml_runtime.inference import InferenceConfig as Config
+    from zpml_runtime.inference import (
+        export_bundle,
+        load_onnx_runtime_bundle,
+        run_bundle_reference_smoke_test,
+        validate_bundle,
+    )
+
+    monkeypatch.chdir(tmp_path)
+    model = zs.to_torch(zs.parse("(x**2 + 1)/(x - y) + 1/(1 + 1/x)"))
+    wrapped = SCMInferenceWrapper(model, config=Config(tau_infer=1e-6, tau_train=1e-4)).eval()
+    x_example = X
+    x_numpy = X.numpy()
+    x_smoke = X[:3]
+
+    export_bundle(wrapped, "bundle_dir", example_inputs=(x_example,))
+    validate_bundle("bundle_dir")
+
+    runtime = load_onnx_runtime_bundle(
+        "bundle_dir",
+        providers=["CPUExecutionProvider"],
+    )
+    decoded, bottom_mask, gap_mask = runtime.run(x_numpy)
+
+    run_bundle_reference_smoke_test("bundle_dir", wrapped, (x_smoke,))
+    assert bottom_mask.tolist() == [False, True, True, True, True, False]
+    assert sorted(p.name for p in (tmp_path / "bundle_dir").iterdir()) == [
+        "metadata.json",
+        "metadata.sha256",
+        "model.onnx",
+        "smoke_inputs.npy",
+    ]

@@ -22,6 +22,25 @@ from .result import PROVENANCE_CODES, StrictInferenceResult
 from .strict import numerical_hazard_mask, strict_inference
 from .wrapper import SCMInferenceWrapper, split_model_outputs
 
+#: Bundle functions live in :mod:`zpml_runtime.bundle`; they are also importable
+#: from here (seed call shape ``zeroproofml.inference.export_bundle``), lazily,
+#: because the bundle package itself imports this one.
+_BUNDLE_NAMES = (
+    "export_bundle",
+    "validate_bundle",
+    "load_onnx_runtime_bundle",
+    "run_bundle_reference_smoke_test",
+)
+
+
+def __getattr__(name: str) -> object:
+    if name in _BUNDLE_NAMES:
+        from zpml_runtime import bundle
+
+        return getattr(bundle, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "CENSOR_ABOVE",
     "CENSOR_BELOW",
@@ -33,11 +52,15 @@ __all__ = [
     "StrictInferenceMonitor",
     "StrictInferenceResult",
     "decode_strict_censored_3way",
+    "export_bundle",
     "fill_bottom_with_sentinel",
+    "load_onnx_runtime_bundle",
     "numerical_hazard_mask",
     "reject_on_bottom",
     "reject_on_gap",
     "route_to_analytic_solver",
+    "run_bundle_reference_smoke_test",
     "split_model_outputs",
     "strict_inference",
+    "validate_bundle",
 ]
