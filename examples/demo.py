@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import zpml_symbolic as zs
-from zpml_runtime.inference import InferenceConfig
+from zpml_runtime.inference import STRICT_OUTPUT_NAMES, InferenceConfig
 
 EXPRESSION = "(x**2 + 1)/(x - y) + 1/(1 + 1/x)"
 
@@ -71,16 +71,7 @@ def main() -> None:
     result = evaluator(x)
     outputs = result.as_dict()
     print(f"\ninputs (x, y):\n{x.numpy()}")
-    for name in (
-        "decoded",
-        "bottom_mask",
-        "gap_mask",
-        "fault_mask",
-        "semantic_bottom_mask",
-        "bottom_provenance",
-    ):
-        print(f"{name:>22}: {outputs[name].numpy()}")
-    for name in schema.output_names:
+    for name in STRICT_OUTPUT_NAMES + schema.output_names:
         print(f"{name:>22}: {outputs[name].numpy()}")
     print("\nwhich denominator bottomed:")
     for explanation in evaluator.explain(x, result):

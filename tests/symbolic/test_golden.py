@@ -64,24 +64,7 @@ def metadata(text: str, parameters: tuple[str, ...]) -> dict[str, Any]:
             {"factor": str(f), "multiplicity": m} for f, m in fru.denominator_factors
         ],
         "always_bottom": fru.always_bottom,
-        "provenance": [
-            {
-                "factor": str(src.factor),
-                "kind": src.kind,
-                "retained": src.retained,
-                "occurrences": [
-                    {
-                        "kind": o.kind,
-                        "source": o.source,
-                        "path": o.path,
-                        "node_id": o.node_id,
-                        "divisor": o.divisor,
-                    }
-                    for o in src.occurrences
-                ],
-            }
-            for src in fru.denominator_provenance
-        ],
+        "provenance": fru.provenance_metadata(),
         "structural_validity_output_schema": schema.to_metadata(),
     }
 

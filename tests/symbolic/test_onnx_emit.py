@@ -597,7 +597,7 @@ def test_errors() -> None:
         to_onnx(EXAMPLE, validity_taus=[-1.0])
     with pytest.raises(InvalidArgumentError, match="validity_taus must be finite and >= 0"):
         to_onnx(EXAMPLE, validity_taus=math.nan)
-    with pytest.raises(InvalidArgumentError, match="validity_taus must be a real number"):
+    with pytest.raises(InvalidArgumentError, match="validity_taus must be a finite real number"):
         to_onnx(EXAMPLE, validity_taus="0.1")  # type: ignore[arg-type]
     with pytest.raises(InvalidConfigError, match="tau_infer must be finite and >= 0"):
         to_onnx(EXAMPLE, config=InferenceConfig(tau_infer=-1.0))

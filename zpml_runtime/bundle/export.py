@@ -193,30 +193,8 @@ def _fru_metadata(fru: Any) -> dict[str, Any]:
         "denominator_factors": [[str(f), m] for f, m in fru.denominator_factors],
         "validity_factors": [str(v) for v in fru.validity_factors],
         "mode": fru.mode,
-        "provenance": [
-            {
-                "factor": str(src.factor),
-                "factor_terms": [[list(m), c] for m, c in poly_terms(poly, ngens)] if poly else [],
-                "kind": src.kind,
-                "retained": src.retained,
-                "occurrences": [
-                    {
-                        "kind": o.kind,
-                        "source": o.source,
-                        "path": o.path,
-                        "node_id": o.node_id,
-                        "divisor": o.divisor,
-                    }
-                    for o in src.occurrences
-                ],
-            }
-            for src, poly in zip(fru.denominator_provenance, _provenance_polys(fru), strict=True)
-        ],
+        "provenance": fru.provenance_metadata(),
     }
-
-
-def _provenance_polys(fru: Any) -> list[Any]:
-    return [p for _, p in fru._sources]  # noqa: SLF001 - same project, exact terms for audit
 
 
 def _first(example_inputs: Any) -> Any:

@@ -18,6 +18,7 @@ import json
 from typing import Any
 
 from zpml_runtime.errors import ZeroProofRuntimeError
+from zpml_runtime.inference.result import STRICT_OUTPUT_NAMES
 
 BUNDLE_SCHEMA = "zpml.onnx_bundle"
 BUNDLE_SCHEMA_VERSION = 2
@@ -30,14 +31,7 @@ REPORT_FILES = (
     "VALIDATION_REPORT.summary.json",
     "VALIDATION_REPORT.summary.svg",
 )
-STRICT_OUTPUTS: tuple[str, ...] = (
-    "decoded",
-    "bottom_mask",
-    "gap_mask",
-    "fault_mask",
-    "semantic_bottom_mask",
-    "bottom_provenance",
-)
+STRICT_OUTPUTS: tuple[str, ...] = STRICT_OUTPUT_NAMES
 FLOAT_DTYPES = ("float32", "float64")
 
 MASK_SEMANTICS: dict[str, str] = {

@@ -18,7 +18,7 @@ from .fallbacks import (
     route_to_analytic_solver,
 )
 from .monitor import StrictInferenceMonitor
-from .result import PROVENANCE_CODES, StrictInferenceResult
+from .result import PROVENANCE_CODES, STRICT_OUTPUT_NAMES, StrictInferenceResult
 from .strict import numerical_hazard_mask, strict_inference
 from .wrapper import SCMInferenceWrapper, split_model_outputs
 
@@ -47,6 +47,7 @@ __all__ = [
     "CENSOR_IN_RANGE",
     "CENSOR_UNKNOWN",
     "PROVENANCE_CODES",
+    "STRICT_OUTPUT_NAMES",
     "InferenceConfig",
     "SCMInferenceWrapper",
     "StrictInferenceMonitor",

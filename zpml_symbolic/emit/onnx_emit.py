@@ -51,8 +51,10 @@ import onnx
 import sympy as sp
 from onnx import TensorProto, helper, numpy_helper
 
+from zpml_runtime.errors import InvalidConfigError
 from zpml_runtime.inference._arrays import effective_threshold
-from zpml_runtime.inference.config import InferenceConfig
+from zpml_runtime.inference.config import InferenceConfig, check_threshold
+from zpml_runtime.inference.result import STRICT_OUTPUT_NAMES
 from zpml_symbolic.emit.plan import Plan, as_frus, coefficient_values, make_plan
 from zpml_symbolic.emit.program import Instr
 from zpml_symbolic.emit.torch_emit import RationalModule
@@ -65,14 +67,7 @@ INPUT_NAME = "x"
 #: symbolic name of the dynamic batch dimension
 BATCH_DIM = "batch"
 #: the strict outputs, in order (SEMANTICS.md section 3), before the per-factor outputs
-OUTPUT_NAMES: tuple[str, ...] = (
-    "decoded",
-    "bottom_mask",
-    "gap_mask",
-    "fault_mask",
-    "semantic_bottom_mask",
-    "bottom_provenance",
-)
+OUTPUT_NAMES: tuple[str, ...] = STRICT_OUTPUT_NAMES
 T_INFER = "zpml_t_infer"
 T_TRAIN = "zpml_t_train"
 T_FACTOR = "zpml_t_factor_{}"
@@ -421,16 +416,11 @@ def _check_config(config: object) -> InferenceConfig:
 
 
 def _check_tau(value: object, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidArgumentError(
-            f"{field} must be a real number >= 0, got {type(value).__name__} {value!r}"
-        )
-    tau = float(value)
-    if not math.isfinite(tau) or tau < 0.0:
-        raise InvalidArgumentError(
-            f"{field} must be finite and >= 0 (0 means 'exact zeros only'), got {tau!r}"
-        )
-    return tau
+    """The runtime's threshold check, reported as a compiler argument error."""
+    try:
+        return check_threshold(value, field)
+    except InvalidConfigError as e:
+        raise InvalidArgumentError(str(e)) from None
 
 
 def _factor_taus(validity_taus: object, k: int) -> tuple[float, ...]:

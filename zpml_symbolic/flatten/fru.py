@@ -387,6 +387,31 @@ class FlattenedFRU:
             parameters=tuple(s.name for s in self.parameters),
         )
 
+    def provenance_metadata(self) -> list[dict[str, Any]]:
+        """JSON-ready :attr:`denominator_provenance` with exact factor terms over :attr:`generators`."""
+        return [
+            {
+                "factor": str(src.factor),
+                "factor_terms": [[list(m), c] for m, c in poly_terms(poly, len(self.generators))]
+                if poly
+                else [],
+                "kind": src.kind,
+                "kinds": list(src.kinds),
+                "retained": src.retained,
+                "occurrences": [
+                    {
+                        "kind": o.kind,
+                        "source": o.source,
+                        "path": o.path,
+                        "node_id": o.node_id,
+                        "divisor": o.divisor,
+                    }
+                    for o in src.occurrences
+                ],
+            }
+            for src, poly in self._sources
+        ]
+
     def provenance_table(self) -> str:
         """A Markdown table of :attr:`denominator_provenance` for people."""
         rows = ["| # | factor | kind | retained | source | path |", "|---|---|---|---|---|---|"]
