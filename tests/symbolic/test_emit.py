@@ -245,3 +245,16 @@ def test_inference_code_reuses_buffers_and_grad_mode_uses_functional_graph() -> 
     P, Q = m(x)
     (P / Q).sum().backward()  # would fail if an in-place graph had run under autograd
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@given(expressions)
+def test_mask_inputs_are_bit_identical_across_torch_and_numpy(expr: sp.Expr) -> None:
+    """Q and every V_i use the same operation sequence in every back-end (P may use FMA in torch)."""
+    fru = zs.flatten(expr, variables=SYMBOLS)
+    x = np.linspace(-2.7, 3.1, 90, dtype=np.float32).reshape(30, 3)
+    P, Q, V = zs.numpy_evaluator(fru).evaluate(x)
+    out = zs.to_torch(fru)(torch.from_numpy(x))
+    np.testing.assert_array_equal(out[1].numpy(), Q)
+    if len(out) == 3:
+        np.testing.assert_array_equal(out[2].numpy(), V)
+    np.testing.assert_allclose(out[0].numpy(), P, rtol=1e-5, atol=1e-30)

@@ -131,7 +131,7 @@ class StrictEvaluator(nn.Module):
             finite = torch.isfinite(x)
             bad = ~finite[..., self._deps].all(-1)
             x = torch.where(finite, x, torch.zeros_like(x))
-        out = self.model(x)
+        out = self.model.forward_factors(x)
         P, Q = out[0], out[1]
         V = out[2] if len(out) == 3 else None
         if bad is not None:

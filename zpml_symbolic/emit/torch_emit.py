@@ -116,16 +116,47 @@ def _emit_inplace(
     return None
 
 
-def build_graph(plan: Plan, *, inplace: bool = False) -> fx.Graph:
+def mask_inputs(plan: Plan) -> set[int]:
+    """Instructions that ``Q`` or a validity factor depends on.
+
+    They are computed with the exact operation sequence of the numpy and ONNX
+    back-ends (``a + c*b`` with two roundings), so every back-end sees
+    bit-identical mask inputs. Instructions that only feed ``P`` may use a
+    fused multiply-add (one rounding, one kernel).
+    """
+    program = plan.program
+    roots = [program.outputs[n.Q] for n in plan.names]
+    roots += [program.outputs[v] for n in plan.names for v in n.V]
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack:
+        k = stack.pop()
+        if k not in seen:
+            seen.add(k)
+            stack.extend(program.instrs[k].args)
+    return seen
+
+
+def _fused_axpy(g: fx.Graph, v: list[Any], ins: Instr, out: Any = None) -> fx.Node:
+    kwargs: dict[str, Any] = {"alpha": _f(ins.const)}
+    if out is not None:
+        kwargs["out"] = out
+    return g.call_function(torch.add, (v[ins.args[0]], v[ins.args[1]]), kwargs)
+
+
+def build_graph(plan: Plan, *, inplace: bool = False, stack_factors: bool = True) -> fx.Graph:
     """The FX graph of ``plan``: ``forward(x) -> outputs`` (see :func:`to_torch`).
 
     ``inplace=True`` builds the inference variant: the same operations in the
     same order, but each temporary whose last use is the current operation
     lends its buffer to the result (``a.mul_(b)``), which halves allocation
     and memory traffic in eager mode. It is only valid without autograd.
+    ``stack_factors=False`` returns the validity factors as a tuple of
+    ``[...]`` tensors instead of one stacked ``[..., k]`` tensor (no copy).
     """
     program = plan.program
     last = _last_uses(plan)
+    critical = mask_inputs(plan)
     owned = [
         ins.op not in ("input", "param", "const") and not program.scalar[k]
         for k, ins in enumerate(program.instrs)
@@ -156,6 +187,16 @@ def build_graph(plan: Plan, *, inplace: bool = False) -> fx.Graph:
             values.append(g.call_method("to", (p, dtype)))
         elif ins.op == "const":
             values.append(_f(ins.const))
+        elif ins.op == "axpy" and len(values) not in critical:
+            a, b = ins.args
+            if dead(a, len(values)):
+                values.append(
+                    g.call_method("add_", (values[a], values[b]), {"alpha": _f(ins.const)})
+                )
+            elif dead(b, len(values)):
+                values.append(_fused_axpy(g, values, ins, out=values[b]))
+            else:
+                values.append(_fused_axpy(g, values, ins))
         else:
             node = _emit_inplace(g, values, ins, len(values), dead) if inplace else None
             values.append(node if node is not None else TORCH_OPS[ins.op](g, values, ins))
@@ -173,7 +214,9 @@ def build_graph(plan: Plan, *, inplace: bool = False) -> fx.Graph:
     for names in plan.names:
         P = full(program.outputs[names.P])
         Q = full(program.outputs[names.Q])
-        if len(names.V) == 1:  # a view, no copy
+        if names.V and not stack_factors:
+            results.append((P, Q, tuple(full(program.outputs[n]) for n in names.V)))
+        elif len(names.V) == 1:  # a view, no copy
             V = g.call_method("unsqueeze", (full(program.outputs[names.V[0]]), -1))
             results.append((P, Q, V))
         elif names.V:
@@ -245,6 +288,26 @@ class RationalModule(nn.Module):
         ):
             return self._functional(x)
         return self._inplace(x)
+
+    def forward_factors(self, x: torch.Tensor) -> Any:
+        """Like :meth:`forward`, but validity factors as a tuple of ``[...]`` tensors (no stacking)."""
+        graphs = self.__dict__.get("_split_graphs")
+        if graphs is None:
+            holder = _Holder(self.coefficients)
+            graphs = (
+                RationalGraph(holder, build_graph(self.plan, stack_factors=False), "RationalGraph"),
+                RationalGraph(
+                    holder,
+                    build_graph(self.plan, inplace=True, stack_factors=False),
+                    "RationalInferenceGraph",
+                ),
+            )
+            object.__setattr__(self, "_split_graphs", graphs)
+        if torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for p in self.coefficients.values())
+        ):
+            return graphs[0](x)
+        return graphs[1](x)
 
     def __prepare_scriptable__(self) -> fx.GraphModule:
         return self._functional
