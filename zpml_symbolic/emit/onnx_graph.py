@@ -1,0 +1,378 @@
+"""ONNX graph building blocks shared by :func:`~zpml_symbolic.emit.onnx_emit.to_onnx`
+and :func:`~zpml_symbolic.emit.onnx_emit.strict_decoder_model`.
+
+:class:`_Graph` accumulates nodes and initializers with unique names and
+node-level CSE; ``ONNX_OPS`` maps every program op to ONNX nodes;
+``_strict`` appends the SEMANTICS §3 decoding (masks, provenance, decoded)
+with the thresholds read from reserved initializers (``zpml_t_*``) so they
+are never folded away.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from zpml_runtime.inference._arrays import effective_threshold
+from zpml_runtime.inference.config import InferenceConfig
+from zpml_runtime.inference.result import STRICT_OUTPUT_NAMES
+from zpml_symbolic.emit.plan import Plan
+from zpml_symbolic.emit.program import Instr
+
+#: name of the single graph input, of shape ``[batch, n_vars]``
+INPUT_NAME = "x"
+#: symbolic name of the dynamic batch dimension
+BATCH_DIM = "batch"
+#: the strict outputs, in order (SEMANTICS.md section 3), before the per-factor outputs
+OUTPUT_NAMES: tuple[str, ...] = STRICT_OUTPUT_NAMES
+T_INFER = "zpml_t_infer"
+T_TRAIN = "zpml_t_train"
+T_FACTOR = "zpml_t_factor_{}"
+PRODUCER_NAME = "zpml_symbolic"
+DEFAULT_OPSET = 21
+#: ``Shape(start=, end=)`` needs opset 15
+MIN_OPSET = 15
+METADATA_PREFIX = "zpml."
+
+_DTYPES: dict[str, tuple[int, type[np.floating[Any]]]] = {
+    "float32": (TensorProto.FLOAT, np.float32),
+    "float64": (TensorProto.DOUBLE, np.float64),
+}
+_NP = {"bool": np.bool_, "int8": np.int8, "int64": np.int64}
+
+
+# --------------------------------------------------------------------------- graph builder
+
+
+class _Graph:
+    """Accumulates nodes and initializers with unique names, node-level CSE and
+    rank tracking (0: a 0-d scalar, 1: a ``[batch]`` tensor)."""
+
+    def __init__(self, dtype: str, reserved: set[str]) -> None:
+        self.np_type = _DTYPES[dtype][1]
+        self.taken = set(reserved)
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[TensorProto] = []
+        self.rank: dict[str, int] = {}
+        #: Python values of build-time constants (not of learnable parameters)
+        self.known: dict[str, Any] = {}
+        self._consts: dict[tuple[str, bytes], TensorProto] = {}
+        self._cse: dict[tuple[object, ...], str] = {}
+        self._renames: dict[str, str] = {}
+        self._node_outputs: set[str] = set()
+        #: the graph input whose first dimension is the batch
+        self.batch_ref = INPUT_NAME
+
+    def fresh(self, base: str) -> str:
+        """``base``, or ``base_1``, ``base_2``, ... when taken."""
+        name, n = base, 0
+        while name in self.taken:
+            n += 1
+            name = f"{base}_{n}"
+        self.taken.add(name)
+        return name
+
+    def initializer(self, name: str, value: float, doc: str) -> str:
+        """A 0-d float initializer with a fixed ``name`` (not shared, not build-time known)."""
+        with np.errstate(over="ignore"):
+            arr = np.asarray(value, dtype=self.np_type)
+        tensor = numpy_helper.from_array(arr, name)
+        tensor.doc_string = doc
+        self.initializers.append(tensor)
+        self.rank[name] = 0
+        return name
+
+    def const(
+        self, value: Any, kind: str | None = None, *, hint: str | None = None, exact: str = ""
+    ) -> str:
+        """A shared 0-d constant initializer (float dtype unless ``kind``); ``exact`` is documented."""
+        with np.errstate(over="ignore"):
+            arr = np.asarray(value, dtype=self.np_type if kind is None else _NP[kind])
+        key = (str(arr.dtype), arr.tobytes())
+        tensor = self._consts.get(key)
+        if tensor is None:
+            name = self.fresh(hint or _const_name(arr))
+            tensor = numpy_helper.from_array(arr, name)
+            self._consts[key] = tensor
+            self.initializers.append(tensor)
+            self.rank[name] = 0
+            self.known[name] = arr[()]
+        if exact and exact not in tensor.doc_string.split("; "):
+            tensor.doc_string = f"{tensor.doc_string}; {exact}" if tensor.doc_string else exact
+        return tensor.name
+
+    def node(
+        self, op: str, inputs: Sequence[str], base: str, *, rank: int | None = None, **attrs: Any
+    ) -> str:
+        """Output of ``op(inputs)`` (an existing identical node is reused)."""
+        key = (op, tuple(inputs), tuple(sorted(attrs.items())))
+        found = self._cse.get(key)
+        if found is not None:
+            return found
+        out = self.fresh(base)
+        self.nodes.append(helper.make_node(op, list(inputs), [out], **attrs))
+        self._node_outputs.add(out)
+        self.rank[out] = (
+            max((self.rank.get(i, 0) for i in inputs), default=0) if rank is None else rank
+        )
+        self._cse[key] = out
+        return out
+
+    # ------------------------------------------------------------- mask algebra
+    def is_known(self, v: str, value: Any) -> bool:
+        return v in self.known and bool(self.known[v] == value)
+
+    def or_(self, items: Sequence[str], base: str) -> str:
+        """``items[0] | items[1] | ...`` with build-time constants folded."""
+        if any(self.is_known(v, True) for v in items):
+            return self.const(True, "bool")
+        rest = list(dict.fromkeys(v for v in items if not self.is_known(v, False)))
+        if not rest:
+            return self.const(False, "bool")
+        acc = rest[0]
+        for v in rest[1:]:
+            acc = self.node("Or", [acc, v], base)
+        return acc
+
+    def nonfinite(self, v: str, base: str) -> str:
+        """``~isfinite(v)``: ``v - v`` is NaN exactly when ``v`` is NaN or +-Inf."""
+        if v in self.known:
+            return self.const(not np.isfinite(self.known[v]), "bool")
+        return self.node("IsNaN", [self.node("Sub", [v, v], f"{base}_diff")], base)
+
+    def less(self, a: str, t: str, base: str) -> str:
+        return self.node("Less", [a, t], base)
+
+    def abs_(self, v: str, base: str) -> str:
+        if v in self.known:
+            return self.const(abs(self.known[v]))
+        return self.node("Abs", [v], base)
+
+    # ------------------------------------------------------------------ outputs
+    def batch_shape(self) -> str:
+        """``[batch]`` as a 1-D shape tensor, read from the graph's batch reference input."""
+        return self.node("Shape", [self.batch_ref], "batch_shape", rank=1, start=0, end=1)
+
+    def expose(self, v: str, out: str) -> None:
+        """Make ``v`` the graph output ``out`` of shape ``[batch]``.
+
+        A node output not yet exposed is renamed (no extra node); a 0-d value
+        is expanded; anything else gets an ``Identity``.
+        """
+        self.taken.add(out)
+        if self.rank.get(v, 0) == 0:
+            self.nodes.append(helper.make_node("Expand", [v, self.batch_shape()], [out]))
+        elif v in self._node_outputs and v not in self._renames:
+            self._renames[v] = out
+        else:
+            self.nodes.append(helper.make_node("Identity", [v], [out]))
+
+    def finish(self) -> tuple[list[onnx.NodeProto], list[TensorProto]]:
+        """Nodes (renames applied) and initializers."""
+        r = self._renames
+        for n in self.nodes:
+            n.input[:] = [r.get(i, i) for i in n.input]
+            n.output[:] = [r.get(o, o) for o in n.output]
+        return self.nodes, self.initializers
+
+
+def _const_name(arr: np.ndarray) -> str:
+    v = arr[()]
+    if arr.dtype == np.bool_:
+        return f"c_{str(bool(v)).lower()}"
+    if arr.dtype.kind == "i":
+        return f"c_{arr.dtype.name}_{int(v)}".replace("-", "m")
+    if math.isnan(v):
+        return "c_nan"
+    if math.isinf(v):
+        return "c_inf" if v > 0 else "c_minf"
+    return "c_" + repr(float(v)).removesuffix(".0").replace(".", "p").replace("+", "").replace(
+        "-", "m"
+    )
+
+
+def _round(value: Fraction) -> float:
+    """``float(value)`` (round to nearest float64), +-inf beyond the float64 range."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+def _exact_const(g: _Graph, c: Fraction) -> str:
+    """The initializer of exact constant ``c`` rounded to the dtype, named after ``c``."""
+    text = str(c.numerator) if c.denominator == 1 else f"{c.numerator}_{c.denominator}"
+    hint = "c_" + text.replace("-", "m") if len(text) <= 24 else None
+    return g.const(_round(c), hint=hint, exact=f"exact value {c}")
+
+
+def _c(g: _Graph, ins: Instr, magnitude: bool = False) -> str:
+    assert ins.const is not None
+    return _exact_const(g, abs(ins.const) if magnitude else ins.const)
+
+
+Emit = Callable[[_Graph, Instr, list[str], str], str]
+
+
+def _shift(g: _Graph, ins: Instr, v: list[str], base: str) -> str:
+    assert ins.const is not None
+    op = "Sub" if ins.const < 0 else "Add"  # a + c == a - |c| exactly; reads better
+    return g.node(op, [v[ins.args[0]], _c(g, ins, magnitude=True)], base)
+
+
+def _axpy(g: _Graph, ins: Instr, v: list[str], base: str) -> str:
+    assert ins.const is not None
+    prod = g.node("Mul", [v[ins.args[1]], _c(g, ins, magnitude=True)], f"{base}_term")
+    return g.node("Sub" if ins.const < 0 else "Add", [v[ins.args[0]], prod], base)
+
+
+#: op -> how to build it in the ONNX graph (a test checks every Program op is covered;
+#: ``input``, ``param`` and ``const`` become Gather nodes and initializers)
+ONNX_OPS: dict[str, Emit] = {
+    "add": lambda g, i, v, n: g.node("Add", [v[i.args[0]], v[i.args[1]]], n),
+    "sub": lambda g, i, v, n: g.node("Sub", [v[i.args[0]], v[i.args[1]]], n),
+    "mul": lambda g, i, v, n: g.node("Mul", [v[i.args[0]], v[i.args[1]]], n),
+    "square": lambda g, i, v, n: g.node("Mul", [v[i.args[0]], v[i.args[0]]], n),
+    "neg": lambda g, i, v, n: g.node("Neg", [v[i.args[0]]], n),
+    "scale": lambda g, i, v, n: g.node("Mul", [v[i.args[0]], _c(g, i)], n),
+    "shift": _shift,
+    "axpy": _axpy,
+}
+
+
+# --------------------------------------------------------------------------- lowering
+
+
+def _instruction_names(plan: Plan) -> dict[int, str]:
+    names = plan.names[0]
+    out: dict[int, str] = {}
+    for label in (names.P, names.Q, *names.V):
+        out.setdefault(plan.program.outputs[label], label)
+    return out
+
+
+def _lower_program(g: _Graph, plan: Plan) -> list[str]:
+    """One value name per instruction (nodes for operations, initializers otherwise)."""
+    program = plan.program
+    labels = _instruction_names(plan)
+    values: list[str] = []
+    for idx, ins in enumerate(program.instrs):
+        base = labels.get(idx, f"t{idx}")
+        if ins.op == "input":
+            j = ins.index or 0
+            var = program.variables[j]
+            col = g.const(j, "int64", hint=f"col_{j}")
+            name = f"in_{var}" if var.isidentifier() and var.isascii() else f"in_{j}"
+            values.append(
+                g.node("Gather", [INPUT_NAME, col], labels.get(idx, name), rank=1, axis=1)
+            )
+        elif ins.op == "param":
+            values.append(program.parameters[ins.index or 0])  # initializer added by to_onnx
+        elif ins.op == "const":
+            assert ins.const is not None
+            values.append(_exact_const(g, ins.const))
+        else:
+            values.append(ONNX_OPS[ins.op](g, ins, values, base))
+    return values
+
+
+def _strict(
+    g: _Graph,
+    P: str,
+    Q: str,
+    factors: Sequence[str],
+    factor_names: Sequence[tuple[str, str, str]],
+    t_factors: Sequence[str],
+    has_train: bool,
+) -> None:
+    """Append the SEMANTICS §3 decoding of ``(P, Q, V)`` and expose every output."""
+    qc = g.known.get(Q)
+    aq = g.abs_(Q, "abs_Q")
+    if qc is not None and np.isfinite(qc):  # constant Q (e.g. 1 for polynomials)
+        q_safe = Q if qc != 0 else g.const(1.0)
+        quotient = P if g.is_known(q_safe, 1.0) else g.node("Div", [P, q_safe], "quotient")
+        fault_q = g.nonfinite(quotient, "fault_PQ")
+    else:
+        q_zero = g.node("Equal", [aq, g.const(0.0)], "Q_is_zero")
+        q_safe = g.node("Where", [q_zero, g.const(1.0), Q], "Q_safe")
+        quotient = g.node("Div", [P, q_safe], "quotient")
+        diff = g.node("Sub", [quotient, quotient], "fault_PQ_diff")  # NaN iff quotient non-finite
+        fault_q = g.node("IsNaN", [g.node("Mul", [diff, Q], "fault_PQ_diff_Q")], "fault_PQ")
+    # thresholds are never folded, so ``semantic`` and ``bottom`` are always graph values
+    semantic_q = g.less(aq, T_INFER, "semantic_Q")
+    faults, semantics = [fault_q], [semantic_q]
+    per_factor = []
+    for i, (v, t) in enumerate(zip(factors, t_factors, strict=True)):
+        f_i = g.nonfinite(v, f"fault_V{i}")
+        s_i = g.less(g.abs_(v, f"abs_V{i}"), t, f"semantic_V{i}")
+        faults.append(f_i)
+        semantics.append(s_i)
+        per_factor.append((v, f_i, s_i))
+    fault = g.or_(faults, "fault")
+    semantic = g.or_(semantics, "semantic")
+    bottom = g.or_([fault, semantic], "bottom")
+    if has_train:
+        below_train = g.less(aq, T_TRAIN, "below_t_train")
+        gap = g.node("And", [below_train, g.node("Not", [bottom], "not_bottom")], "gap")
+    else:
+        gap = g.const(False, "bool")
+    decoded = g.node("Where", [bottom, g.const(math.nan), quotient], "masked_quotient")
+    provenance = _provenance(g, fault, semantic)
+    for value, name in zip(
+        (decoded, bottom, gap, fault, semantic, provenance), OUTPUT_NAMES, strict=True
+    ):
+        g.expose(value, name)
+    for values, names in zip(per_factor, factor_names, strict=True):
+        for value, name in zip(values, names, strict=True):
+            g.expose(value, name)
+
+
+def _provenance(g: _Graph, fault: str, semantic: str) -> str:
+    """int8 ``fault + 2*semantic`` (0 finite, 1 fault, 2 semantic, 3 mixed)."""
+    if fault in g.known:  # e.g. a constant expression: no fault possible
+        f = int(g.known[fault])
+        return g.node("Where", [semantic, g.const(2 + f, "int8"), g.const(f, "int8")], "provenance")
+    with_semantic = g.node(
+        "Where", [fault, g.const(3, "int8"), g.const(2, "int8")], "provenance_if_semantic"
+    )
+    fault_code = g.node("Cast", [fault], "fault_code", to=TensorProto.INT8)
+    return g.node("Where", [semantic, with_semantic, fault_code], "provenance")
+
+
+def _strict_outputs(elem: int, factor_names: Sequence[Sequence[str]]) -> list[onnx.ValueInfoProto]:
+    """Value infos of the strict outputs then the per-factor outputs, all ``[batch]``."""
+    outputs = [helper.make_tensor_value_info(OUTPUT_NAMES[0], elem, [BATCH_DIM])]
+    outputs += [
+        helper.make_tensor_value_info(n, TensorProto.BOOL, [BATCH_DIM]) for n in OUTPUT_NAMES[1:5]
+    ]
+    outputs.append(helper.make_tensor_value_info(OUTPUT_NAMES[5], TensorProto.INT8, [BATCH_DIM]))
+    for value, fault_mask, semantic_mask in factor_names:
+        outputs.append(helper.make_tensor_value_info(value, elem, [BATCH_DIM]))
+        outputs.append(helper.make_tensor_value_info(fault_mask, TensorProto.BOOL, [BATCH_DIM]))
+        outputs.append(helper.make_tensor_value_info(semantic_mask, TensorProto.BOOL, [BATCH_DIM]))
+    return outputs
+
+
+def _threshold_initializers(
+    g: _Graph, cfg: InferenceConfig, taus: Sequence[float], dtype: str
+) -> tuple[float, float | None, list[float]]:
+    """Bake the effective thresholds into ``g`` under their reserved names."""
+    t_infer, t_train = cfg.thresholds_for(dtype)
+    t_factors = [
+        effective_threshold(tau, dtype, f"validity_taus[{i}]") for i, tau in enumerate(taus)
+    ]
+    doc = "effective threshold of {} in " + dtype + ": |v| < t is the exact real test |v| < {}"
+    g.initializer(T_INFER, t_infer, doc=doc.format(f"tau_infer={cfg.tau_infer!r}", "tau_infer"))
+    if t_train is not None:
+        g.initializer(T_TRAIN, t_train, doc=doc.format(f"tau_train={cfg.tau_train!r}", "tau_train"))
+    for i, (tau, t) in enumerate(zip(taus, t_factors, strict=True)):
+        g.initializer(
+            T_FACTOR.format(i), t, doc=doc.format(f"validity_taus[{i}]={tau!r}", f"tau_{i}")
+        )
+    return t_infer, t_train, t_factors
