@@ -257,4 +257,7 @@ def test_mask_inputs_are_bit_identical_across_torch_and_numpy(expr: sp.Expr) -> 
     np.testing.assert_array_equal(out[1].numpy(), Q)
     if len(out) == 3:
         np.testing.assert_array_equal(out[2].numpy(), V)
-    np.testing.assert_allclose(out[0].numpy(), P, rtol=1e-5, atol=1e-30)
+    # P may use a fused multiply-add in torch: equal up to rounding of its terms
+    finite = np.isfinite(P)
+    scale = float(np.max(np.abs(P[finite]), initial=0.0))
+    np.testing.assert_allclose(out[0].numpy(), P, rtol=1e-5, atol=1e-5 * scale + 1e-30)

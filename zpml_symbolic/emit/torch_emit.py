@@ -116,6 +116,32 @@ def _emit_inplace(
     return None
 
 
+def _emit_autograd_safe(
+    g: fx.Graph, v: list[Any], ins: Instr, i: int, dead: Callable[[int, int], bool], critical: bool
+) -> fx.Node | None:
+    """In-place forms that autograd accepts: the overwritten temporary is never
+    saved for backward (``dead`` guarantees it is not an input of any product)
+    and the operation's own backward needs none of its inputs."""
+    op, args = ins.op, ins.args
+    if op == "add":
+        a, b = args
+        if dead(a, i):
+            return g.call_method("add_", (v[a], v[b]))
+        if dead(b, i):
+            return g.call_method("add_", (v[b], v[a]))
+    elif op == "sub" and dead(args[0], i):
+        return g.call_method("sub_", (v[args[0]], v[args[1]]))
+    elif op in ("neg", "scale", "shift") and dead(args[0], i):
+        return _emit_inplace(g, v, ins, i, dead)
+    elif op == "axpy":
+        a, b = args
+        if not critical and dead(a, i):
+            return g.call_method("add_", (v[a], v[b]), {"alpha": _f(ins.const)})
+        if critical and (dead(a, i) or dead(b, i)):
+            return _emit_inplace(g, v, ins, i, dead)
+    return None
+
+
 def mask_inputs(plan: Plan) -> set[int]:
     """Instructions that ``Q`` or a validity factor depends on.
 
@@ -144,13 +170,18 @@ def _fused_axpy(g: fx.Graph, v: list[Any], ins: Instr, out: Any = None) -> fx.No
     return g.call_function(torch.add, (v[ins.args[0]], v[ins.args[1]]), kwargs)
 
 
-def build_graph(plan: Plan, *, inplace: bool = False, stack_factors: bool = True) -> fx.Graph:
+def build_graph(
+    plan: Plan, *, inplace: bool = False, stack_factors: bool = True, autograd_reuse: bool = False
+) -> fx.Graph:
     """The FX graph of ``plan``: ``forward(x) -> outputs`` (see :func:`to_torch`).
 
     ``inplace=True`` builds the inference variant: the same operations in the
     same order, but each temporary whose last use is the current operation
     lends its buffer to the result (``a.mul_(b)``), which halves allocation
     and memory traffic in eager mode. It is only valid without autograd.
+    ``autograd_reuse=True`` (for the autograd graph) reuses only buffers
+    autograd never saves: temporaries that are not an input of any product,
+    overwritten by sums, differences, negations and scalings.
     ``stack_factors=False`` returns the validity factors as a tuple of
     ``[...]`` tensors instead of one stacked ``[..., k]`` tensor (no copy).
     """
@@ -162,8 +193,13 @@ def build_graph(plan: Plan, *, inplace: bool = False, stack_factors: bool = True
         for k, ins in enumerate(program.instrs)
     ]
 
+    saved = {a for ins in program.instrs if ins.op in ("mul", "square") for a in ins.args}
+
     def dead(k: int, at: int) -> bool:
         return inplace and owned[k] and last[k] == at
+
+    def dead_unsaved(k: int, at: int) -> bool:
+        return owned[k] and last[k] == at and k not in saved
 
     g = fx.Graph()
     x = g.placeholder("x")
@@ -187,6 +223,12 @@ def build_graph(plan: Plan, *, inplace: bool = False, stack_factors: bool = True
             values.append(g.call_method("to", (p, dtype)))
         elif ins.op == "const":
             values.append(_f(ins.const))
+        elif autograd_reuse and not inplace:
+            i = len(values)
+            node = _emit_autograd_safe(g, values, ins, i, dead_unsaved, i in critical)
+            if node is None and ins.op == "axpy" and i not in critical:
+                node = _fused_axpy(g, values, ins)
+            values.append(node if node is not None else TORCH_OPS[ins.op](g, values, ins))
         elif ins.op == "axpy" and len(values) not in critical:
             a, b = ins.args
             if dead(a, len(values)):
@@ -270,7 +312,9 @@ class RationalModule(nn.Module):
         holder = _Holder(coefficients)
         # Not registered as submodules: they share this module's parameters.
         object.__setattr__(
-            self, "_functional", RationalGraph(holder, build_graph(plan), "RationalGraph")
+            self,
+            "_functional",
+            RationalGraph(holder, build_graph(plan, autograd_reuse=True), "RationalGraph"),
         )
         object.__setattr__(
             self,
@@ -295,7 +339,11 @@ class RationalModule(nn.Module):
         if graphs is None:
             holder = _Holder(self.coefficients)
             graphs = (
-                RationalGraph(holder, build_graph(self.plan, stack_factors=False), "RationalGraph"),
+                RationalGraph(
+                    holder,
+                    build_graph(self.plan, stack_factors=False, autograd_reuse=True),
+                    "RationalGraph",
+                ),
                 RationalGraph(
                     holder,
                     build_graph(self.plan, inplace=True, stack_factors=False),
