@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from rt_models import RationalHead
 
 import zpml_symbolic as zs
 from zpml_runtime.bundle import (
@@ -262,22 +263,12 @@ def test_runtime_input_checks(bundle: Path) -> None:
         rt.run(np.zeros((3, 2), np.int64))
 
 
-class _Head(torch.nn.Module):
-    """A learnable rational head that is not compiled: P, Q of shape [batch, 1], two factors."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.p = torch.nn.Linear(2, 1)
-        self.q = torch.nn.Linear(2, 1)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.p(x), self.q(x), torch.stack([x[:, 0], x[:, 1] - 1], dim=-1)
-
-
 def test_traced_wrapper_bundle_matches_eager_strict_inference(tmp_path: Path) -> None:
     torch.manual_seed(0)
     wrapped = SCMInferenceWrapper(
-        _Head(), config=InferenceConfig(tau_infer=1e-3, tau_train=1e-2), validity_taus=[0.0, 1e-2]
+        RationalHead(),
+        config=InferenceConfig(tau_infer=1e-3, tau_train=1e-2),
+        validity_taus=[0.0, 1e-2],
     )
     wrapped.train()
     x = torch.randn(64, 2)
@@ -297,7 +288,7 @@ def test_traced_wrapper_bundle_matches_eager_strict_inference(tmp_path: Path) ->
 
 
 def test_traced_bundle_threshold_tamper_is_detected(tmp_path: Path) -> None:
-    wrapped = SCMInferenceWrapper(_Head(), config=InferenceConfig(tau_infer=1e-3)).eval()
+    wrapped = SCMInferenceWrapper(RationalHead(), config=InferenceConfig(tau_infer=1e-3)).eval()
     export_bundle(wrapped, tmp_path / "t", example_inputs=(torch.randn(4, 2),))
     _rewrite_metadata(
         tmp_path / "t", lambda m: m["inference_config"].__setitem__("tau_infer", 1e-6)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from rt_models import RationalHead
 
 import zpml_symbolic as zs
 from zpml_runtime.bundle import (
@@ -230,22 +231,12 @@ def test_edited_exact_terms_fail_the_reference_check(tmp_path: Path) -> None:
     assert ref["status"] == "failed" and "denominator" in ref["detail"]
 
 
-class _Head(torch.nn.Module):
-    """A learnable rational head that is not compiled: traced into the bundle."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.p = torch.nn.Linear(2, 1)
-        self.q = torch.nn.Linear(2, 1)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.p(x), self.q(x), torch.stack([x[:, 0], x[:, 1] - 1], dim=-1)
-
-
 def test_traced_bundle_reports_q_as_na(tmp_path: Path) -> None:
     torch.manual_seed(0)
     wrapped = SCMInferenceWrapper(
-        _Head(), config=InferenceConfig(tau_infer=1e-3, tau_train=1e-2), validity_taus=[0.0, 1e-2]
+        RationalHead(),
+        config=InferenceConfig(tau_infer=1e-3, tau_train=1e-2),
+        validity_taus=[0.0, 1e-2],
     ).eval()
     x = torch.randn(16, 2)
     x[0, 0], x[1, 1], x[2, 0] = 0.0, 1.0, math.nan

@@ -19,7 +19,7 @@ import sympy
 
 from zpml_symbolic.errors import InvalidArgumentError
 
-__all__ = ["Coefficient", "as_coefficient", "is_coefficient", "is_identifier"]
+__all__ = ["Coefficient", "as_coefficient", "is_coefficient", "is_identifier", "symbol_name"]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -46,17 +46,11 @@ def is_coefficient(sym: object) -> bool:
     return isinstance(sym, Coefficient)
 
 
-def as_coefficient(spec: str | sympy.Symbol, *, role: str = "parameter") -> Coefficient:
-    """Turn a parameter specification into a :class:`Coefficient`.
+def symbol_name(spec: object, *, role: str) -> str:
+    """The identifier named by ``spec`` (a ``str`` or a sympy ``Symbol``), checked.
 
-    A ``str`` must be an identifier and becomes ``Coefficient(name)``; a
-    ``Coefficient`` is returned as-is; any other ``sympy.Symbol`` gives a
-    ``Coefficient`` with the same name and assumptions (so a symbol listed as a
-    parameter is always recognised as one by :func:`is_coefficient`). ``role``
-    only words the error message.
-
-    Raises :class:`~zpml_symbolic.errors.InvalidArgumentError` for a name that
-    is not an identifier or a value that is neither ``str`` nor ``Symbol``.
+    Raises :class:`~zpml_symbolic.errors.InvalidArgumentError` naming ``role``
+    for anything else or a name that is not an identifier.
     """
     if isinstance(spec, sympy.Symbol):
         name = spec.name
@@ -71,6 +65,22 @@ def as_coefficient(spec: str | sympy.Symbol, *, role: str = "parameter") -> Coef
             f"{role} name {name!r:.80} is not a valid identifier "
             "(expected ASCII letters, digits and '_', not starting with a digit)"
         )
+    return name
+
+
+def as_coefficient(spec: str | sympy.Symbol, *, role: str = "parameter") -> Coefficient:
+    """Turn a parameter specification into a :class:`Coefficient`.
+
+    A ``str`` must be an identifier and becomes ``Coefficient(name)``; a
+    ``Coefficient`` is returned as-is; any other ``sympy.Symbol`` gives a
+    ``Coefficient`` with the same name and assumptions (so a symbol listed as a
+    parameter is always recognised as one by :func:`is_coefficient`). ``role``
+    only words the error message.
+
+    Raises :class:`~zpml_symbolic.errors.InvalidArgumentError` for a name that
+    is not an identifier or a value that is neither ``str`` nor ``Symbol``.
+    """
+    name = symbol_name(spec, role=role)
     if isinstance(spec, Coefficient):
         return spec
     if isinstance(spec, sympy.Symbol):

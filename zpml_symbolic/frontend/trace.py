@@ -37,7 +37,7 @@ from typing import Any
 import sympy
 
 from zpml_symbolic.errors import InputTypeError, InvalidArgumentError, NotRationalError
-from zpml_symbolic.frontend.coefficient import Coefficient, as_coefficient, is_identifier
+from zpml_symbolic.frontend.coefficient import Coefficient, as_coefficient, symbol_name
 
 __all__ = ["TracedFunction", "trace", "traced"]
 
@@ -64,19 +64,7 @@ def _variable_symbol(spec: str | sympy.Symbol) -> sympy.Symbol:
         raise InvalidArgumentError(
             f"variable {spec.name!r} is a Coefficient; list it under parameters instead"
         )
-    if isinstance(spec, sympy.Symbol):
-        name = spec.name
-    elif isinstance(spec, str):
-        name = spec
-    else:
-        raise InvalidArgumentError(
-            f"variable must be a name (str) or a sympy Symbol, got {type(spec).__name__}: {spec!r:.80}"
-        )
-    if not is_identifier(name):
-        raise InvalidArgumentError(
-            f"variable name {name!r:.80} is not a valid identifier "
-            "(expected ASCII letters, digits and '_', not starting with a digit)"
-        )
+    name = symbol_name(spec, role="variable")
     return spec if isinstance(spec, sympy.Symbol) else sympy.Symbol(name)
 
 
