@@ -21,6 +21,7 @@ from torch import fx, nn
 
 from zpml_symbolic.emit.plan import Plan, as_frus, coefficient_values, make_plan
 from zpml_symbolic.emit.program import Instr
+from zpml_symbolic.emit.torch_adjoint import AdjointRunner
 from zpml_symbolic.errors import EmitError, InvalidArgumentError
 from zpml_symbolic.flatten.fru import FlattenedFRU
 from zpml_symbolic.frontend.sympy_in import to_sympy
@@ -163,11 +164,169 @@ def mask_inputs(plan: Plan) -> set[int]:
     return seen
 
 
+def fused_scaled_products(plan: Plan, critical: set[int]) -> dict[int, tuple[float, int]]:
+    """``a + v * (s * b)`` patterns to compute as one ``addcmul`` (``P``-only instructions).
+
+    Maps the sum (``add``/``sub``/``axpy`` of a per-sample ``a`` and a product
+    ``m = s * b`` of a 0-d coefficient ``s`` and a per-sample ``b`` read by
+    nothing else) to ``(v, m)``. Like the fused ``axpy``, this is used only
+    where neither ``Q`` nor a validity factor depends on the result.
+    """
+    program = plan.program
+    uses = program.uses()
+    sc = program.scalar
+    out: dict[int, tuple[float, int]] = {}
+    for i, ins in enumerate(program.instrs):
+        if i in critical or sc[i] or ins.op not in ("add", "sub", "axpy"):
+            continue
+        a, m = ins.args
+        if ins.op == "add" and not _is_scaled_product(program, m, uses):
+            a, m = m, a
+        if sc[a] or not _is_scaled_product(program, m, uses) or m in out.values():
+            continue
+        v = 1.0 if ins.op == "add" else -1.0 if ins.op == "sub" else _f(ins.const)
+        out[i] = (v, m)
+    return out
+
+
+def _is_scaled_product(program: Any, m: int, uses: list[int]) -> bool:
+    ins = program.instrs[m]
+    if ins.op != "mul" or uses[m] != 1 or program.scalar[m]:
+        return False
+    s, b = ins.args
+    return program.scalar[s] != program.scalar[b] and all(
+        program.instrs[k].op != "const" for k in ins.args
+    )
+
+
+def _emit_addcmul(
+    g: fx.Graph,
+    program: Any,
+    v: list[Any],
+    i: int,
+    fusion: tuple[float, int],
+    reusable: Callable[[int, int], bool],
+    inplace: bool,
+) -> fx.Node:
+    """``a + coef * (s * b)`` as one ``addcmul``, in place on a dead ``a`` (or ``b``) when allowed."""
+    coef, m = fusion
+    ins = program.instrs[i]
+    a = ins.args[0] if ins.args[1] == m else ins.args[1]
+    s, b = program.instrs[m].args
+    if program.scalar[b]:
+        s, b = b, s
+    kw: dict[str, Any] = {} if coef == 1.0 else {"value": coef}
+    if reusable(a, i):
+        return g.call_method("addcmul_", (v[a], v[b], v[s]), kw)
+    if inplace and reusable(b, i):
+        return g.call_function(torch.addcmul, (v[a], v[b], v[s]), {**kw, "out": v[b]})
+    return g.call_function(torch.addcmul, (v[a], v[b], v[s]), kw)
+
+
+def _never(k: int, at: int) -> bool:
+    return False
+
+
 def _fused_axpy(g: fx.Graph, v: list[Any], ins: Instr, out: Any = None) -> fx.Node:
     kwargs: dict[str, Any] = {"alpha": _f(ins.const)}
     if out is not None:
         kwargs["out"] = out
     return g.call_function(torch.add, (v[ins.args[0]], v[ins.args[1]]), kwargs)
+
+
+def emit_values(
+    g: fx.Graph,
+    plan: Plan,
+    x: fx.Node,
+    *,
+    inplace: bool = False,
+    autograd_reuse: bool = False,
+    protect: frozenset[int] = frozenset(),
+) -> list[Any]:
+    """Emit every instruction of ``plan`` into ``g`` (reading columns of ``x``).
+
+    Returns one FX node (or Python float for constants) per instruction. See
+    :func:`build_graph` for ``inplace``/``autograd_reuse``; instructions in
+    ``protect`` are never overwritten (their values are needed later).
+    """
+    program = plan.program
+    last = _last_uses(plan)
+    critical = mask_inputs(plan)
+    owned = [
+        ins.op not in ("input", "param", "const") and not program.scalar[k] and k not in protect
+        for k, ins in enumerate(program.instrs)
+    ]
+
+    saved = {a for ins in program.instrs if ins.op in ("mul", "square") for a in ins.args}
+
+    def dead(k: int, at: int) -> bool:
+        return inplace and owned[k] and last[k] == at
+
+    def dead_unsaved(k: int, at: int) -> bool:
+        return owned[k] and last[k] == at and k not in saved
+
+    fused = fused_scaled_products(plan, critical)
+    skipped = {m for (_, m) in fused.values()}
+    dtype = g.call_function(getattr, (x, "dtype"))
+    values: list[Any] = []
+    for ins in program.instrs:
+        i = len(values)
+        if i in skipped:
+            values.append(None)  # computed inside its consumer's addcmul
+        elif i in fused:
+            reusable = dead if inplace else dead_unsaved if autograd_reuse else _never
+            values.append(_emit_addcmul(g, program, values, i, fused[i], reusable, inplace))
+        elif ins.op == "input":
+            values.append(g.call_function(operator.getitem, (x, (Ellipsis, ins.index))))
+        elif ins.op == "param":
+            name = program.parameters[ins.index or 0]
+            p = g.get_attr(f"coefficients.{_param_key(name)}")
+            values.append(g.call_method("to", (p, dtype)))
+        elif ins.op == "const":
+            values.append(_f(ins.const))
+        elif autograd_reuse and not inplace:
+            node = _emit_autograd_safe(g, values, ins, i, dead_unsaved, i in critical)
+            if node is None and ins.op == "axpy" and i not in critical:
+                node = _fused_axpy(g, values, ins)
+            values.append(node if node is not None else TORCH_OPS[ins.op](g, values, ins))
+        elif ins.op == "axpy" and len(values) not in critical:
+            a, b = ins.args
+            if dead(a, len(values)):
+                values.append(
+                    g.call_method("add_", (values[a], values[b]), {"alpha": _f(ins.const)})
+                )
+            elif dead(b, len(values)):
+                values.append(_fused_axpy(g, values, ins, out=values[b]))
+            else:
+                values.append(_fused_axpy(g, values, ins))
+        else:
+            node = _emit_inplace(g, values, ins, len(values), dead) if inplace else None
+            values.append(node if node is not None else TORCH_OPS[ins.op](g, values, ins))
+    return values
+
+
+class _BatchShape:
+    """Lazily emitted ``x.shape[:-1]`` and broadcasting of 0-d outputs."""
+
+    def __init__(self, g: fx.Graph, x: fx.Node, plan: Plan, values: list[Any]) -> None:
+        self.g, self.x, self.plan, self.values = g, x, plan, values
+        self.node: fx.Node | None = None
+
+    def shape(self) -> fx.Node:
+        if self.node is None:
+            shape = self.g.call_function(getattr, (self.x, "shape"))
+            self.node = self.g.call_function(operator.getitem, (shape, slice(None, -1)))
+        return self.node
+
+    def full(self, idx: int) -> Any:
+        """Instruction ``idx``'s value with the batch shape (scalars are broadcast)."""
+        program = self.plan.program
+        v = self.values[idx]
+        if not program.scalar[idx]:
+            return v
+        if program.instrs[idx].op == "const":
+            return self.g.call_method("new_full", (self.x, self.shape(), v))
+        return self.g.call_function(torch.broadcast_to, (v, self.shape()))
 
 
 def build_graph(
@@ -186,71 +345,11 @@ def build_graph(
     ``[...]`` tensors instead of one stacked ``[..., k]`` tensor (no copy).
     """
     program = plan.program
-    last = _last_uses(plan)
-    critical = mask_inputs(plan)
-    owned = [
-        ins.op not in ("input", "param", "const") and not program.scalar[k]
-        for k, ins in enumerate(program.instrs)
-    ]
-
-    saved = {a for ins in program.instrs if ins.op in ("mul", "square") for a in ins.args}
-
-    def dead(k: int, at: int) -> bool:
-        return inplace and owned[k] and last[k] == at
-
-    def dead_unsaved(k: int, at: int) -> bool:
-        return owned[k] and last[k] == at and k not in saved
-
     g = fx.Graph()
     x = g.placeholder("x")
-    dtype = g.call_function(getattr, (x, "dtype"))
-    batch = None
-
-    def batch_shape() -> fx.Node:
-        nonlocal batch
-        if batch is None:
-            shape = g.call_function(getattr, (x, "shape"))
-            batch = g.call_function(operator.getitem, (shape, slice(None, -1)))
-        return batch
-
-    values: list[Any] = []
-    for ins in program.instrs:
-        if ins.op == "input":
-            values.append(g.call_function(operator.getitem, (x, (Ellipsis, ins.index))))
-        elif ins.op == "param":
-            name = program.parameters[ins.index or 0]
-            p = g.get_attr(f"coefficients.{_param_key(name)}")
-            values.append(g.call_method("to", (p, dtype)))
-        elif ins.op == "const":
-            values.append(_f(ins.const))
-        elif autograd_reuse and not inplace:
-            i = len(values)
-            node = _emit_autograd_safe(g, values, ins, i, dead_unsaved, i in critical)
-            if node is None and ins.op == "axpy" and i not in critical:
-                node = _fused_axpy(g, values, ins)
-            values.append(node if node is not None else TORCH_OPS[ins.op](g, values, ins))
-        elif ins.op == "axpy" and len(values) not in critical:
-            a, b = ins.args
-            if dead(a, len(values)):
-                values.append(
-                    g.call_method("add_", (values[a], values[b]), {"alpha": _f(ins.const)})
-                )
-            elif dead(b, len(values)):
-                values.append(_fused_axpy(g, values, ins, out=values[b]))
-            else:
-                values.append(_fused_axpy(g, values, ins))
-        else:
-            node = _emit_inplace(g, values, ins, len(values), dead) if inplace else None
-            values.append(node if node is not None else TORCH_OPS[ins.op](g, values, ins))
-
-    def full(idx: int) -> fx.Node:
-        """An output with the batch shape (scalars are broadcast)."""
-        v = values[idx]
-        if not program.scalar[idx]:
-            return v
-        if program.instrs[idx].op == "const":
-            return g.call_method("new_full", (x, batch_shape(), v))
-        return g.call_function(torch.broadcast_to, (v, batch_shape()))
+    values = emit_values(g, plan, x, inplace=inplace, autograd_reuse=autograd_reuse)
+    batch = _BatchShape(g, x, plan, values)
+    full = batch.full
 
     results = []
     for names in plan.names:
@@ -321,17 +420,62 @@ class RationalModule(nn.Module):
             "_inplace",
             RationalGraph(holder, build_graph(plan, inplace=True), "RationalInferenceGraph"),
         )
+        object.__setattr__(self, "_adjoint", AdjointRunner(self, plan, holder))
         self.plan = plan
         self.single = single
         self.exact_constants = tuple(consts)
+        #: gradients through the generated reverse mode (False: plain autograd of ``code``)
+        self.generated_backward = True
+
+    def _records(self, x: torch.Tensor) -> bool:
+        return torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for p in self.coefficients.values())
+        )
+
+    def _use_adjoint(self) -> bool:
+        return self.generated_backward and not (
+            torch.compiler.is_compiling()
+            or torch.jit.is_scripting()
+            or torch.jit.is_tracing()
+            or torch._C._are_functorch_transforms_active()
+        )
 
     def forward(self, x: torch.Tensor) -> Any:
         """``(P, Q[, V])`` of every compiled expression at ``x`` (shape ``[..., n_vars]``)."""
-        if torch.is_grad_enabled() and (
-            x.requires_grad or any(p.requires_grad for p in self.coefficients.values())
-        ):
+        if self._records(x):
+            if self._use_adjoint():
+                return self._run_adjoint(x, stack_factors=True)
             return self._functional(x)
         return self._inplace(x)
+
+    def _run_adjoint(self, x: torch.Tensor, *, stack_factors: bool) -> Any:
+        """Outputs through the generated reverse mode (see :mod:`torch_adjoint`)."""
+        program = self.plan.program
+        params = [getattr(self.coefficients, _param_key(n)) for n in self.plan.parameters]
+        computed = self._adjoint(x, params)
+
+        def out(name: str) -> torch.Tensor:
+            k = program.outputs[name]
+            got = computed.get(k)
+            if got is not None:
+                return got
+            ins = program.instrs[k]
+            if ins.op == "input":
+                return x[..., ins.index]
+            return x.new_full(x.shape[:-1], float(ins.const or 0))
+
+        results = []
+        for names in self.plan.names:
+            P, Q = out(names.P), out(names.Q)
+            if not names.V:
+                results.append((P, Q))
+            elif not stack_factors:
+                results.append((P, Q, tuple(out(n) for n in names.V)))
+            elif len(names.V) == 1:
+                results.append((P, Q, out(names.V[0]).unsqueeze(-1)))
+            else:
+                results.append((P, Q, torch.stack([out(n) for n in names.V], dim=-1)))
+        return results[0] if len(results) == 1 else tuple(results)
 
     def forward_factors(self, x: torch.Tensor) -> Any:
         """Like :meth:`forward`, but validity factors as a tuple of ``[...]`` tensors (no stacking)."""
@@ -351,9 +495,9 @@ class RationalModule(nn.Module):
                 ),
             )
             object.__setattr__(self, "_split_graphs", graphs)
-        if torch.is_grad_enabled() and (
-            x.requires_grad or any(p.requires_grad for p in self.coefficients.values())
-        ):
+        if self._records(x):
+            if self._use_adjoint():
+                return self._run_adjoint(x, stack_factors=False)
             return graphs[0](x)
         return graphs[1](x)
 

@@ -1,0 +1,515 @@
+"""Generated reverse mode for compiled programs (a ``torch.autograd.Function``).
+
+Autograd through the forward program records one node per operation and
+saves both inputs of every product, then runs a generic backward per node
+(allocating each partial result). For a straight-line rational program we
+know the whole computation ahead of time, so we generate its adjoint instead:
+
+* the forward is the in-place inference graph, except that the values the
+  backward reads (one operand of each product whose other operand needs a
+  gradient) are kept (``protect``);
+* the backward is one FX graph over the program in reverse order. Each
+  instruction's adjoint is accumulated in place (``addcmul_``/``add_``) into
+  a buffer it owns; pass-through instructions (``shift``, ``scale``,
+  ``neg``) forward contributions straight to their operand (a coefficient
+  rides along instead of a multiplication); sums alias their result's
+  adjoint instead of copying it; an adjoint whose last reader is a product
+  lends its buffer to the product's partial (``g.mul_(v)``); gradients of
+  0-d coefficients are reductions (``torch.dot``) computed once per use.
+* Only what needs a gradient is computed: forward and backward graphs are
+  built per combination of ``x.requires_grad`` and the coefficients'
+  ``requires_grad`` (and of which outputs receive a gradient), and cached.
+
+Double backward (``create_graph=True``) recomputes the outputs with the
+functional graph under autograd and differentiates that, so higher-order
+derivatives stay exact. ``torch.compile``, TorchScript and ``torch.func``
+transforms use the functional graph (see
+:meth:`~zpml_symbolic.emit.torch_emit.RationalModule.forward`).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from zpml_symbolic.emit.plan import Plan
+
+__all__ = ["AdjointRunner", "Layout", "needs_grad", "saved_values"]
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``sum(a * b)`` over all elements in one pass (no temporary)."""
+    a, b = torch.broadcast_tensors(a, b)
+    return torch.dot(a.reshape(-1), b.reshape(-1))
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Which program instructions the autograd Function returns.
+
+    ``outputs``: computed outputs (input columns and exact constants are
+    taken outside the Function, they need no backward of ours).
+    """
+
+    outputs: tuple[int, ...]
+
+    @staticmethod
+    def of(plan: Plan) -> Layout:
+        """The layout of ``plan``: its computed outputs, each once."""
+        program = plan.program
+        seen: dict[int, None] = {}
+        for names in plan.names:
+            for name in (names.P, names.Q, *names.V):
+                k = program.outputs[name]
+                if program.instrs[k].op not in ("input", "const"):
+                    seen.setdefault(k, None)
+        return Layout(tuple(seen))
+
+
+def needs_grad(plan: Plan, x_needs: bool, param_needs: Sequence[bool]) -> list[bool]:
+    """Per instruction: does it depend on a leaf that needs a gradient?"""
+    out: list[bool] = []
+    for ins in plan.program.instrs:
+        if ins.op == "input":
+            out.append(x_needs)
+        elif ins.op == "param":
+            out.append(bool(param_needs[ins.index or 0]))
+        elif ins.op == "const":
+            out.append(False)
+        else:
+            out.append(any(out[a] for a in ins.args))
+    return out
+
+
+def saved_values(plan: Plan, needs: Sequence[bool]) -> tuple[int, ...]:
+    """Instructions whose forward values the backward reads (products' operands).
+
+    Input columns and constants are excluded: the backward reads them from
+    ``x`` and from literals.
+    """
+    program = plan.program
+    keep: set[int] = set()
+    for i, ins in enumerate(program.instrs):
+        if not needs[i]:
+            continue
+        if ins.op == "mul":
+            a, b = ins.args
+            if needs[a]:
+                keep.add(b)
+            if needs[b]:
+                keep.add(a)
+        elif ins.op == "square":
+            keep.add(ins.args[0])
+    return tuple(sorted(k for k in keep if program.instrs[k].op not in ("input", "const")))
+
+
+# ----------------------------------------------------------------------------- backward graph
+
+
+@dataclass(slots=True)
+class _Buf:
+    """An adjoint tensor in the backward graph; in-place updates need ``owned and refs == 1``."""
+
+    node: fx.Node
+    owned: bool
+    refs: int = 1
+
+
+@dataclass(slots=True)
+class _Adj:
+    """The adjoint of one instruction: ``coef * buf``."""
+
+    buf: _Buf
+    coef: float
+
+
+@dataclass
+class _Backward:
+    g: fx.Graph
+    plan: Plan
+    needs: list[bool]
+    x: fx.Node
+    saved: dict[int, fx.Node]
+    adj: list[_Adj | None] = field(default_factory=list)
+    columns: dict[int, fx.Node] = field(default_factory=dict)
+    pool: list[fx.Node] = field(default_factory=list)
+
+    def release(self, buf: _Buf) -> None:
+        """Drop one reference; a dead owned buffer goes back to the pool."""
+        buf.refs -= 1
+        if buf.refs == 0 and buf.owned:
+            self.pool.append(buf.node)
+
+    def fresh(
+        self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
+    ) -> fx.Node:
+        """``fn(*args)`` into a pooled dead buffer when there is one (no allocation)."""
+        kw = dict(kwargs or {})
+        if self.pool:
+            kw["out"] = self.pool.pop()
+        return self.g.call_function(fn, args, kw)
+
+    def resolved(self, target: int) -> int:
+        """Where contributions to ``target`` land (pass-through instructions forward them)."""
+        program = self.plan.program
+        while self.adj[target] is None and program.instrs[target].op in ("shift", "scale", "neg"):
+            target = program.instrs[target].args[0]
+        return target
+
+    # -- values of the forward pass
+    def val(self, k: int) -> Any:
+        ins = self.plan.program.instrs[k]
+        if ins.op == "const":
+            assert ins.const is not None
+            return float(ins.const)
+        if ins.op == "input":
+            if k not in self.columns:
+                self.columns[k] = self.g.call_function(
+                    operator.getitem, (self.x, (Ellipsis, ins.index))
+                )
+            return self.columns[k]
+        return self.saved[k]
+
+    def scalar(self, k: int) -> bool:
+        return self.plan.program.scalar[k]
+
+    # -- accumulation
+    def route(
+        self, target: int, coef: float, G: _Adj, other: int | None, steal: bool, src: int
+    ) -> None:
+        """Add ``coef * G * value(other)`` (or ``coef * G``) to the adjoint of ``target``."""
+        ins = self.plan.program.instrs[target]
+        # pass-through instructions forward their adjoint to their operand
+        if ins.op == "shift" and self.adj[target] is None:
+            return self.route(ins.args[0], coef, G, other, steal, src)
+        if ins.op == "scale" and self.adj[target] is None:
+            assert ins.const is not None
+            return self.route(ins.args[0], coef * float(ins.const), G, other, steal, src)
+        if ins.op == "neg" and self.adj[target] is None:
+            return self.route(ins.args[0], -coef, G, other, steal, src)
+        c = coef * G.coef
+        g = self.g
+        a = G.buf.node
+        if self.scalar(target) and not self.scalar(src):
+            # a coefficient used at every sample: reduce over the batch
+            if other is None:
+                term = g.call_method("sum", (a,))
+            else:
+                term = g.call_function(_dot, (a, self.val(other)))
+            self.add_scalar(target, term, c)
+            return None
+        if self.scalar(target):
+            term = a if other is None else g.call_function(torch.mul, (a, self.val(other)))
+            self.add_scalar(target, term, c)
+            return None
+        cur = self.adj[target]
+        if cur is None:
+            if other is None:
+                G.buf.refs += 1
+                self.adj[target] = _Adj(G.buf, c)
+            elif steal and G.buf.owned and G.buf.refs == 1:
+                G.buf.node = g.call_method("mul_", (a, self.val(other)))
+                G.buf.refs += 1
+                self.adj[target] = _Adj(G.buf, c)
+            else:
+                node = self.fresh(torch.mul, (a, self.val(other)))
+                self.adj[target] = _Adj(_Buf(node, owned=True), c)
+            return None
+        ratio = c / cur.coef
+        kw = {} if ratio == 1.0 else ({"alpha": ratio} if other is None else {"value": ratio})
+        B = cur.buf
+        if B.owned and B.refs == 1:
+            if other is None:
+                B.node = g.call_method("add_", (B.node, a), kw)
+            else:
+                B.node = g.call_method("addcmul_", (B.node, a, self.val(other)), kw)
+            return None
+        if other is None:
+            node = self.fresh(torch.add, (B.node, a), kw)
+        else:
+            node = self.fresh(torch.addcmul, (B.node, a, self.val(other)), kw)
+        self.release(B)
+        self.adj[target] = _Adj(_Buf(node, owned=True), cur.coef)
+        return None
+
+    def add_scalar(self, target: int, term: fx.Node, c: float) -> None:
+        g = self.g
+        if c != 1.0:
+            term = g.call_function(torch.mul, (term, c))
+        cur = self.adj[target]
+        if cur is None:
+            self.adj[target] = _Adj(_Buf(term, owned=False), 1.0)
+        else:
+            base = cur.buf.node
+            if cur.coef != 1.0:
+                base = g.call_function(torch.mul, (base, cur.coef))
+            self.adj[target] = _Adj(_Buf(g.call_function(torch.add, (base, term)), False), 1.0)
+
+    def _needs_buffer(self, target: int, other: int | None, src: int) -> bool:
+        t = self.resolved(target)
+        if self.scalar(t) or other is None:
+            return False
+        return self.adj[t] is None
+
+    def materialise(self, k: int) -> fx.Node | None:
+        """The adjoint of ``k`` with its coefficient applied (None = zero)."""
+        A = self.adj[k]
+        if A is None:
+            return None
+        if A.coef == 1.0:
+            return A.buf.node
+        if A.buf.owned and A.buf.refs == 1:
+            return self.g.call_method("mul_", (A.buf.node, A.coef))
+        return self.g.call_function(torch.mul, (A.buf.node, A.coef))
+
+    def sweep(self) -> None:
+        program = self.plan.program
+        needs = self.needs
+        for i in range(len(program.instrs) - 1, -1, -1):
+            G = self.adj[i]
+            ins = program.instrs[i]
+            if G is None or ins.op in ("input", "param", "const"):
+                continue
+            contribs: list[tuple[int, float, int | None]] = []
+            op, args = ins.op, ins.args
+            if op == "mul":
+                a, b = args
+                if a == b:
+                    contribs.append((a, 2.0, a))
+                else:
+                    if needs[a]:
+                        contribs.append((a, 1.0, b))
+                    if needs[b]:
+                        contribs.append((b, 1.0, a))
+            elif op == "square":
+                contribs.append((args[0], 2.0, args[0]))
+            elif op == "add":
+                contribs += [(a, 1.0, None) for a in args]
+            elif op == "sub":
+                contribs += [(args[0], 1.0, None), (args[1], -1.0, None)]
+            elif op == "axpy":
+                assert ins.const is not None
+                contribs += [(args[0], 1.0, None), (args[1], float(ins.const), None)]
+            elif op == "neg":
+                contribs.append((args[0], -1.0, None))
+            elif op == "scale":
+                assert ins.const is not None
+                contribs.append((args[0], float(ins.const), None))
+            elif op == "shift":
+                contribs.append((args[0], 1.0, None))
+            else:  # pragma: no cover - every Program op is listed above
+                raise AssertionError(f"no adjoint rule for {op!r}")
+            contribs = [c for c in contribs if needs[c[0]]]
+            # contributions that accumulate into existing buffers (or reduce) read G first;
+            # one that needs a new buffer goes last, so it can take over G's buffer
+            contribs.sort(key=lambda c: self._needs_buffer(c[0], c[2], i))
+            for n, (t, coef, other) in enumerate(contribs):
+                self.route(t, coef, G, other, n == len(contribs) - 1, i)
+            self.release(G.buf)
+            self.adj[i] = None
+
+
+def build_backward(
+    plan: Plan,
+    layout: Layout,
+    needs: list[bool],
+    saved: tuple[int, ...],
+    present: tuple[bool, ...],
+    x_needs: bool,
+    param_needs: tuple[bool, ...],
+) -> fx.GraphModule:
+    """``backward(x, *saved, *grads) -> (grad_x, *grad_params)`` (``None`` where not needed).
+
+    ``grads`` holds only the outputs flagged in ``present``.
+    """
+    program = plan.program
+    g = fx.Graph()
+    x = g.placeholder("x")
+    saved_nodes = {k: g.placeholder(f"v{k}") for k in saved}
+    b = _Backward(g, plan, needs, x, saved_nodes, [None] * len(program.instrs))
+    for m, k in enumerate(layout.outputs):
+        if not present[m]:
+            continue
+        grad = g.placeholder(f"grad_{m}")
+        if not needs[k]:
+            continue
+        if program.scalar[k]:  # a broadcast coefficient-only output
+            b.add_scalar(k, g.call_method("sum", (grad,)), 1.0)
+        else:
+            b.adj[k] = _Adj(_Buf(grad, owned=False), 1.0)
+    b.sweep()
+    results: list[Any] = []
+    if x_needs:
+        cols: list[Any] = []
+        inputs = {ins.index: k for k, ins in enumerate(program.instrs) if ins.op == "input"}
+        for j in range(len(plan.variables)):
+            k = inputs.get(j)
+            cols.append(None if k is None else b.materialise(k))
+        if all(c is None for c in cols):
+            results.append(g.call_function(torch.zeros_like, (x,)))
+        elif len(cols) == 1:
+            results.append(g.call_method("unsqueeze", (cols[0], -1)))
+        else:
+            ref = next(c for c in cols if c is not None)
+            filled = [
+                c if c is not None else g.call_function(torch.zeros_like, (ref,)) for c in cols
+            ]
+            results.append(g.call_function(torch.stack, (filled,), {"dim": -1}))
+    else:
+        results.append(None)
+    params = {ins.index: k for k, ins in enumerate(program.instrs) if ins.op == "param"}
+    for j, need in enumerate(param_needs):
+        k = params.get(j)
+        results.append(b.materialise(k) if need and k is not None else None)
+    g.output(tuple(results))
+    g.eliminate_dead_code()
+    g.lint()
+    return fx.GraphModule(nn.Module(), g, "RationalBackward")
+
+
+# ----------------------------------------------------------------------------- runner
+
+
+class _RationalFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: Any,
+        runner: AdjointRunner,
+        key: tuple[bool, ...],
+        x: torch.Tensor,
+        *params: torch.Tensor,
+    ) -> Any:  # type: ignore[override]
+        fwd = runner.forward_graph(key)
+        outs, saved = fwd(x)
+        ctx.runner = runner
+        ctx.key = key
+        ctx.n_params = len(params)
+        ctx.save_for_backward(x, *params, *saved)
+        ctx.set_materialize_grads(False)
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor | None) -> Any:  # type: ignore[override]
+        runner: AdjointRunner = ctx.runner
+        tensors = ctx.saved_tensors
+        x = tensors[0]
+        params = tensors[1 : 1 + ctx.n_params]
+        saved = tensors[1 + ctx.n_params :]
+        x_needs, param_needs = ctx.key[0], ctx.key[1:]
+        if torch.is_grad_enabled():  # create_graph=True: differentiate a recorded recompute
+            return (None, None, *runner.recorded_backward(x, params, grads, x_needs, param_needs))
+        present = tuple(gr is not None for gr in grads)
+        bwd = runner.backward_graph(ctx.key, present)
+        out = bwd(x, *saved, *(gr for gr in grads if gr is not None))
+        gx = out[0]
+        gp = tuple(
+            None if gr is None else gr.to(p.dtype) for gr, p in zip(out[1:], params, strict=True)
+        )
+        return (None, None, gx, *gp)
+
+
+class AdjointRunner:
+    """Runs a :class:`~zpml_symbolic.emit.torch_emit.RationalModule`'s program
+    through :class:`_RationalFunction` (generated forward-with-saving and backward)."""
+
+    def __init__(self, module: nn.Module, plan: Plan, holder: nn.Module) -> None:
+        self.plan = plan
+        self.layout = Layout.of(plan)
+        self.holder = holder
+        self.module = module
+        self._forward: dict[tuple[bool, ...], fx.GraphModule] = {}
+        self._backward: dict[tuple[Any, ...], fx.GraphModule] = {}
+        self._recorded: fx.GraphModule | None = None
+
+    def _needs(self, key: tuple[bool, ...]) -> list[bool]:
+        return needs_grad(self.plan, key[0], key[1:])
+
+    def forward_graph(self, key: tuple[bool, ...]) -> fx.GraphModule:
+        """``forward(x) -> (outputs, saved)`` for the gradient needs ``key`` (cached)."""
+        gm = self._forward.get(key)
+        if gm is None:
+            from zpml_symbolic.emit.torch_emit import RationalGraph
+
+            saved = saved_values(self.plan, self._needs(key))
+            gm = RationalGraph(
+                self.holder, self._flat_graph(saved, inplace=True), "RationalForward"
+            )
+            self._forward[key] = gm
+        return gm
+
+    def _flat_graph(self, saved: tuple[int, ...], *, inplace: bool) -> fx.Graph:
+        from zpml_symbolic.emit.torch_emit import _BatchShape, emit_values
+
+        g = fx.Graph()
+        x = g.placeholder("x")
+        if inplace:
+            values = emit_values(g, self.plan, x, inplace=True, protect=frozenset(saved))
+        else:
+            values = emit_values(g, self.plan, x, autograd_reuse=True)
+        batch = _BatchShape(g, x, self.plan, values)
+        outs = tuple(batch.full(k) for k in self.layout.outputs)
+        g.output((outs, tuple(values[k] for k in saved)))
+        g.eliminate_dead_code()
+        g.lint()
+        return g
+
+    def backward_graph(self, key: tuple[bool, ...], present: tuple[bool, ...]) -> fx.GraphModule:
+        """The generated backward for ``key`` and the outputs that received a gradient."""
+        gm = self._backward.get((key, present))
+        if gm is None:
+            needs = self._needs(key)
+            gm = build_backward(
+                self.plan,
+                self.layout,
+                needs,
+                saved_values(self.plan, needs),
+                present,
+                key[0],
+                tuple(key[1:]),
+            )
+            self._backward[(key, present)] = gm
+        return gm
+
+    def recorded_backward(
+        self,
+        x: torch.Tensor,
+        params: Sequence[torch.Tensor],
+        grads: Sequence[torch.Tensor | None],
+        x_needs: bool,
+        param_needs: Sequence[bool],
+    ) -> tuple[torch.Tensor | None, ...]:
+        """Backward for ``create_graph=True``: recompute under autograd, then differentiate."""
+        from zpml_symbolic.emit.torch_emit import RationalGraph
+
+        if self._recorded is None:
+            self._recorded = RationalGraph(
+                self.holder, self._flat_graph((), inplace=False), "RationalRecorded"
+            )
+        outs, _ = self._recorded(x)
+        pairs = [(o, gr) for o, gr in zip(outs, grads, strict=True) if gr is not None]
+        wrt = ([x] if x_needs else []) + [p for p, n in zip(params, param_needs, strict=True) if n]
+        if not pairs or not wrt:
+            return (None,) * (1 + len(params))
+        got = list(
+            torch.autograd.grad(
+                [o for o, _ in pairs],
+                wrt,
+                [gr for _, gr in pairs],
+                create_graph=True,
+                allow_unused=True,
+            )
+        )
+        gx = got.pop(0) if x_needs else None
+        gp = tuple(got.pop(0) if n else None for n in param_needs)
+        return (gx, *gp)
+
+    def __call__(self, x: torch.Tensor, params: Sequence[torch.Tensor]) -> dict[int, torch.Tensor]:
+        """Run the program on ``x``; returns the computed outputs by instruction."""
+        key = (x.requires_grad, *(p.requires_grad for p in params))
+        outs = _RationalFunction.apply(self, key, x, *params)
+        return dict(zip(self.layout.outputs, outs, strict=True))
