@@ -15,8 +15,10 @@ cast to one float dtype, plus the exact thresholds of
 
 The torch "fast" kernel is tuned for eager mode: it reuses two float buffers
 with ``out=`` arguments and derives masks from float tests (``x - x`` is NaN
-exactly for non-finite ``x``), because bool-producing comparisons and fresh
-allocations dominate the cost on CPU. The "functional" kernel states the same
+exactly for non-finite ``x``; ``logical_not(x)`` is ``x == 0`` in one pass),
+because bool-producing comparisons and fresh allocations dominate the cost on
+CPU. On large CPU batches it skips provable no-ops after a cheap "any entry
+set" test (:func:`any_set`): no zero ``Q`` means ``d = P / Q`` directly. The "functional" kernel states the same
 mathematics with plain functional ops for ``torch.compile``/tracing, where the
 compiler fuses the passes. Tests check that both kernels and numpy agree bit
 for bit.
@@ -28,6 +30,8 @@ import numpy as np
 import torch
 
 __all__ = [
+    "ANY_TEST_MIN_NUMEL",
+    "any_set",
     "numpy_core",
     "numpy_factor",
     "torch_core_fast",
@@ -47,16 +51,52 @@ TorchCore = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]
 NumpyCore = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
 
 
+#: Below this many elements (or off CPU) the eager kernels do not test "is any entry
+#: set" to skip work: the test (one ``max`` over a mask's bytes, a host sync on GPU)
+#: would cost more than it can save.
+ANY_TEST_MIN_NUMEL = 1 << 14
+
+
+def any_set(mask: torch.Tensor) -> bool:
+    """Whether a bool tensor has a True entry, or True when testing is not worthwhile.
+
+    "Not worthwhile" (small or non-CPU tensors) answers True, so callers only
+    ever skip work that is provably a no-op.
+    """
+    if mask.device.type != "cpu" or mask.numel() < ANY_TEST_MIN_NUMEL:
+        return True
+    return bool(mask.view(torch.uint8).max())
+
+
 def torch_core_fast(P: torch.Tensor, Q: torch.Tensor, t: float, tr: float | None) -> TorchCore:
-    """Eager kernel: two float buffers, float-valued tests, one ``.bool()`` per mask."""
-    aq = torch.abs(Q)
-    buf = torch.empty_like(aq)
-    semantic = torch.lt(aq, t, out=buf).bool()
-    below_train = None if tr is None else torch.lt(aq, tr, out=buf).bool()
-    torch.eq(aq, 0.0, out=buf).add_(Q)  # Q, or 1 where Q == 0
-    d = torch.div(P, buf, out=buf)
+    """Eager kernel: two float buffers, float-valued tests, one ``.bool()`` per mask.
+
+    With ``t`` the smallest subnormal (``tau_infer = 0``: exact zeros only)
+    ``|Q| < t`` is ``Q == 0`` (the same set: NaN and Inf compare unequal to 0):
+    ``logical_not(Q)`` in one pass, and when no ``Q`` is zero (the common case
+    on large CPU batches) ``d`` is simply ``P / Q`` (no "1 where Q == 0" buffer).
+    """
+    buf = torch.empty(Q.shape, dtype=Q.dtype, device=Q.device)
+    scratch = torch.empty_like(buf)
+    below_train = None
+    if t == _SMALLEST.get(Q.dtype):
+        semantic = torch.logical_not(Q)  # Q == 0, either sign; NaN and Inf are "true"
+        if tr is not None:
+            below_train = torch.lt(torch.abs(Q, out=scratch), tr, out=scratch).bool()
+        if any_set(semantic):
+            torch.eq(Q, 0.0, out=buf).add_(Q)  # Q, or 1 where Q == 0
+            d = torch.div(P, buf, out=buf)
+        else:
+            d = torch.div(P, Q, out=buf)
+    else:
+        aq = torch.abs(Q, out=scratch)
+        semantic = torch.lt(aq, t, out=buf).bool()
+        if tr is not None:
+            below_train = torch.lt(aq, tr, out=buf).bool()
+        torch.eq(aq, 0.0, out=buf).add_(Q)  # Q, or 1 where Q == 0
+        d = torch.div(P, buf, out=buf)
     # (d - d) is NaN iff d is non-finite; times Q is NaN iff additionally Q is.
-    fault = torch.sub(d, d, out=aq).mul_(Q).bool()
+    fault = torch.sub(d, d, out=scratch).mul_(Q).bool()
     return d, fault, semantic, below_train
 
 
@@ -72,17 +112,30 @@ def torch_core_functional(
     return d, fault, semantic, below_train
 
 
-def torch_factor_fast(V: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
+def torch_factor_fast(
+    V: torch.Tensor, t: float, scratch: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(~isfinite(V), isfinite(V) & |V| < t)`` for one validity factor (eager).
 
-    With ``t`` the smallest subnormal (``tau = 0``: exact zeros only) the
-    semantic test is the single comparison ``V == 0``, which is the same set
-    (NaN and Inf compare unequal to 0) in one pass instead of two.
+    The fault mask is ``(V - V).bool()`` (``V - V`` is 0 for finite ``V``, NaN
+    otherwise), written through a float buffer: float-valued tests followed by
+    one ``.bool()`` cost less on CPU than bool-producing comparisons. With
+    ``t`` the smallest subnormal (``tau = 0``: exact zeros only) the semantic
+    mask is ``logical_not(V)``: true exactly for ``V == 0`` (either sign;
+    NaN and Inf are "true" values), one pass. ``scratch`` is an optional float
+    buffer of ``V``'s shape, dtype and device to reuse (overwritten).
     """
-    fault = torch.sub(V, V).bool()
+    if (
+        scratch is None
+        or scratch.shape != V.shape
+        or scratch.dtype != V.dtype
+        or scratch.device != V.device
+    ):
+        scratch = torch.empty(V.shape, dtype=V.dtype, device=V.device)
+    fault = torch.sub(V, V, out=scratch).bool()
     if t == _SMALLEST.get(V.dtype):
-        return fault, torch.eq(V, 0.0)
-    return fault, torch.abs(V) < t
+        return fault, torch.logical_not(V)
+    return fault, torch.lt(torch.abs(V, out=scratch), t, out=scratch).bool()
 
 
 def torch_factor_functional(V: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,7 +12,10 @@ autograd records, inputs that are NaN/Inf are replaced by 0 before
 evaluation and the samples whose outputs depend on them are marked as faults
 (a division-free program maps a non-finite input it depends on to a
 non-finite output, so the masks are unchanged) — this keeps parameter
-gradients finite. Samples where finite inputs overflow an intermediate can
+gradients finite. In eager mode the evaluator first decodes without
+replacing anything and only when some sample is a fault (the only case in
+which a used input can be non-finite) evaluates again with the inputs
+replaced, so batches without faults pay no input scan. Samples where finite inputs overflow an intermediate can
 still produce non-finite parameter gradients; they are ``fault_mask``
 samples: leave them out of the loss.
 """
@@ -124,13 +127,23 @@ class StrictEvaluator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Any:
         """Strict result of the FRU on ``x`` (shape ``[..., n_vars]``)."""
+        if not self._needs_sanitising(x) or not self._deps:
+            return self._decode(x, None)
+        if not (torch.compiler.is_compiling() or torch.jit.is_tracing()):
+            # Eager fast path: a non-finite input the program depends on makes P, Q or
+            # a V_i non-finite, so without any fault no input needed replacing.
+            result = self._decode(x, None)
+            fault = result.fault_mask
+            if fault.numel() == 0 or not bool(fault.view(torch.uint8).max()):
+                return result
+        finite = torch.isfinite(x)
+        bad = ~finite[..., self._deps].all(-1)
+        return self._decode(torch.where(finite, x, torch.zeros_like(x)), bad)
+
+    def _decode(self, x: torch.Tensor, bad: torch.Tensor | None) -> Any:
+        """Evaluate ``P, Q, V`` on ``x`` and decode; ``bad`` samples are marked as faults."""
         from zpml_runtime.inference import strict_inference
 
-        bad = None
-        if self._needs_sanitising(x) and self._deps:
-            finite = torch.isfinite(x)
-            bad = ~finite[..., self._deps].all(-1)
-            x = torch.where(finite, x, torch.zeros_like(x))
         out = self.model.forward_factors(x)
         P, Q = out[0], out[1]
         V = out[2] if len(out) == 3 else None
