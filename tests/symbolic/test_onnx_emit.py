@@ -40,6 +40,7 @@ from zpml_runtime.inference._arrays import effective_threshold
 from zpml_symbolic.emit.numpy_emit import run_program
 from zpml_symbolic.emit.onnx_emit import (
     DEFAULT_OPSET,
+    DEFAULT_TILE_ROWS,
     MIN_OPSET,
     ONNX_OPS,
     OUTPUT_NAMES,
@@ -278,12 +279,76 @@ def test_output_types() -> None:
 
 
 def test_example_is_compact() -> None:
-    model = to_onnx(EXAMPLE, config=InferenceConfig(tau_infer=1e-6, tau_train=1e-4))
+    config = InferenceConfig(tau_infer=1e-6, tau_train=1e-4)
+    model = to_onnx(EXAMPLE, config=config, tile_rows=None)
     ops = [n.op_type for n in model.graph.node]
-    assert len(ops) == 32  # 10 for P, Q, V; 22 for the masks
-    assert "Identity" not in ops and "Expand" not in ops and "IsInf" not in ops
-    poly = to_onnx("x**2 + 3")  # Q == 1: no zero test, no division, no |Q|
+    assert len(ops) == 35  # 11 for the columns and P, Q, V; 24 for the masks
+    assert {"Identity", "Expand", "IsInf", "Gather"}.isdisjoint(ops)
+    assert ops.count("Where") == 1  # only decoded: Where is several passes in onnxruntime
+    poly = to_onnx("x**2 + 3", tile_rows=None)  # Q == 1: no zero test, no division, no |Q|
     assert {"Div", "Equal", "Abs"}.isdisjoint(n.op_type for n in poly.graph.node)
+
+
+def test_tiled_graph_is_a_scan_of_the_flat_graph() -> None:
+    """The default graph scans row tiles; its body is the flat graph's computation."""
+    config = InferenceConfig(tau_infer=1e-6, tau_train=1e-4)
+    flat = to_onnx(EXAMPLE, config=config, tile_rows=None)
+    tiled = to_onnx(EXAMPLE, config=config)
+    (scan,) = [n for n in tiled.graph.node if n.op_type == "Scan"]
+    body = next(a.g for a in scan.attribute if a.name == "body")
+    assert [n.op_type for n in body.node] == [n.op_type for n in flat.graph.node]
+    assert [o.name for o in tiled.graph.output] == [o.name for o in flat.graph.output]
+    assert [t.name for t in tiled.graph.initializer][: len(flat.graph.initializer)] == [
+        t.name for t in flat.graph.initializer
+    ]
+    assert read_metadata(tiled)["tile_rows"] == DEFAULT_TILE_ROWS
+    assert read_metadata(flat)["tile_rows"] is None
+    check_baked_thresholds(tiled)
+
+
+@pytest.mark.parametrize(("expr", "init"), CASES, ids=CASE_IDS)
+def test_tiling_is_bit_identical(expr: str, init: dict[str, float]) -> None:
+    """Any tile size (one row, ragged last tile, one tile, no tiling) gives the same bytes,
+    for every batch size including 0 and 1."""
+    config, tau = CONFIGS["taus"]
+    for dtype in ("float32", "float64"):
+        fru = zs.flatten(zs.parse(expr, parameters=list(init)))
+        x = _batch(len(fru.variables), dtype, np.random.default_rng(1))
+        kw: dict[str, Any] = {"init": init, "dtype": dtype, "config": config, "validity_taus": tau}
+        flat = _session(to_onnx(fru, tile_rows=None, **kw))
+        tiled = [_session(to_onnx(fru, tile_rows=t, **kw)) for t in (1, 7, 10_000)]
+        for rows in (x, x[:0], x[:1], x[:9]):
+            want = flat.run(None, {"x": rows})
+            for sess in tiled:
+                got = sess.run(None, {"x": rows})
+                for a, b in zip(got, want, strict=True):
+                    assert a.dtype == b.dtype and a.shape == b.shape == (len(rows),)
+                    assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("tile_rows", [None, 5])
+@pytest.mark.parametrize(("expr", "init"), CASES, ids=CASE_IDS)
+def test_quotient_output(expr: str, init: dict[str, float], tile_rows: int | None) -> None:
+    """``outputs="quotient"``: one output, ``P / Q`` bit for bit like the numpy program."""
+    for dtype in ("float32", "float64"):
+        fru = zs.flatten(zs.parse(expr, parameters=list(init)))
+        model = to_onnx(fru, init=init, dtype=dtype, outputs="quotient", tile_rows=tile_rows)
+        onnx.checker.check_model(model, full_check=True)
+        assert [o.name for o in model.graph.output] == ["quotient"]
+        meta = read_metadata(model)
+        assert meta["outputs"] == "quotient" and meta["output_names"] == ["quotient"]
+        assert "effective_thresholds" not in meta
+        assert not [t for t in model.graph.initializer if t.name.startswith("zpml_t_")]
+        x = _batch(len(fru.variables), dtype, np.random.default_rng(0))
+        got = run_onnx(model, x)["quotient"]
+        plan = make_plan([fru])
+        coefficients = {n: float(np.asarray(v, dtype=dtype)) for n, v in init.items()}
+        values = run_program(plan, x, coefficients)
+        names = plan.names[0]
+        with np.errstate(all="ignore"):
+            want = np.broadcast_to(np.divide(values[names.P], values[names.Q]), (len(x),))
+        assert got.dtype == want.dtype
+        assert _bits_equal(got, want.astype(got.dtype))
 
 
 def test_deterministic() -> None:
@@ -357,7 +422,8 @@ def test_matches_strict_inference(
     fru = zs.flatten(zs.parse(expr, parameters=list(init)))
     k = len(fru.validity_factors)
     taus = _taus(tau, k)
-    model = to_onnx(fru, init=init, dtype=dtype, config=config, validity_taus=taus)
+    # 64-row tiles: the ~400-row batch runs as several tiles plus zero padding
+    model = to_onnx(fru, init=init, dtype=dtype, config=config, validity_taus=taus, tile_rows=64)
     x = _batch(len(fru.variables), dtype, np.random.default_rng(0))
     got = run_onnx(model, x)
     assert all(v.shape == (len(x),) for v in got.values())
@@ -619,6 +685,16 @@ def test_errors() -> None:
         to_onnx(EXAMPLE, model_name="")
     with pytest.raises(EmitError, match="no threshold constant"):
         read_baked_thresholds(onnx.ModelProto())
+    for tile_rows in (0, -5, True, 2.5, "64"):
+        with pytest.raises(InvalidArgumentError, match="tile_rows must be a positive int or None"):
+            to_onnx(EXAMPLE, tile_rows=tile_rows)  # type: ignore[arg-type]
+    for outputs in ("masks", None, ["strict"]):
+        with pytest.raises(InvalidArgumentError, match="outputs must be one of"):
+            to_onnx(EXAMPLE, outputs=outputs)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="do not apply"):
+        to_onnx(EXAMPLE, outputs="quotient", config=InferenceConfig(tau_infer=0.0))
+    with pytest.raises(InvalidArgumentError, match="do not apply"):
+        to_onnx(EXAMPLE, outputs="quotient", validity_taus=[0.1])
 
 
 def test_custom_prefix_and_variable_order() -> None:

@@ -9,15 +9,30 @@ whereas torch's fused ``torch.add(alpha=)`` rounds once). The input ``x`` is
 them strictly as in SEMANTICS.md section 3, with the same mathematics as the
 runtime's numpy kernel (``zpml_runtime.inference._kernels.numpy_core``):
 
-* ``Q_safe = Where(|Q| == 0, 1, Q)``, ``quotient = P / Q_safe``;
+* ``Q_safe = Q + Cast(|Q| == 0)`` (``Q``, or 1 where ``Q == 0``),
+  ``quotient = P / Q_safe``;
 * a value ``v`` is non-finite iff ``v - v`` is NaN (IEEE), so the core fault
   is ``IsNaN((quotient - quotient) * Q)``: ``P`` or ``Q`` non-finite, or the
-  quotient overflowed; a factor's fault is ``IsNaN(V_i - V_i)``;
+  quotient overflowed; a factor's fault is ``Not(|V_i| < inf)`` (NaN compares
+  false), sharing ``|V_i|`` with its semantic test;
 * semantic bottoms are ``|Q| < t_infer`` and ``|V_i| < t_i`` (NaN and Inf
   compare false, so only finite values qualify);
 * ``bottom = fault | semantic``, ``gap = (|Q| < t_train) & ~bottom``,
   ``decoded = Where(bottom, NaN, quotient)``, ``bottom_provenance`` (int8) =
-  ``fault + 2*semantic``.
+  ``fault + semantic + semantic`` (int8 ``Add`` of ``Cast`` masks; onnxruntime's
+  ``Where`` takes several passes, so it is used for ``decoded`` only).
+
+The input columns are one ``Squeeze`` (one variable) or one ``Split`` along
+axis 1 plus ``Squeeze`` views, not a strided ``Gather`` per column.
+
+By default the graph is a ``Scan`` over row tiles (``tile_rows=65536``): the
+flat graph above is the ``Scan`` body, applied to ``x`` zero-padded to ``k``
+equal tiles, and each output is flattened and sliced back to ``[batch]``.
+Every operation is elementwise across rows, so any tile size gives the same
+bytes; the tile's intermediates stay in cache, which is what makes the
+~20-120 elementwise passes cheap at large batches. ``tile_rows=None`` builds
+the flat graph (faster for small batches: the ``Scan`` costs ~50 us a call).
+``outputs="quotient"`` builds the value-only graph ``P / Q`` (no masks).
 
 The thresholds ``t_*`` are the *effective* thresholds of the evaluation dtype
 (``zpml_runtime.inference._arrays.effective_threshold``): ``|Q| < t`` in that
@@ -66,11 +81,15 @@ from zpml_symbolic.emit.onnx_graph import (  # noqa: F401 - public constants re-
     T_FACTOR,
     T_INFER,
     T_TRAIN,
+    TILE_DIM,
+    TILE_INPUT,
+    TILE_SUFFIX,
     _Graph,
     _lower_program,
     _strict,
     _strict_outputs,
     _threshold_initializers,
+    _tile,
 )
 from zpml_symbolic.emit.plan import Plan, as_frus, coefficient_values, make_plan
 from zpml_symbolic.emit.torch_emit import RationalModule
@@ -99,6 +118,41 @@ def _check_opset(opset: object) -> int:
             f"got {opset!r}; the default is {DEFAULT_OPSET}"
         )
     return opset
+
+
+#: default rows per tile of the Scan in :func:`to_onnx` (256 KiB per float32 value)
+DEFAULT_TILE_ROWS = 65536
+
+
+def _check_tile_rows(tile_rows: object) -> int | None:
+    if tile_rows is None:
+        return None
+    if isinstance(tile_rows, bool) or not isinstance(tile_rows, int) or tile_rows < 1:
+        raise InvalidArgumentError(
+            f"tile_rows must be a positive int or None (no tiling), got {tile_rows!r}"
+        )
+    return tile_rows
+
+
+#: the single output of ``to_onnx(..., outputs="quotient")``
+QUOTIENT_NAME = "quotient"
+OUTPUTS = ("strict", "quotient")
+
+
+def _check_outputs(outputs: object, config: object, validity_taus: object) -> bool:
+    """True for the strict outputs; the quotient-only graph takes no thresholds."""
+    if not isinstance(outputs, str) or outputs not in OUTPUTS:
+        raise InvalidArgumentError(f"outputs must be one of {OUTPUTS}, got {outputs!r}")
+    if outputs == "quotient" and (config is not None or not _is_zero(validity_taus)):
+        raise InvalidArgumentError(
+            "outputs='quotient' computes P/Q without masks; config= and validity_taus= do "
+            "not apply (leave them at their defaults)"
+        )
+    return outputs == "strict"
+
+
+def _is_zero(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == 0
 
 
 def _check_config(config: object) -> InferenceConfig:
@@ -243,6 +297,8 @@ def to_onnx(
     variables: Sequence[str | sp.Symbol] | None = None,
     prefix: str = "structural_validity_factor",
     model_name: str | None = None,
+    tile_rows: int | None = DEFAULT_TILE_ROWS,
+    outputs: str = "strict",
 ) -> onnx.ModelProto:
     """Build the strict ONNX model of one rational expression.
 
@@ -259,15 +315,25 @@ def to_onnx(
         variables: input column order (default: the FRU's variables).
         prefix: per-factor output name prefix (``{prefix}_{i}_value``, ...).
         model_name: the graph's name (default ``"zpml_rational"``).
+        tile_rows: evaluate the rows in tiles of at most this many rows (a ``Scan``
+            over row tiles, so every intermediate of a tile stays in cache; default
+            65536), or ``None`` for one flat graph over the whole batch. Same outputs
+            bit for bit either way.
+        outputs: ``"strict"`` (default): the strict result below. ``"quotient"``: one
+            output ``quotient`` = ``P / Q`` in IEEE arithmetic, unguarded (no masks, no
+            thresholds; ``config`` and ``validity_taus`` must stay at their defaults),
+            the value a hand-written formula returns.
 
     Returns:
         An ``onnx.ModelProto`` with input ``x`` (2-D, ``[batch, n_vars]``) and outputs
         ``decoded, bottom_mask, gap_mask, fault_mask, semantic_bottom_mask,
         bottom_provenance`` then the per-factor outputs, all of shape ``[batch]``
-        (masks bool, provenance int8). Same arguments give a byte-identical model.
+        (masks bool, provenance int8); with ``outputs="quotient"`` the single output
+        ``quotient``. Same arguments give a byte-identical model.
 
     Raises:
-        InvalidArgumentError: bad dtype, opset, config, thresholds, init or names.
+        InvalidArgumentError: bad dtype, opset, config, thresholds, init, names,
+            ``tile_rows`` or ``outputs`` (or thresholds with ``outputs="quotient"``).
         EmitError: several expressions, or a parameter name the graph reserves.
         zpml_runtime.errors.ThresholdUnderflowError: a positive threshold the dtype
             cannot represent.
@@ -275,15 +341,17 @@ def to_onnx(
     dtype = _check_dtype(dtype)
     opset = _check_opset(opset)
     cfg = _check_config(config)
+    tile_rows = _check_tile_rows(tile_rows)
     if model_name is not None and (not isinstance(model_name, str) or not model_name):
         raise InvalidArgumentError(f"model_name must be a non-empty string, got {model_name!r}")
+    strict = _check_outputs(outputs, config, validity_taus)
     plan, coefficients = _resolve(fru_or_exprs, parameters, init, variables)
     fru = plan.frus[0]
     schema = fru.structural_validity_output_schema(prefix=prefix)
     k = len(plan.names[0].V)
     taus = _factor_taus(validity_taus, k)
-    factor_names = [out.output_names for out in schema.outputs]
-    output_names = OUTPUT_NAMES + schema.output_names
+    factor_names = [out.output_names for out in schema.outputs] if strict else []
+    output_names = OUTPUT_NAMES + schema.output_names if strict else (QUOTIENT_NAME,)
 
     threshold_names = [T_INFER, T_TRAIN] + [T_FACTOR.format(i) for i in range(k)]
     reserved = {INPUT_NAME, *output_names, *threshold_names}
@@ -292,27 +360,63 @@ def to_onnx(
         raise EmitError(
             f"parameter names {clash} are reserved by the ONNX graph; rename the symbols"
         )
-    g = _Graph(dtype, reserved | set(plan.parameters))
+    tiled = tile_rows is not None
+    suffix = TILE_SUFFIX if tiled else ""
+    if tiled:  # the body computes ``{name}_tile`` from ``x_tile``; the graph scans it
+        reserved |= {TILE_INPUT, *(n + suffix for n in output_names)}
+    g = _Graph(dtype, reserved | set(plan.parameters), TILE_INPUT if tiled else INPUT_NAME)
+    g.opset = opset
     for name in plan.parameters:
         g.initializer(name, coefficients[name], doc="learnable coefficient")
-    t_infer, t_train, t_factors = _threshold_initializers(g, cfg, taus, dtype)
+    if strict:
+        t_infer, t_train, t_factors = _threshold_initializers(g, cfg, taus, dtype)
 
     values = _lower_program(g, plan)
     out = plan.program.outputs
     names = plan.names[0]
-    _strict(
-        g,
-        values[out[names.P]],
-        values[out[names.Q]],
-        [values[out[v]] for v in names.V],
-        factor_names,
-        [T_FACTOR.format(i) for i in range(k)],
-        t_train is not None,
-    )
-    nodes, initializers = g.finish()
+    P, Q = values[out[names.P]], values[out[names.Q]]
     elem = _DTYPES[dtype][0]
-    outputs = _strict_outputs(elem, factor_names)
-    x = helper.make_tensor_value_info(INPUT_NAME, elem, [BATCH_DIM, len(plan.variables)])
+    core_names = [n + suffix for n in OUTPUT_NAMES]
+    inner_factor_names = [[n + suffix for n in names_i] for names_i in factor_names]
+    if strict:
+        _strict(
+            g,
+            P,
+            Q,
+            [values[out[v]] for v in names.V],
+            inner_factor_names,
+            [T_FACTOR.format(i) for i in range(k)],
+            t_train is not None,
+            core_names,
+        )
+        outputs = _strict_outputs(elem, factor_names)
+    else:
+        g.expose(
+            P if g.is_known(Q, 1.0) else g.node("Div", [P, Q], "P_over_Q"), QUOTIENT_NAME + suffix
+        )
+        outputs = [helper.make_tensor_value_info(QUOTIENT_NAME, elem, [BATCH_DIM])]
+    nodes, initializers = g.finish()
+    n_vars = len(plan.variables)
+    x = helper.make_tensor_value_info(INPUT_NAME, elem, [BATCH_DIM, n_vars])
+    if tiled:
+        assert tile_rows is not None
+        if strict:
+            inner_outputs = _strict_outputs(elem, inner_factor_names, core_names, TILE_DIM)
+        else:
+            inner_outputs = [
+                helper.make_tensor_value_info(QUOTIENT_NAME + suffix, elem, [TILE_DIM])
+            ]
+        body = helper.make_graph(
+            nodes,
+            "zpml_rational_tile",
+            [helper.make_tensor_value_info(TILE_INPUT, elem, [TILE_DIM, n_vars])],
+            inner_outputs,
+        )
+        outer = _Graph(dtype, set(g.taken))
+        inner = [o.name for o in inner_outputs]
+        _tile(outer, body, n_vars, tile_rows, list(zip(inner, output_names, strict=True)))
+        nodes, outer_initializers = outer.finish()
+        initializers = [*initializers, *outer_initializers]
     graph = helper.make_graph(
         nodes,
         model_name or "zpml_rational",
@@ -323,16 +427,18 @@ def to_onnx(
     )
     opsets = [helper.make_opsetid("", opset)]
     version = _package_version()
+    what = (
+        "P/Q with bottom, gap, fault and semantic masks (SEMANTICS.md section 3)"
+        if strict
+        else "the unguarded quotient P/Q (no masks)"
+    )
     model = helper.make_model(
         graph,
         opset_imports=opsets,
         producer_name=PRODUCER_NAME,
         producer_version=version,
         ir_version=helper.find_min_ir_version_for(opsets),
-        doc_string=(
-            f"Strict rational model of {fru.expression}: P/Q with bottom, gap, fault and "
-            "semantic masks (SEMANTICS.md section 3)"
-        ),
+        doc_string=f"{'Strict r' if strict else 'R'}ational model of {fru.expression}: {what}",
     )
     metadata = {
         "version": version,
@@ -344,14 +450,22 @@ def to_onnx(
         "variables": json.dumps(list(plan.variables)),
         "parameters": json.dumps(list(plan.parameters)),
         "coefficients": json.dumps({n: _json_float(v) for n, v in coefficients.items()}),
-        "tau_infer": json.dumps(cfg.tau_infer),
-        "tau_train": json.dumps(cfg.tau_train),
-        "validity_taus": json.dumps(list(taus)),
-        "effective_thresholds": json.dumps(_thresholds_json(t_infer, t_train, t_factors)),
-        "inference_config": json.dumps(cfg.to_metadata()),
-        "output_names": json.dumps(list(output_names)),
-        "schema": json.dumps(schema.to_metadata(), default=_json_default),
     }
+    if strict:
+        metadata |= {
+            "tau_infer": json.dumps(cfg.tau_infer),
+            "tau_train": json.dumps(cfg.tau_train),
+            "validity_taus": json.dumps(list(taus)),
+            "effective_thresholds": json.dumps(_thresholds_json(t_infer, t_train, t_factors)),
+            "inference_config": json.dumps(cfg.to_metadata()),
+        }
+    metadata |= {
+        "outputs": "strict" if strict else "quotient",
+        "output_names": json.dumps(list(output_names)),
+        "tile_rows": json.dumps(tile_rows),
+    }
+    if strict:
+        metadata["schema"] = json.dumps(schema.to_metadata(), default=_json_default)
     helper.set_model_props(model, {METADATA_PREFIX + key: value for key, value in metadata.items()})
     return model
 
@@ -443,6 +557,7 @@ def check_baked_thresholds(model: onnx.ModelProto) -> None:
 
 __all__ = [
     "DEFAULT_OPSET",
+    "DEFAULT_TILE_ROWS",
     "MIN_OPSET",
     "ONNX_OPS",
     "OUTPUT_NAMES",

@@ -5,7 +5,8 @@ and :func:`~zpml_symbolic.emit.onnx_emit.strict_decoder_model`.
 node-level CSE; ``ONNX_OPS`` maps every program op to ONNX nodes;
 ``_strict`` appends the SEMANTICS §3 decoding (masks, provenance, decoded)
 with the thresholds read from reserved initializers (``zpml_t_*``) so they
-are never folded away.
+are never folded away; ``_tile`` wraps a graph body in a ``Scan`` over row
+tiles.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class _Graph:
     """Accumulates nodes and initializers with unique names, node-level CSE and
     rank tracking (0: a 0-d scalar, 1: a ``[batch]`` tensor)."""
 
-    def __init__(self, dtype: str, reserved: set[str]) -> None:
+    def __init__(self, dtype: str, reserved: set[str], input_name: str = INPUT_NAME) -> None:
+        self.elem = _DTYPES[dtype][0]
         self.np_type = _DTYPES[dtype][1]
         self.taken = set(reserved)
         self.nodes: list[onnx.NodeProto] = []
@@ -66,8 +68,14 @@ class _Graph:
         self._cse: dict[tuple[object, ...], str] = {}
         self._renames: dict[str, str] = {}
         self._node_outputs: set[str] = set()
+        #: multi-output nodes (Split) by key
+        self.multi: dict[tuple[object, ...], list[str]] = {}
+        #: default-domain opset the graph targets
+        self.opset = DEFAULT_OPSET
+        #: the ``[rows, n_vars]`` input the program's columns are read from
+        self.input = input_name
         #: the graph input whose first dimension is the batch
-        self.batch_ref = INPUT_NAME
+        self.batch_ref = input_name
 
     def fresh(self, base: str) -> str:
         """``base``, or ``base_1``, ``base_2``, ... when taken."""
@@ -145,6 +153,12 @@ class _Graph:
         if v in self.known:
             return self.const(not np.isfinite(self.known[v]), "bool")
         return self.node("IsNaN", [self.node("Sub", [v, v], f"{base}_diff")], base)
+
+    def nonfinite_abs(self, v: str, av: str, base: str) -> str:
+        """``~isfinite(v)`` given ``av = |v|``: ``Not(|v| < inf)`` (NaN compares false)."""
+        if v in self.known:
+            return self.const(not np.isfinite(self.known[v]), "bool")
+        return self.node("Not", [self.less(av, self.const(math.inf), f"{base}_finite")], base)
 
     def less(self, a: str, t: str, base: str) -> str:
         return self.node("Less", [a, t], base)
@@ -257,6 +271,34 @@ def _instruction_names(plan: Plan) -> dict[int, str]:
     return out
 
 
+def _column(g: _Graph, j: int, n: int, base: str) -> str:
+    """Column ``j`` of the ``[rows, n]`` input as a ``[rows]`` tensor.
+
+    One column: ``Squeeze`` (a view). Several: one ``Split`` along axis 1 for
+    all of them (a single pass over the input), then ``Squeeze`` (views).
+    Per-column ``Gather(axis=1)`` would be a strided gather per column, several
+    times slower in onnxruntime.
+    """
+    axes = g.const(np.array([1]), "int64", hint="axis_1")
+    if n == 1:
+        return g.node("Squeeze", [g.input, axes], base, rank=1)
+    key: tuple[object, ...] = ("Split", g.input, n)
+    cols = g.multi.get(key)
+    if cols is None:
+        cols = [g.fresh(f"{g.input}_col_{i}") for i in range(n)]
+        if g.opset >= 18:
+            node = helper.make_node("Split", [g.input], cols, axis=1, num_outputs=n)
+        else:  # opset < 18: sizes as an input
+            sizes = g.const(np.ones(n), "int64", hint="ones")
+            node = helper.make_node("Split", [g.input, sizes], cols, axis=1)
+        g.nodes.append(node)
+        for c in cols:
+            g.rank[c] = 2
+            g._node_outputs.add(c)
+        g.multi[key] = cols
+    return g.node("Squeeze", [cols[j], axes], base, rank=1)
+
+
 def _lower_program(g: _Graph, plan: Plan) -> list[str]:
     """One value name per instruction (nodes for operations, initializers otherwise)."""
     program = plan.program
@@ -267,11 +309,8 @@ def _lower_program(g: _Graph, plan: Plan) -> list[str]:
         if ins.op == "input":
             j = ins.index or 0
             var = program.variables[j]
-            col = g.const(j, "int64", hint=f"col_{j}")
             name = f"in_{var}" if var.isidentifier() and var.isascii() else f"in_{j}"
-            values.append(
-                g.node("Gather", [INPUT_NAME, col], labels.get(idx, name), rank=1, axis=1)
-            )
+            values.append(_column(g, j, len(program.variables), labels.get(idx, name)))
         elif ins.op == "param":
             values.append(program.parameters[ins.index or 0])  # initializer added by to_onnx
         elif ins.op == "const":
@@ -287,9 +326,10 @@ def _strict(
     P: str,
     Q: str,
     factors: Sequence[str],
-    factor_names: Sequence[tuple[str, str, str]],
+    factor_names: Sequence[Sequence[str]],
     t_factors: Sequence[str],
     has_train: bool,
+    core_names: Sequence[str] = OUTPUT_NAMES,
 ) -> None:
     """Append the SEMANTICS §3 decoding of ``(P, Q, V)`` and expose every output."""
     qc = g.known.get(Q)
@@ -299,8 +339,9 @@ def _strict(
         quotient = P if g.is_known(q_safe, 1.0) else g.node("Div", [P, q_safe], "quotient")
         fault_q = g.nonfinite(quotient, "fault_PQ")
     else:
+        # Q + (|Q| == 0): Q, or 1 where Q == 0 (as the numpy kernel; Where is slower in ORT)
         q_zero = g.node("Equal", [aq, g.const(0.0)], "Q_is_zero")
-        q_safe = g.node("Where", [q_zero, g.const(1.0), Q], "Q_safe")
+        q_safe = g.node("Add", [Q, g.node("Cast", [q_zero], "Q_zero_one", to=g.elem)], "Q_safe")
         quotient = g.node("Div", [P, q_safe], "quotient")
         diff = g.node("Sub", [quotient, quotient], "fault_PQ_diff")  # NaN iff quotient non-finite
         fault_q = g.node("IsNaN", [g.node("Mul", [diff, Q], "fault_PQ_diff_Q")], "fault_PQ")
@@ -309,8 +350,9 @@ def _strict(
     faults, semantics = [fault_q], [semantic_q]
     per_factor = []
     for i, (v, t) in enumerate(zip(factors, t_factors, strict=True)):
-        f_i = g.nonfinite(v, f"fault_V{i}")
-        s_i = g.less(g.abs_(v, f"abs_V{i}"), t, f"semantic_V{i}")
+        av = g.abs_(v, f"abs_V{i}")
+        f_i = g.nonfinite_abs(v, av, f"fault_V{i}")
+        s_i = g.less(av, t, f"semantic_V{i}")
         faults.append(f_i)
         semantics.append(s_i)
         per_factor.append((v, f_i, s_i))
@@ -325,7 +367,7 @@ def _strict(
     decoded = g.node("Where", [bottom, g.const(math.nan), quotient], "masked_quotient")
     provenance = _provenance(g, fault, semantic)
     for value, name in zip(
-        (decoded, bottom, gap, fault, semantic, provenance), OUTPUT_NAMES, strict=True
+        (decoded, bottom, gap, fault, semantic, provenance), core_names, strict=True
     ):
         g.expose(value, name)
     for values, names in zip(per_factor, factor_names, strict=True):
@@ -338,25 +380,81 @@ def _provenance(g: _Graph, fault: str, semantic: str) -> str:
     if fault in g.known:  # e.g. a constant expression: no fault possible
         f = int(g.known[fault])
         return g.node("Where", [semantic, g.const(2 + f, "int8"), g.const(f, "int8")], "provenance")
-    with_semantic = g.node(
-        "Where", [fault, g.const(3, "int8"), g.const(2, "int8")], "provenance_if_semantic"
-    )
     fault_code = g.node("Cast", [fault], "fault_code", to=TensorProto.INT8)
-    return g.node("Where", [semantic, with_semantic, fault_code], "provenance")
+    semantic_code = g.node("Cast", [semantic], "semantic_code", to=TensorProto.INT8)
+    once = g.node("Add", [fault_code, semantic_code], "provenance_partial")
+    return g.node("Add", [once, semantic_code], "provenance")
 
 
-def _strict_outputs(elem: int, factor_names: Sequence[Sequence[str]]) -> list[onnx.ValueInfoProto]:
-    """Value infos of the strict outputs then the per-factor outputs, all ``[batch]``."""
-    outputs = [helper.make_tensor_value_info(OUTPUT_NAMES[0], elem, [BATCH_DIM])]
-    outputs += [
-        helper.make_tensor_value_info(n, TensorProto.BOOL, [BATCH_DIM]) for n in OUTPUT_NAMES[1:5]
-    ]
-    outputs.append(helper.make_tensor_value_info(OUTPUT_NAMES[5], TensorProto.INT8, [BATCH_DIM]))
+def _strict_outputs(
+    elem: int,
+    factor_names: Sequence[Sequence[str]],
+    core_names: Sequence[str] = OUTPUT_NAMES,
+    dim: str = BATCH_DIM,
+) -> list[onnx.ValueInfoProto]:
+    """Value infos of the strict outputs then the per-factor outputs, all ``[dim]``."""
+    outputs = [helper.make_tensor_value_info(core_names[0], elem, [dim])]
+    outputs += [helper.make_tensor_value_info(n, TensorProto.BOOL, [dim]) for n in core_names[1:5]]
+    outputs.append(helper.make_tensor_value_info(core_names[5], TensorProto.INT8, [dim]))
     for value, fault_mask, semantic_mask in factor_names:
-        outputs.append(helper.make_tensor_value_info(value, elem, [BATCH_DIM]))
-        outputs.append(helper.make_tensor_value_info(fault_mask, TensorProto.BOOL, [BATCH_DIM]))
-        outputs.append(helper.make_tensor_value_info(semantic_mask, TensorProto.BOOL, [BATCH_DIM]))
+        outputs.append(helper.make_tensor_value_info(value, elem, [dim]))
+        outputs.append(helper.make_tensor_value_info(fault_mask, TensorProto.BOOL, [dim]))
+        outputs.append(helper.make_tensor_value_info(semantic_mask, TensorProto.BOOL, [dim]))
     return outputs
+
+
+# --------------------------------------------------------------------------- row tiling
+
+#: name of the tile input inside the Scan body, ``[tile, n_vars]``
+TILE_INPUT = "x_tile"
+#: symbolic name of the tile dimension inside the Scan body
+TILE_DIM = "tile"
+#: suffix of the Scan body's outputs (the graph outputs keep the plain names)
+TILE_SUFFIX = "_tile"
+
+
+def _tile(
+    g: _Graph,
+    body: onnx.GraphProto,
+    n_vars: int,
+    tile_rows: int,
+    outputs: Sequence[tuple[str, str]],
+) -> None:
+    """Append to ``g`` the nodes running ``body`` over row tiles of input ``x``.
+
+    With ``rows`` the batch size, ``k = max(ceil(rows / tile_rows), 1)`` tiles of
+    ``ceil(rows / k)`` rows each: ``x`` is padded with zero rows to ``k`` tiles
+    (at most ``k - 1`` rows), reshaped to ``[k, tile, n_vars]`` and scanned; each
+    scan output ``[k, tile]`` is flattened and sliced back to ``[rows]``. Every
+    operation of the body is elementwise across rows, so the padding rows never
+    affect the real ones. ``outputs`` maps body output names to graph outputs.
+    """
+
+    def i64(value: list[int], hint: str) -> str:
+        return g.const(np.array(value), "int64", hint=hint)
+
+    def op(op_type: str, inputs: Sequence[str], base: str, **attrs: Any) -> str:
+        return g.node(op_type, inputs, base, rank=1, **attrs)
+
+    rows = op("Shape", [INPUT_NAME], "rows", start=0, end=1)
+    one = i64([1], "one")
+    zero = i64([0], "zero")
+    # k = max(ceil(rows / tile_rows), 1); per = ceil(rows / k); padding = k * per - rows
+    rows_up = op("Add", [rows, i64([tile_rows - 1], "tile_rows_m1")], "rows_up")
+    k = op("Max", [op("Div", [rows_up, i64([tile_rows], "tile_rows")], "tiles_ceil"), one], "tiles")
+    rows_up_k = op("Add", [rows, op("Sub", [k, one], "tiles_m1")], "rows_up_k")
+    per = op("Div", [rows_up_k, k], "rows_per_tile")
+    padding = op("Sub", [op("Mul", [k, per], "padded_rows"), rows], "padding")
+    pads = op("Concat", [i64([0, 0], "zeros_2"), padding, zero], "pads", axis=0)
+    shape = op("Concat", [k, per, i64([n_vars], "n_vars")], "tiled_shape", axis=0)
+    padded = g.node("Pad", [INPUT_NAME, pads], "x_padded")
+    tiles = g.node("Reshape", [padded, shape], "x_tiles", allowzero=1)
+    stacked = [g.fresh(f"{outer}_tiles") for _, outer in outputs]
+    g.nodes.append(helper.make_node("Scan", [tiles], stacked, body=body, num_scan_inputs=1))
+    minus_one = i64([-1], "minus_one")
+    for (_, outer), tiled in zip(outputs, stacked, strict=True):
+        flat = g.node("Reshape", [tiled, minus_one], f"{outer}_flat")
+        g.nodes.append(helper.make_node("Slice", [flat, zero, rows], [outer]))
 
 
 def _threshold_initializers(
