@@ -326,6 +326,17 @@ def test_tiling_is_bit_identical(expr: str, init: dict[str, float]) -> None:
                     assert a.tobytes() == b.tobytes()
 
 
+def _inputs_read(graph: onnx.GraphProto) -> set[str]:
+    """Every name a node of ``graph`` or of its subgraphs reads."""
+    names = set()
+    for node in graph.node:
+        names.update(node.input)
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                names |= _inputs_read(attr.g)
+    return names
+
+
 @pytest.mark.parametrize("tile_rows", [None, 5])
 @pytest.mark.parametrize(("expr", "init"), CASES, ids=CASE_IDS)
 def test_quotient_output(expr: str, init: dict[str, float], tile_rows: int | None) -> None:
@@ -339,6 +350,7 @@ def test_quotient_output(expr: str, init: dict[str, float], tile_rows: int | Non
         assert meta["outputs"] == "quotient" and meta["output_names"] == ["quotient"]
         assert "effective_thresholds" not in meta
         assert not [t for t in model.graph.initializer if t.name.startswith("zpml_t_")]
+        assert {t.name for t in model.graph.initializer} <= _inputs_read(model.graph)
         x = _batch(len(fru.variables), dtype, np.random.default_rng(0))
         got = run_onnx(model, x)["quotient"]
         plan = make_plan([fru])
@@ -590,6 +602,50 @@ def test_exact_bottom_set_float64(expr: sp.Expr, rnd: random.Random) -> None:
             assert err <= Fraction(1e-9) * abs(exact_value) + Fraction(gamma) * mag_P / abs(Q)
         else:
             assert math.isnan(out["decoded"][r])
+
+
+NEG_CASES = [
+    "-(x*y) - z",
+    "-(x**2+y**2)*z + 1/(x-y)",
+    "(x*y + z)/(x - y) - (x**2 + y**2)/(z**2 + 1)",
+    "-(x+y)*(y+z) - (x+z)**2",
+    "-(x*y)**2/(1 - x*y)",
+    "-(x+y)/(-(z+x))",
+    "3 - (x+y)*(z+y)",
+    "-(x + y) + 2",
+    "-(x+y) - (y+z)",
+]
+
+
+@pytest.mark.parametrize("expr", NEG_CASES)
+def test_negation_folding_is_bit_exact(expr: str) -> None:
+    """Negations folded into their uses (``a + (-b) -> a - b``, ...) give the numpy
+    program's bytes, signed zeros included, and never add nodes."""
+    fru = zs.flatten(zs.parse(expr))
+    plan = make_plan([fru])
+    negs = sum(ins.op == "neg" for ins in plan.program.instrs)
+    assert negs
+    specials = [0.0, -0.0, 1.0, -1.0, 2.0, -0.5, math.inf, -math.inf, math.nan, 3e38, 1e-45]
+    x = np.array(list(itertools.product(specials, repeat=len(fru.variables))), dtype=np.float32)
+    for outputs in ("quotient", "strict"):
+        model = to_onnx(fru, outputs=outputs, tile_rows=None)
+        assert sum(n.op_type == "Neg" for n in model.graph.node) <= negs
+        got = run_onnx(model, x)
+        values = run_program(plan, x, {})
+        names = plan.names[0]
+        with np.errstate(all="ignore"):
+            P, Q = values[names.P], values[names.Q]
+            if outputs == "quotient":
+                want = {"quotient": np.broadcast_to(np.divide(P, Q), (len(x),))}
+            else:
+                V = [values[v] for v in names.V]
+                want = _strict((P, Q, *V), len(V), InferenceConfig(tau_infer=0.0), [0.0] * len(V))
+        for name, w in want.items():
+            g = got[name]
+            if g.dtype.kind == "f":
+                assert _bits_equal(g, np.broadcast_to(w, g.shape).astype(g.dtype)), name
+            else:
+                np.testing.assert_array_equal(g, w, err_msg=name)
 
 
 # --------------------------------------------------------------------------- metadata

@@ -23,7 +23,9 @@ runtime's numpy kernel (``zpml_runtime.inference._kernels.numpy_core``):
   ``Where`` takes several passes, so it is used for ``decoded`` only).
 
 The input columns are one ``Squeeze`` (one variable) or one ``Split`` along
-axis 1 plus ``Squeeze`` views, not a strided ``Gather`` per column.
+axis 1 plus ``Squeeze`` views, not a strided ``Gather`` per column. A ``neg``
+instruction is folded into its uses where that is exact bit for bit
+(``a + (-b) = a - b``, ``(-a)*b = -(a*b)``, ...), otherwise it is a ``Neg``.
 
 By default the graph is a ``Scan`` over row tiles (``tile_rows=65536``): the
 flat graph above is the ``Scan`` body, applied to ``x`` zero-padded to ``k``
