@@ -618,13 +618,12 @@ NEG_CASES = [
 
 
 @pytest.mark.parametrize("expr", NEG_CASES)
-def test_negation_folding_is_bit_exact(expr: str) -> None:
-    """Negations folded into their uses (``a + (-b) -> a - b``, ...) give the numpy
-    program's bytes, signed zeros included, and never add nodes."""
+def test_negations_are_bit_exact(expr: str) -> None:
+    """Expressions with negations give the numpy program's bytes, signed zeros
+    included (strict and value-only graphs), with at most one ``Neg`` per ``neg``."""
     fru = zs.flatten(zs.parse(expr))
     plan = make_plan([fru])
     negs = sum(ins.op == "neg" for ins in plan.program.instrs)
-    assert negs
     specials = [0.0, -0.0, 1.0, -1.0, 2.0, -0.5, math.inf, -math.inf, math.nan, 3e38, 1e-45]
     x = np.array(list(itertools.product(specials, repeat=len(fru.variables))), dtype=np.float32)
     for outputs in ("quotient", "strict"):
@@ -741,8 +740,8 @@ def test_errors() -> None:
         to_onnx(EXAMPLE, model_name="")
     with pytest.raises(EmitError, match="no threshold constant"):
         read_baked_thresholds(onnx.ModelProto())
-    for tile_rows in (0, -5, True, 2.5, "64"):
-        with pytest.raises(InvalidArgumentError, match="tile_rows must be a positive int or None"):
+    for tile_rows in (0, -5, True, 2.5, "64", 2**62):
+        with pytest.raises(InvalidArgumentError, match="tile_rows must be a positive int"):
             to_onnx(EXAMPLE, tile_rows=tile_rows)  # type: ignore[arg-type]
     for outputs in ("masks", None, ["strict"]):
         with pytest.raises(InvalidArgumentError, match="outputs must be one of"):

@@ -23,9 +23,7 @@ runtime's numpy kernel (``zpml_runtime.inference._kernels.numpy_core``):
   ``Where`` takes several passes, so it is used for ``decoded`` only).
 
 The input columns are one ``Squeeze`` (one variable) or one ``Split`` along
-axis 1 plus ``Squeeze`` views, not a strided ``Gather`` per column. A ``neg``
-instruction is folded into its uses where that is exact bit for bit
-(``a + (-b) = a - b``, ``(-a)*b = -(a*b)``, ...), otherwise it is a ``Neg``.
+axis 1 plus ``Squeeze`` views, not a strided ``Gather`` per column.
 
 By default the graph is a ``Scan`` over row tiles (``tile_rows=65536``): the
 flat graph above is the ``Scan`` body, applied to ``x`` zero-padded to ``k``
@@ -129,9 +127,9 @@ DEFAULT_TILE_ROWS = 65536
 def _check_tile_rows(tile_rows: object) -> int | None:
     if tile_rows is None:
         return None
-    if isinstance(tile_rows, bool) or not isinstance(tile_rows, int) or tile_rows < 1:
+    if isinstance(tile_rows, bool) or not isinstance(tile_rows, int) or not 1 <= tile_rows < 2**62:
         raise InvalidArgumentError(
-            f"tile_rows must be a positive int or None (no tiling), got {tile_rows!r}"
+            f"tile_rows must be a positive int (below 2**62) or None (no tiling), got {tile_rows!r}"
         )
     return tile_rows
 

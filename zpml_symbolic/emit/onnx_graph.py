@@ -303,22 +303,10 @@ def _column(g: _Graph, j: int, n: int, base: str) -> str:
 
 
 def _lower_program(g: _Graph, plan: Plan) -> list[str]:
-    """One value name per instruction (nodes for operations, initializers otherwise).
-
-    Negations are folded into their uses where that is exact bit for bit
-    (:func:`_fold_neg`); a negated value that cannot be folded, or is an
-    output, gets its ``Neg`` node.
-    """
+    """One value name per instruction (nodes for operations, initializers otherwise)."""
     program = plan.program
     labels = _instruction_names(plan)
     values: list[str] = []
-    negated: set[int] = set()  # instructions whose value is ``-values[i]``
-
-    def materialize(i: int) -> None:
-        if i in negated:
-            negated.discard(i)
-            values[i] = g.node("Neg", [values[i]], labels.get(i, f"t{i}"))
-
     for idx, ins in enumerate(program.instrs):
         base = labels.get(idx, f"t{idx}")
         if ins.op == "input":
@@ -332,64 +320,8 @@ def _lower_program(g: _Graph, plan: Plan) -> list[str]:
             assert ins.const is not None
             values.append(_exact_const(g, ins.const))
         else:
-            folded = _fold_neg(g, ins, values, negated, base, idx in labels)
-            if folded is None:
-                for i in ins.args:
-                    materialize(i)
-                values.append(ONNX_OPS[ins.op](g, ins, values, base))
-            else:
-                values.append(folded[0])
-                if folded[1]:
-                    negated.add(idx)
-                    if idx in labels:  # outputs hold their own value
-                        materialize(idx)
+            values.append(ONNX_OPS[ins.op](g, ins, values, base))
     return values
-
-
-def _fold_neg(
-    g: _Graph, ins: Instr, v: list[str], negated: set[int], base: str, labelled: bool
-) -> tuple[str, bool] | None:
-    """``(name, is_negated)`` computing ``ins`` from un-negated operands, or ``None``.
-
-    Only IEEE identities that hold bit for bit, signed zeros included, are used:
-    ``-a`` is a sign flip; ``(-a)*b = -(a*b)``; ``a + (-b) = a - b``;
-    ``(-a) + b = b - a``; ``a - (-b) = a + b``. ``(-a) - b = -(a + b)`` is *not*
-    used (``a = +0, b = -0`` gives ``+0`` vs ``-0``); such uses materialize ``Neg``.
-    """
-    a = ins.args
-    n = [i in negated for i in a]
-    if ins.op == "neg":
-        return (v[a[0]], not n[0]) if n[0] or not labelled else None
-    if not any(n):
-        return None
-    op, c = ins.op, ins.const
-    if op == "mul":
-        flip = n[0] != n[1]
-        return g.node("Mul", [v[a[0]], v[a[1]]], f"minus_{base}" if flip else base), flip
-    if op == "square":
-        return g.node("Mul", [v[a[0]], v[a[0]]], base), False
-    if op == "scale":
-        assert c is not None
-        return g.node("Mul", [v[a[0]], _exact_const(g, -c)], base), False
-    if op == "add" and n[0] != n[1]:
-        pos, neg = (a[0], a[1]) if n[1] else (a[1], a[0])
-        return g.node("Sub", [v[pos], v[neg]], base), False
-    if op == "sub" and n[1] and not n[0]:
-        return g.node("Add", [v[a[0]], v[a[1]]], base), False
-    if op == "shift" and n[0]:
-        assert c is not None
-        if c > 0:  # (-a) + c = c - a
-            return g.node("Sub", [_exact_const(g, c), v[a[0]]], base), False
-        return None
-    if op == "axpy":
-        assert c is not None
-        if n[1] and not n[0]:  # a + c*(-b) = a - c*b
-            prod = g.node("Mul", [v[a[1]], _exact_const(g, abs(c))], f"{base}_term")
-            return g.node("Add" if c < 0 else "Sub", [v[a[0]], prod], base), False
-        if n[0] and not n[1] and c > 0:  # (-a) + c*b = c*b - a
-            prod = g.node("Mul", [v[a[1]], _exact_const(g, c)], f"{base}_term")
-            return g.node("Sub", [prod, v[a[0]]], base), False
-    return None
 
 
 def _strict(
