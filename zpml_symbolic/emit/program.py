@@ -243,15 +243,102 @@ def lower(
     *,
     variables: Sequence[str],
     parameters: Sequence[str] = (),
+    fold: bool = True,
 ) -> Program:
-    """Lower named division-free IR roots into one :class:`Program` (shared CSE)."""
+    """Lower named division-free IR roots into one :class:`Program` (shared CSE).
+
+    ``fold=True`` absorbs negations into their uses (:func:`fold_negations`).
+    """
     program = Program(tuple(variables), tuple(parameters))
     lowering = _Lowering(program)
     for name, root in outputs:
         if name in program.outputs:
             raise EmitError(f"duplicate output name {name!r}")
         program.outputs[name] = lowering.lower(root)
-    return eliminate_dead_code(program)
+    program = eliminate_dead_code(program)
+    return eliminate_dead_code(fold_negations(program)) if fold else program
+
+
+def fold_negations(program: Program) -> Program:
+    """Absorb negations into their uses where that is bit-exact (signed zeros included).
+
+    Each value is carried as ``(instruction, negated)``: a ``neg`` emits
+    nothing, ``a + (-b)`` becomes ``a - b``, ``(-a) + b`` becomes ``b - a``,
+    ``a - (-b)`` becomes ``a + b``, ``(-a)*b`` is carried as ``-(a*b)``,
+    ``c*(-a)`` becomes ``(-c)*a`` and ``a + c*(-b)`` becomes ``a + (-c)*b``.
+    Where absorbing would change the sign of a zero result (``(-a) + (-b)``,
+    ``(-a) + c``) the negation is emitted, as before; an output that ends up
+    negated costs one ``neg``. IEEE negation is exact and rounding is
+    symmetric, so every value is bit-identical to the original program's.
+    """
+    out = Program(program.variables, program.parameters)
+    cse: dict[tuple[object, ...], int] = {}
+
+    def emit(
+        op: str, args: tuple[int, ...] = (), const: Fraction | None = None, index: int | None = None
+    ) -> int:
+        if op in ("add", "mul"):
+            args = tuple(sorted(args))
+        key = (op, args, const, index)
+        found = cse.get(key)
+        if found is not None:
+            return found
+        out.instrs.append(Instr(op, args, const, index))
+        out.scalar.append(
+            op in ("param", "const") or (op != "input" and all(out.scalar[a] for a in args))
+        )
+        cse[key] = len(out.instrs) - 1
+        return cse[key]
+
+    def plain(k: int, negated: bool) -> int:
+        """The value itself (a negation emitted if it is carried)."""
+        if not negated:
+            return k
+        ins = out.instrs[k]
+        if ins.op == "const" and ins.const is not None:
+            return emit("const", const=-ins.const)
+        return emit("neg", (k,))
+
+    val: list[tuple[int, bool]] = []  # (new index, negated)
+    for ins in program.instrs:
+        op, c = ins.op, ins.const
+        signs = [val[a] for a in ins.args]
+        if op in ("input", "param", "const"):
+            val.append((emit(op, const=c, index=ins.index), False))
+        elif op == "neg":
+            a, na = signs[0]
+            val.append((a, not na))
+        elif op == "square":
+            val.append((emit("square", (signs[0][0],)), False))
+        elif op == "mul":
+            (a, na), (b, nb) = signs
+            val.append((emit("mul", (a, b)), na != nb))
+        elif op == "scale":
+            (a, na), c = signs[0], ins.const
+            assert c is not None
+            val.append((emit("scale", (a,), const=-c if na else c), False))
+        elif op == "shift":
+            val.append((emit("shift", (plain(*signs[0]),), const=c), False))
+        elif op in ("add", "sub"):
+            (a, na), (b, nb) = signs
+            nb = nb != (op == "sub")  # the value is (+-a) + (+-b)
+            if na and nb:
+                a, na = plain(a, True), False
+            if not na and not nb:
+                val.append((emit("add", (a, b)), False))
+            elif nb:
+                val.append((emit("sub", (a, b)), False))
+            else:
+                val.append((emit("sub", (b, a)), False))
+        elif op == "axpy":
+            (a, na), (b, nb) = signs
+            assert c is not None
+            val.append((emit("axpy", (plain(a, na), b), const=-c if nb else c), False))
+        else:  # pragma: no cover - every Program op is listed above
+            raise EmitError(f"unknown program op {op!r}")
+    for name, i in program.outputs.items():
+        out.outputs[name] = plain(*val[i])
+    return out
 
 
 def eliminate_dead_code(program: Program) -> Program:
@@ -277,4 +364,4 @@ def eliminate_dead_code(program: Program) -> Program:
     return out
 
 
-__all__ = ["OPS", "Instr", "Program", "eliminate_dead_code", "lower"]
+__all__ = ["OPS", "Instr", "Program", "eliminate_dead_code", "fold_negations", "lower"]
