@@ -443,12 +443,21 @@ class AdjointRunner:
         return gm
 
     def _flat_graph(self, saved: tuple[int, ...], *, inplace: bool) -> fx.Graph:
-        from zpml_symbolic.emit.torch_emit import _BatchShape, emit_values
+        from zpml_symbolic.emit.torch_emit import _BatchShape, emit_values, gather_columns
 
         g = fx.Graph()
         x = g.placeholder("x")
         if inplace:
-            values = emit_values(g, self.plan, x, inplace=True, protect=frozenset(saved))
+            columns, layout = gather_columns(g, x, self.plan)
+            values = emit_values(
+                g,
+                self.plan,
+                x,
+                inplace=True,
+                protect=frozenset(saved),
+                columns=columns,
+                layout=layout,
+            )
         else:
             values = emit_values(g, self.plan, x, autograd_reuse=True)
         batch = _BatchShape(g, x, self.plan, values)

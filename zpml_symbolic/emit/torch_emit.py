@@ -234,6 +234,59 @@ def _fused_axpy(g: fx.Graph, v: list[Any], ins: Instr, out: Any = None) -> fx.No
     return g.call_function(torch.add, (v[ins.args[0]], v[ins.args[1]]), kwargs)
 
 
+def column_layout(plan: Plan) -> tuple[int, ...] | None:
+    """Input columns to copy once into one contiguous ``[n, ...]`` buffer, or None.
+
+    A column ``x[..., j]`` of a row-major ``[..., n_vars]`` input is strided:
+    every operation reading it streams all of ``x`` through the cache and runs
+    a non-vectorised loop. When the program reads its columns at least twice
+    each on average (counting validity factors that are input columns, which
+    ``V`` would copy anyway), copying the used columns once into contiguous
+    rows is cheaper. Validity factors that are input columns come first, in
+    ``V`` order, so a ``V`` made only of them is a view of the buffer (no
+    stacking copy). Values are unchanged (a copy is exact).
+    """
+    program = plan.program
+    if len(plan.variables) < 2:
+        return None
+    kinds = program.instrs
+    used = sorted({ins.index for ins in kinds if ins.op == "input" and ins.index is not None})
+    reads = sum(1 for ins in kinds for a in ins.args if kinds[a].op == "input")
+    factor_cols: list[int] = []
+    for names in plan.names:
+        for v in names.V:
+            ins = kinds[program.outputs[v]]
+            if ins.op == "input" and ins.index is not None and ins.index not in factor_cols:
+                factor_cols.append(ins.index)
+    if not used or reads + len(factor_cols) < 2 * len(used):
+        return None
+    return tuple(factor_cols) + tuple(j for j in used if j not in factor_cols)
+
+
+def gather_columns(
+    g: fx.Graph, x: fx.Node, plan: Plan
+) -> tuple[fx.Node | None, tuple[int, ...] | None]:
+    """Emit the contiguous column buffer of :func:`column_layout` (or nothing)."""
+    layout = column_layout(plan)
+    if layout is None:
+        return None, None
+    cols = [g.call_function(operator.getitem, (x, (Ellipsis, j))) for j in layout]
+    return g.call_function(torch.stack, (cols,)), layout
+
+
+def _factor_rows(plan: Plan, factors: Sequence[str], layout: tuple[int, ...] | None) -> list[int]:
+    """Rows of the column buffer holding ``factors``, or [] unless all are input columns."""
+    if layout is None:
+        return []
+    rows = []
+    for name in factors:
+        ins = plan.program.instrs[plan.program.outputs[name]]
+        if ins.op != "input" or ins.index not in layout:
+            return []
+        rows.append(layout.index(ins.index))
+    return rows
+
+
 def emit_values(
     g: fx.Graph,
     plan: Plan,
@@ -242,6 +295,8 @@ def emit_values(
     inplace: bool = False,
     autograd_reuse: bool = False,
     protect: frozenset[int] = frozenset(),
+    columns: fx.Node | None = None,
+    layout: tuple[int, ...] | None = None,
 ) -> list[Any]:
     """Emit every instruction of ``plan`` into ``g`` (reading columns of ``x``).
 
@@ -277,7 +332,11 @@ def emit_values(
             reusable = dead if inplace else dead_unsaved if autograd_reuse else _never
             values.append(_emit_addcmul(g, program, values, i, fused[i], reusable, inplace))
         elif ins.op == "input":
-            values.append(g.call_function(operator.getitem, (x, (Ellipsis, ins.index))))
+            if columns is not None and layout is not None:
+                row = layout.index(ins.index or 0)
+                values.append(g.call_function(operator.getitem, (columns, row)))
+            else:
+                values.append(g.call_function(operator.getitem, (x, (Ellipsis, ins.index))))
         elif ins.op == "param":
             name = program.parameters[ins.index or 0]
             p = g.get_attr(f"coefficients.{_param_key(name)}")
@@ -347,7 +406,10 @@ def build_graph(
     program = plan.program
     g = fx.Graph()
     x = g.placeholder("x")
-    values = emit_values(g, plan, x, inplace=inplace, autograd_reuse=autograd_reuse)
+    columns, layout = gather_columns(g, x, plan) if inplace else (None, None)
+    values = emit_values(
+        g, plan, x, inplace=inplace, autograd_reuse=autograd_reuse, columns=columns, layout=layout
+    )
     batch = _BatchShape(g, x, plan, values)
     full = batch.full
 
@@ -355,7 +417,15 @@ def build_graph(
     for names in plan.names:
         P = full(program.outputs[names.P])
         Q = full(program.outputs[names.Q])
-        if names.V and not stack_factors:
+        rows = _factor_rows(plan, names.V, layout)
+        if names.V and stack_factors and columns is not None and rows == list(range(len(names.V))):
+            # every factor is an input column, stored first in the column buffer: a view
+            V = g.call_method(
+                "movedim",
+                (g.call_function(operator.getitem, (columns, slice(0, len(rows)))), 0, -1),
+            )
+            results.append((P, Q, V))
+        elif names.V and not stack_factors:
             results.append((P, Q, tuple(full(program.outputs[n]) for n in names.V)))
         elif len(names.V) == 1:  # a view, no copy
             V = g.call_method("unsqueeze", (full(program.outputs[names.V[0]]), -1))
