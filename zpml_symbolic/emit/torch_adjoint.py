@@ -154,12 +154,24 @@ class _Backward:
             kw["out"] = self.pool.pop()
         return self.g.call_function(fn, args, kw)
 
-    def resolved(self, target: int) -> int:
-        """Where contributions to ``target`` land (pass-through instructions forward them)."""
+    def resolved(self, target: int, coef: float = 1.0) -> tuple[int, float]:
+        """Where a contribution ``coef * ...`` to ``target`` lands, and with which coefficient.
+
+        Pass-through instructions (``shift``, ``scale``, ``neg``) without an
+        adjoint of their own forward contributions to their operand.
+        """
         program = self.plan.program
-        while self.adj[target] is None and program.instrs[target].op in ("shift", "scale", "neg"):
-            target = program.instrs[target].args[0]
-        return target
+        while self.adj[target] is None:
+            ins = program.instrs[target]
+            if ins.op == "scale":
+                assert ins.const is not None
+                coef *= float(ins.const)
+            elif ins.op == "neg":
+                coef = -coef
+            elif ins.op != "shift":
+                break
+            target = ins.args[0]
+        return target, coef
 
     # -- values of the forward pass
     def val(self, k: int) -> Any:
@@ -183,15 +195,7 @@ class _Backward:
         self, target: int, coef: float, G: _Adj, other: int | None, steal: bool, src: int
     ) -> None:
         """Add ``coef * G * value(other)`` (or ``coef * G``) to the adjoint of ``target``."""
-        ins = self.plan.program.instrs[target]
-        # pass-through instructions forward their adjoint to their operand
-        if ins.op == "shift" and self.adj[target] is None:
-            return self.route(ins.args[0], coef, G, other, steal, src)
-        if ins.op == "scale" and self.adj[target] is None:
-            assert ins.const is not None
-            return self.route(ins.args[0], coef * float(ins.const), G, other, steal, src)
-        if ins.op == "neg" and self.adj[target] is None:
-            return self.route(ins.args[0], -coef, G, other, steal, src)
+        target, coef = self.resolved(target, coef)
         c = coef * G.coef
         g = self.g
         a = G.buf.node
@@ -202,11 +206,11 @@ class _Backward:
             else:
                 term = g.call_function(_dot, (a, self.val(other)))
             self.add_scalar(target, term, c)
-            return None
+            return
         if self.scalar(target):
             term = a if other is None else g.call_function(torch.mul, (a, self.val(other)))
             self.add_scalar(target, term, c)
-            return None
+            return
         cur = self.adj[target]
         if cur is None:
             if other is None:
@@ -219,7 +223,7 @@ class _Backward:
             else:
                 node = self.fresh(torch.mul, (a, self.val(other)))
                 self.adj[target] = _Adj(_Buf(node, owned=True), c)
-            return None
+            return
         ratio = c / cur.coef
         kw = {} if ratio == 1.0 else ({"alpha": ratio} if other is None else {"value": ratio})
         B = cur.buf
@@ -228,14 +232,13 @@ class _Backward:
                 B.node = g.call_method("add_", (B.node, a), kw)
             else:
                 B.node = g.call_method("addcmul_", (B.node, a, self.val(other)), kw)
-            return None
+            return
         if other is None:
             node = self.fresh(torch.add, (B.node, a), kw)
         else:
             node = self.fresh(torch.addcmul, (B.node, a, self.val(other)), kw)
         self.release(B)
         self.adj[target] = _Adj(_Buf(node, owned=True), cur.coef)
-        return None
 
     def add_scalar(self, target: int, term: fx.Node, c: float) -> None:
         g = self.g
@@ -250,8 +253,8 @@ class _Backward:
                 base = g.call_function(torch.mul, (base, cur.coef))
             self.adj[target] = _Adj(_Buf(g.call_function(torch.add, (base, term)), False), 1.0)
 
-    def _needs_buffer(self, target: int, other: int | None, src: int) -> bool:
-        t = self.resolved(target)
+    def _needs_buffer(self, target: int, other: int | None) -> bool:
+        t, _ = self.resolved(target)
         if self.scalar(t) or other is None:
             return False
         return self.adj[t] is None
@@ -307,7 +310,7 @@ class _Backward:
             contribs = [c for c in contribs if needs[c[0]]]
             # contributions that accumulate into existing buffers (or reduce) read G first;
             # one that needs a new buffer goes last, so it can take over G's buffer
-            contribs.sort(key=lambda c: self._needs_buffer(c[0], c[2], i))
+            contribs.sort(key=lambda c: self._needs_buffer(c[0], c[2]))
             for n, (t, coef, other) in enumerate(contribs):
                 self.route(t, coef, G, other, n == len(contribs) - 1, i)
             self.release(G.buf)
@@ -417,11 +420,10 @@ class AdjointRunner:
     """Runs a :class:`~zpml_symbolic.emit.torch_emit.RationalModule`'s program
     through :class:`_RationalFunction` (generated forward-with-saving and backward)."""
 
-    def __init__(self, module: nn.Module, plan: Plan, holder: nn.Module) -> None:
+    def __init__(self, plan: Plan, holder: nn.Module) -> None:
         self.plan = plan
         self.layout = Layout.of(plan)
         self.holder = holder
-        self.module = module
         self._forward: dict[tuple[bool, ...], fx.GraphModule] = {}
         self._backward: dict[tuple[Any, ...], fx.GraphModule] = {}
         self._recorded: fx.GraphModule | None = None

@@ -490,7 +490,7 @@ class RationalModule(nn.Module):
             "_inplace",
             RationalGraph(holder, build_graph(plan, inplace=True), "RationalInferenceGraph"),
         )
-        object.__setattr__(self, "_adjoint", AdjointRunner(self, plan, holder))
+        object.__setattr__(self, "_adjoint", AdjointRunner(plan, holder))
         self.plan = plan
         self.single = single
         self.exact_constants = tuple(consts)
