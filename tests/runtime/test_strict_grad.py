@@ -241,6 +241,53 @@ def test_factor_fast_kernel_matches_functional_and_numpy(tau, dtype):
     assert np.array_equal(V.numpy(), original.numpy(), equal_nan=True)  # V is never written
 
 
+def test_all_finite_proves_only_what_holds():
+    big = torch.full((LARGE,), 3e38, dtype=torch.float32)  # finite, but the sum overflows
+    assert not K.all_finite(big)  # "not proven", never a wrong "yes"
+    x = torch.linspace(-2.0, 2.0, LARGE, dtype=torch.float64)
+    assert K.all_finite(x) and K.all_finite(x.to(torch.float32))
+    assert not K.all_finite(x[:100])  # small: not worth testing, answers "not proven"
+    assert not K.all_finite(x.to(torch.float16))
+    for bad in (INF, -INF, NAN):
+        y = x.clone()
+        y[LARGE // 3] = bad
+        assert not K.all_finite(y)
+    y = x.clone()
+    y[0], y[-1] = INF, -INF  # the sum is NaN, not a cancelling finite number
+    assert not K.all_finite(y)
+
+
+@pytest.mark.parametrize("case", ["finite", "inf", "nan", "overflowing_sum", "zeros"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_factor_and_core_fast_paths_on_large_batches_match_numpy(case, dtype):
+    """The whole-tensor shortcuts (finite sum, bool-then-negate zero test) on large
+    inputs agree with the functional kernels and numpy, whatever the sum does."""
+    gen = torch.Generator().manual_seed(3)
+    V = (torch.rand(LARGE, generator=gen, dtype=torch.float64) + 0.5).to(dtype)
+    huge = 3e38 if dtype == torch.float32 else 1.7e308
+    pos = int(torch.randint(0, LARGE, (1,), generator=gen))
+    if case == "inf":
+        V[pos] = -INF
+    elif case == "nan":
+        V[pos] = NAN
+    elif case == "overflowing_sum":
+        V[::2] = huge  # every entry finite, the sum is not
+    elif case == "zeros":
+        V[pos], V[pos // 2] = 0.0, -0.0
+    t = K._SMALLEST[dtype]
+    fast = K.torch_factor_fast(V, t)
+    func = K.torch_factor_functional(V, t)
+    ref = K.numpy_factor(V.numpy(), t)
+    for a, b, c in zip(fast, func, ref, strict=True):
+        assert torch.equal(a, b) and np.array_equal(a.numpy(), c)
+    P = torch.ones_like(V)
+    for core_in in ((P, V), (V, torch.ones_like(V)), (V * 0.5, V)):
+        fast_c = K.torch_core_fast(*core_in, t, None)
+        ref_c = K.numpy_core(core_in[0].numpy(), core_in[1].numpy(), t, None)
+        assert torch.equal(fast_c[1], torch.from_numpy(ref_c[1]))  # fault
+        assert torch.equal(fast_c[2], torch.from_numpy(ref_c[2]))  # semantic
+
+
 @pytest.mark.parametrize("n", [12, LARGE])
 def test_strict_inference_with_factors_matches_numpy(n):
     P, Q = _problem(max(n, 20), torch.float32)
