@@ -195,7 +195,8 @@ def main() -> int:
         "rounds to zero in the dtype); `strict_inference` also returns the gap, fault and semantic "
         "masks, detects overflow of `P/Q` and applies thresholds exactly. The eager kernel reuses "
         "two float buffers and derives masks from float tests (`x - x` is NaN exactly when `x` is "
-        "not finite), since bool-producing comparisons and fresh allocations dominate on CPU.",
+        "not finite; a finite sum proves a fault mask empty without that test), since "
+        "bool-producing comparisons and fresh allocations dominate on CPU.",
         "",
     ]
     if args.compile:

@@ -73,22 +73,37 @@ def any_set(mask: torch.Tensor) -> bool:
     return bool(mask.view(torch.uint8).max())
 
 
-def all_finite(x: torch.Tensor) -> bool:
-    """True only when every entry of the float tensor ``x`` is provably finite.
+def _testable(x: torch.Tensor) -> bool:
+    return (
+        x.device.type == "cpu"
+        and x.numel() >= ANY_TEST_MIN_NUMEL
+        and x.dtype in (torch.float32, torch.float64)
+    )
 
-    One summation pass: a sum containing NaN or ±Inf is NaN or ±Inf, so a
-    finite sum proves every term finite. A sum that overflows from finite
-    terms answers False ("not proven"), as do small or non-CPU tensors and
-    dtypes other than float32/float64, so callers then compute the exact mask:
-    the answer only ever lets them skip work that is provably a no-op.
+
+def all_finite(*xs: torch.Tensor) -> bool:
+    """True only when every entry of every float tensor in ``xs`` is provably finite.
+
+    A sum containing NaN or ±Inf is NaN or ±Inf, so a finite sum proves every
+    term finite. Two contiguous tensors of one shape and dtype are tested in
+    one pass with a dot product: a non-finite entry of either makes its term
+    non-finite (``Inf * 0`` and ``NaN * y`` are NaN, ``Inf * y`` is ±Inf for
+    ``y != 0``). A sum that overflows from finite terms answers False ("not
+    proven"), as do small or non-CPU tensors and dtypes other than
+    float32/float64, so callers then compute the exact mask: the answer only
+    ever lets them skip work that is provably a no-op.
     """
-    if (
-        x.device.type != "cpu"
-        or x.numel() < ANY_TEST_MIN_NUMEL
-        or x.dtype not in (torch.float32, torch.float64)
-    ):
+    if not all(_testable(x) for x in xs):
         return False
-    return math.isfinite(float(torch.sum(x)))
+    if (
+        len(xs) == 2
+        and xs[0].shape == xs[1].shape
+        and xs[0].dtype == xs[1].dtype
+        and xs[0].is_contiguous()
+        and xs[1].is_contiguous()
+    ):
+        return math.isfinite(float(torch.dot(xs[0].view(-1), xs[1].view(-1))))
+    return all(math.isfinite(float(torch.sum(x))) for x in xs)
 
 
 def zero_mask(x: torch.Tensor) -> torch.Tensor:
@@ -134,7 +149,7 @@ def torch_core_fast(P: torch.Tensor, Q: torch.Tensor, t: float, tr: float | None
             below_train = torch.lt(aq, tr, out=buf).bool()
         torch.eq(aq, 0.0, out=buf).add_(Q)  # Q, or 1 where Q == 0
         d = torch.div(P, buf, out=buf)
-    if all_finite(d) and all_finite(Q):
+    if all_finite(d, Q):
         return d, _no_entries(Q.shape, Q.device), semantic, below_train
     # (d - d) is NaN iff d is non-finite; times Q is NaN iff additionally Q is.
     fault = torch.sub(d, d, out=scratch).mul_(Q).bool()
@@ -154,7 +169,7 @@ def torch_core_functional(
 
 
 def torch_factor_fast(
-    V: torch.Tensor, t: float, scratch: torch.Tensor | None = None
+    V: torch.Tensor, t: float, scratch: torch.Tensor | None = None, *, finite: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(~isfinite(V), isfinite(V) & |V| < t)`` for one validity factor (eager).
 
@@ -162,9 +177,10 @@ def torch_factor_fast(
     otherwise), written through a float buffer: float-valued tests followed by
     one ``.bool()`` cost less on CPU than bool-producing comparisons. With
     ``t`` the smallest subnormal (``tau = 0``: exact zeros only) the semantic
-    mask is ``logical_not(V)``: true exactly for ``V == 0`` (either sign;
-    NaN and Inf are "true" values), one pass. ``scratch`` is an optional float
-    buffer of ``V``'s shape, dtype and device to reuse (overwritten).
+    mask is :func:`zero_mask`: true exactly for ``V == 0`` (either sign).
+    ``scratch`` is an optional float buffer of ``V``'s shape, dtype and device
+    to reuse (overwritten). ``finite=True`` says the caller has already proven
+    every entry finite (:func:`all_finite`); otherwise it is tested here.
     """
     if (
         scratch is None
@@ -173,7 +189,7 @@ def torch_factor_fast(
         or scratch.device != V.device
     ):
         scratch = torch.empty(V.shape, dtype=V.dtype, device=V.device)
-    if all_finite(V):
+    if finite or all_finite(V):
         fault = _no_entries(V.shape, V.device)
     else:
         fault = torch.sub(V, V, out=scratch).bool()

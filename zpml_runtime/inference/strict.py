@@ -409,8 +409,9 @@ def _torch_masks_at(
     out_shape = tuple(fault.shape)
     ff, fs = [], []
     scratch: dict[tuple[tuple[int, ...], torch.dtype], torch.Tensor] = {}
-    for v, tv in zip(factors, thresholds, strict=True):
-        v = v.detach()
+    values = [v.detach() for v in factors]
+    finite = [False] * len(values) if functional else _proven_finite(values)
+    for v, tv, fin in zip(values, thresholds, finite, strict=True):
         vs = tuple(v.shape)
         if functional:
             f_i, s_i = K.torch_factor_functional(v, tv)
@@ -418,7 +419,7 @@ def _torch_masks_at(
             buf = scratch.get((vs, v.dtype))
             if buf is None:
                 buf = scratch[(vs, v.dtype)] = torch.empty(vs, dtype=v.dtype, device=v.device)
-            f_i, s_i = K.torch_factor_fast(v, tv, buf)
+            f_i, s_i = K.torch_factor_fast(v, tv, buf, finite=fin)
         ff.append(f_i)
         fs.append(s_i)
         if _factor_view_shape(vs, out_shape, ""):
@@ -427,9 +428,10 @@ def _torch_masks_at(
             fault = fault | f_i
             semantic = semantic | s_i
         else:
-            fault.logical_or_(f_i)  # private buffers of the output shape
+            if not fin:  # a proven-finite factor has no fault to merge
+                fault.logical_or_(f_i)  # private buffers of the output shape
             semantic.logical_or_(s_i)
-    bottom = fault | semantic
+    bottom = fault | semantic if functional or K.any_set(fault) else semantic.clone()
     if below_train is None:
         gap = torch.zeros_like(bottom)
     elif functional:
@@ -437,6 +439,18 @@ def _torch_masks_at(
     else:
         gap = torch.gt(below_train, bottom, out=below_train)  # below_train & ~bottom
     return d, bottom, gap, fault, semantic, tuple(ff), tuple(fs)
+
+
+def _proven_finite(values: list[torch.Tensor]) -> list[bool]:
+    """Per factor, whether every entry is proven finite (:func:`K.all_finite`), tested
+    two factors per pass where their shapes allow; False means "not proven"."""
+    out = [False] * len(values)
+    for i in range(0, len(values) - 1, 2):
+        if K.all_finite(values[i], values[i + 1]):
+            out[i] = out[i + 1] = True
+    if len(values) % 2:
+        out[-1] = K.all_finite(values[-1])
+    return out
 
 
 def _finish_numpy(
