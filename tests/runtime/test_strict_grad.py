@@ -257,6 +257,23 @@ def test_all_finite_proves_only_what_holds():
     assert not K.all_finite(y)
 
 
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[t.dtype.itemsize])
+
+
+@pytest.mark.parametrize("count", [1, 50, LARGE // 10])  # sparse (numpy) and dense paths
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64, torch.bfloat16])
+def test_fill_nan_matches_masked_fill_bit_for_bit(count, dtype):
+    gen = torch.Generator().manual_seed(count)
+    d = torch.randn(LARGE, generator=gen).to(dtype)
+    mask = torch.zeros(LARGE, dtype=torch.bool)
+    mask[torch.randperm(LARGE, generator=gen)[:count]] = True
+    for target, m in ((d.clone(), mask), (d.clone()[::2], mask[::2])):  # contiguous, strided
+        expected = target.clone().masked_fill_(m, NAN)
+        K.fill_nan(target, m)
+        assert torch.equal(_bits(target), _bits(expected))  # same NaN bit pattern
+
+
 @pytest.mark.parametrize("case", ["finite", "inf", "nan", "overflowing_sum", "zeros"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_factor_and_core_fast_paths_on_large_batches_match_numpy(case, dtype):

@@ -36,6 +36,7 @@ __all__ = [
     "ANY_TEST_MIN_NUMEL",
     "all_finite",
     "any_set",
+    "fill_nan",
     "numpy_core",
     "numpy_factor",
     "torch_core_fast",
@@ -71,6 +72,36 @@ def any_set(mask: torch.Tensor) -> bool:
     if mask.device.type != "cpu" or mask.numel() < ANY_TEST_MIN_NUMEL:
         return True
     return bool(mask.view(torch.uint8).max())
+
+
+#: ``fill_nan`` uses numpy's masked copy when at most this fraction of entries is set
+SPARSE_FILL_FRACTION = 1 / 100
+
+_NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
+
+
+def fill_nan(d: torch.Tensor, mask: torch.Tensor) -> None:
+    """Write NaN into ``d`` where the bool ``mask`` (same shape) is set, in place.
+
+    ``masked_fill_`` is a scalar loop on CPU, about 0.7 ms per 1e6 entries
+    even for one set entry. For large contiguous CPU tensors with few set
+    entries (at most :data:`SPARSE_FILL_FRACTION`; one ``count_nonzero`` pass
+    decides) numpy's masked copy, which skips unset mask bytes in vector
+    steps, writes the same NaN several times faster. Same result either way.
+    """
+    if (
+        d.device.type == "cpu"
+        and d.dtype in _NUMPY_FLOATS
+        and d.numel() >= ANY_TEST_MIN_NUMEL
+        and d.shape == mask.shape
+        and d.is_contiguous()
+        and mask.is_contiguous()
+    ):
+        dn, mn = d.detach().numpy(), mask.numpy()
+        if np.count_nonzero(mn) <= d.numel() * SPARSE_FILL_FRACTION:
+            np.copyto(dn, np.asarray(math.nan, dtype=dn.dtype), where=mn)
+            return
+    d.masked_fill_(mask, math.nan)
 
 
 def _testable(x: torch.Tensor) -> bool:

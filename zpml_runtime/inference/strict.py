@@ -259,7 +259,7 @@ def _fill_bottoms(d: torch.Tensor, bottom: torch.Tensor) -> bool:
     """
     if not K.any_set(bottom):
         return False
-    d.masked_fill_(bottom, float("nan"))
+    K.fill_nan(d, bottom)
     return True
 
 
