@@ -447,6 +447,37 @@ def export_hand_onnx(module: nn.Module, xs: torch.Tensor) -> bytes:
         return path.read_bytes()
 
 
+#: graph nodes that only move or name data, or run a body (not counted as arithmetic)
+_NOT_ARITHMETIC = {
+    "Constant",
+    "Split",
+    "Squeeze",
+    "Unsqueeze",
+    "Gather",
+    "Reshape",
+    "Identity",
+    "Shape",
+    "Slice",
+    "Concat",
+    "Scan",
+    "Loop",
+}
+
+
+def arithmetic_nodes(model_bytes: bytes) -> int:
+    """Nodes of an ONNX graph, including subgraph bodies, that compute (not data movement)."""
+    import onnx
+
+    def count(graph: Any) -> int:
+        n = 0
+        for node in graph.node:
+            n += node.op_type not in _NOT_ARITHMETIC
+            n += sum(count(a.g) for a in node.attribute if a.type == onnx.AttributeProto.GRAPH)
+        return n
+
+    return count(onnx.load_from_string(model_bytes).graph)
+
+
 def our_onnx(expr: sp.Expr, **kw: Any) -> tuple[bytes | None, str]:
     """Our ONNX graph (default: strict, decoded + masks, row-tiled) or ``(None, reason)``."""
     try:
@@ -586,7 +617,9 @@ def run_case(
 
     # onnxruntime
     xs_np = xs.numpy()
-    hand_sess = ort_session(export_hand_onnx(hand, xs[:16]))
+    hand_bytes = export_hand_onnx(hand, xs[:16])
+    hand_sess = ort_session(hand_bytes)
+    info["ort_nodes_hand"] = arithmetic_nodes(hand_bytes)
     cands["ort_hand"] = lambda: hand_sess.run(None, {"x": xs_np})
     sessions: dict[str, Any] = {}
     if case.hand_strict is not None:
@@ -599,6 +632,9 @@ def run_case(
             info[key] = why
         else:
             sessions[key] = ort_session(data)
+            if key == "ort_ours_quotient":  # counted on the flat graph (no tiling scaffold)
+                flat, _ = our_onnx(case.expr, outputs="quotient", tile_rows=None)
+                info["ort_nodes_quotient"] = arithmetic_nodes(flat or b"")
     for key, _, _ in ROWS:
         if key.startswith("ort_") and key != "ort_hand":
             sess = sessions.get(key)
@@ -756,7 +792,11 @@ def report(
         "the same untiled (`tile_rows=None`, same bytes) and the value-only graph "
         "(`outputs='quotient'`, `P / Q`). The 1.2x target is graded like for like: strict vs "
         "hand-written strict, value-only vs hand-written value-only; the verdict also gives ours "
-        "strict vs the hand-written value-only graph.",
+        "strict vs the hand-written value-only graph. onnxruntime runs one kernel per node (no "
+        "elementwise fusion on CPU, about 0.4 ms per node at N = 1e6), so a value-only graph "
+        "costs roughly its number of arithmetic nodes, given in the verdict: ours evaluates the "
+        "single flattened fraction `P / Q`, which for a sum of fractions such as E2 takes more "
+        "nodes than the formula as written.",
         "",
     ]
     labels = {k: lab for k, lab, _ in ROWS}
@@ -816,6 +856,11 @@ def report(
                         "; not like for like, vs the hand-written value-only graph: "
                         f"{info['ratio'][('ort_ours', 'ort_hand')]:.2f}x "
                         f"(paired {info['paired'][('ort_ours', 'ort_hand')]:.2f}x)"
+                    )
+                if num == "ort_ours_quotient" and "ort_nodes_quotient" in info:
+                    verdict += (
+                        f"; arithmetic nodes: ours {info['ort_nodes_quotient']} (the flattened "
+                        f"P / Q), hand-written {info['ort_nodes_hand']} (the formula as written)"
                     )
             verdicts.append(verdict)
             lines.append(verdict)
