@@ -32,7 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 lint: $(STAMP)
-	$(PY) -m ruff check zpml_symbolic zpml_runtime tests benchmarks examples
+	$(PY) -m ruff check zpml_core zpml_symbolic zpml_runtime tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) build *.egg-info

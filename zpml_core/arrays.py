@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..errors import ThresholdUnderflowError, UnsupportedInputError
+from .errors import ThresholdUnderflowError, UnsupportedInputError
 
 Backend = Literal["torch", "numpy"]
 

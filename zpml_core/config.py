@@ -9,8 +9,8 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import InvalidConfigError
-from ._arrays import effective_threshold
+from .arrays import effective_threshold
+from .errors import InvalidConfigError
 
 __all__ = ["InferenceConfig", "check_threshold"]
 
@@ -57,7 +57,7 @@ class InferenceConfig:
             (emits ``DeprecationWarning``; never classifies ``fault_mask``).
 
     A positive threshold below the smallest positive value of the evaluation
-    dtype raises :class:`~zpml_runtime.errors.ThresholdUnderflowError` when it is
+    dtype raises :class:`~zpml_core.errors.ThresholdUnderflowError` when it is
     applied (see :meth:`thresholds_for`).
     """
 

@@ -2,7 +2,7 @@
 
 Every kernel takes ``P`` and ``Q`` already broadcast to the output shape and
 cast to one float dtype, plus the exact thresholds of
-:func:`~zpml_runtime.inference._arrays.effective_threshold`, and returns
+:func:`~zpml_core.arrays.effective_threshold`, and returns
 ``(d, fault, semantic, below_train)``:
 
 * ``d``: ``P / Q`` where ``Q != 0`` and ``P`` where ``Q == 0`` (dividing by 1

@@ -32,7 +32,7 @@ DEFAULT_FACTOR_PREFIX = "structural_validity_factor"
 
 @dataclasses.dataclass(frozen=True, eq=False, slots=True)
 class StrictInferenceResult:
-    """Result of :func:`~zpml_runtime.inference.strict_inference`.
+    """Result of :func:`~zpml_core.strict.strict_inference` (also ``zpml_runtime.inference.strict_inference``).
 
     Unpacks as exactly three items, ``decoded, bottom_mask, gap_mask = result``
     (the stable contract); the provenance fields are attributes. All arrays are

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import InvalidConfigError, ShapeMismatchError, UnsupportedInputError
-from . import _kernels as K
-from ._arrays import Backend, backend_of, check_float, effective_threshold
+from . import kernels as K
+from .arrays import Backend, backend_of, check_float, effective_threshold
 from .config import InferenceConfig, check_threshold
+from .errors import InvalidConfigError, ShapeMismatchError, UnsupportedInputError
 from .result import StrictInferenceResult
 
 __all__ = ["numerical_hazard_mask", "strict_inference"]

@@ -4,18 +4,9 @@ Pipeline: front-end (sympy / text / tracing) -> IR (interned DAG) -> flatten
 (exact ``P/Q`` + validity factors + provenance) -> emit (numpy, torch, ONNX).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from zpml_symbolic import ir
-from zpml_symbolic.emit import (
-    BottomExplanation,
-    NumpyEvaluator,
-    RationalModule,
-    StrictEvaluator,
-    lift_float_literals,
-    numpy_evaluator,
-    strict_evaluator,
-    to_onnx,
-    to_torch,
-)
 from zpml_symbolic.errors import (
     BudgetExceededError,
     EmitError,
@@ -49,6 +40,46 @@ from zpml_symbolic.frontend import (
     traced,
 )
 from zpml_symbolic.graph import to_networkx
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from zpml_symbolic.emit import (
+        BottomExplanation,
+        NumpyEvaluator,
+        RationalModule,
+        StrictEvaluator,
+        lift_float_literals,
+        numpy_evaluator,
+        strict_evaluator,
+        to_onnx,
+        to_torch,
+    )
+
+#: The emitters need numpy, torch and onnx; they are imported on first use so that
+#: ``import zpml_symbolic`` (front end and exact flattening) stays light.
+_EMIT_NAMES = frozenset(
+    {
+        "BottomExplanation",
+        "NumpyEvaluator",
+        "RationalModule",
+        "StrictEvaluator",
+        "lift_float_literals",
+        "numpy_evaluator",
+        "strict_evaluator",
+        "to_onnx",
+        "to_torch",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EMIT_NAMES:
+        from zpml_symbolic import emit
+
+        value = getattr(emit, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

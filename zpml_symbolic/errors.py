@@ -8,9 +8,7 @@ for unsupported constructs, ``ValueError`` for bad values), so both
 
 from __future__ import annotations
 
-
-class ZeroProofError(Exception):
-    """Base class of every error raised by ``zpml_symbolic``."""
+from zpml_core.errors import ZeroProofError
 
 
 class NotRationalError(ZeroProofError, TypeError):

@@ -8,9 +8,9 @@ import math
 
 import pytest
 
+from zpml_core.arrays import effective_threshold
 from zpml_runtime.errors import InvalidConfigError, ThresholdUnderflowError
 from zpml_runtime.inference import InferenceConfig
-from zpml_runtime.inference._arrays import effective_threshold
 
 
 def test_seed_construction_and_defaults():

@@ -18,9 +18,9 @@ import sympy as sp
 import torch
 
 import zpml_symbolic as zs
+from zpml_core import kernels as K
+from zpml_core.strict import _StrictQuotient
 from zpml_runtime.inference import InferenceConfig, strict_inference
-from zpml_runtime.inference import _kernels as K
-from zpml_runtime.inference.strict import _StrictQuotient
 
 INF, NAN = math.inf, math.nan
 LARGE = K.ANY_TEST_MIN_NUMEL + 17  # above the "is any entry set" threshold

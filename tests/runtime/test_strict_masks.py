@@ -23,9 +23,9 @@ from strategies import (
     value_lists,
 )
 
+from zpml_core import kernels as K
 from zpml_runtime.errors import ThresholdUnderflowError
 from zpml_runtime.inference import InferenceConfig, strict_inference
-from zpml_runtime.inference import _kernels as K
 
 SIZE = st.integers(min_value=1, max_value=12)
 

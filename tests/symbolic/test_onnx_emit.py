@@ -34,9 +34,9 @@ from onnx import numpy_helper
 from sym_strategies import SYMBOLS, expressions, random_points, singular_points
 
 import zpml_symbolic as zs
+from zpml_core.arrays import effective_threshold
 from zpml_runtime.errors import InvalidConfigError, ThresholdUnderflowError
 from zpml_runtime.inference import InferenceConfig, strict_inference
-from zpml_runtime.inference._arrays import effective_threshold
 from zpml_symbolic.emit.numpy_emit import run_program
 from zpml_symbolic.emit.onnx_emit import (
     DEFAULT_OPSET,

@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 import torch
 
+from zpml_core.config import InferenceConfig
 from zpml_runtime.bundle.format import (
     BUNDLE_SCHEMA,
     BUNDLE_SCHEMA_VERSION,
@@ -38,7 +39,6 @@ from zpml_runtime.bundle.format import (
     dumps_metadata,
     sha256_bytes,
 )
-from zpml_runtime.inference.config import InferenceConfig
 from zpml_runtime.projective import GaugePolicy
 
 _ONNX_DTYPES = {

@@ -17,8 +17,8 @@ import hashlib
 import json
 from typing import Any
 
+from zpml_core.result import STRICT_OUTPUT_NAMES
 from zpml_runtime.errors import ZeroProofRuntimeError
-from zpml_runtime.inference.result import STRICT_OUTPUT_NAMES
 
 BUNDLE_SCHEMA = "zpml.onnx_bundle"
 BUNDLE_SCHEMA_VERSION = 2

@@ -17,8 +17,8 @@ import onnx
 import torch
 from torch import nn
 
+from zpml_core.config import InferenceConfig
 from zpml_runtime.bundle.format import BundleError
-from zpml_runtime.inference.config import InferenceConfig
 from zpml_runtime.inference.wrapper import split_model_outputs
 
 TRACED_OPSET = 18

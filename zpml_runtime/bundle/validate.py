@@ -177,8 +177,8 @@ def _check_config_thresholds(
     meta: dict[str, Any], dtype: Any, baked: dict[str, Any], problems: list[str]
 ) -> None:
     """The recorded tau values must produce the baked effective thresholds."""
-    from zpml_runtime.inference._arrays import effective_threshold
-    from zpml_runtime.inference.config import InferenceConfig
+    from zpml_core.arrays import effective_threshold
+    from zpml_core.config import InferenceConfig
 
     if dtype not in ("float32", "float64"):
         return

@@ -5,7 +5,10 @@ Names follow the seed documents (``zeroproofml.inference``); see ``docs/inferenc
 
 from __future__ import annotations
 
-from .config import InferenceConfig
+from zpml_core.config import InferenceConfig
+from zpml_core.result import PROVENANCE_CODES, STRICT_OUTPUT_NAMES, StrictInferenceResult
+from zpml_core.strict import numerical_hazard_mask, strict_inference
+
 from .fallbacks import (
     CENSOR_ABOVE,
     CENSOR_BELOW,
@@ -18,8 +21,6 @@ from .fallbacks import (
     route_to_analytic_solver,
 )
 from .monitor import StrictInferenceMonitor
-from .result import PROVENANCE_CODES, STRICT_OUTPUT_NAMES, StrictInferenceResult
-from .strict import numerical_hazard_mask, strict_inference
 from .wrapper import SCMInferenceWrapper, split_model_outputs
 
 #: Bundle functions live in :mod:`zpml_runtime.bundle`; they are also importable

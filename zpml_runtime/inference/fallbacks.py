@@ -15,6 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from zpml_core.arrays import Backend, backend_of
+from zpml_core.config import InferenceConfig
+from zpml_core.strict import strict_inference
+
 from ..errors import (
     AnalyticSolverError,
     InvalidConfigError,
@@ -22,9 +26,6 @@ from ..errors import (
     ShapeMismatchError,
     UnsupportedInputError,
 )
-from ._arrays import Backend, backend_of
-from .config import InferenceConfig
-from .strict import strict_inference
 
 __all__ = [
     "CENSOR_ABOVE",

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from zpml_core.config import check_threshold
+
 from ..errors import InvalidConfigError, ShapeMismatchError, UnsupportedInputError
 from ..logging import to_jsonable
-from .config import check_threshold
 
 __all__ = ["StrictInferenceMonitor"]
 

@@ -9,10 +9,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from zpml_core.config import InferenceConfig
+from zpml_core.result import StrictInferenceResult
+from zpml_core.strict import strict_inference
+
 from ..errors import ModelOutputError, UnsupportedInputError
-from .config import InferenceConfig
-from .result import StrictInferenceResult
-from .strict import strict_inference
 
 __all__ = ["SCMInferenceWrapper", "split_model_outputs"]
 

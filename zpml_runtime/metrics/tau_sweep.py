@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from zpml_core.config import check_threshold
+
 from ..errors import CalibrationError, InvalidConfigError, ShapeMismatchError, UnsupportedInputError
-from ..inference.config import check_threshold
 from ..logging import dumps_strict, to_jsonable
 
 __all__ = [

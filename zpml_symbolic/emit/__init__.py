@@ -4,10 +4,37 @@ All of them consume one :class:`~zpml_symbolic.emit.program.Program` lowered
 from the FRU's division-free IR (see :mod:`zpml_symbolic.emit.plan`).
 """
 
-from zpml_symbolic.emit.numpy_emit import NumpyEvaluator, numpy_evaluator
-from zpml_symbolic.emit.onnx_emit import to_onnx
-from zpml_symbolic.emit.strict import BottomExplanation, StrictEvaluator, strict_evaluator
-from zpml_symbolic.emit.torch_emit import RationalModule, lift_float_literals, to_torch
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from zpml_symbolic.emit.numpy_emit import NumpyEvaluator, numpy_evaluator
+    from zpml_symbolic.emit.onnx_emit import to_onnx
+    from zpml_symbolic.emit.strict import BottomExplanation, StrictEvaluator, strict_evaluator
+    from zpml_symbolic.emit.torch_emit import RationalModule, lift_float_literals, to_torch
+
+#: back-end modules are imported on first use (numpy_emit needs no torch, onnx_emit needs onnx)
+_HOME = {
+    "NumpyEvaluator": "numpy_emit",
+    "numpy_evaluator": "numpy_emit",
+    "to_onnx": "onnx_emit",
+    "BottomExplanation": "strict",
+    "StrictEvaluator": "strict",
+    "strict_evaluator": "strict",
+    "RationalModule": "torch_emit",
+    "lift_float_literals": "torch_emit",
+    "to_torch": "torch_emit",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"zpml_symbolic.emit.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BottomExplanation",

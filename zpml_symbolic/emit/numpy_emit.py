@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from zpml_symbolic.emit.plan import Plan, as_frus, coefficient_values, make_plan
+from zpml_symbolic.emit.plan import Plan, coefficient_values, make_plan
 from zpml_symbolic.emit.program import Instr
 from zpml_symbolic.errors import InvalidArgumentError
+from zpml_symbolic.flatten.coerce import as_frus
 from zpml_symbolic.flatten.fru import FlattenedFRU
 
 NumpyEmit = Callable[[list[Any], Instr, np.dtype], Any]
@@ -107,7 +108,7 @@ class NumpyEvaluator:
         return out[names.P], out[names.Q], V
 
     def __call__(self, x: np.ndarray) -> Any:
-        from zpml_runtime.inference import strict_inference
+        from zpml_core.strict import strict_inference
 
         P, Q, V = self.evaluate(x)
         factors = [V[..., i] for i in range(V.shape[-1])] or None

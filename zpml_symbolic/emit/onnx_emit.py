@@ -7,7 +7,7 @@ the numpy and torch back-ends (one ONNX node per operation; ``axpy`` is
 whereas torch's fused ``torch.add(alpha=)`` rounds once). The input ``x`` is
 2-D, ``[batch, n_vars]``, and every output is ``[batch]``. It then decodes
 them strictly as in SEMANTICS.md section 3, with the same mathematics as the
-runtime's numpy kernel (``zpml_runtime.inference._kernels.numpy_core``):
+runtime's numpy kernel (``zpml_core.kernels.numpy_core``):
 
 * ``Q_safe = Q + Cast(|Q| == 0)`` (``Q``, or 1 where ``Q == 0``),
   ``quotient = P / Q_safe``;
@@ -35,7 +35,7 @@ the flat graph (faster for small batches: the ``Scan`` costs ~50 us a call).
 ``outputs="quotient"`` builds the value-only graph ``P / Q`` (no masks).
 
 The thresholds ``t_*`` are the *effective* thresholds of the evaluation dtype
-(``zpml_runtime.inference._arrays.effective_threshold``): ``|Q| < t`` in that
+(``zpml_core.arrays.effective_threshold``): ``|Q| < t`` in that
 dtype is the exact real test ``|Q| < tau`` and includes exact zeros. They are
 0-d initializers named ``zpml_t_infer``, ``zpml_t_train`` and
 ``zpml_t_factor_{i}``, always live in the graph (never folded into other
@@ -64,8 +64,8 @@ import onnx
 import sympy as sp
 from onnx import helper, numpy_helper
 
-from zpml_runtime.errors import InvalidConfigError
-from zpml_runtime.inference.config import InferenceConfig, check_threshold
+from zpml_core.config import InferenceConfig, check_threshold
+from zpml_core.errors import InvalidConfigError
 
 #: name of the single graph input, of shape ``[batch, n_vars]``
 from zpml_symbolic.emit.onnx_graph import (  # noqa: F401 - public constants re-exported
@@ -91,9 +91,10 @@ from zpml_symbolic.emit.onnx_graph import (  # noqa: F401 - public constants re-
     _threshold_initializers,
     _tile,
 )
-from zpml_symbolic.emit.plan import Plan, as_frus, coefficient_values, make_plan
+from zpml_symbolic.emit.plan import Plan, coefficient_values, make_plan
 from zpml_symbolic.emit.torch_emit import RationalModule
 from zpml_symbolic.errors import EmitError, InvalidArgumentError
+from zpml_symbolic.flatten.coerce import as_frus
 from zpml_symbolic.flatten.fru import FlattenedFRU
 from zpml_symbolic.flatten.schema import check_prefix
 
@@ -160,7 +161,7 @@ def _check_config(config: object) -> InferenceConfig:
         return InferenceConfig(tau_infer=0.0)
     if not isinstance(config, InferenceConfig):
         raise InvalidArgumentError(
-            f"config must be a zpml_runtime.inference.InferenceConfig or None, got {type(config).__name__}"
+            f"config must be a zpml_core.InferenceConfig (also zpml_runtime.inference.InferenceConfig) or None, got {type(config).__name__}"
         )
     return config
 
@@ -335,7 +336,7 @@ def to_onnx(
         InvalidArgumentError: bad dtype, opset, config, thresholds, init, names,
             ``tile_rows`` or ``outputs`` (or thresholds with ``outputs="quotient"``).
         EmitError: several expressions, or a parameter name the graph reserves.
-        zpml_runtime.errors.ThresholdUnderflowError: a positive threshold the dtype
+        zpml_core.errors.ThresholdUnderflowError: a positive threshold the dtype
             cannot represent.
     """
     dtype = _check_dtype(dtype)

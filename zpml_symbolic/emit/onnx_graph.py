@@ -20,9 +20,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from zpml_runtime.inference._arrays import effective_threshold
-from zpml_runtime.inference.config import InferenceConfig
-from zpml_runtime.inference.result import STRICT_OUTPUT_NAMES
+from zpml_core.arrays import effective_threshold
+from zpml_core.config import InferenceConfig
+from zpml_core.result import STRICT_OUTPUT_NAMES
 from zpml_symbolic.emit.plan import Plan
 from zpml_symbolic.emit.program import Instr
 

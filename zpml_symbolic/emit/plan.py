@@ -16,7 +16,6 @@ import sympy as sp
 
 from zpml_symbolic.emit.program import Program, lower
 from zpml_symbolic.errors import EmitError, InvalidArgumentError
-from zpml_symbolic.flatten.driver import flatten
 from zpml_symbolic.flatten.fru import FlattenedFRU
 
 
@@ -38,22 +37,6 @@ class Plan:
     parameters: tuple[str, ...]
     program: Program
     names: tuple[OutputNames, ...]
-
-
-def as_frus(
-    obj: FlattenedFRU | sp.Expr | str | Sequence[FlattenedFRU | sp.Expr | str],
-    *,
-    parameters: Sequence[sp.Symbol | str] = (),
-) -> tuple[tuple[FlattenedFRU, ...], bool]:
-    """Normalise the emitters' first argument; returns ``(frus, single)``."""
-    single = isinstance(obj, FlattenedFRU | sp.Basic | str)
-    items = [obj] if single else list(obj)  # type: ignore[arg-type]
-    if not items:
-        raise InvalidArgumentError("nothing to compile: got an empty sequence")
-    frus = tuple(
-        i if isinstance(i, FlattenedFRU) else flatten(i, parameters=parameters) for i in items
-    )
-    return frus, single
 
 
 def make_plan(
@@ -112,4 +95,4 @@ def coefficient_values(plan: Plan, init: Mapping[Any, float] | None) -> dict[str
     return {n: given[n] for n in plan.parameters}
 
 
-__all__ = ["OutputNames", "Plan", "as_frus", "coefficient_values", "make_plan"]
+__all__ = ["OutputNames", "Plan", "coefficient_values", "make_plan"]

@@ -106,7 +106,7 @@ class StrictEvaluator(nn.Module):
         super().__init__()
         if len(model.frus) != 1:
             raise InvalidArgumentError("strict_evaluator compiles exactly one expression")
-        from zpml_runtime.inference import InferenceConfig
+        from zpml_core.config import InferenceConfig
 
         self.model = model
         self.config = config if config is not None else InferenceConfig(tau_infer=0.0)
@@ -142,7 +142,7 @@ class StrictEvaluator(nn.Module):
 
     def _decode(self, x: torch.Tensor, bad: torch.Tensor | None) -> Any:
         """Evaluate ``P, Q, V`` on ``x`` and decode; ``bad`` samples are marked as faults."""
-        from zpml_runtime.inference import strict_inference
+        from zpml_core.strict import strict_inference
 
         out = self.model.forward_factors(x)
         P, Q = out[0], out[1]
@@ -235,7 +235,7 @@ def strict_evaluator(
 ) -> StrictEvaluator:
     """A module returning the strict result of SEMANTICS §3 for one FRU.
 
-    ``config`` is a ``zpml_runtime.inference.InferenceConfig`` (default:
+    ``config`` is a ``zpml_core.InferenceConfig`` (re-exported as ``zpml_runtime.inference.InferenceConfig``) (default:
     ``tau_infer=0``, exact zeros only); ``validity_taus`` the per-factor
     thresholds. Pass a :class:`RationalModule` to share its coefficients.
     """

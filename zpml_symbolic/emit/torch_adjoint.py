@@ -38,6 +38,7 @@ import torch
 from torch import fx, nn
 
 from zpml_symbolic.emit.plan import Plan
+from zpml_symbolic.emit.torch_graph import RationalGraph, _BatchShape, emit_values, gather_columns
 
 __all__ = ["AdjointRunner", "Layout", "needs_grad", "saved_values"]
 
@@ -435,7 +436,6 @@ class AdjointRunner:
         """``forward(x) -> (outputs, saved)`` for the gradient needs ``key`` (cached)."""
         gm = self._forward.get(key)
         if gm is None:
-            from zpml_symbolic.emit.torch_emit import RationalGraph
 
             saved = saved_values(self.plan, self._needs(key))
             gm = RationalGraph(
@@ -445,7 +445,6 @@ class AdjointRunner:
         return gm
 
     def _flat_graph(self, saved: tuple[int, ...], *, inplace: bool) -> fx.Graph:
-        from zpml_symbolic.emit.torch_emit import _BatchShape, emit_values, gather_columns
 
         g = fx.Graph()
         x = g.placeholder("x")
@@ -495,7 +494,6 @@ class AdjointRunner:
         param_needs: Sequence[bool],
     ) -> tuple[torch.Tensor | None, ...]:
         """Backward for ``create_graph=True``: recompute under autograd, then differentiate."""
-        from zpml_symbolic.emit.torch_emit import RationalGraph
 
         if self._recorded is None:
             self._recorded = RationalGraph(
