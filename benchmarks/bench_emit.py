@@ -225,7 +225,7 @@ class E3HandLearnable(nn.Module):
 
 
 # ----------------------------------------------------------------------------- hand-written strict
-# The strict result of SEMANTICS.md section 3 written by hand, the idiomatic way, with the
+# The strict result of docs/semantics.md section 3 written by hand, the idiomatic way, with the
 # defaults ``to_onnx`` uses (tau_infer = 0 and every tau_i = 0: exact zeros only; no
 # tau_train, so the gap mask is all False): the same outputs as our graph, in the same order.
 

@@ -13,7 +13,7 @@ from torch.utils import _pytree as pytree
 
 __all__ = ["PROVENANCE_CODES", "STRICT_OUTPUT_NAMES", "StrictInferenceResult"]
 
-#: The strict outputs in their canonical order (SEMANTICS.md section 3); per-factor
+#: The strict outputs in their canonical order (docs/semantics.md section 3); per-factor
 #: outputs follow them in exported graphs and in :meth:`StrictInferenceResult.as_dict`.
 STRICT_OUTPUT_NAMES: tuple[str, ...] = (
     "decoded",
@@ -82,7 +82,7 @@ class StrictInferenceResult:
         return len(self.factor_values)
 
     def as_dict(self, prefix: str = DEFAULT_FACTOR_PREFIX) -> OrderedDict[str, Any]:
-        """All outputs in the canonical order of SEMANTICS.md section 3.
+        """All outputs in the canonical order of docs/semantics.md section 3.
 
         Keys: ``decoded, bottom_mask, gap_mask, fault_mask, semantic_bottom_mask,
         bottom_provenance``, then per factor ``i``: ``{prefix}_{i}_value``,

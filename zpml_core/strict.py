@@ -1,6 +1,6 @@
 """``strict_inference``: strict SCM decoding of ``(P, Q)`` with provenance masks.
 
-Implements SEMANTICS.md section 3 exactly, for torch tensors and numpy arrays
+Implements docs/semantics.md section 3 exactly, for torch tensors and numpy arrays
 of dtype float16, bfloat16, float32 or float64.
 
 Shape rules (``out`` is the shape of every merged mask and of ``decoded``):

@@ -1,7 +1,7 @@
 """Shared hypothesis strategies and an exact reference oracle for strict-inference tests.
 
 The oracle decides every mask with exact rational arithmetic (``fractions``),
-independently of torch and numpy: it is the executable form of SEMANTICS.md
+independently of torch and numpy: it is the executable form of docs/semantics.md
 section 3.
 """
 
@@ -137,7 +137,7 @@ def oracle(
     factors: tuple[list[float], ...] = (),
     factor_taus: tuple[float, ...] = (),
 ) -> dict[str, list[Any]]:
-    """Exact SEMANTICS.md section 3 masks for elementwise ``P``, ``Q`` and factors."""
+    """Exact docs/semantics.md section 3 masks for elementwise ``P``, ``Q`` and factors."""
     out: dict[str, list[Any]] = {k: [] for k in ("fault", "semantic", "bottom", "gap", "decoded")}
     for i, (p, q) in enumerate(zip(P, Q, strict=True)):
         fault = not (_finite(p) and _finite(q))

@@ -1,4 +1,4 @@
-"""Property tests: strict_inference masks equal the exact oracle of SEMANTICS.md section 3."""
+"""Property tests: strict_inference masks equal the exact oracle of docs/semantics.md section 3."""
 
 from __future__ import annotations
 

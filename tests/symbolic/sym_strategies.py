@@ -23,7 +23,7 @@ BOT = _Bot()
 
 
 def ref_eval(expr: sp.Basic, env: dict[sp.Symbol, Fraction]) -> Fraction | _Bot:
-    """Strict common-meadow value of the tree as written (SEMANTICS §1)."""
+    """Strict common-meadow value of the tree as written (docs/semantics.md §1)."""
     if isinstance(expr, sp.Symbol):
         return env[expr]
     if isinstance(expr, sp.Rational):

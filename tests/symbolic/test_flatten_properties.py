@@ -1,4 +1,4 @@
-"""SEMANTICS §2 invariant against the independent reference evaluator,
+"""docs/semantics.md §2 invariant against the independent reference evaluator,
 at random points and at points chosen on the divisors' zero sets."""
 
 from __future__ import annotations

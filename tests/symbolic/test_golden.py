@@ -11,7 +11,7 @@ To regenerate after an intended change, run::
 
     ZPML_REGEN_GOLDEN=1 .venv/bin/python -m pytest tests/symbolic/test_golden.py
 
-then READ the diff and check it by hand against docs/SEMANTICS.md before
+then READ the diff and check it by hand against docs/semantics.md before
 committing (P/Q, provenance kinds, which factors are retained, sources).
 """
 

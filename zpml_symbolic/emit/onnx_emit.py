@@ -6,7 +6,7 @@ the numpy and torch back-ends (one ONNX node per operation; ``axpy`` is
 ``Mul`` then ``Add``, two roundings, bit for bit like the numpy reference,
 whereas torch's fused ``torch.add(alpha=)`` rounds once). The input ``x`` is
 2-D, ``[batch, n_vars]``, and every output is ``[batch]``. It then decodes
-them strictly as in SEMANTICS.md section 3, with the same mathematics as the
+them strictly as in docs/semantics.md section 3, with the same mathematics as the
 runtime's numpy kernel (``zpml_core.kernels.numpy_core``):
 
 * ``Q_safe = Q + Cast(|Q| == 0)`` (``Q``, or 1 where ``Q == 0``),
@@ -429,7 +429,7 @@ def to_onnx(
     opsets = [helper.make_opsetid("", opset)]
     version = _package_version()
     what = (
-        "P/Q with bottom, gap, fault and semantic masks (SEMANTICS.md section 3)"
+        "P/Q with bottom, gap, fault and semantic masks (docs/semantics.md section 3)"
         if strict
         else "the unguarded quotient P/Q (no masks)"
     )

@@ -3,7 +3,7 @@ and :func:`~zpml_symbolic.emit.onnx_emit.strict_decoder_model`.
 
 :class:`_Graph` accumulates nodes and initializers with unique names and
 node-level CSE; ``ONNX_OPS`` maps every program op to ONNX nodes;
-``_strict`` appends the SEMANTICS §3 decoding (masks, provenance, decoded)
+``_strict`` appends the docs/semantics.md §3 decoding (masks, provenance, decoded)
 with the thresholds read from reserved initializers (``zpml_t_*``) so they
 are never folded away; ``_tile`` wraps a graph body in a ``Scan`` over row
 tiles.
@@ -30,7 +30,7 @@ from zpml_symbolic.emit.program import Instr
 INPUT_NAME = "x"
 #: symbolic name of the dynamic batch dimension
 BATCH_DIM = "batch"
-#: the strict outputs, in order (SEMANTICS.md section 3), before the per-factor outputs
+#: the strict outputs, in order (docs/semantics.md section 3), before the per-factor outputs
 OUTPUT_NAMES: tuple[str, ...] = STRICT_OUTPUT_NAMES
 T_INFER = "zpml_t_infer"
 T_TRAIN = "zpml_t_train"
@@ -334,7 +334,7 @@ def _strict(
     has_train: bool,
     core_names: Sequence[str] = OUTPUT_NAMES,
 ) -> None:
-    """Append the SEMANTICS §3 decoding of ``(P, Q, V)`` and expose every output."""
+    """Append the docs/semantics.md §3 decoding of ``(P, Q, V)`` and expose every output."""
     qc = g.known.get(Q)
     aq = g.abs_(Q, "abs_Q")
     if qc is not None and np.isfinite(qc):  # constant Q (e.g. 1 for polynomials)

@@ -3,7 +3,7 @@
 ``strict_evaluator(fru, config=...)`` returns a module whose ``forward(x)``
 computes ``P``, ``Q`` and every retained validity factor ``V_i`` in the
 canonical gauge and decodes them with the runtime's ``strict_inference``
-(SEMANTICS §3). Masks come from ``Q`` *and* every validity factor, never
+(docs/semantics.md §3). Masks come from ``Q`` *and* every validity factor, never
 from the reduced ``Q`` alone, and ``Q`` itself is evaluated as the product of
 its factors, so an exact zero of any factor is an exact zero of ``Q``.
 
@@ -233,7 +233,7 @@ def strict_evaluator(
     dtype: torch.dtype = torch.float32,
     prefix: str = DEFAULT_PREFIX,
 ) -> StrictEvaluator:
-    """A module returning the strict result of SEMANTICS §3 for one FRU.
+    """A module returning the strict result of docs/semantics.md §3 for one FRU.
 
     ``config`` is a ``zpml_core.InferenceConfig`` (re-exported as ``zpml_runtime.inference.InferenceConfig``) (default:
     ``tau_infer=0``, exact zeros only); ``validity_taus`` the per-factor

@@ -48,7 +48,7 @@ class FRUDegrees:
 
 @dataclass(frozen=True, slots=True)
 class StructuralValidityFailure:
-    """A retained validity factor that fails at a point (SEMANTICS §3 split)."""
+    """A retained validity factor that fails at a point (docs/semantics.md §3 split)."""
 
     index: int
     source: DenominatorSource
@@ -335,7 +335,7 @@ class FlattenedFRU:
     def structural_validity_failures(
         self, values: Mapping[Any, object], *, taus: float | Sequence[float] = 0.0
     ) -> tuple[StructuralValidityFailure, ...]:
-        """Retained validity factors that fail at a point, split as in SEMANTICS §3.
+        """Retained validity factors that fail at a point, split as in docs/semantics.md §3.
 
         A factor is a fault when its value is not finite (a non-finite input
         it depends on), and a semantic bottom when finite and ``V_i == 0`` or
