@@ -226,9 +226,13 @@ def test_edited_exact_terms_fail_the_reference_check(tmp_path: Path) -> None:
         meta["fru"]["denominator_terms"][0][1] = "2"
 
     _rewrite_metadata(bundle, edit)
-    validate_bundle(bundle)  # the hashes were recomputed: only the report notices
-    ref = write_bundle_report(bundle).summary["reference_smoke_test"]
-    assert ref["status"] == "failed" and "denominator" in ref["detail"]
+    # The hashes were recomputed, but validation re-flattens the expression and
+    # recomputes the outputs from the exact terms (issue 13 item 2): refused before any report.
+    with pytest.raises(BundleValidationError, match="denominator_terms"):
+        validate_bundle(bundle)
+    with pytest.raises(BundleValidationError, match="does not compute the expression"):
+        write_bundle_report(bundle)
+    assert not (bundle / "VALIDATION_REPORT.md").exists()
 
 
 def test_traced_bundle_reports_q_as_na(tmp_path: Path) -> None:

@@ -14,8 +14,12 @@ A bundle is a directory::
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import re
 from typing import Any
+
+import numpy as np
 
 from zpml_core.result import STRICT_OUTPUT_NAMES
 from zpml_runtime.errors import ZeroProofRuntimeError
@@ -26,6 +30,7 @@ MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
 CHECKSUM_FILE = "metadata.sha256"
 SMOKE_FILE = "smoke_inputs.npy"
+SIGNATURE_FILE = "metadata.sig"
 REPORT_FILES = (
     "VALIDATION_REPORT.md",
     "VALIDATION_REPORT.summary.json",
@@ -161,6 +166,10 @@ class BundleSmokeTestError(BundleError):
     """The bundle's outputs differ from the reference module's."""
 
 
+class BundleBusyError(BundleError):
+    """Another export holds the lock of this bundle path for longer than the timeout."""
+
+
 def sha256_bytes(data: bytes) -> str:
     """Hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
@@ -194,6 +203,30 @@ def loads_metadata(data: bytes) -> dict[str, Any]:
     return value
 
 
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_depth(data: bytes) -> int:
+    """Deepest ``[``/``{`` nesting of JSON text, computed on the bytes (no parsing, no recursion).
+
+    Brackets inside strings do not count. Used to refuse deep JSON before
+    ``json.loads`` (whose recursion would otherwise raise ``RecursionError``).
+    """
+    brackets = _JSON_STRING.sub(b'""', data).translate(None, _NOT_BRACKETS)
+    if not brackets:
+        return 0
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1).astype(np.int64)
+    return int(np.cumsum(steps).max())
+
+
+def signature_line(metadata_bytes: bytes, key: bytes) -> str:
+    """The ``metadata.sig`` content: HMAC-SHA256 of ``metadata.json`` under ``key``."""
+    digest = hmac.new(key, metadata_bytes, hashlib.sha256).hexdigest()
+    return f"hmac-sha256 {digest}  {METADATA_FILE}\n"
+
+
 def checksum_line(metadata_bytes: bytes) -> str:
     """The ``metadata.sha256`` content for ``metadata.json`` (``sha256sum`` format)."""
     return f"{sha256_bytes(metadata_bytes)}  {METADATA_FILE}\n"
@@ -208,13 +241,17 @@ __all__ = [
     "METADATA_JSON_SCHEMA",
     "MODEL_FILE",
     "REPORT_FILES",
+    "SIGNATURE_FILE",
     "SMOKE_FILE",
     "STRICT_OUTPUTS",
+    "BundleBusyError",
     "BundleError",
     "BundleSmokeTestError",
     "BundleValidationError",
     "checksum_line",
     "dumps_metadata",
+    "json_depth",
     "loads_metadata",
     "sha256_bytes",
+    "signature_line",
 ]

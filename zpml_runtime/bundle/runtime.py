@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from zpml_runtime.bundle.format import STRICT_OUTPUTS, BundleError, BundleSmokeTestError
-from zpml_runtime.bundle.validate import ValidatedBundle, validate_bundle
+from zpml_runtime.bundle.validate import ValidatedBundle, make_session, open_validated
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +41,17 @@ class BundleResult:
 class OnnxRuntimeBundle:
     """A bundle loaded into an onnxruntime session: ``run(x)`` gives the strict result."""
 
-    def __init__(self, validated: ValidatedBundle, providers: Sequence[str]) -> None:
-        import onnxruntime as ort
-
+    def __init__(
+        self, validated: ValidatedBundle, providers: Sequence[str], session: Any = None
+    ) -> None:
         self.path = validated.path
         self.metadata = validated.metadata
         self.smoke_inputs = validated.smoke_inputs
+        self.semantic = validated.semantic
         # The exact bytes that were hashed and checked go to onnxruntime.
-        self.session = ort.InferenceSession(validated.model_bytes, providers=list(providers))
+        if session is None:
+            session = make_session(validated.model_bytes, providers, str(validated.path))
+        self.session = session
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.input_dtype = np.dtype(self.metadata["input"]["dtype"])
         self.variables = tuple(self.metadata["input"]["variables"])
@@ -65,15 +68,28 @@ class OnnxRuntimeBundle:
         if not np.issubdtype(arr.dtype, np.floating):
             raise BundleError(f"input must be floating point, got {arr.dtype}")
         arr = np.ascontiguousarray(arr.astype(self.input_dtype, copy=False))
-        values = self.session.run(None, {self.metadata["input"]["name"]: arr})
+        try:
+            values = self.session.run(None, {self.metadata["input"]["name"]: arr})
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise BundleError(
+                f"onnxruntime failed to run bundle {self.path}: {str(e).splitlines()[0][:300]}"
+            ) from None
         return BundleResult(OrderedDict(zip(self.output_names, values, strict=True)))
 
 
 def load_onnx_runtime_bundle(
-    directory: str | os.PathLike[str], providers: Sequence[str] = ("CPUExecutionProvider",)
+    directory: str | os.PathLike[str],
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+    *,
+    signing_key: bytes | None = None,
 ) -> OnnxRuntimeBundle:
-    """Validate the bundle, then load exactly the validated model bytes into onnxruntime."""
-    return OnnxRuntimeBundle(validate_bundle(directory), providers)
+    """Validate the bundle completely (see :func:`validate_bundle`), then return it loaded.
+
+    The onnxruntime session that passed the semantic check (with ``providers``)
+    is the one that runs: exactly the validated model bytes.
+    """
+    validated, session = open_validated(directory, providers, signing_key=signing_key)
+    return OnnxRuntimeBundle(validated, providers, session)
 
 
 @dataclass(frozen=True, slots=True)

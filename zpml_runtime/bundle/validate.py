@@ -13,8 +13,13 @@ equal the recorded ones. All problems found are reported together in one
 
 from __future__ import annotations
 
+import hmac
 import io
+import math
 import os
+import secrets
+import stat
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,58 +32,128 @@ from zpml_runtime.bundle.format import (
     CHECKSUM_FILE,
     METADATA_FILE,
     METADATA_JSON_SCHEMA,
+    SIGNATURE_FILE,
     STRICT_OUTPUTS,
+    BundleError,
     BundleValidationError,
+    json_depth,
     loads_metadata,
     sha256_bytes,
+    signature_line,
 )
+from zpml_runtime.bundle.semantic import SemanticCheckReport
 
-_MAX_FILE_BYTES = 2**31
+_MAX_FILE_BYTES = 2**31 - 1  # protobuf's limit for one model
+_MAX_METADATA_BYTES = 64 * 2**20
+_MAX_CHECKSUM_BYTES = 4096
+_MAX_SMOKE_BYTES = 256 * 2**20
+_MAX_JSON_DEPTH = 64
+_STANDARD_DOMAINS = ("", "ai.onnx")
 
 
 @dataclass(frozen=True, slots=True)
 class ValidatedBundle:
-    """A bundle that passed validation: metadata, the exact model bytes, smoke inputs."""
+    """A bundle that passed validation: metadata, the exact model bytes, smoke inputs.
+
+    ``semantic`` is the recomputation report (``None`` for traced bundles, which
+    carry no exact expression, or when the check was not asked for).
+    """
 
     path: Path
     metadata: dict[str, Any]
     model_bytes: bytes
     model: onnx.ModelProto
     smoke_inputs: np.ndarray
+    semantic: SemanticCheckReport | None = None
 
 
-def _inside(bundle: Path, name: object, field: str, problems: list[str]) -> Path | None:
-    """Resolve a file name from metadata, refusing anything outside the bundle."""
+def _check_name(name: object, field: str, problems: list[str]) -> str | None:
+    """A file name from metadata: a plain name inside the bundle, or a problem."""
     if not isinstance(name, str) or not name:
-        problems.append(f"metadata field {field!r} must be a file name, got {name!r}")
+        problems.append(f"metadata field {field!r} must be a file name, got {name!r:.80}")
+        return None
+    if any(ord(ch) < 32 or ch == "\x7f" for ch in name) or len(name) > 255:
+        problems.append(
+            f"metadata field {field!r} = {name!r:.80} contains control characters (e.g. NUL) or is "
+            "longer than 255 characters; write a plain file name such as 'model.onnx'"
+        )
         return None
     if "/" in name or "\\" in name or name in (".", "..") or os.path.isabs(name):
         problems.append(
             f"metadata field {field!r} = {name!r} is not a plain file name inside the bundle (path traversal refused)"
         )
         return None
-    path = bundle / name
-    if path.is_symlink():
-        problems.append(f"{field} {name!r} is a symbolic link; bundles hold regular files only")
-        return None
-    if path.resolve().parent != bundle.resolve():
-        problems.append(f"{field} {name!r} resolves outside the bundle")
-        return None
-    if not path.is_file():
+    return name
+
+
+def _read_at(
+    dfd: int,
+    name: str,
+    field: str,
+    limit: int,
+    problems: list[str],
+    *,
+    exact: int | None = None,
+    label: str | None = None,
+) -> bytes | None:
+    """Read a regular file of the bundle through the directory descriptor ``dfd``.
+
+    Symbolic links are refused (``O_NOFOLLOW``), the size is checked with
+    ``fstat`` before anything is read (against ``limit``, and against the
+    recorded size ``exact`` when given), and at most ``limit + 1`` bytes are read.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(name, flags, dir_fd=dfd)
+    except FileNotFoundError:
         problems.append(f"missing file {name!r} (metadata field {field!r})")
         return None
-    return path
-
-
-def _read(path: Path, problems: list[str]) -> bytes | None:
-    try:
-        if path.stat().st_size > _MAX_FILE_BYTES:
-            problems.append(f"{path.name} is larger than {_MAX_FILE_BYTES} bytes")
-            return None
-        return path.read_bytes()
     except OSError as e:
-        problems.append(f"cannot read {path.name}: {e}")
+        if os.path.islink(os.path.join(f"/proc/self/fd/{dfd}", name)) or e.errno == 40:
+            problems.append(f"{field} {name!r} is a symbolic link; bundles hold regular files only")
+        else:
+            problems.append(f"cannot open {name!r} ({field}): {e.strerror or e}")
         return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            problems.append(f"{field} {name!r} is not a regular file")
+            return None
+        if st.st_size > limit:
+            problems.append(
+                f"{name} is {st.st_size} bytes, larger than the limit of {limit} bytes for {field}; "
+                "not read"
+            )
+            return None
+        if exact is not None and st.st_size != exact:
+            problems.append(
+                f"{label or name}: size {st.st_size} bytes differs from the recorded size {exact} "
+                "(truncated or replaced file); not read"
+            )
+            return None
+        chunks, left = [], limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 24))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > limit:
+            problems.append(f"{name} grew beyond {limit} bytes while it was read")
+            return None
+        return data
+    except OSError as e:
+        problems.append(f"cannot read {name!r} ({field}): {e.strerror or e}")
+        return None
+    finally:
+        os.close(fd)
+
+
+def _recorded_size(value: object, limit: int) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= limit:
+        return value
+    return None
 
 
 def _check_hash(
@@ -98,6 +173,36 @@ def _check_hash(
         problems.append(
             f"{label}: sha256 {digest} differs from metadata {sha_field}={meta.get(sha_field)!r} (the file was modified)"
         )
+
+
+def load_npy_bytes(data: bytes, what: str) -> np.ndarray:
+    """Parse a plain ``.npy`` array from bytes, checking the header before allocating.
+
+    Raises :class:`BundleError` for a malformed or oversized header, a non-float
+    dtype, object arrays, or a shape that does not match the data length.
+    """
+    buf = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(buf)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(buf)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(buf)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, SyntaxError, OverflowError, MemoryError, RecursionError) as e:
+        raise BundleError(f"{what} is not a plain .npy array: {str(e)[:200]}") from None
+    if dtype.hasobject or dtype.name not in ("float32", "float64") or dtype.byteorder == ">":
+        raise BundleError(f"{what} must be a little-endian float32/float64 .npy array, got {dtype}")
+    count = math.prod(shape)
+    body = len(data) - buf.tell()
+    if count * dtype.itemsize != body:
+        raise BundleError(
+            f"{what}: the .npy header promises shape {tuple(shape)} ({count * dtype.itemsize} bytes) "
+            f"but {body} bytes follow it"
+        )
+    arr = np.frombuffer(data, dtype=dtype, count=count, offset=buf.tell())
+    return arr.reshape(shape, order="F" if fortran else "C").copy()
 
 
 _DTYPES = {
@@ -202,17 +307,82 @@ def _check_config_thresholds(
         )
 
 
-def validate_bundle(directory: str | os.PathLike[str]) -> ValidatedBundle:
-    """Check a bundle completely; raise :class:`BundleValidationError` listing every problem."""
-    bundle = Path(directory)
-    problems: list[str] = []
-    if not bundle.is_dir():
-        raise BundleValidationError(str(bundle), [f"{bundle} is not a directory"])
-    meta_path = _inside(bundle, METADATA_FILE, "metadata file", problems)
-    sum_path = _inside(bundle, CHECKSUM_FILE, "checksum file", problems)
-    meta_bytes = _read(meta_path, problems) if meta_path else None
-    if meta_bytes is not None and sum_path is not None:
-        line = (_read(sum_path, problems) or b"").decode("ascii", "replace").strip()
+def _walk_graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
+    """The graph and every subgraph (Scan/Loop/If bodies), depth first."""
+    out, stack = [], [graph]
+    while stack:
+        g = stack.pop()
+        out.append(g)
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    stack.append(attr.g)
+                elif attr.type == onnx.AttributeProto.GRAPHS:
+                    stack.extend(attr.graphs)
+    return out
+
+
+def _check_hygiene(model: onnx.ModelProto, problems: list[str]) -> None:
+    """Standard operators only, no model-local functions, no unused initializers."""
+    custom = sorted({o.domain for o in model.opset_import} - set(_STANDARD_DOMAINS))
+    if custom:
+        problems.append(
+            f"model.onnx imports non-standard operator domains {custom} (custom operators); "
+            "a bundle graph uses the default ONNX domain only"
+        )
+    if len(model.functions):
+        problems.append(
+            f"model.onnx defines {len(model.functions)} local function(s); bundle graphs use none"
+        )
+    graphs = _walk_graphs(model.graph)
+    used: set[str] = set()
+    for g in graphs:
+        for node in g.node:
+            used.update(node.input)
+            if node.domain not in _STANDARD_DOMAINS:
+                problems.append(
+                    f"node {node.name or node.op_type!r} uses operator {node.domain}.{node.op_type} "
+                    "from a non-standard domain (custom operator)"
+                )
+        used.update(o.name for o in g.output)
+    for g in graphs:
+        for init in [*g.initializer, *(s.values for s in g.sparse_initializer)]:
+            if init.name not in used:
+                size = init.ByteSize()
+                problems.append(
+                    f"model.onnx holds an initializer {init.name!r} ({size} bytes) that no node "
+                    "reads; bundle graphs carry no unused data"
+                )
+
+
+def _check_signature(
+    dfd: int, meta_bytes: bytes, signing_key: bytes | None, problems: list[str]
+) -> None:
+    if signing_key is None:
+        return
+    if not isinstance(signing_key, bytes | bytearray) or not signing_key:
+        raise BundleError("signing_key must be non-empty bytes (the key the bundle was signed with)")
+    data = _read_at(dfd, SIGNATURE_FILE, "signature file", _MAX_CHECKSUM_BYTES, problems)
+    if data is None:
+        problems.append(
+            f"a signing key was given but the bundle has no readable {SIGNATURE_FILE}: it is unsigned"
+        )
+        return
+    want = signature_line(meta_bytes, bytes(signing_key)).encode("ascii")
+    if not hmac.compare_digest(data.strip(), want.strip()):
+        problems.append(
+            f"{SIGNATURE_FILE} does not match metadata.json under the given key: the bundle was "
+            "modified or signed with another key"
+        )
+
+
+def _read_metadata(
+    bundle: Path, dfd: int, signing_key: bytes | None, problems: list[str]
+) -> dict[str, Any]:
+    meta_bytes = _read_at(dfd, METADATA_FILE, "metadata file", _MAX_METADATA_BYTES, problems)
+    sum_bytes = _read_at(dfd, CHECKSUM_FILE, "checksum file", _MAX_CHECKSUM_BYTES, problems)
+    if meta_bytes is not None and sum_bytes is not None:
+        line = sum_bytes.decode("ascii", "replace").strip()
         parts = line.split()
         if len(parts) != 2 or parts[1].lstrip("*") != METADATA_FILE:
             problems.append(
@@ -220,51 +390,203 @@ def validate_bundle(directory: str | os.PathLike[str]) -> ValidatedBundle:
             )
         elif parts[0] != sha256_bytes(meta_bytes):
             problems.append(
-                f"{METADATA_FILE} does not match {CHECKSUM_FILE} (sha256 {sha256_bytes(meta_bytes)} != {parts[0]}): metadata was edited or truncated"
+                f"{METADATA_FILE} does not match {CHECKSUM_FILE} (sha256 {sha256_bytes(meta_bytes)} != {parts[0][:64]}): metadata was edited or truncated"
             )
     if meta_bytes is None:
         raise BundleValidationError(str(bundle), problems)
+    _check_signature(dfd, meta_bytes, signing_key, problems)
+    depth = json_depth(meta_bytes)
+    if depth > _MAX_JSON_DEPTH:
+        problems.append(
+            f"{METADATA_FILE} nests {depth} levels deep (limit {_MAX_JSON_DEPTH}); not parsed"
+        )
+        raise BundleValidationError(str(bundle), problems)
     try:
         meta = loads_metadata(meta_bytes)
-    except (ValueError, UnicodeDecodeError) as e:
-        problems.append(f"{METADATA_FILE} is not valid strict JSON: {e}")
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        problems.append(f"{METADATA_FILE} is not valid strict JSON: {str(e)[:300]}")
         raise BundleValidationError(str(bundle), problems) from None
     for err in sorted(
         jsonschema.Draft202012Validator(METADATA_JSON_SCHEMA).iter_errors(meta), key=str
     ):
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        problems.append(f"metadata {where}: {err.message}")
-    model_path = _inside(bundle, meta.get("model_file"), "model_file", problems)
-    model_bytes = _read(model_path, problems) if model_path else None
-    model = None
-    if model_bytes is not None:
-        _check_hash(model_bytes, meta, "model_sha256", "model_size", "model.onnx", problems)
-        try:
-            model = onnx.load_model_from_string(model_bytes)
-        except Exception as e:  # noqa: BLE001
-            problems.append(f"model.onnx is not a readable ONNX model: {str(e).splitlines()[0]}")
-    smoke_meta = meta.get("smoke_inputs") if isinstance(meta.get("smoke_inputs"), dict) else {}
-    smoke = None
-    smoke_path = _inside(bundle, smoke_meta.get("file"), "smoke_inputs.file", problems)
-    smoke_bytes = _read(smoke_path, problems) if smoke_path else None
-    if smoke_bytes is not None:
-        _check_hash(smoke_bytes, smoke_meta, "sha256", "size", "smoke inputs", problems)
-        try:
-            smoke = np.load(io.BytesIO(smoke_bytes), allow_pickle=False)
-            if list(smoke.shape) != smoke_meta.get("shape") or smoke.dtype.name != smoke_meta.get(
-                "dtype"
-            ):
-                problems.append(
-                    f"smoke inputs {smoke.dtype.name}{list(smoke.shape)} differ from metadata {smoke_meta.get('dtype')}{smoke_meta.get('shape')}"
-                )
-        except ValueError as e:
-            problems.append(f"smoke inputs are not a plain .npy array: {e}")
-    if model is not None:
-        _check_model(model, meta, problems)
+        problems.append(f"metadata {where}: {err.message[:300]}")
+    if problems:  # later checks index the metadata: stop at a schema violation
+        raise BundleValidationError(str(bundle), problems)
+    return meta
+
+
+def _read_model(dfd: int, meta: dict[str, Any], problems: list[str]) -> tuple[bytes, Any] | None:
+    name = _check_name(meta.get("model_file"), "model_file", problems)
+    size = _recorded_size(meta.get("model_size"), _MAX_FILE_BYTES)
+    if name is None:
+        return None
+    data = _read_at(
+        dfd, name, "model_file", size or _MAX_FILE_BYTES, problems, exact=size, label="model.onnx"
+    )
+    if data is None:
+        return None
+    _check_hash(data, meta, "model_sha256", "model_size", "model.onnx", problems)
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as e:  # noqa: BLE001 - protobuf raises several types
+        problems.append(f"model.onnx is not a readable ONNX model: {str(e).splitlines()[0][:200]}")
+        return None
+    return data, model
+
+
+def _read_smoke(dfd: int, meta: dict[str, Any], problems: list[str]) -> np.ndarray | None:
+    smoke_meta = meta["smoke_inputs"]
+    name = _check_name(smoke_meta.get("file"), "smoke_inputs.file", problems)
+    if name is None:
+        return None
+    size = _recorded_size(smoke_meta.get("size"), _MAX_SMOKE_BYTES)
+    data = _read_at(
+        dfd,
+        name,
+        "smoke_inputs.file",
+        size or _MAX_SMOKE_BYTES,
+        problems,
+        exact=size,
+        label="smoke inputs",
+    )
+    if data is None:
+        return None
+    _check_hash(data, smoke_meta, "sha256", "size", "smoke inputs", problems)
+    try:
+        smoke = load_npy_bytes(data, "smoke inputs")
+    except BundleError as e:
+        problems.append(str(e))
+        return None
+    if list(smoke.shape) != smoke_meta.get("shape") or smoke.dtype.name != smoke_meta.get("dtype"):
+        problems.append(
+            f"smoke inputs {smoke.dtype.name}{list(smoke.shape)} differ from metadata {smoke_meta.get('dtype')}{smoke_meta.get('shape')}"
+        )
+    return smoke
+
+
+def _structural(
+    directory: str | os.PathLike[str], signing_key: bytes | None
+) -> tuple[Path, dict[str, Any], bytes, onnx.ModelProto, np.ndarray]:
+    bundle = Path(directory)
+    problems: list[str] = []
+    try:
+        if bundle.is_symlink() and not bundle.is_dir():
+            raise NotADirectoryError
+        dfd = os.open(bundle, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (OSError, ValueError):
+        raise BundleValidationError(str(bundle), [f"{bundle} is not a directory"]) from None
+    try:
+        meta = _read_metadata(bundle, dfd, signing_key, problems)
+        read = _read_model(dfd, meta, problems)
+        smoke = _read_smoke(dfd, meta, problems)
+    finally:
+        os.close(dfd)
+    if read is not None:
+        _check_hygiene(read[1], problems)
+        _check_model(read[1], meta, problems)
     if problems:
         raise BundleValidationError(str(bundle), problems)
-    assert model is not None and model_bytes is not None and smoke is not None
-    return ValidatedBundle(bundle, meta, model_bytes, model, smoke)
+    assert read is not None and smoke is not None
+    return bundle, meta, read[0], read[1], smoke
 
 
-__all__ = ["ValidatedBundle", "validate_bundle"]
+def _session_runner(session: Any, input_name: str) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    names = [o.name for o in session.get_outputs()]
+
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(names, session.run(None, {input_name: x}), strict=True))
+
+    return run
+
+
+def make_session(model_bytes: bytes, providers: Sequence[str], directory: str) -> Any:
+    """An onnxruntime session for validated bytes; errors become :class:`BundleValidationError`."""
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(model_bytes, providers=list(providers))
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise BundleValidationError(
+            directory, [f"onnxruntime cannot load model.onnx: {str(e).splitlines()[0][:300]}"]
+        ) from None
+
+
+def _semantic(
+    bundle: Path, meta: dict[str, Any], session: Any, seed: int | None
+) -> SemanticCheckReport | None:
+    from zpml_runtime.bundle.exact import read_metadata_fru
+    from zpml_runtime.bundle.reflatten import expression_problems
+    from zpml_runtime.bundle.semantic import check_semantics
+
+    problems: list[str] = []
+    try:
+        fru = read_metadata_fru(meta)
+    except BundleError as e:
+        raise BundleValidationError(str(bundle), [str(e)]) from None
+    if fru is None:
+        return None
+    problems += expression_problems(meta)
+    seed = secrets.randbits(32) if seed is None else seed
+    try:
+        report = check_semantics(meta, fru, _session_runner(session, meta["input"]["name"]), seed)
+    except BundleError as e:
+        problems.append(str(e))
+        report = None
+    except Exception as e:  # noqa: BLE001 - onnxruntime errors while running the graph
+        problems.append(f"onnxruntime failed to run model.onnx: {str(e).splitlines()[0][:300]}")
+        report = None
+    if report is not None:
+        problems += report.problems
+    if problems:
+        raise BundleValidationError(str(bundle), problems)
+    return report
+
+
+def open_validated(
+    directory: str | os.PathLike[str],
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+    *,
+    signing_key: bytes | None = None,
+    seed: int | None = None,
+) -> tuple[ValidatedBundle, Any]:
+    """Validate completely and return the bundle with the onnxruntime session that was checked."""
+    bundle, meta, model_bytes, model, smoke = _structural(directory, signing_key)
+    session = make_session(model_bytes, providers, str(bundle))
+    report = _semantic(bundle, meta, session, seed)
+    return ValidatedBundle(bundle, meta, model_bytes, model, smoke, report), session
+
+
+def validate_bundle(
+    directory: str | os.PathLike[str],
+    *,
+    signing_key: bytes | None = None,
+    seed: int | None = None,
+) -> ValidatedBundle:
+    """Check a bundle completely; raise :class:`BundleValidationError` listing every problem.
+
+    Besides the files (checksum, strict JSON, schema, sizes, hashes, ONNX
+    checker, signature, thresholds), a compiled bundle's graph is run in
+    onnxruntime on points the validator generates (random, and on the zero set
+    of ``Q`` and of every denominator factor) and compared with the strict
+    semantics recomputed exactly from the metadata expression. ``seed`` fixes
+    those points (default: fresh random ones; the seed is in any error
+    message). ``signing_key`` (bytes) also requires a matching HMAC-SHA256
+    signature in ``metadata.sig``.
+    """
+    return open_validated(directory, signing_key=signing_key, seed=seed)[0]
+
+
+def validate_structure(directory: str | os.PathLike[str]) -> ValidatedBundle:
+    """The file-level checks only (no onnxruntime run): used before replacing a bundle."""
+    bundle, meta, model_bytes, model, smoke = _structural(directory, None)
+    return ValidatedBundle(bundle, meta, model_bytes, model, smoke, None)
+
+
+__all__ = [
+    "ValidatedBundle",
+    "load_npy_bytes",
+    "open_validated",
+    "validate_bundle",
+    "validate_structure",
+]
