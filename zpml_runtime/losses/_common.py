@@ -168,13 +168,12 @@ def reduce_mean(values: Tensor, mask: Tensor | None, weight: Tensor | None) -> T
 
 
 def unit_scale(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """``(a, b) / sg(max(|a|, |b|))`` per element (the null tuple stays ``(0, 0)``).
+    """``(a, b) / sg(max(|a|, |b|) + tiny)`` per element (the null tuple stays ``(0, 0)``).
 
     Scaling by a power-free max keeps squares in range for huge tuples
     (``1e30`` in float32) and leaves every scale-invariant quantity unchanged.
     """
-    s = torch.maximum(a.detach().abs(), b.detach().abs())
-    s = torch.where(s > 0, s, torch.ones((), dtype=s.dtype, device=s.device))
+    s = torch.maximum(a.detach().abs(), b.detach().abs()).add_(tiny(a.dtype))
     return a / s, b / s
 
 

@@ -83,7 +83,7 @@ class SCMTrainingLoss(nn.Module):
         if cfg.tau_infer is not None and tau < cfg.tau_infer:
             raise InvalidConfigError(
                 f"{_FUNC}: tau_train={tau!r} is below LossConfig.tau_infer={cfg.tau_infer!r}; "
-                f"draw tau_train from [tau_infer, ...] (SEMANTICS.md: tau_infer <= tau_train)"
+                f"draw tau_train from [tau_infer, ...] (docs/semantics.md: tau_infer <= tau_train)"
             )
         y_n, y_d, rows = _target_rows(targets, P)
         finite, singular, oriented, below, above = rows

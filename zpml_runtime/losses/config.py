@@ -29,7 +29,7 @@ class LossConfig:
     * ``target_coverage``, ``temperature``: passed to :func:`soft_coverage_loss`.
     * ``tau_train``: used when the call gives none (the trainer always gives one).
     * ``tau_infer``: if set, a call with ``tau_train < tau_infer`` is refused
-      (SEMANTICS.md: ``tau_infer <= tau_train``).
+      (docs/semantics.md: ``tau_infer <= tau_train``).
     """
 
     implicit: float = 1.0

@@ -38,6 +38,44 @@ __all__ = ["implicit_loss", "implicit_residual"]
 Tensor = torch.Tensor
 
 
+class _ImplicitResidual(torch.autograd.Function):
+    """Fused forward/backward of ``E`` for unit-scaled targets (targets get no gradient).
+
+    One autograd node instead of about twenty, with the analytic gradient
+    ``dE/dp = 2 (r y_d - E p y_n**2) / D``, ``dE/dq = -2 (r y_n + E q y_d**2) / D``
+    (the ``E`` terms dropped under ``detach_scale``), divided by the detached scale.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, P: Tensor, Q: Tensor, yn: Tensor, yd: Tensor, gamma: float, detach: bool
+    ) -> Tensor:
+        floor = tiny(P.dtype)
+        s = torch.maximum(P.abs(), Q.abs()).add_(floor)
+        p = P / s
+        q = Q / s
+        r = torch.addcmul(p * yd, q, yn, value=-1.0)
+        qd = q * yd
+        pn = p * yn
+        D = torch.addcmul(qd * qd, pn, pn).add_(gamma).clamp_min_(floor)
+        E = (r * r).div_(D)
+        ctx.save_for_backward(s, r, D, E, pn, qd, yn, yd)
+        ctx.detach = detach
+        return E
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        s, r, D, E, pn, qd, yn, yd = ctx.saved_tensors
+        a = (2.0 * g) / (D * s)
+        if ctx.detach:
+            gp = r * yd
+            gq = r * yn
+        else:
+            gp = (r * yd).sub_((E * pn).mul_(yn))
+            gq = (r * yn).add_((E * qd).mul_(yd))
+        return gp.mul_(a), gq.mul_(a).neg_(), None, None, None, None
+
+
 def implicit_residual(
     P: Tensor,
     Q: Tensor,
@@ -51,17 +89,12 @@ def implicit_residual(
 
     ``detach_scale=True`` stops the gradient through the normaliser
     ``Q**2 Y_d**2 + P**2 Y_n**2``: the value is unchanged, the gradient is that
-    of a plain weighted squared cross-product (it then also shrinks the tuple).
+    of a plain weighted squared cross-product (which also shrinks the tuple).
+    The targets receive no gradient.
     """
-    p, q = unit_scale(P, Q)
     yn, yd = unit_scale(Y_n.detach(), Y_d.detach())
-    r = p * yd - q * yn
-    qd = q * yd
-    pn = p * yn
-    den = qd * qd + pn * pn
-    if detach_scale:
-        den = den.detach()
-    return r * r / (den + gamma).clamp_min(tiny(den.dtype))
+    out: Tensor = _ImplicitResidual.apply(P, Q, yn, yd, float(gamma), bool(detach_scale))
+    return out
 
 
 def implicit_loss(
