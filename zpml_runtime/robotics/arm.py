@@ -1,0 +1,136 @@
+"""Planar two-link arm: Jacobian, its determinant, inverse-Jacobian and damped-least-squares IK.
+
+Differential inverse kinematics maps a joint configuration ``(theta1, theta2)``
+and a desired end-effector velocity ``(dx, dy)`` to joint velocities
+``(dtheta1, dtheta2) = J(theta)^-1 (dx, dy)``. With ``c1 = cos(theta1)``,
+``s12 = sin(theta1 + theta2)`` and so on::
+
+    J = [[-l1*s1 - l2*s12, -l2*s12],
+         [ l1*c1 + l2*c12,  l2*c12]]          det J = l1*l2*sin(theta2)
+
+    J^-1 (dx, dy) = (l2*c12*dx + l2*s12*dy,
+                     -(l1*c1 + l2*c12)*dx - (l1*s1 + l2*s12)*dy) / (l1*l2*sin(theta2))
+
+so the inverse is a rational function of ``(c1, s1, c2, s2, dx, dy)`` whose
+denominator vanishes exactly where the arm is singular (``theta2 = 0, pi``).
+The damped-least-squares (DLS) solution ``J^T (J J^T + lambda^2 I)^-1 (dx, dy)``
+is finite everywhere and is the analytic fallback of the reference deployment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from zpml_runtime.errors import InvalidConfigError, ShapeMismatchError
+
+__all__ = ["PlanarArm", "DLSSolver", "IK_TEMPLATES"]
+
+#: Symbolic templates of the two inverse-Jacobian entries over the features
+#: ``c1, s1, c2, s2, dx, dy`` with learnable link lengths ``l1, l2`` (text for
+#: ``zpml_symbolic.parse``; the shared denominator is ``l1*l2*s2``).
+IK_TEMPLATES: tuple[str, str] = (
+    "(l2*(c1*c2 - s1*s2)*dx + l2*(s1*c2 + c1*s2)*dy) / (l1*l2*s2)",
+    "(-(l1*c1 + l2*(c1*c2 - s1*s2))*dx - (l1*s1 + l2*(s1*c2 + c1*s2))*dy) / (l1*l2*s2)",
+)
+
+
+def _positive(value: float, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise InvalidConfigError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _split(inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+    x = np.asarray(inputs, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != 4:
+        raise ShapeMismatchError(
+            f"arm inputs must have shape [batch, 4] (theta1, theta2, dx, dy), got {tuple(x.shape)}"
+        )
+    return x[:, 0], x[:, 1], x[:, 2], x[:, 3]
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanarArm:
+    """A planar 2-link arm with link lengths ``l1`` and ``l2`` (default 1, 1)."""
+
+    l1: float = 1.0
+    l2: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "l1", _positive(self.l1, "l1"))
+        object.__setattr__(self, "l2", _positive(self.l2, "l2"))
+
+    def forward_kinematics(self, theta1: np.ndarray, theta2: np.ndarray) -> np.ndarray:
+        """End-effector position ``[..., 2]``."""
+        t12 = theta1 + theta2
+        return np.stack(
+            [self.l1 * np.cos(theta1) + self.l2 * np.cos(t12), self.l1 * np.sin(theta1) + self.l2 * np.sin(t12)],
+            axis=-1,
+        )
+
+    def jacobian(self, theta1: np.ndarray, theta2: np.ndarray) -> np.ndarray:
+        """``J(theta)`` of shape ``[..., 2, 2]``."""
+        s1, c1 = np.sin(theta1), np.cos(theta1)
+        s12, c12 = np.sin(theta1 + theta2), np.cos(theta1 + theta2)
+        row0 = np.stack([-self.l1 * s1 - self.l2 * s12, -self.l2 * s12], axis=-1)
+        row1 = np.stack([self.l1 * c1 + self.l2 * c12, self.l2 * c12], axis=-1)
+        return np.stack([row0, row1], axis=-2)
+
+    def det_jacobian(self, theta2: np.ndarray) -> np.ndarray:
+        """``det J = l1*l2*sin(theta2)``: zero exactly at the singular configurations."""
+        return self.l1 * self.l2 * np.sin(theta2)
+
+    def features(self, inputs: np.ndarray) -> np.ndarray:
+        """``(c1, s1, c2, s2, dx, dy)`` of inputs ``(theta1, theta2, dx, dy)``: shape ``[batch, 6]``."""
+        t1, t2, dx, dy = _split(inputs)
+        return np.stack([np.cos(t1), np.sin(t1), np.cos(t2), np.sin(t2), dx, dy], axis=-1)
+
+    def inverse_numerators(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(adj(J) (dx, dy) [batch, 2], det J [batch])``: the exact IK solution is their quotient."""
+        t1, t2, dx, dy = _split(inputs)
+        s1, c1 = np.sin(t1), np.cos(t1)
+        s12, c12 = np.sin(t1 + t2), np.cos(t1 + t2)
+        n1 = self.l2 * c12 * dx + self.l2 * s12 * dy
+        n2 = -(self.l1 * c1 + self.l2 * c12) * dx - (self.l1 * s1 + self.l2 * s12) * dy
+        return np.stack([n1, n2], axis=-1), self.det_jacobian(t2)
+
+    def inverse_velocity(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact differential IK: ``(dtheta [batch, 2], singular [batch])``.
+
+        ``dtheta`` is NaN on singular rows (``det J == 0`` exactly): the label
+        there is bottom, never a clamped number.
+        """
+        num, det = self.inverse_numerators(inputs)
+        singular = det == 0
+        safe = np.where(singular, 1.0, det)
+        out = num / safe[:, None]
+        out[singular] = np.nan
+        return out, singular
+
+    def dls_velocity(self, inputs: np.ndarray, damping: float) -> np.ndarray:
+        """Damped least squares ``J^T (J J^T + damping^2 I)^-1 (dx, dy)``: finite everywhere."""
+        lam = _positive(damping, "damping")
+        t1, t2, dx, dy = _split(inputs)
+        J = self.jacobian(t1, t2)
+        JJt = J @ np.swapaxes(J, -1, -2)
+        A = JJt + (lam * lam) * np.eye(2)
+        rhs = np.stack([dx, dy], axis=-1)[..., None]
+        y = np.linalg.solve(A, rhs)
+        return (np.swapaxes(J, -1, -2) @ y)[..., 0]
+
+
+@dataclasses.dataclass(frozen=True)
+class DLSSolver:
+    """The analytic fallback for ``route_to_analytic_solver``: ``inputs [n, 4] -> dtheta [n, 2]``."""
+
+    arm: PlanarArm = dataclasses.field(default_factory=PlanarArm)
+    damping: float = 1e-2
+
+    def __post_init__(self) -> None:
+        _positive(self.damping, "damping")
+
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        return self.arm.dls_velocity(np.asarray(inputs, dtype=np.float64), self.damping)
