@@ -46,6 +46,7 @@ __all__ = [
     "Number",
     "Verdict",
     "below_threshold",
+    "boundary_values",
     "classify",
     "is_finite",
     "largest_finite",
@@ -310,3 +311,35 @@ def reference_masks(
             field(lambda v, i=i: v.factor_semantics[i], bool) for i in range(k)
         ),
     }
+
+
+def _neighbours(v: float, dtype: str) -> list[float]:
+    """``v`` and the ``dtype`` values one quantum below and above it (exact)."""
+    precision, emin, _ = _format(dtype)
+    if v == 0 or not math.isfinite(v):
+        return [v]
+    _, e = math.frexp(abs(v))  # 2**(e-1) <= |v| < 2**e
+    quantum = Fraction(2) ** (max(e - 1, emin) - precision + 1)
+    return [round_to_dtype(Fraction(v) + d, dtype) for d in (-quantum, 0, quantum)]
+
+
+def boundary_values(dtype: str, thresholds: Sequence[Number] = ()) -> list[float]:
+    """Values of ``dtype`` where the rule of section 3 changes its answer, for tests.
+
+    Both zeros, the smallest subnormal (and twice it), the smallest normal, the
+    largest finite value (its quotients by values below 1 overflow), NaN,
+    +-inf, +-1, +-0.5, and for each threshold ``tau`` the ``dtype`` values
+    nearest to it with their neighbours (so ``|v| == tau`` is hit exactly when
+    ``tau`` is representable), each with both signs.
+    """
+    tiny = float(smallest_subnormal(dtype))
+    precision, emin, _ = _format(dtype)
+    base = [0.0, tiny, 2 * tiny, math.ldexp(1.0, emin), float(largest_finite(dtype)), 1.0, 0.5]
+    for tau in thresholds:
+        t = round_to_dtype(Fraction(tau), dtype)
+        base += _neighbours(t, dtype)
+    out: dict[str, float] = {}  # keyed by repr: keeps both zeros, drops duplicates
+    for v in [math.nan, math.inf, *base]:
+        for signed in (v, -v):
+            out.setdefault(repr(signed), signed)
+    return list(out.values())
