@@ -3,20 +3,20 @@
 Thresholds are applied *exactly*: ``|Q| < tau`` is decided as a comparison of
 real numbers. For a floating dtype this equals ``|Q| < ceil_dtype(tau)``,
 where ``ceil_dtype(tau)`` is the smallest value of the dtype that is
-``>= tau``. A threshold of ``0`` is replaced by the smallest positive
-subnormal, so that ``|Q| < threshold`` is exactly ``Q == 0``.
+``>= tau`` (:mod:`zpml_core.thresholds`). A threshold of ``0`` stays ``0.0``
+and means ``Q == 0`` (tested with an equality).
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from .errors import ThresholdUnderflowError, UnsupportedInputError
+from .errors import UnsupportedInputError
+from .thresholds import ceil_to_dtype, smallest_normal
 
 Backend = Literal["torch", "numpy"]
 
@@ -34,13 +34,6 @@ _TORCH_FLOAT = {
     "bfloat16": torch.bfloat16,
     "float32": torch.float32,
     "float64": torch.float64,
-}
-# (precision p in bits incl. the implicit bit, largest finite value)
-_FORMAT: dict[str, tuple[int, float]] = {
-    "float16": (11, 65504.0),
-    "bfloat16": (8, math.ldexp(2.0 - math.ldexp(1.0, -7), 127)),
-    "float32": (24, math.ldexp(2.0 - math.ldexp(1.0, -23), 127)),
-    "float64": (53, sys.float_info.max),
 }
 
 
@@ -79,31 +72,31 @@ def to_torch_dtype(name: str) -> torch.dtype:
     return _TORCH_FLOAT[name]
 
 
-def effective_threshold(tau: float, dtype: str, field: str) -> float:
-    """Smallest ``dtype`` value ``>= tau`` (at least the smallest subnormal), as a Python float.
+def effective_threshold(tau: Any, dtype: str, field: str) -> float:
+    """Smallest ``dtype`` value ``>= tau`` as a Python float; ``0.0`` for ``tau == 0``.
 
     Comparing ``|Q| < effective_threshold(tau, dtype, ...)`` in ``dtype`` is the exact
-    real comparison ``|Q| < tau``; with ``tau == 0`` it is ``Q == 0``. Pure Python
-    (no tensors), so it traces under ``torch.compile``.
+    real comparison ``|Q| < tau``. ``0.0`` means "exact zeros only": the kernels
+    then test ``Q == 0`` (an equality, never ``|Q| < smallest subnormal``, which
+    flush-to-zero/denormals-are-zero modes would turn into ``|Q| < 0``). A
+    positive threshold is always OR-ed with ``Q == 0`` when it is below the
+    smallest *normal* value of the dtype, so exact zeros stay bottom under
+    FTZ/DAZ too (see :func:`needs_zero_test`). Pure Python (no tensors), so it
+    traces under ``torch.compile``. See :mod:`zpml_core.thresholds`.
 
     Raises:
         ThresholdUnderflowError: if ``0 < tau`` is below the smallest positive value
-            of ``dtype`` (it would round to zero or to the smallest subnormal).
+            of ``dtype`` (it would round to zero).
     """
-    smallest = SMALLEST_SUBNORMAL[dtype]
-    if tau == 0.0:
-        return smallest
-    if tau < smallest:
-        raise ThresholdUnderflowError(
-            f"{field}={tau!r} is positive but below the smallest positive {dtype} value "
-            f"({smallest:.6g}); in {dtype} it would round to 0 and the guard would silently "
-            f"only catch exact zeros. Use {field} >= {smallest:.6g}, pass {field}=0.0 to ask "
-            f"for exact-zero-only semantics explicitly, or evaluate in a wider dtype."
-        )
-    precision, largest = _FORMAT[dtype]
-    if precision == 53:
-        return tau  # a Python float already is a float64 value
-    _, exponent = math.frexp(tau)  # tau in [2**(exponent-1), 2**exponent)
-    ulp_exp = max(exponent - precision, math.frexp(smallest)[1] - 1)
-    value = math.ldexp(math.ceil(math.ldexp(tau, -ulp_exp)), ulp_exp)  # exact scaling
-    return value if value <= largest else math.inf
+    return ceil_to_dtype(tau, dtype, field)
+
+
+def needs_zero_test(t: float, dtype: str) -> bool:
+    """Whether the semantic test for effective threshold ``t`` must OR in ``v == 0``.
+
+    True for ``t == 0`` (the whole test is ``v == 0``) and for a positive ``t``
+    below the smallest normal value of ``dtype``: under denormals-are-zero a
+    subnormal ``t`` reads as 0 and ``|v| < t`` would accept ``v == 0``. A normal
+    ``t`` already catches every zero (and, under DAZ, every subnormal ``v``).
+    """
+    return t < smallest_normal(dtype)

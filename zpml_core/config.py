@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from .arrays import effective_threshold
 from .errors import InvalidConfigError
+from .thresholds import to_threshold
 
 __all__ = ["InferenceConfig", "check_threshold"]
 
@@ -19,17 +18,15 @@ PROVENANCE_REPRESENTATIONS: tuple[str, ...] = ("split_masks", "bottom_provenance
 
 
 def check_threshold(value: Any, field: str) -> float:
-    """Validate a threshold: a finite real number ``>= 0``; return it as a Python float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidConfigError(
-            f"{field} must be a finite real number >= 0, got {type(value).__name__} {value!r}"
-        )
-    out = float(value)
-    if not math.isfinite(out) or out < 0.0:
-        raise InvalidConfigError(
-            f"{field} must be finite and >= 0 (0 means 'exact zeros only'), got {out!r}"
-        )
-    return out
+    """Validate a threshold and return the smallest float64 ``>= value`` (exactly).
+
+    Accepts ints, floats, ``Fraction``, ``Decimal``, numpy scalars (``longdouble``
+    included) and decimal strings; see :func:`zpml_core.thresholds.to_threshold`.
+    Raises :class:`InvalidConfigError` for bad values and
+    :class:`~zpml_core.errors.ThresholdUnderflowError` for a positive value that
+    float64 cannot hold (it is never silently turned into ``0.0``).
+    """
+    return to_threshold(value, field)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -39,7 +36,11 @@ class InferenceConfig:
     Attributes:
         tau_infer: bottom threshold: finite ``Q`` with ``|Q| < tau_infer`` (or ``Q == 0``)
             is a semantic bottom. ``0.0`` means exact zeros only. Exact zeros are
-            bottom for every value: no setting fails open.
+            bottom for every value: no setting fails open. Any exact real value is
+            accepted (``Fraction``, ``Decimal``, ``numpy.longdouble``, decimal strings)
+            and stored as the smallest float64 ``>= tau_infer`` (rounded up, never to
+            nearest); a positive value below ``2**-1074`` raises
+            :class:`~zpml_core.errors.ThresholdUnderflowError`.
         tau_train: optional training threshold ``>= tau_infer``; finite, non-bottom
             samples with ``tau_infer <= |Q| < tau_train`` are flagged in ``gap_mask``.
             ``None`` disables the gap mask (all ``False``).

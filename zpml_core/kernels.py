@@ -9,8 +9,16 @@ cast to one float dtype, plus the exact thresholds of
   there keeps the finiteness test of ``P`` in the same pass; those entries are
   semantic bottoms and are overwritten by NaN afterwards);
 * ``fault``: ``P`` or ``Q`` non-finite, or the quotient overflowed;
-* ``semantic``: ``|Q| < t_infer`` (``t_infer > 0``, so exact zeros are included;
-  NaN/Inf compare false, so only finite ``Q`` qualify);
+* ``semantic``: ``Q == 0`` or ``|Q| < t_infer`` (NaN/Inf compare false, so only
+  finite ``Q`` qualify). Exact zeros are always tested with an equality
+  (``x.bool()`` negated, or ``x == 0``): ``t_infer == 0`` means the test is
+  ``Q == 0`` alone, and a positive ``t_infer`` below the dtype's smallest
+  normal is OR-ed with ``Q == 0``, because under flush-to-zero /
+  denormals-are-zero (``torch.set_flush_denormal(True)``, ``-ffast-math``
+  libraries) a subnormal threshold reads as 0 and ``|Q| < t`` would accept
+  ``Q == 0``. A normal ``t_infer`` catches zeros by itself. Under DAZ a
+  subnormal ``Q`` compares equal to 0, so it is a semantic bottom there
+  (fail-closed);
 * ``below_train``: ``|Q| < t_train`` or ``None``.
 
 The torch "fast" kernel is tuned for eager mode: it reuses two float buffers
@@ -36,7 +44,9 @@ __all__ = [
     "ANY_TEST_MIN_NUMEL",
     "all_finite",
     "any_set",
+    "below_functional",
     "fill_nan",
+    "numpy_below",
     "numpy_core",
     "numpy_factor",
     "torch_core_fast",
@@ -46,11 +56,18 @@ __all__ = [
     "zero_mask",
 ]
 
-_SMALLEST = {
-    torch.float16: 2.0**-24,
-    torch.bfloat16: 2.0**-133,
-    torch.float32: 2.0**-149,
-    torch.float64: 2.0**-1074,
+#: smallest positive *normal* value per dtype: a positive effective threshold below it
+#: is subnormal, reads as 0 under denormals-are-zero, and is OR-ed with ``v == 0``
+_NORMAL = {
+    torch.float16: 2.0**-14,
+    torch.bfloat16: 2.0**-126,
+    torch.float32: 2.0**-126,
+    torch.float64: 2.0**-1022,
+}
+_NUMPY_NORMAL = {
+    np.dtype(np.float16): 2.0**-14,
+    np.dtype(np.float32): 2.0**-126,
+    np.dtype(np.float64): 2.0**-1022,
 }
 
 TorchCore = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]
@@ -156,15 +173,15 @@ def _no_entries(shape: torch.Size, device: torch.device) -> torch.Tensor:
 def torch_core_fast(P: torch.Tensor, Q: torch.Tensor, t: float, tr: float | None) -> TorchCore:
     """Eager kernel: two float buffers, float-valued tests, one ``.bool()`` per mask.
 
-    With ``t`` the smallest subnormal (``tau_infer = 0``: exact zeros only)
-    ``|Q| < t`` is ``Q == 0`` (the same set: NaN and Inf compare unequal to 0):
-    ``logical_not(Q)`` in one pass, and when no ``Q`` is zero (the common case
-    on large CPU batches) ``d`` is simply ``P / Q`` (no "1 where Q == 0" buffer).
+    With ``t == 0`` (``tau_infer = 0``: exact zeros only) the semantic mask is
+    ``Q == 0`` (:func:`zero_mask`, one pass), and when no ``Q`` is zero (the
+    common case on large CPU batches) ``d`` is simply ``P / Q`` (no "1 where
+    Q == 0" buffer). A subnormal ``t`` also ORs in :func:`zero_mask`.
     """
     buf = torch.empty(Q.shape, dtype=Q.dtype, device=Q.device)
     scratch = torch.empty_like(buf)
     below_train = None
-    if t == _SMALLEST.get(Q.dtype):
+    if t == 0.0:
         semantic = zero_mask(Q)  # Q == 0, either sign
         if tr is not None:
             below_train = torch.lt(torch.abs(Q, out=scratch), tr, out=scratch).bool()
@@ -176,6 +193,8 @@ def torch_core_fast(P: torch.Tensor, Q: torch.Tensor, t: float, tr: float | None
     else:
         aq = torch.abs(Q, out=scratch)
         semantic = torch.lt(aq, t, out=buf).bool()
+        if t < _NORMAL[Q.dtype]:  # subnormal t: 0 under DAZ, so test zeros by equality
+            semantic.logical_or_(zero_mask(Q))
         if tr is not None:
             below_train = torch.lt(aq, tr, out=buf).bool()
         torch.eq(aq, 0.0, out=buf).add_(Q)  # Q, or 1 where Q == 0
@@ -192,7 +211,7 @@ def torch_core_functional(
 ) -> TorchCore:
     """The same mathematics as :func:`torch_core_fast` with functional ops (compile/trace)."""
     aq = torch.abs(Q)
-    semantic = aq < t
+    semantic = below_functional(Q, aq, t)
     below_train = None if tr is None else aq < tr
     d = P / torch.where(aq == 0.0, torch.ones_like(Q), Q)
     fault = ~(torch.isfinite(d) & torch.isfinite(Q))
@@ -207,8 +226,9 @@ def torch_factor_fast(
     The fault mask is ``(V - V).bool()`` (``V - V`` is 0 for finite ``V``, NaN
     otherwise), written through a float buffer: float-valued tests followed by
     one ``.bool()`` cost less on CPU than bool-producing comparisons. With
-    ``t`` the smallest subnormal (``tau = 0``: exact zeros only) the semantic
-    mask is :func:`zero_mask`: true exactly for ``V == 0`` (either sign).
+    ``t == 0`` (``tau = 0``: exact zeros only) the semantic mask is
+    :func:`zero_mask`: true exactly for ``V == 0`` (either sign); a subnormal
+    ``t`` ORs it in (see the module docstring).
     ``scratch`` is an optional float buffer of ``V``'s shape, dtype and device
     to reuse (overwritten). ``finite=True`` says the caller has already proven
     every entry finite (:func:`all_finite`); otherwise it is tested here.
@@ -224,21 +244,46 @@ def torch_factor_fast(
         fault = _no_entries(V.shape, V.device)
     else:
         fault = torch.sub(V, V, out=scratch).bool()
-    if t == _SMALLEST.get(V.dtype):
+    if t == 0.0:
         return fault, zero_mask(V)
-    return fault, torch.lt(torch.abs(V, out=scratch), t, out=scratch).bool()
+    semantic = torch.lt(torch.abs(V, out=scratch), t, out=scratch).bool()
+    if t < _NORMAL[V.dtype]:
+        semantic.logical_or_(zero_mask(V))
+    return fault, semantic
 
 
 def torch_factor_functional(V: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Functional twin of :func:`torch_factor_fast`."""
-    return ~torch.isfinite(V), torch.abs(V) < t
+    return ~torch.isfinite(V), below_functional(V, torch.abs(V), t)
+
+
+def below_functional(V: torch.Tensor, aV: torch.Tensor, t: float) -> torch.Tensor:
+    """``V == 0 | |V| < t`` with functional ops (``aV = |V|``); the equality only where needed."""
+    if t == 0.0:
+        return V == 0.0
+    if t < _NORMAL[V.dtype]:
+        return (aV < t) | (V == 0.0)
+    return aV < t
+
+
+def numpy_below(V: np.ndarray, aV: np.ndarray, t: float) -> np.ndarray:
+    """``V == 0 | |V| < t`` for numpy arrays (``aV = |V|``), as a bool array."""
+    if t == 0.0:
+        return np.asarray(V == 0.0)
+    out = np.asarray(aV < t)
+    normal = _NUMPY_NORMAL.get(V.dtype)
+    if normal is None:  # e.g. ml_dtypes' bfloat16
+        normal = _NUMPY_NORMAL[V.dtype] = float(np.finfo(V.dtype).smallest_normal)
+    if t < normal:
+        out = np.asarray(out | (V == 0.0))
+    return out
 
 
 def numpy_core(P: np.ndarray, Q: np.ndarray, t: float, tr: float | None) -> NumpyCore:
     """Numpy kernel (same mathematics; one float buffer, in-place where safe)."""
     with np.errstate(all="ignore"):
         aq = np.abs(Q)
-        semantic = np.asarray(aq < t)  # np.asarray: 0-d inputs give numpy scalars
+        semantic = numpy_below(Q, aq, t)
         below_train = None if tr is None else np.asarray(aq < tr)
         d = np.asarray(np.add(Q, aq == 0, dtype=Q.dtype))  # Q, or 1 where Q == 0 (0-d safe)
         np.divide(P, d, out=d)
@@ -251,4 +296,4 @@ def numpy_core(P: np.ndarray, Q: np.ndarray, t: float, tr: float | None) -> Nump
 def numpy_factor(V: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
     """``(~isfinite(V), isfinite(V) & |V| < t)`` for one numpy validity factor."""
     with np.errstate(all="ignore"):
-        return ~np.isfinite(V), np.abs(V) < t
+        return ~np.isfinite(V), numpy_below(V, np.abs(V), t)

@@ -90,15 +90,15 @@ def strict_inference(
 
 
 def numerical_hazard_mask(Q: Any, *, threshold: float) -> Any:
-    """Monitor-only mask of finite denominators with ``|Q| < threshold`` (never a fault)."""
+    """Monitor-only mask of finite denominators with ``Q == 0`` or ``|Q| < threshold`` (never a fault)."""
     backend = backend_of(Q, name="Q")
     t = effective_threshold(
         check_threshold(threshold, "threshold"), check_float(Q, name="Q"), "threshold"
     )
     if backend == "torch":
-        return torch.abs(Q) < t
+        return K.below_functional(Q, torch.abs(Q), t)
     with np.errstate(all="ignore"):
-        return np.abs(Q) < t
+        return K.numpy_below(Q, np.abs(Q), t)
 
 
 # --------------------------------------------------------------------------- checks

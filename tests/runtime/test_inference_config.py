@@ -80,7 +80,7 @@ def test_thresholds_round_up_to_the_dtype():
     t, tr = cfg.thresholds_for("float16")
     assert t == tr == 2.0**-23  # smallest float16 >= 1e-7
     assert cfg.thresholds_for("float64") == (1e-7, 1e-7)
-    assert InferenceConfig(tau_infer=0.0).thresholds_for("float32") == (2.0**-149, None)
+    assert InferenceConfig(tau_infer=0.0).thresholds_for("float32") == (0.0, None)  # Q == 0
     assert (
         effective_threshold(1e5, "float16", "tau") == math.inf
     )  # above float16 max: all finite |Q|
