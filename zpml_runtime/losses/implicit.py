@@ -17,6 +17,7 @@ and squares cannot overflow for huge targets or outputs.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -43,7 +44,9 @@ class _ImplicitResidual(torch.autograd.Function):
 
     One autograd node instead of about twenty, with the analytic gradient
     ``dE/dp = 2 (r y_d - E p y_n**2) / D``, ``dE/dq = -2 (r y_n + E q y_d**2) / D``
-    (the ``E`` terms dropped under ``detach_scale``), divided by the detached scale.
+    (the ``E`` terms dropped under ``detach_scale``), divided by the detached scale
+    ``s`` (floored at ``sqrt(tiny)`` of the dtype, so the gradient of outputs of
+    subnormal size stays finite; at ``P = Q = 0`` it is exactly 0).
     """
 
     @staticmethod
@@ -59,21 +62,22 @@ class _ImplicitResidual(torch.autograd.Function):
         pn = p * yn
         D = torch.addcmul(qd * qd, pn, pn).add_(gamma).clamp_min_(floor)
         E = (r * r).div_(D)
-        ctx.save_for_backward(s, r, D, E, pn, qd, yn, yd)
+        # gradient scale 1/s, floored so outputs of subnormal size cannot overflow it
+        ctx.save_for_backward(s.clamp_min_(math.sqrt(floor)), r, D, E, pn, qd, yn, yd)
         ctx.detach = detach
         return E
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         s, r, D, E, pn, qd, yn, yd = ctx.saved_tensors
-        a = (2.0 * g) / (D * s)
+        a = (2.0 * g) / D
         if ctx.detach:
             gp = r * yd
             gq = r * yn
         else:
             gp = (r * yd).sub_((E * pn).mul_(yn))
             gq = (r * yn).add_((E * qd).mul_(yd))
-        return gp.mul_(a), gq.mul_(a).neg_(), None, None, None, None
+        return gp.mul_(a).div_(s), gq.mul_(a).div_(s).neg_(), None, None, None, None
 
 
 def implicit_residual(

@@ -391,7 +391,7 @@ def lift_semantic_targets(values: Any, status_labels: Any) -> SemanticTargets:
         y_d = np.where(singular, 0.0, y_d).astype(v.dtype, copy=False)
         y_n = np.where(excluded, 0.0, y_n).astype(v.dtype, copy=False)
         y_d = np.where(excluded, 0.0, y_d).astype(v.dtype, copy=False)
-        status = np.ascontiguousarray(codes)
+        status = np.array(codes, dtype=np.int64)  # a writable copy (codes may be a broadcast view)
     return SemanticTargets(
         y_n=y_n,
         y_d=y_d,
