@@ -498,5 +498,5 @@ def test_fit_through_a_pole_with_bottom_targets() -> None:
         loss((P, Q), targets, tau_train=1e-4).backward()
         opt.step()
     pole = -(a[2] / a[3]).item()
-    assert abs(pole + 0.1) < 1e-3
+    assert abs(pole + 0.1) < 1e-6  # measured 5.7e-10
     assert loss.last_terms["implicit"] < 1e-4

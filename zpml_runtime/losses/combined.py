@@ -58,6 +58,9 @@ class SCMTrainingLoss(nn.Module):
     without logging never synchronises with the device.
     """
 
+    #: The loss reads ``SemanticTargets.loss_mask`` itself (the trainer need not drop rows).
+    handles_loss_mask: bool = True
+
     def __init__(self, config: LossConfig | None = None) -> None:
         super().__init__()
         if config is None:
