@@ -4,8 +4,9 @@ Every subcommand is a thin layer over the Python API (``zpml_symbolic`` and
 ``zpml_runtime.bundle``/``metrics``). User errors (the typed errors of both
 packages, ``OSError``) print one line starting with ``zpml: error:`` to
 stderr and exit with 2 (the command line itself is wrong: options,
-expression, ``--input`` values) or 1 (a file, bundle or data set is
-unusable); anything else is a bug and keeps its traceback. Heavy imports
+expression, thresholds, ``--input`` values) or 1 (a file, bundle or data set
+is unusable, or the reference smoke test failed); an unexpected exception is a
+bug: one line naming the command, exit 1, never a traceback. Heavy imports
 (torch, onnx) happen inside the subcommands, so ``zpml --help`` is fast.
 """
 
@@ -21,7 +22,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, NoReturn
 
-from zpml_runtime.errors import ZeroProofRuntimeError
+from zpml_runtime.errors import InvalidConfigError, ZeroProofRuntimeError
 
 DEFAULT_TAUS = "0,1e-8,1e-7,1e-6,1e-5,1e-4,1e-3,1e-2"
 _DECIMAL = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -57,6 +58,41 @@ def _csv_floats(text: str, what: str) -> list[float]:
         return [float(t) for t in items]
     except ValueError:
         raise UsageError(f"{what} {text!r} must be comma-separated numbers") from None
+
+
+def parse_threshold(text: str, option: str) -> Fraction:
+    """An exact non-negative threshold from its decimal text (``1e-400`` stays positive)."""
+    item = text.strip()
+    if len(item) > _MAX_VALUE_CHARS or not _DECIMAL.match(item):
+        raise UsageError(f"{option} {text[:40]!r} is not a number (use decimals such as 1e-6 or 0)")
+    value = Fraction(item)
+    if value < 0:
+        raise UsageError(f"{option} {text!r} must be >= 0 (0 means 'exact zeros only')")
+    try:
+        float(value)
+    except OverflowError:
+        raise UsageError(f"{option} {text!r} is too large for float64; use a finite threshold") from None
+    return value
+
+
+def threshold_float(value: Fraction, option: str, dtype: str) -> float:
+    """The smallest float64 ``>= value``; a positive value the dtype cannot hold is refused."""
+    import numpy as np
+
+    from zpml_runtime.errors import ThresholdUnderflowError
+
+    smallest = Fraction(float(np.finfo(dtype).smallest_subnormal))
+    if 0 < value < smallest:
+        raise ThresholdUnderflowError(
+            f"{option}={float(value):.6g} (exactly {_fraction_text(value)}) is positive but below "
+            f"the smallest positive {dtype} value ({float(smallest):.6g}): it would round to 0 and "
+            f"only catch exact zeros. Use {option} >= {float(smallest):.6g}, or 0 for "
+            "exact-zero-only semantics"
+        )
+    out = float(value)
+    if Fraction(out) < value:  # round up: a threshold rounded down would fail open
+        out = math.nextafter(out, math.inf)
+    return out
 
 
 def parse_exact_input(text: str, variables: Sequence[str]) -> list[Fraction | float]:
@@ -221,6 +257,21 @@ def _parse_init(items: Sequence[str], params: Sequence[str]) -> dict[str, float]
     return out
 
 
+def _check_coefficients(fru: Any, dtype: str) -> None:
+    """Refuse an expression whose exact coefficients overflow ``dtype`` (a fault on every input)."""
+    from zpml_runtime.bundle.exact import read_metadata_fru
+    from zpml_runtime.bundle.export import fru_metadata
+    from zpml_runtime.bundle.semantic import coefficient_overflows
+
+    names = [v.name for v in fru.variables]
+    meta = {"source": "compiled_fru", "fru": fru_metadata(fru), "input": {"variables": names}}
+    view = read_metadata_fru(meta)
+    assert view is not None
+    problems = coefficient_overflows(view, dtype)
+    if problems:
+        raise UsageError(problems[0] + (" (use --dtype float64)" if dtype == "float32" else ""))
+
+
 def _cmd_compile(args: argparse.Namespace) -> int:
     import torch
 
@@ -233,14 +284,24 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     variables = None
     if args.variables is not None:
         variables = [v.strip() for v in args.variables.split(",") if v.strip()]
+    tau_infer = threshold_float(parse_threshold(args.tau_infer, "--tau-infer"), "--tau-infer", args.dtype)
+    tau_train = None
+    if args.tau_train is not None:
+        tau_train = threshold_float(
+            parse_threshold(args.tau_train, "--tau-train"), "--tau-train", args.dtype
+        )
+    validity_tau = threshold_float(
+        parse_threshold(args.validity_tau, "--validity-tau"), "--validity-tau", args.dtype
+    )
     try:
         expr = zs.parse(args.expression, parameters=params)
         fru = zs.flatten(expr, parameters=params, variables=variables)
-        config = InferenceConfig(tau_infer=args.tau_infer, tau_train=args.tau_train)
+        _check_coefficients(fru, args.dtype)
+        config = InferenceConfig(tau_infer=tau_infer, tau_train=tau_train)
         evaluator = zs.strict_evaluator(
             fru,
             config=config,
-            validity_taus=args.validity_tau,
+            validity_taus=validity_tau,
             init=init or None,
             dtype=getattr(torch, args.dtype),
         )
@@ -275,7 +336,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         print("validity factors: none (Q enforces every division)")
     print(
         f"thresholds tau_infer={config.tau_infer!r} tau_train={config.tau_train!r} "
-        f"validity_tau={args.validity_tau!r} dtype={args.dtype}"
+        f"validity_tau={validity_tau!r} dtype={args.dtype}"
     )
     print(f"smoke inputs {smoke.shape[0]} row(s)")
     print(f"bundle written to {exported.path} (bundle_id {exported.metadata['bundle_id']})")
@@ -425,7 +486,9 @@ def _explain_exact(fru: Any, point: Sequence[Fraction | float]) -> tuple[bool, F
         mark = "  <- bottom" if v is None or v == 0 else ""
         print(f"    #{f.index} {f.factor} = {text}  [{f.kind}, in {where}]{mark}")
     q, p = value(fru.denominator_terms), value(fru.numerator_terms)
-    if bad:
+    # a fault needs P, Q or a factor to use the non-finite input (docs/semantics.md section 3)
+    fault = p is None or q is None or any(value(f.terms) is None for f in bottomed)
+    if fault:
         print(
             f"  exact: Q = {'non-finite' if q is None else _fraction_text(q)}; strict value = bottom (fault)"
         )
@@ -443,7 +506,7 @@ def _explain_exact(fru: Any, point: Sequence[Fraction | float]) -> tuple[bool, F
                 )
     else:
         print("  bottomed denominators: none")
-    return bool(bad or bottomed or q == 0), q
+    return bool(fault or bottomed or q == 0), q
 
 
 def _explain_agreement(
@@ -484,10 +547,13 @@ def _cmd_report_bundle(args: argparse.Namespace) -> int:
         f"  bottom rate {s['rates']['bottom_rate']:.4g}, gap rate {s['rates']['gap_rate']:.4g}, "
         f"fault rate {s['rates']['fault_rate']:.4g}"
     )
-    print(f"  reference smoke test: {s['reference_smoke_test']['status']}")
+    smoke = s["reference_smoke_test"]
+    print(f"  reference smoke test: {smoke['status']}")
     print(f"  recommended fallback: {s['recommended_fallback']['policy']}")
     for path in report.files.values():
         print(f"  wrote {path}")
+    if smoke["status"] == "failed":
+        raise CliError(f"the reference smoke test failed: {smoke.get('detail', '')}")
     return 0
 
 
@@ -563,12 +629,10 @@ def build_parser(prog: str = "zpml") -> argparse.ArgumentParser:
         "--init", action="append", default=[], metavar="NAME=VALUE", help="initial value"
     )
     p.add_argument(
-        "--tau-infer", type=float, default=0.0, help="bottom threshold (default 0: exact zeros)"
+        "--tau-infer", default="0", help="bottom threshold (default 0: exact zeros), read exactly"
     )
-    p.add_argument("--tau-train", type=float, default=None, help="gap threshold (default: none)")
-    p.add_argument(
-        "--validity-tau", type=float, default=0.0, help="threshold of every validity factor"
-    )
+    p.add_argument("--tau-train", default=None, help="gap threshold (default: none)")
+    p.add_argument("--validity-tau", default="0", help="threshold of every validity factor")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--variables", metavar="x,y", help="input column order (default: sorted names)")
     p.add_argument("--smoke-inputs", metavar="FILE.npy", help="smoke inputs [n, n_vars]")
@@ -649,11 +713,20 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
         return int(args.func(args))
     except SystemExit as e:  # --help / --version
         return e.code if isinstance(e.code, int) else 0
-    except UsageError as e:
+    except (UsageError, InvalidConfigError) as e:
         print(f"zpml: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except (ZeroProofError, ZeroProofRuntimeError, OSError) as e:
         print(f"zpml: error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - a bug: one line, not a traceback
+        command = " ".join(a for a in argv[:2] if not a.startswith("-")) or "zpml"
+        detail = (str(e).splitlines() or [""])[0][:300]
+        print(
+            f"zpml: error: {command} failed unexpectedly ({type(e).__name__}: {detail}); "
+            "please report this with the command line",
+            file=sys.stderr,
+        )
         return 1
 
 

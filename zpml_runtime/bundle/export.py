@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
-import tempfile
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
@@ -32,13 +29,16 @@ from zpml_runtime.bundle.format import (
     MASK_SEMANTICS,
     METADATA_FILE,
     MODEL_FILE,
+    SIGNATURE_FILE,
     SMOKE_FILE,
     STRICT_OUTPUTS,
     BundleError,
     checksum_line,
     dumps_metadata,
     sha256_bytes,
+    signature_line,
 )
+from zpml_runtime.bundle.publish import publish_bundle
 from zpml_runtime.projective import GaugePolicy
 
 _ONNX_DTYPES = {
@@ -176,7 +176,8 @@ def _signature(model: onnx.ModelProto) -> tuple[dict[str, Any], list[dict[str, A
     return tensor(inp), [tensor(o) for o in model.graph.output]
 
 
-def _fru_metadata(fru: Any) -> dict[str, Any]:
+def fru_metadata(fru: Any) -> dict[str, Any]:
+    """The ``fru`` section of the metadata: expression, exact terms, provenance."""
     from zpml_symbolic.flatten.fru import poly_terms
     from zpml_symbolic.ir.printer import to_text
 
@@ -246,23 +247,30 @@ def export_bundle(
     bundle_id: str | None = None,
     gauge_policy: GaugePolicy = GaugePolicy.CANONICAL_DENOMINATOR,
     overwrite: bool = False,
+    signing_key: bytes | None = None,
+    lock_timeout: float = 60.0,
 ) -> ExportedBundle:
     """Write ``model.onnx``, ``metadata.json``, ``metadata.sha256`` and smoke inputs to ``out_dir``.
 
     ``example_inputs`` is ``(x,)`` with ``x`` of shape ``[batch, n_vars]``; it
     fixes the dtype (unless ``dtype`` is given) and is stored as the smoke
     inputs unless ``smoke_inputs`` is given. ``config`` defaults to the
-    model's own. The bundle is written to a temporary directory next to
-    ``out_dir`` and renamed into place; an existing bundle is replaced only
-    with ``overwrite=True``.
+    model's own.
+
+    The bundle is written to a temporary directory next to ``out_dir``,
+    validated completely there (a graph that disagrees with its own metadata is
+    never published) and swapped into place atomically under a lock
+    (``.<name>.lock`` next to it; racing exports serialise, and one waiting
+    longer than ``lock_timeout`` seconds gets :class:`BundleBusyError`). An
+    existing directory is replaced only with ``overwrite=True`` and only when it
+    is empty or a valid bundle with no other files. ``signing_key`` (bytes)
+    adds ``metadata.sig``, an HMAC-SHA256 of ``metadata.json``.
     """
     out = Path(out_dir)
-    if out.exists() and not overwrite:
+    if os.path.lexists(out) and not overwrite:
         raise BundleError(f"{out} already exists; pass overwrite=True to replace it")
-    if out.exists() and (
-        not out.is_dir() or (any(out.iterdir()) and not (out / METADATA_FILE).exists())
-    ):
-        raise BundleError(f"{out} exists and is not a bundle; refusing to replace it")
+    if signing_key is not None and (not isinstance(signing_key, bytes | bytearray) or not signing_key):
+        raise BundleError("signing_key must be non-empty bytes")
     dt = _dtype_of(example_inputs, dtype)
     resolved = _resolve(model, config, validity_taus, dt, opset, example_inputs)
     model_bytes = resolved.model.SerializeToString()
@@ -299,7 +307,7 @@ def export_bundle(
             "dtype": dt,
         },
         "source": resolved.source,
-        "fru": _fru_metadata(resolved.fru) if resolved.fru is not None else None,
+        "fru": fru_metadata(resolved.fru) if resolved.fru is not None else None,
         "structural_validity_output_schema": resolved.schema.to_metadata()
         if resolved.schema is not None
         else None,
@@ -313,7 +321,9 @@ def export_bundle(
         METADATA_FILE: meta_bytes,
         CHECKSUM_FILE: checksum_line(meta_bytes).encode("ascii"),
     }
-    _write_atomically(out, files)
+    if signing_key is not None:
+        files[SIGNATURE_FILE] = signature_line(meta_bytes, bytes(signing_key)).encode("ascii")
+    publish_bundle(out, files, overwrite=overwrite, lock_timeout=lock_timeout)
     return ExportedBundle(out, metadata)
 
 
@@ -323,32 +333,6 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)
     return buf.getvalue()
-
-
-def _write_atomically(out: Path, files: dict[str, bytes]) -> None:
-    parent = out.parent.resolve()
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    try:
-        for name, data in files.items():
-            with open(tmp / name, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        if out.exists():
-            old = parent / f".{out.name}.old-{uuid.uuid4().hex}"
-            os.rename(out, old)
-            try:
-                os.rename(tmp, out)
-            except OSError:
-                os.rename(old, out)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 __all__ = ["ExportedBundle", "export_bundle"]
