@@ -151,27 +151,22 @@ def _strict_json(path: Path, obj: Any) -> Path:
     return path
 
 
-def cross_product_loss(outputs: Any, targets: Any) -> Any:
-    """Mean squared cross product ``(P*Y_d - Q*Y_n)^2`` with targets scaled to unit max-norm.
+def ik_training_loss(outputs: Any, targets: Any) -> Any:
+    """The IK fit's loss: :func:`~zpml_runtime.losses.cross_product_loss` on ``(P, Q)``.
 
-    Unlike the scale-invariant :func:`~zpml_runtime.losses.implicit_loss`, it
-    keeps the model's gauge (here ``Q`` is fixed by the template), which makes
-    the IK fit a well-conditioned least-squares problem. Bottom targets
-    ``(+-1, 0)`` contribute ``Q^2``.
+    The template fixes its own gauge (``Q = l1*s2``, ``l1*l2*s2``), so the
+    gauge-keeping cross product turns the fit into a well-conditioned
+    least-squares problem (the scale-invariant ``implicit_loss`` stalls in the
+    narrow valley ``l1 == l2`` that the rows near ``theta2 = pi`` carve out).
+    Bottom targets ``(+-1, 0)`` train ``Q`` towards 0; rows outside the loss mask
+    are excluded.
     """
-    import torch
-
     from zpml_runtime.inference import split_model_outputs
+    from zpml_runtime.losses import cross_product_loss
 
     P, Q, _ = split_model_outputs(outputs)
     y_n, y_d = targets
-    scale = torch.maximum(y_n.abs(), y_d.abs())
-    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
-    r = P * (y_d / scale) - Q * (y_n / scale)
-    mask = getattr(targets, "loss_mask", None)
-    if mask is not None:
-        r = r[mask.expand_as(r)] if mask.shape != r.shape else r[mask]
-    return (r * r).mean()
+    return cross_product_loss(P, Q, y_n, y_d, mask=getattr(targets, "loss_mask", None))
 
 
 def _loaders(train: Any, calib: Any, batch_size: int, seed: int) -> tuple[Any, Any]:
@@ -313,7 +308,7 @@ def run_reference_robotics_deployment(
     trainer = SCMTrainer(
         model,
         optimizer,
-        cross_product_loss,
+        ik_training_loss,
         train_loader,
         scheduler=scheduler,
         config=TrainingConfig(

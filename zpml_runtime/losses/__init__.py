@@ -9,7 +9,7 @@ from __future__ import annotations
 from .combined import SCMTrainingLoss
 from .config import LossConfig
 from .coverage import coverage, rejection_loss, soft_coverage_loss
-from .implicit import implicit_loss, implicit_residual
+from .implicit import cross_product_loss, implicit_loss, implicit_residual
 from .terms import censored_loss, margin_loss, sign_consistency_loss
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "SCMTrainingLoss",
     "censored_loss",
     "coverage",
+    "cross_product_loss",
     "implicit_loss",
     "implicit_residual",
     "margin_loss",

@@ -34,7 +34,7 @@ from ._common import (
     unit_scale,
 )
 
-__all__ = ["implicit_loss", "implicit_residual"]
+__all__ = ["cross_product_loss", "implicit_loss", "implicit_residual"]
 
 Tensor = torch.Tensor
 
@@ -137,3 +137,40 @@ def implicit_loss(
         Y_n, Y_d = sanitize(Y_n, m), sanitize(Y_d, m)
     E = implicit_residual(P, Q, Y_n, Y_d, gamma, detach_scale=bool(detach_scale))
     return reduce_mean(E, m, w)
+
+
+def cross_product_loss(
+    P: Tensor,
+    Q: Tensor,
+    Y_n: Any,
+    Y_d: Any,
+    *,
+    mask: Tensor | None = None,
+    weight: Tensor | None = None,
+) -> Tensor:
+    """Mean squared cross product ``(P*y_d - Q*y_n)**2`` with ``(y_n, y_d)`` the targets at unit max-norm.
+
+    The gauge-keeping sibling of :func:`implicit_loss`: only the *targets* are
+    normalised, so the loss depends on the scale of ``(P, Q)``. Use it when the
+    model fixes its own gauge (a template whose ``Q`` has no free scale, e.g.
+    ``Q = s2``): the fit is then an ordinary least-squares problem in the
+    numerator coefficients and converges much faster than the scale-invariant
+    loss, whose minimiser is only defined up to ``(P, Q) -> c*(P, Q)``. Bottom
+    targets ``(+-1, 0)`` contribute ``Q**2``; the null tuple ``(0, 0)`` contributes 0.
+    Same shape, ``mask`` and ``weight`` rules as :func:`implicit_loss`.
+    """
+    func = "cross_product_loss"
+    P = check_tensor(P, name="P", func=func)
+    Q = check_tensor(Q, name="Q", func=func)
+    check_same_shape(P, Q, names=("P", "Q"), func=func)
+    Y_n = as_targets(Y_n, P, name="Y_n", func=func)
+    Y_d = as_targets(Y_d, P, name="Y_d", func=func)
+    check_same_shape(P, Y_n, names=("P", "Y_n"), func=func)
+    check_same_shape(P, Y_d, names=("P", "Y_d"), func=func)
+    m, w = combine(None, mask, weight, P, func=func)
+    if m is not None:
+        P, Q = sanitize(P, m), sanitize(Q, m)
+        Y_n, Y_d = sanitize(Y_n, m), sanitize(Y_d, m)
+    yn, yd = unit_scale(Y_n.detach(), Y_d.detach())
+    r = torch.addcmul(P * yd, Q, yn, value=-1.0)
+    return reduce_mean(r * r, m, w)
