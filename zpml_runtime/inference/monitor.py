@@ -269,7 +269,8 @@ class StrictInferenceMonitor:
         hazard = masks.get("numerical_hazard_mask")
         if hazard is None and q is not None and self.hazard_threshold is not None:
             with np.errstate(invalid="ignore"):
-                hazard = np.isfinite(q) & (q < self.hazard_threshold)
+                # as numerical_hazard_mask: finite and (|Q| == 0 or |Q| < t); t = 0 is exact zeros
+                hazard = np.isfinite(q) & ((q == 0) | (q < self.hazard_threshold))
         if hazard is not None:
             batch["hazard"] = int(hazard.sum())
         if q is not None:
