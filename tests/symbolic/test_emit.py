@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sym_strategies import SYMBOLS, expressions, singular_points
 
 import zpml_symbolic as zs
+from zpml_core.errors import ShapeMismatchError
 from zpml_runtime.inference import InferenceConfig
 from zpml_symbolic.emit.numpy_emit import NUMPY_OPS
 from zpml_symbolic.emit.program import OPS, lower
@@ -50,8 +51,9 @@ def test_common_subexpressions_are_computed_once() -> None:
 def test_several_expressions_share_one_module() -> None:
     e1, e2 = zs.parse("1/(x - y) + x"), zs.parse("(x - y)**2 + 1/(x - y)")
     m = zs.to_torch([e1, e2])
-    (p1, q1), (p2, q2) = m(torch.tensor([[3.0, 1.0]], dtype=torch.float64))
+    (p1, q1, v1), (p2, q2, v2) = m(torch.tensor([[3.0, 1.0]], dtype=torch.float64))
     assert float(p1 / q1) == pytest.approx(3.5) and float(p2 / q2) == pytest.approx(4.5)
+    assert v1.shape == v2.shape == (1, 0)  # uniform (P, Q, V) for several expressions
     subs = [i for i in m.plan.program.instrs if i.op == "sub"]
     assert len(subs) == 1  # x - y computed once for both
 
@@ -221,7 +223,7 @@ def test_lowering_rejects_division_and_unknown_names() -> None:
         lower([("P", ir.var("y"))], variables=["x"])
     with pytest.raises(zs.InvalidArgumentError, match="dtype must be"):
         zs.to_torch(zs.parse("x"), dtype=torch.float16)
-    with pytest.raises(zs.InvalidArgumentError, match=r"shape \[\.\.\., 1\]"):
+    with pytest.raises(ShapeMismatchError, match=r"shape \[\.\.\., 1\]"):
         zs.numpy_evaluator(zs.parse("1/x"))(np.zeros((3, 2)))
 
 

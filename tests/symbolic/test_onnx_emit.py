@@ -726,8 +726,6 @@ def test_errors() -> None:
         to_onnx(EXAMPLE, config={"tau_infer": 0.0})  # type: ignore[arg-type]
     with pytest.raises(ThresholdUnderflowError, match="tau_infer"):
         to_onnx(EXAMPLE, config=InferenceConfig(tau_infer=1e-50))
-    with pytest.raises(EmitError, match="reserved"):
-        to_onnx("decoded/x", parameters=["decoded"], init={"decoded": 1.0})
     with pytest.raises(InvalidArgumentError, match="no initial value"):
         to_onnx("a/x", parameters=["a"])
     with pytest.raises(InvalidArgumentError, match="not a parameter"):

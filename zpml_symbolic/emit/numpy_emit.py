@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from zpml_symbolic.emit.plan import Plan, coefficient_values, make_plan
+from zpml_symbolic.emit.inputs import check_numpy_input
+from zpml_symbolic.emit.plan import (
+    Plan,
+    check_constants,
+    coefficient_values,
+    make_plan,
+    scaled_config,
+    scaled_taus,
+)
 from zpml_symbolic.emit.program import Instr
 from zpml_symbolic.errors import InvalidArgumentError
 from zpml_symbolic.flatten.coerce import as_frus
@@ -44,13 +52,8 @@ NUMPY_OPS: dict[str, NumpyEmit] = {
 def run_program(
     plan: Plan, x: np.ndarray, coefficients: Mapping[str, float]
 ) -> dict[str, np.ndarray]:
-    """Evaluate every program output on ``x`` (shape ``[..., n_vars]``) in ``x.dtype``."""
-    if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64):
-        raise InvalidArgumentError("x must be a float32 or float64 numpy array")
-    if x.shape[-1:] != (len(plan.variables),):
-        raise InvalidArgumentError(
-            f"x must have shape [..., {len(plan.variables)}] (columns {list(plan.variables)}), got {x.shape}"
-        )
+    """Evaluate every program output on ``x`` (shape ``[*batch, n_vars]``) in ``x.dtype``."""
+    check_numpy_input(x, plan.variables, "numpy evaluator")
     dt = x.dtype
     batch = x.shape[:-1]
     program = plan.program
@@ -90,6 +93,7 @@ class NumpyEvaluator:
         self.coefficients = dict(coefficients)
         self.config = config
         self.validity_taus = validity_taus
+        self._dtypes_checked: set[np.dtype] = set()
 
     @property
     def fru(self) -> FlattenedFRU:
@@ -97,8 +101,12 @@ class NumpyEvaluator:
         return self.plan.frus[0]
 
     def evaluate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``P, Q, V`` in the canonical gauge (``V`` is ``[..., k]``, k may be 0)."""
+        """``P, Q, V`` in the emitted gauge (``V`` is ``[..., k]``, k may be 0): the canonical
+        one unless ``plan.gauge(0)`` says otherwise (see :mod:`zpml_symbolic.emit.gauge`)."""
         out = run_program(self.plan, x, self.coefficients)
+        if x.dtype not in self._dtypes_checked:
+            check_constants(self.plan, str(x.dtype))
+            self._dtypes_checked.add(x.dtype)
         names = self.plan.names[0]
         V = (
             np.stack([out[n] for n in names.V], axis=-1)
@@ -108,12 +116,19 @@ class NumpyEvaluator:
         return out[names.P], out[names.Q], V
 
     def __call__(self, x: np.ndarray) -> Any:
+        from zpml_core.config import InferenceConfig
         from zpml_core.strict import strict_inference
 
         P, Q, V = self.evaluate(x)
         factors = [V[..., i] for i in range(V.shape[-1])] or None
+        gauge = self.plan.gauge(0)  # thresholds in the emitted gauge (identity unless regauged)
+        config = self.config if self.config is not None else InferenceConfig(tau_infer=0.0)
         return strict_inference(
-            P, Q, config=self.config, validity_factors=factors, validity_taus=self.validity_taus
+            P,
+            Q,
+            config=scaled_config(config, gauge.pq),
+            validity_factors=factors,
+            validity_taus=scaled_taus(self.validity_taus, gauge.v),
         )
 
 
@@ -124,12 +139,16 @@ def numpy_evaluator(
     validity_taus: float | Sequence[float] = 0.0,
     parameters: Sequence[sp.Symbol | str] = (),
     init: Mapping[Any, float] | None = None,
+    variables: Sequence[str | sp.Symbol] | None = None,
 ) -> NumpyEvaluator:
-    """Build the numpy reference evaluator of one FRU (coefficients from ``init``)."""
+    """Build the numpy reference evaluator of one FRU (coefficients from ``init``).
+
+    ``variables`` fixes the input column order (default: the FRU's variables).
+    """
     frus, _ = as_frus(fru_or_expr, parameters=parameters)
     if len(frus) != 1:
         raise InvalidArgumentError("numpy_evaluator takes one expression")
-    plan = make_plan(frus)
+    plan = make_plan(frus, variables=variables)
     return NumpyEvaluator(plan, coefficient_values(plan, init), config, validity_taus)
 
 

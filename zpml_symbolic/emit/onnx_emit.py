@@ -91,7 +91,13 @@ from zpml_symbolic.emit.onnx_graph import (  # noqa: F401 - public constants re-
     _threshold_initializers,
     _tile,
 )
-from zpml_symbolic.emit.plan import Plan, coefficient_values, make_plan
+from zpml_symbolic.emit.plan import (
+    Plan,
+    check_constants,
+    coefficient_values,
+    make_plan,
+    scaled_config,
+)
 from zpml_symbolic.emit.torch_emit import RationalModule
 from zpml_symbolic.errors import EmitError, InvalidArgumentError
 from zpml_symbolic.flatten.coerce import as_frus
@@ -174,6 +180,21 @@ def _check_tau(value: object, field: str) -> float:
         raise InvalidArgumentError(str(e)) from None
 
 
+def _expression_taus(validity_taus: object, counts: Sequence[int]) -> list[tuple[float, ...]]:
+    """Per-expression factor thresholds: one number for all, or one entry per expression."""
+    if len(counts) == 1:
+        return [_factor_taus(validity_taus, counts[0])]
+    if isinstance(validity_taus, Sequence) and not isinstance(validity_taus, str | bytes):
+        if len(validity_taus) != len(counts):
+            raise InvalidArgumentError(
+                f"validity_taus has {len(validity_taus)} entries for {len(counts)} expressions; "
+                "pass one number for every factor, or one entry (a number or a per-factor "
+                "sequence) per expression"
+            )
+        return [_factor_taus(t, k) for t, k in zip(validity_taus, counts, strict=True)]
+    return [_factor_taus(validity_taus, k) for k in counts]
+
+
 def _factor_taus(validity_taus: object, k: int) -> tuple[float, ...]:
     if isinstance(validity_taus, Sequence) and not isinstance(validity_taus, str | bytes):
         if len(validity_taus) != k:
@@ -200,18 +221,41 @@ def _resolve(
         plan, coefficients = obj.plan, obj.coefficient_values()
     else:
         frus, _ = as_frus(obj, parameters=parameters)  # type: ignore[arg-type]
-        if len(frus) != 1:
-            raise EmitError(
-                f"to_onnx builds one model per expression, got {len(frus)}; call it once per expression"
-            )
         plan = make_plan(frus, variables=variables)
         coefficients = coefficient_values(plan, init)
-    if len(plan.frus) != 1:
-        raise EmitError(
-            f"to_onnx builds one model per expression, but the module compiles {len(plan.frus)}; "
-            "compile each expression with to_torch separately"
-        )
     return plan, coefficients
+
+
+def expression_prefixes(n: int) -> tuple[str, ...]:
+    """Output-name prefix of each expression: ``""`` for one, ``"e0_"``, ``"e1_"``, ... for several."""
+    return ("",) if n == 1 else tuple(f"e{k}_" for k in range(n))
+
+
+def _parameter_initializers(parameters: Sequence[str], reserved: set[str]) -> dict[str, str]:
+    """Initializer name of each parameter: the name itself when it is a plain ASCII
+    identifier the graph does not use, else ``param_{i}`` (unique)."""
+    taken = set(reserved) | {p for p in parameters if _plain(p, reserved)}
+    out: dict[str, str] = {}
+    for i, p in enumerate(parameters):
+        if _plain(p, reserved):
+            out[p] = p
+            continue
+        name, n = f"param_{i}", 0
+        while name in taken:
+            n += 1
+            name = f"param_{i}_{n}"
+        taken.add(name)
+        out[p] = name
+    return out
+
+
+def _plain(name: str, reserved: set[str]) -> bool:
+    return (
+        name.isidentifier()
+        and name.isascii()
+        and not name.startswith(("zpml_", "param_", "_"))
+        and name not in reserved
+    )
 
 
 # --------------------------------------------------------------------------- entry point
@@ -335,7 +379,7 @@ def to_onnx(
     Raises:
         InvalidArgumentError: bad dtype, opset, config, thresholds, init, names,
             ``tile_rows`` or ``outputs`` (or thresholds with ``outputs="quotient"``).
-        EmitError: several expressions, or a parameter name the graph reserves.
+        EmitError: a constant the dtype cannot represent (named in the message).
         zpml_core.errors.ThresholdUnderflowError: a positive threshold the dtype
             cannot represent.
     """
@@ -347,66 +391,85 @@ def to_onnx(
         raise InvalidArgumentError(f"model_name must be a non-empty string, got {model_name!r}")
     strict = _check_outputs(outputs, config, validity_taus)
     plan, coefficients = _resolve(fru_or_exprs, parameters, init, variables)
-    fru = plan.frus[0]
-    schema = fru.structural_validity_output_schema(prefix=prefix)
-    k = len(plan.names[0].V)
-    taus = _factor_taus(validity_taus, k)
-    factor_names = [out.output_names for out in schema.outputs] if strict else []
-    output_names = OUTPUT_NAMES + schema.output_names if strict else (QUOTIENT_NAME,)
-
-    threshold_names = [T_INFER, T_TRAIN] + [T_FACTOR.format(i) for i in range(k)]
+    check_constants(plan, dtype)
+    n_expr = len(plan.frus)
+    prefixes = expression_prefixes(n_expr)
+    counts = [len(n.V) for n in plan.names]
+    taus_k = _expression_taus(validity_taus, counts)
+    schemas = [f.structural_validity_output_schema(prefix=prefix) for f in plan.frus]
+    # per expression: core output names, per-factor output names, global factor threshold indices
+    core_k = [[pre + n for n in OUTPUT_NAMES] for pre in prefixes]
+    factor_k = [
+        [[pre + n for n in out.output_names] for out in schema.outputs] if strict else []
+        for pre, schema in zip(prefixes, schemas, strict=True)
+    ]
+    offsets = [sum(counts[:k]) for k in range(n_expr)]
+    output_names: list[str] = []
+    for k in range(n_expr):
+        if strict:
+            output_names += core_k[k] + [n for names_i in factor_k[k] for n in names_i]
+        else:
+            output_names.append(prefixes[k] + QUOTIENT_NAME)
+    total = sum(counts)
+    threshold_names = [T_INFER, T_TRAIN] + [T_FACTOR.format(i) for i in range(total)]
     reserved = {INPUT_NAME, *output_names, *threshold_names}
-    clash = sorted(set(plan.parameters) & reserved)
-    if clash:
-        raise EmitError(
-            f"parameter names {clash} are reserved by the ONNX graph; rename the symbols"
-        )
     tiled = tile_rows is not None
     suffix = TILE_SUFFIX if tiled else ""
     if tiled:  # the body computes ``{name}_tile`` from ``x_tile``; the graph scans it
         reserved |= {TILE_INPUT, *(n + suffix for n in output_names)}
-    g = _Graph(dtype, reserved | set(plan.parameters), TILE_INPUT if tiled else INPUT_NAME)
+    param_inits = _parameter_initializers(plan.parameters, reserved)
+    g = _Graph(dtype, reserved | set(param_inits.values()), TILE_INPUT if tiled else INPUT_NAME)
     g.opset = opset
     for name in plan.parameters:
-        g.initializer(name, coefficients[name], doc="learnable coefficient")
+        g.initializer(param_inits[name], coefficients[name], doc="learnable coefficient")
+    # thresholds in the emitted gauge (2**-e times the canonical one; e = 0 unless regauged)
+    gauges = [plan.gauge(k) for k in range(n_expr)]
+    cfg_q = [scaled_config(cfg, gauges[k].pq) for k in range(n_expr)]
+    flat_taus = [
+        math.ldexp(t, -e)
+        for k in range(n_expr)
+        for t, e in zip(taus_k[k], gauges[k].v, strict=True)
+    ]
     if strict:
-        t_infer, t_train, t_factors = _threshold_initializers(g, cfg, taus, dtype)
+        if len({(c.tau_infer, c.tau_train) for c in cfg_q}) > 1:
+            raise EmitError(
+                "the expressions were regauged by different powers of two, so one baked "
+                "tau_infer cannot serve them all; export them separately"
+            )
+        t_infer, t_train, t_factors = _threshold_initializers(g, cfg_q[0], flat_taus, dtype)
 
-    values = _lower_program(g, plan)
+    values = _lower_program(g, plan, param_inits)
     out = plan.program.outputs
-    names = plan.names[0]
-    P, Q = values[out[names.P]], values[out[names.Q]]
     elem = _DTYPES[dtype][0]
-    core_names = [n + suffix for n in OUTPUT_NAMES]
-    inner_factor_names = [[n + suffix for n in names_i] for names_i in factor_names]
-    if strict:
-        _strict(
-            g,
-            P,
-            Q,
-            [values[out[v]] for v in names.V],
-            inner_factor_names,
-            [T_FACTOR.format(i) for i in range(k)],
-            t_train is not None,
-            core_names,
-        )
-        outputs = _strict_outputs(elem, factor_names)
-    else:
-        g.expose(
-            P if g.is_known(Q, 1.0) else g.node("Div", [P, Q], "P_over_Q"), QUOTIENT_NAME + suffix
-        )
-        outputs = [helper.make_tensor_value_info(QUOTIENT_NAME, elem, [BATCH_DIM])]
+    inner_outputs: list[onnx.ValueInfoProto] = []
+    outputs = []
+    for k, names in enumerate(plan.names):
+        P, Q = values[out[names.P]], values[out[names.Q]]
+        if strict:
+            core_inner = [n + suffix for n in core_k[k]]
+            factor_inner = [[n + suffix for n in names_i] for names_i in factor_k[k]]
+            _strict(
+                g,
+                P,
+                Q,
+                [values[out[v]] for v in names.V],
+                factor_inner,
+                [T_FACTOR.format(offsets[k] + i) for i in range(counts[k])],
+                t_train is not None,
+                core_inner,
+            )
+            outputs += _strict_outputs(elem, factor_k[k], core_k[k])
+            inner_outputs += _strict_outputs(elem, factor_inner, core_inner, TILE_DIM)
+        else:
+            name = prefixes[k] + QUOTIENT_NAME
+            g.expose(P if g.is_known(Q, 1.0) else g.node("Div", [P, Q], "P_over_Q"), name + suffix)
+            outputs.append(helper.make_tensor_value_info(name, elem, [BATCH_DIM]))
+            inner_outputs.append(helper.make_tensor_value_info(name + suffix, elem, [TILE_DIM]))
     nodes, initializers = g.finish()
     n_vars = len(plan.variables)
     x = helper.make_tensor_value_info(INPUT_NAME, elem, [BATCH_DIM, n_vars])
     if tiled:
         assert tile_rows is not None
-        if strict:
-            inner_outputs = _strict_outputs(elem, inner_factor_names, core_names, TILE_DIM)
-        else:
-            inner_outputs = [
-                helper.make_tensor_value_info(QUOTIENT_NAME + suffix, elem, [TILE_DIM])
-            ]
         body = helper.make_graph(
             nodes,
             "zpml_rational_tile",
@@ -433,30 +496,40 @@ def to_onnx(
         if strict
         else "the unguarded quotient P/Q (no masks)"
     )
+    described = "; ".join(str(f.expression) for f in plan.frus)
     model = helper.make_model(
         graph,
         opset_imports=opsets,
         producer_name=PRODUCER_NAME,
         producer_version=version,
         ir_version=helper.find_min_ir_version_for(opsets),
-        doc_string=f"{'Strict r' if strict else 'R'}ational model of {fru.expression}: {what}",
+        doc_string=f"{'Strict r' if strict else 'R'}ational model of {described}: {what}",
     )
-    metadata = {
-        "version": version,
-        "dtype": dtype,
-        "expression": str(fru.expression),
-        "numerator": str(fru.numerator),
-        "denominator": str(fru.denominator),
+    metadata: dict[str, str] = {"version": version, "dtype": dtype}
+    if n_expr == 1:
+        fru = plan.frus[0]
+        metadata |= {
+            "expression": str(fru.expression),
+            "numerator": str(fru.numerator),
+            "denominator": str(fru.denominator),
+        }
+    metadata |= {
         "gauge": "canonical_denominator",
         "variables": json.dumps(list(plan.variables)),
         "parameters": json.dumps(list(plan.parameters)),
         "coefficients": json.dumps({n: _json_float(v) for n, v in coefficients.items()}),
     }
+    if any(param_inits[n] != n for n in plan.parameters):
+        metadata["parameter_initializers"] = json.dumps(param_inits)
+    if any(gz.pq or any(gz.v) for gz in gauges):
+        metadata["gauge_exponents"] = json.dumps([gz.to_metadata() for gz in gauges])
     if strict:
         metadata |= {
             "tau_infer": json.dumps(cfg.tau_infer),
             "tau_train": json.dumps(cfg.tau_train),
-            "validity_taus": json.dumps(list(taus)),
+            "validity_taus": json.dumps(
+                list(taus_k[0]) if n_expr == 1 else [list(t) for t in taus_k]
+            ),
             "effective_thresholds": json.dumps(_thresholds_json(t_infer, t_train, t_factors)),
             "inference_config": json.dumps(cfg.to_metadata()),
         }
@@ -465,8 +538,23 @@ def to_onnx(
         "output_names": json.dumps(list(output_names)),
         "tile_rows": json.dumps(tile_rows),
     }
-    if strict:
-        metadata["schema"] = json.dumps(schema.to_metadata(), default=_json_default)
+    if strict and n_expr == 1:
+        metadata["schema"] = json.dumps(schemas[0].to_metadata(), default=_json_default)
+    if n_expr > 1:
+        metadata["expressions"] = json.dumps(
+            [
+                {
+                    "expression": str(f.expression),
+                    "numerator": str(f.numerator),
+                    "denominator": str(f.denominator),
+                    "output_prefix": prefixes[k],
+                    "output_names": [n for n in output_names if n.startswith(prefixes[k])],
+                    **({"schema": schemas[k].to_metadata()} if strict else {}),
+                }
+                for k, f in enumerate(plan.frus)
+            ],
+            default=_json_default,
+        )
     helper.set_model_props(model, {METADATA_PREFIX + key: value for key, value in metadata.items()})
     return model
 

@@ -160,6 +160,12 @@ class _Graph:
             return self.const(not np.isfinite(self.known[v]), "bool")
         return self.node("Not", [self.less(av, self.const(math.inf), f"{base}_finite")], base)
 
+    def is_zero(self, v: str, av: str, base: str) -> str:
+        """``v == 0`` (an equality, never a subnormal threshold) given ``av = |v|``."""
+        if v in self.known:
+            return self.const(bool(self.known[v] == 0), "bool")
+        return self.node("Equal", [av, self.const(0.0)], base)
+
     def less(self, a: str, t: str, base: str) -> str:
         return self.node("Less", [a, t], base)
 
@@ -267,10 +273,10 @@ ONNX_OPS: dict[str, Emit] = {
 
 
 def _instruction_names(plan: Plan) -> dict[int, str]:
-    names = plan.names[0]
     out: dict[int, str] = {}
-    for label in (names.P, names.Q, *names.V):
-        out.setdefault(plan.program.outputs[label], label)
+    for names in plan.names:
+        for label in (names.P, names.Q, *names.V):
+            out.setdefault(plan.program.outputs[label], label)
     return out
 
 
@@ -302,8 +308,13 @@ def _column(g: _Graph, j: int, n: int, base: str) -> str:
     return g.node("Squeeze", [cols[j], axes], base, rank=1)
 
 
-def _lower_program(g: _Graph, plan: Plan) -> list[str]:
-    """One value name per instruction (nodes for operations, initializers otherwise)."""
+def _lower_program(
+    g: _Graph, plan: Plan, param_names: dict[str, str] | None = None
+) -> list[str]:
+    """One value name per instruction (nodes for operations, initializers otherwise).
+
+    ``param_names``: initializer name of each parameter (default: the parameter's name).
+    """
     program = plan.program
     labels = _instruction_names(plan)
     values: list[str] = []
@@ -315,7 +326,8 @@ def _lower_program(g: _Graph, plan: Plan) -> list[str]:
             name = f"in_{var}" if var.isidentifier() and var.isascii() else f"in_{j}"
             values.append(_column(g, j, len(program.variables), labels.get(idx, name)))
         elif ins.op == "param":
-            values.append(program.parameters[ins.index or 0])  # initializer added by to_onnx
+            name = program.parameters[ins.index or 0]  # initializer added by to_onnx
+            values.append(name if param_names is None else param_names[name])
         elif ins.op == "const":
             assert ins.const is not None
             values.append(_exact_const(g, ins.const))
@@ -341,6 +353,7 @@ def _strict(
         q_safe = Q if qc != 0 else g.const(1.0)
         quotient = P if g.is_known(q_safe, 1.0) else g.node("Div", [P, q_safe], "quotient")
         fault_q = g.nonfinite(quotient, "fault_PQ")
+        q_zero = g.const(bool(qc == 0), "bool")
     else:
         # Q + (|Q| == 0): Q, or 1 where Q == 0 (as the numpy kernel; Where is slower in ORT)
         q_zero = g.node("Equal", [aq, g.const(0.0)], "Q_is_zero")
@@ -349,13 +362,18 @@ def _strict(
         diff = g.node("Sub", [quotient, quotient], "fault_PQ_diff")  # NaN iff quotient non-finite
         fault_q = g.node("IsNaN", [g.node("Mul", [diff, Q], "fault_PQ_diff_Q")], "fault_PQ")
     # thresholds are never folded, so ``semantic`` and ``bottom`` are always graph values
-    semantic_q = g.less(aq, T_INFER, "semantic_Q")
+    # exact zeros by equality, OR-ed with the threshold test: a subnormal threshold
+    # reads as 0 under denormals-as-zero (session.set_denormal_as_zero), so
+    # ``Less(|Q|, t)`` alone would accept Q == 0 there
+    semantic_q = g.or_([q_zero, g.less(aq, T_INFER, "below_t_infer")], "semantic_Q")
     faults, semantics = [fault_q], [semantic_q]
     per_factor = []
     for i, (v, t) in enumerate(zip(factors, t_factors, strict=True)):
         av = g.abs_(v, f"abs_V{i}")
         f_i = g.nonfinite_abs(v, av, f"fault_V{i}")
-        s_i = g.less(av, t, f"semantic_V{i}")
+        s_i = g.or_(
+            [g.is_zero(v, av, f"V{i}_is_zero"), g.less(av, t, f"below_t_V{i}")], f"semantic_V{i}"
+        )
         faults.append(f_i)
         semantics.append(s_i)
         per_factor.append((v, f_i, s_i))

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from zpml_symbolic.emit.numpy_emit import run_program
-from zpml_symbolic.emit.plan import make_plan
+from zpml_symbolic.emit.plan import scaled_config, scaled_taus
 from zpml_symbolic.emit.program import lower
 from zpml_symbolic.emit.torch_emit import RationalModule, to_torch
 from zpml_symbolic.errors import InvalidArgumentError
@@ -72,8 +72,8 @@ class BottomExplanation:
         return "\n".join(lines)
 
 
-def _input_dependencies(module: RationalModule) -> list[int]:
-    """Input columns any output of the program depends on."""
+def _input_dependencies(module: RationalModule, k: int | None = None) -> list[int]:
+    """Input columns the outputs of expression ``k`` (default: all) depend on."""
     program = module.plan.program
     deps: list[set[int]] = []
     for ins in program.instrs:
@@ -81,10 +81,25 @@ def _input_dependencies(module: RationalModule) -> list[int]:
         for a in ins.args:
             d |= deps[a]
         deps.append(d)
+    names = module.plan.names if k is None else module.plan.names[k : k + 1]
     used: set[int] = set()
-    for i in program.outputs.values():
-        used |= deps[i]
+    for n in names:
+        for out in (n.P, n.Q, *n.V):
+            used |= deps[program.outputs[out]]
     return sorted(used)
+
+
+def _split_taus(validity_taus: Any, counts: Sequence[int]) -> list[Any]:
+    """Per-expression ``validity_taus`` of a multi-expression evaluator."""
+    if isinstance(validity_taus, Sequence) and not isinstance(validity_taus, str | bytes):
+        if len(validity_taus) != len(counts):
+            raise InvalidArgumentError(
+                f"validity_taus has {len(validity_taus)} entries for {len(counts)} expressions; "
+                "pass one number for every factor, or one entry (a number or a per-factor "
+                "sequence) per expression"
+            )
+        return list(validity_taus)
+    return [validity_taus] * len(counts)
 
 
 class StrictEvaluator(nn.Module):
@@ -92,7 +107,10 @@ class StrictEvaluator(nn.Module):
 
     ``result.as_dict()`` holds ``decoded, bottom_mask, gap_mask, fault_mask,
     semantic_bottom_mask, bottom_provenance`` and the per-factor outputs named
-    by ``fru.structural_validity_output_schema(prefix=...)``.
+    by ``fru.structural_validity_output_schema(prefix=...)``. A module compiled
+    from several expressions gives a tuple with one result per expression
+    (``schemas[k]`` names expression ``k``'s factor outputs).
+    ``x``: shape ``[*batch, n_vars]`` (see :mod:`zpml_symbolic.emit.inputs`).
     """
 
     def __init__(
@@ -104,16 +122,23 @@ class StrictEvaluator(nn.Module):
         prefix: str,
     ) -> None:
         super().__init__()
-        if len(model.frus) != 1:
-            raise InvalidArgumentError("strict_evaluator compiles exactly one expression")
         from zpml_core.config import InferenceConfig
 
         self.model = model
         self.config = config if config is not None else InferenceConfig(tau_infer=0.0)
         self.validity_taus = validity_taus
-        self.schema = model.frus[0].structural_validity_output_schema(prefix=prefix)
+        self.single = len(model.frus) == 1
+        self.schemas = tuple(f.structural_validity_output_schema(prefix=prefix) for f in model.frus)
+        self.schema = self.schemas[0]
+        counts = [len(n.V) for n in model.plan.names]
+        taus = [validity_taus] if self.single else _split_taus(validity_taus, counts)
+        # thresholds in the emitted gauge (2**-e times the canonical one; e = 0 unless regauged)
+        gauges = [model.plan.gauge(k) for k in range(len(model.frus))]
+        self._taus = [scaled_taus(t, g.v) for t, g in zip(taus, gauges, strict=True)]
+        self._configs = [scaled_config(self.config, g.pq) for g in gauges]
         self._deps = _input_dependencies(model)
-        self._explain_plan = None
+        self._deps_k = [_input_dependencies(model, k) for k in range(len(model.frus))]
+        self._explain_plans: dict[int, Any] = {}
 
     @property
     def fru(self) -> FlattenedFRU:
@@ -126,48 +151,68 @@ class StrictEvaluator(nn.Module):
         return x.requires_grad or any(p.requires_grad for p in self.model.parameters())
 
     def forward(self, x: torch.Tensor) -> Any:
-        """Strict result of the FRU on ``x`` (shape ``[..., n_vars]``)."""
+        """Strict result of the FRU on ``x`` (shape ``[*batch, n_vars]``); a tuple for several."""
+        self.model.check_input(x, "StrictEvaluator")
         if not self._needs_sanitising(x) or not self._deps:
             return self._decode(x, None)
         if not (torch.compiler.is_compiling() or torch.jit.is_tracing()):
             # Eager fast path: a non-finite input the program depends on makes P, Q or
             # a V_i non-finite, so without any fault no input needed replacing.
             result = self._decode(x, None)
-            fault = result.fault_mask
-            if fault.numel() == 0 or not bool(fault.view(torch.uint8).max()):
+            faults = [r.fault_mask for r in ((result,) if self.single else result)]
+            if all(f.numel() == 0 or not bool(f.view(torch.uint8).max()) for f in faults):
                 return result
         finite = torch.isfinite(x)
-        bad = ~finite[..., self._deps].all(-1)
+        bad = [~finite[..., d].all(-1) for d in self._deps_k]
         return self._decode(torch.where(finite, x, torch.zeros_like(x)), bad)
 
-    def _decode(self, x: torch.Tensor, bad: torch.Tensor | None) -> Any:
-        """Evaluate ``P, Q, V`` on ``x`` and decode; ``bad`` samples are marked as faults."""
+    def _decode(self, x: torch.Tensor, bad: list[torch.Tensor] | None) -> Any:
+        """Evaluate ``P, Q, V`` on ``x`` and decode; ``bad[k]`` samples of expression k are faults."""
         from zpml_core.strict import strict_inference
 
-        out = self.model.forward_factors(x)
-        P, Q = out[0], out[1]
-        V = out[2] if len(out) == 3 else None
-        if bad is not None:
-            P = P.masked_fill(bad, float("nan"))
-        return strict_inference(
-            P, Q, config=self.config, validity_factors=V, validity_taus=self.validity_taus
-        )
+        outs = self.model._forward_factors(x)
+        results = []
+        for k, out in enumerate((outs,) if self.single else outs):
+            P, Q = out[0], out[1]
+            V = out[2] if len(out) == 3 and len(out[2]) else None
+            if bad is not None:
+                P = P.masked_fill(bad[k], float("nan"))
+            results.append(
+                strict_inference(
+                    P, Q, config=self._configs[k], validity_factors=V, validity_taus=self._taus[k]
+                )
+            )
+        return results[0] if self.single else tuple(results)
 
     @torch.jit.unused
     def explain(
-        self, x: torch.Tensor | np.ndarray, result: Any = None, *, limit: int | None = 100
+        self,
+        x: torch.Tensor | np.ndarray,
+        result: Any = None,
+        *,
+        limit: int | None = 100,
+        expression: int = 0,
     ) -> list[BottomExplanation]:
         """For each bottom sample (up to ``limit``), the divisions of the user's tree responsible.
 
         Evaluates every provenance factor (retained or part of ``Q``) at the
         bottom samples: zero or non-finite factors are named with their
         source subexpression; if ``Q`` is bottom only through ``tau_infer``,
-        the smallest factor of ``Q`` is named.
+        the smallest factor of ``Q`` is named. ``expression``: which expression
+        of a multi-expression evaluator (``result`` is then the tuple or its entry).
         """
+        n_expr = len(self.model.frus)
+        if isinstance(expression, bool) or not isinstance(expression, int) or not 0 <= expression < n_expr:
+            raise InvalidArgumentError(
+                f"expression must be an index in range({n_expr}), got {expression!r}"
+            )
         xt = torch.as_tensor(x)
+        self.model.check_input(xt, "StrictEvaluator.explain")
         if result is None:
             with torch.no_grad():
                 result = self(xt)
+        if isinstance(result, tuple):
+            result = result[expression]
         bottom = result.bottom_mask.detach().cpu().numpy()
         prov = result.bottom_provenance.detach().cpu().numpy()
         idx = np.argwhere(bottom)
@@ -176,9 +221,9 @@ class StrictEvaluator(nn.Module):
         if len(idx) == 0:
             return []
         xs = np.stack([xt.detach().cpu().numpy()[tuple(i)] for i in idx]).astype(np.float64)
-        plan = self._provenance_plan()
+        plan = self._provenance_plan(expression)
         values = run_program(plan, xs, self.model.coefficient_values())
-        sources = self.fru.denominator_provenance
+        sources = self.model.frus[expression].denominator_provenance
         names = {0: "finite", 1: "fault", 2: "semantic", 3: "mixed"}
         out = []
         for row, i in enumerate(idx):
@@ -210,40 +255,57 @@ class StrictEvaluator(nn.Module):
             )
         return out
 
-    def _provenance_plan(self) -> Any:
-        if self._explain_plan is None:
-            base = make_plan(self.model.frus)
-            irs = self.fru.provenance_factor_irs
+    def _provenance_plan(self, expression: int = 0) -> Any:
+        found = self._explain_plans.get(expression)
+        if found is None:
+            base = self.model.plan
+            irs = self.model.frus[expression].provenance_factor_irs
             program = lower(
                 [(f"F{k}", n) for k, n in enumerate(irs)],
                 variables=base.variables,
                 parameters=base.parameters,
             )
-            self._explain_plan = type(base)(base.frus, base.variables, base.parameters, program, ())
-        return self._explain_plan
+            found = type(base)(base.frus, base.variables, base.parameters, program, ())
+            self._explain_plans[expression] = found
+        return found
 
 
 def strict_evaluator(
-    fru_or_model: FlattenedFRU | RationalModule | sp.Expr | str,
+    fru_or_model: FlattenedFRU
+    | RationalModule
+    | sp.Expr
+    | str
+    | Sequence[FlattenedFRU | sp.Expr | str],
     *,
     config: Any = None,
-    validity_taus: float | Sequence[float] = 0.0,
+    validity_taus: float | Sequence[Any] = 0.0,
     parameters: Sequence[sp.Symbol | str] = (),
     init: Mapping[Any, float] | None = None,
     dtype: torch.dtype = torch.float32,
     prefix: str = DEFAULT_PREFIX,
+    variables: Sequence[str | sp.Symbol] | None = None,
 ) -> StrictEvaluator:
-    """A module returning the strict result of docs/semantics.md §3 for one FRU.
+    """A module returning the strict result of docs/semantics.md §3 for one FRU (or one per FRU).
 
-    ``config`` is a ``zpml_core.InferenceConfig`` (re-exported as ``zpml_runtime.inference.InferenceConfig``) (default:
-    ``tau_infer=0``, exact zeros only); ``validity_taus`` the per-factor
-    thresholds. Pass a :class:`RationalModule` to share its coefficients.
+    ``config`` is a ``zpml_core.InferenceConfig`` (re-exported as
+    ``zpml_runtime.inference.InferenceConfig``) (default: ``tau_infer=0``,
+    exact zeros only); ``validity_taus`` the per-factor thresholds (several
+    expressions: one number for all, or one entry per expression).
+    ``variables`` fixes the input column order. Pass a :class:`RationalModule`
+    to share its coefficients (and its column order). A sequence of
+    expressions gives an evaluator returning a tuple of results.
     """
-    model = (
-        fru_or_model
-        if isinstance(fru_or_model, RationalModule)
-        else to_torch(fru_or_model, parameters=parameters, init=init, dtype=dtype)
-    )
+    if isinstance(fru_or_model, RationalModule):
+        if variables is not None or tuple(parameters) or init is not None:
+            raise InvalidArgumentError(
+                "strict_evaluator(module) uses the module's column order and coefficients; "
+                "do not pass variables=, parameters= or init="
+            )
+        model = fru_or_model
+    else:
+        model = to_torch(
+            fru_or_model, parameters=parameters, init=init, dtype=dtype, variables=variables
+        )
     return StrictEvaluator(model, config=config, validity_taus=validity_taus, prefix=prefix)
 
 

@@ -18,13 +18,13 @@ import sympy as sp
 import torch
 from torch import fx, nn
 
-from zpml_symbolic.emit.plan import Plan, coefficient_values, make_plan
+from zpml_symbolic.emit.inputs import check_torch_input
+from zpml_symbolic.emit.plan import Plan, check_constants, coefficient_values, make_plan
 from zpml_symbolic.emit.torch_adjoint import AdjointRunner
 from zpml_symbolic.emit.torch_graph import (  # noqa: F401 - re-exported building blocks
     TORCH_OPS,
     RationalGraph,
     _Holder,
-    _param_key,
     build_graph,
     column_layout,
 )
@@ -74,6 +74,8 @@ class RationalModule(nn.Module):
         object.__setattr__(self, "_adjoint", AdjointRunner(plan, holder))
         self.plan = plan
         self.single = single
+        #: input dtypes whose constants were checked (:func:`check_constants`)
+        self._dtypes_checked: set[torch.dtype] = set()
         self.exact_constants = tuple(consts)
         #: gradients through the generated reverse mode (False: plain autograd of ``code``)
         self.generated_backward = True
@@ -91,8 +93,18 @@ class RationalModule(nn.Module):
             or torch._C._are_functorch_transforms_active()
         )
 
+    def check_input(self, x: Any, where: str = "RationalModule") -> None:
+        """Raise a typed error unless ``x`` is a real floating tensor of shape ``[*batch, n_vars]``
+        on the coefficients' device (attribute checks only; see :mod:`.inputs`)."""
+        device = self.exact_constants_f64.device if self.plan.parameters else None
+        check_torch_input(x, self.plan.variables, where, device)
+        if x.dtype not in self._dtypes_checked and not torch.compiler.is_compiling():
+            check_constants(self.plan, str(x.dtype).removeprefix("torch."))
+            self._dtypes_checked.add(x.dtype)
+
     def forward(self, x: torch.Tensor) -> Any:
-        """``(P, Q[, V])`` of every compiled expression at ``x`` (shape ``[..., n_vars]``)."""
+        """``(P, Q[, V])`` of every compiled expression at ``x`` (shape ``[*batch, n_vars]``)."""
+        self.check_input(x)
         if self._records(x):
             if self._use_adjoint():
                 return self._run_adjoint(x, stack_factors=True)
@@ -102,7 +114,7 @@ class RationalModule(nn.Module):
     def _run_adjoint(self, x: torch.Tensor, *, stack_factors: bool) -> Any:
         """Outputs through the generated reverse mode (see :mod:`torch_adjoint`)."""
         program = self.plan.program
-        params = [getattr(self.coefficients, _param_key(n)) for n in self.plan.parameters]
+        params = [getattr(self.coefficients, k) for k in self.plan.parameter_keys]
         computed = self._adjoint(x, params)
 
         def out(name: str) -> torch.Tensor:
@@ -116,9 +128,12 @@ class RationalModule(nn.Module):
             return x.new_full(x.shape[:-1], float(ins.const or 0))
 
         results = []
+        uniform = len(self.plan.names) > 1  # several expressions: every entry is (P, Q, V)
         for names in self.plan.names:
             P, Q = out(names.P), out(names.Q)
-            if not names.V:
+            if not names.V and uniform:
+                results.append((P, Q, () if not stack_factors else x.new_zeros(x.shape[:-1] + (0,))))
+            elif not names.V:
                 results.append((P, Q))
             elif not stack_factors:
                 results.append((P, Q, tuple(out(n) for n in names.V)))
@@ -130,6 +145,10 @@ class RationalModule(nn.Module):
 
     def forward_factors(self, x: torch.Tensor) -> Any:
         """Like :meth:`forward`, but validity factors as a tuple of ``[...]`` tensors (no stacking)."""
+        self.check_input(x)
+        return self._forward_factors(x)
+
+    def _forward_factors(self, x: torch.Tensor) -> Any:
         graphs = self.__dict__.get("_split_graphs")
         if graphs is None:
             holder = _Holder(self.coefficients)
@@ -166,6 +185,13 @@ class RationalModule(nn.Module):
         return self._inplace.code
 
     @property
+    def gauges(self) -> tuple[Any, ...]:
+        """Per expression, the power-of-two gauge of the outputs: returned ``P, Q`` are
+        ``2**-gauge.pq`` times the canonical ones, ``V_i`` ``2**-gauge.v[i]`` (0 unless the
+        canonical constants leave the float range; see :mod:`zpml_symbolic.emit.gauge`)."""
+        return tuple(self.plan.gauge(k) for k in range(len(self.plan.frus)))
+
+    @property
     def variables(self) -> tuple[str, ...]:
         """Input column order."""
         return self.plan.variables
@@ -182,7 +208,21 @@ class RationalModule(nn.Module):
 
     def coefficient_values(self) -> dict[str, float]:
         """Current coefficient values as Python floats."""
-        return {n: float(getattr(self.coefficients, n).detach()) for n in self.plan.parameters}
+        keys = self.plan.parameter_keys
+        return {
+            n: float(getattr(self.coefficients, k).detach())
+            for n, k in zip(self.plan.parameters, keys, strict=True)
+        }
+
+    def coefficient(self, name: str) -> nn.Parameter:
+        """The ``nn.Parameter`` of coefficient ``name`` (the user's name, whatever its storage key)."""
+        if name not in self.plan.parameters:
+            raise InvalidArgumentError(
+                f"{name!r} is not a coefficient of this module; its coefficients are "
+                f"{list(self.plan.parameters)}"
+            )
+        key = self.plan.parameter_keys[self.plan.parameters.index(name)]
+        return getattr(self.coefficients, key)
 
     def to_sympy(self) -> sp.Expr | tuple[sp.Expr, ...]:
         """The user's expression(s), structure kept, with current coefficient values.
@@ -212,7 +252,10 @@ def _coefficients(
 ) -> nn.ParameterDict:
     values = coefficient_values(plan, init)
     return nn.ParameterDict(
-        {_param_key(n): nn.Parameter(torch.tensor(values[n], dtype=dtype)) for n in plan.parameters}
+        {
+            k: nn.Parameter(torch.tensor(values[n], dtype=dtype))
+            for n, k in zip(plan.parameters, plan.parameter_keys, strict=True)
+        }
     )
 
 
@@ -285,6 +328,7 @@ def to_torch(
         fru_or_expr = expr
     frus, single = as_frus(fru_or_expr, parameters=parameters)
     plan = make_plan(frus, variables=variables)
+    check_constants(plan, "float64")  # not representable in the widest dtype: refuse now
     return RationalModule(plan, _coefficients(plan, init, dtype), single=single)
 
 

@@ -17,7 +17,6 @@ from torch import fx, nn
 
 from zpml_symbolic.emit.plan import Plan
 from zpml_symbolic.emit.program import Instr
-from zpml_symbolic.errors import EmitError
 
 Emit = Callable[[fx.Graph, list[fx.Node], Instr], fx.Node]
 
@@ -46,12 +45,6 @@ TORCH_OPS: dict[str, Emit] = {
         operator.add, (v[i.args[0]], g.call_function(operator.mul, (v[i.args[1]], _f(i.const))))
     ),
 }
-
-
-def _param_key(name: str) -> str:
-    if not name.isidentifier():
-        raise EmitError(f"parameter name {name!r} is not a Python identifier; rename the symbol")
-    return name
 
 
 def _last_uses(plan: Plan) -> list[float]:
@@ -328,8 +321,8 @@ def emit_values(
             else:
                 values.append(g.call_function(operator.getitem, (x, (Ellipsis, ins.index))))
         elif ins.op == "param":
-            name = program.parameters[ins.index or 0]
-            p = g.get_attr(f"coefficients.{_param_key(name)}")
+            key = plan.parameter_keys[ins.index or 0]  # the user's name, or zpml_p{i} if unsafe
+            p = g.get_attr(f"coefficients.{key}")
             values.append(g.call_method("to", (p, dtype)))
         elif ins.op == "const":
             values.append(_f(ins.const))
@@ -425,6 +418,12 @@ def build_graph(
                 torch.stack, ([full(program.outputs[n]) for n in names.V],), {"dim": -1}
             )
             results.append((P, Q, V))
+        elif len(plan.names) > 1:  # several expressions: every entry is (P, Q, V), V may be empty
+            if stack_factors:
+                empty = g.call_function(operator.getitem, (x, (Ellipsis, slice(None, 0))))
+                results.append((P, Q, g.call_function(torch.zeros_like, (empty,))))
+            else:
+                results.append((P, Q, ()))
         else:
             results.append((P, Q))
     g.output(results[0] if len(results) == 1 else tuple(results))
