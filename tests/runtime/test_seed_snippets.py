@@ -65,7 +65,30 @@ def test_seed000_choosing_tau_infer(tmp_path):
         provenance={"split": "held_out"},
     )
 
-    assert (tmp_path / "results/tau_calibration/tau_infer_sweep.json").exists()
+    # The written sweep holds, per threshold, exactly the counts of the strict rule
+    # (docs/semantics.md section 3: |Q| < tau is bottom; here every |Q| is finite).
+    import json
+
+    from zpml_core import spec
+
+    data = json.loads((tmp_path / "results/tau_calibration/tau_infer_sweep.json").read_text())
+    assert data["provenance"] == {"split": "held_out"}
+    assert (data["n_total"], data["n_in_range"]) == (1000, int(is_in_range.sum()))
+    assert [row["tau_infer"] for row in data["rows"]] == [1e-6, 3e-6, 1e-5, 3e-5, 1e-4]
+    for row in data["rows"]:
+        bottom = np.array(
+            [spec.below_threshold(float(q), row["tau_infer"]) for q in q_abs_held_out]
+        )
+        assert row["n_bottom"] == int(bottom.sum())
+        assert row["n_false_bottom"] == int((bottom & is_in_range).sum())
+        assert row["n_unsafe_accept"] == int((~bottom & ~is_in_range).sum())
+        assert row["coverage"] == pytest.approx(1 - bottom.mean())
+    # a larger threshold never accepts more out-of-range samples
+    unsafe = [row["n_unsafe_accept"] for row in data["rows"]]
+    assert unsafe == sorted(unsafe, reverse=True) and unsafe[0] > 0 == unsafe[-1]
+    md = (tmp_path / "results/tau_calibration/tau_infer_sweep.md").read_text()
+    for row in data["rows"]:  # the table shows the same rates
+        assert f"| {row['tau_infer']:g} | {row['bottom_rate']:.4f} | {row['coverage']:.4f} |" in md
 
 
 def test_seed000_wrapping_a_model(model_x):
@@ -204,11 +227,21 @@ def test_seed002_recommended_consumer_pattern(PQ):
     semantic_bottom_mask = getattr(result, "semantic_bottom_mask", None)
     bottom_provenance = getattr(result, "bottom_provenance", None)
 
-    assert (
-        fault_mask is not None
-        and semantic_bottom_mask is not None
-        and bottom_provenance is not None
-    )
+    # The pattern's three provenance views exist and say what docs/semantics.md
+    # section 3 says for the fixture rows (Q = 0, 5e-5, 2, 1e-7, 1 with P = inf in
+    # the last row; tau_infer = 0: exact zeros only).
+    from zpml_core import spec
+
+    P, Q = (t.flatten().tolist() for t in PQ)
+    want = [spec.classify(p, q, tau_infer=0.0, dtype="float32") for p, q in zip(P, Q, strict=True)]
+    assert fault_mask.flatten().tolist() == [v.fault for v in want] == [False] * 4 + [True]
+    assert semantic_bottom_mask.flatten().tolist() == [v.semantic for v in want]
+    assert bottom_provenance.flatten().tolist() == [v.provenance for v in want] == [2, 0, 0, 0, 1]
+    assert bottom_mask.flatten().tolist() == [v.bottom for v in want]
+    assert gap_mask.flatten().tolist() == [False] * 5  # no tau_train: no gap
+    accepted = ~bottom_mask
+    assert torch.equal(decoded[accepted], (PQ[0] / PQ[1])[accepted])
+    assert bool(torch.isnan(decoded[bottom_mask]).all())
 
 
 def test_seed004_gauge_policy(PQ):
