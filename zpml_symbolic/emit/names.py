@@ -29,7 +29,7 @@ def _module_attributes() -> frozenset[str]:
         from torch import nn
     except ImportError:  # pragma: no cover - torch is a dependency of the torch back-end only
         return frozenset()
-    return frozenset(dir(nn.ParameterDict)) | frozenset(dir(nn.Module))
+    return frozenset(dir(nn.ParameterDict())) | frozenset(dir(nn.Module()))  # instance attrs too
 
 
 def is_safe_key(name: str) -> bool:
