@@ -2,7 +2,7 @@
 
 ``(P, Q)`` and ``(c*P, c*Q)`` decode to the same value but give different
 ``|Q|``, so a threshold on ``|Q|`` only means something for a declared gauge
-(SEMANTICS.md section 4). ``ProjectiveNormalize`` implements the seeds'
+(docs/semantics.md section 4). ``ProjectiveNormalize`` implements the seeds'
 detached renormalisation ``(N, D) <- (N, D) / sg(sqrt(N**2 + D**2) + gamma)``.
 """
 
@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from .errors import InvalidConfigError, UnsupportedInputError
+from ..errors import InvalidConfigError, UnsupportedInputError
 
 __all__ = ["GaugePolicy", "ProjectiveNormalize"]
 
