@@ -13,6 +13,7 @@ polynomial GCD (not only monomials): ``((x+1)(x+2))/((x+1)(x+3))`` reduces to
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -20,13 +21,18 @@ import sympy as sp
 from sympy.polys.domains import QQ
 from sympy.polys.rings import PolyElement, PolyRing
 
-from zpml_symbolic.flatten.budget import BudgetMeter
-from zpml_symbolic.flatten.factoring import factor_integer_poly
+from zpml_symbolic.flatten.budget import BudgetMeter, dense_term_bound
+from zpml_symbolic.flatten.factoring import factor_integer_poly, integer_gcd
 from zpml_symbolic.flatten.numeric_ir import ONE, ZERO, horner, n_add, n_mul, n_pow, product
 from zpml_symbolic.ir import node as ir_node
 from zpml_symbolic.ir.node import Node
 
 Factorisation = tuple[object, tuple[tuple[PolyElement, int], ...]]
+
+#: A product whose factors are all known is expanded and handed to the
+#: factoriser only to reproduce its factor *order* when it has at most this
+#: many terms; a bigger one keeps the factors in the order they were written.
+ORDER_PROBE_TERMS = 5_000
 
 
 @dataclass(slots=True)
@@ -45,6 +51,24 @@ class Frac:
     den_ir: Node
 
 
+@dataclass(slots=True)
+class FactoredProduct:
+    """A product of fractions kept factored, for a divisor: ``content*prod(h**m) / prod(den)``.
+
+    What :meth:`PolyContext.mul` would give for the same product, except
+    that the numerator is never expanded: ``pairs`` is its irreducible
+    factorisation, in the order :meth:`PolyContext.factor` gives for the
+    expanded numerator. ``zero`` is True when some multiplicand is zero.
+    """
+
+    zero: bool
+    content: object
+    pairs: tuple[tuple[PolyElement, int], ...]
+    den: dict[PolyElement, int]
+    den_expanded: PolyElement | None
+    den_ir: Node
+
+
 class PolyContext:
     """The polynomial ring of one flatten call plus exact, budgeted arithmetic."""
 
@@ -60,6 +84,9 @@ class PolyContext:
         self.meter = meter
         self.ngens = max(1, len(gen_names))
         self._factor_cache: dict[PolyElement, Factorisation] = {}
+        # products whose multiplicands are known, by id (hashing big polynomials is
+        # slow): id(p) -> (p, "mul", a, b) or (p, "pow", a, n); p is kept alive here
+        self._hints: dict[int, tuple[PolyElement, str, PolyElement, PolyElement | int]] = {}
         self.one = self.ring.one
         self.zero = self.ring.zero
         self.gen_nodes = gen_nodes or tuple(ir_node.var(n) for n in gen_names)
@@ -68,6 +95,9 @@ class PolyContext:
     # ----------------------------------------------------------------- basics
     def const(self, value: Fraction) -> Frac:
         """A constant as a fraction with empty denominator."""
+        self.meter.check_bits(
+            max(value.numerator.bit_length(), value.denominator.bit_length()), "a constant"
+        )
         return Frac(
             self.ring(QQ(value.numerator, value.denominator)),
             {},
@@ -90,33 +120,52 @@ class PolyContext:
         """Horner IR of a canonical factor (cached)."""
         node = self._factor_ir.get(f)
         if node is None:
-            node = self._factor_ir[f] = horner(f, self.gen_nodes)
+            node = self._factor_ir[f] = horner(f, self.gen_nodes, self.meter)
         return node
 
     def poly_ir(self, p: PolyElement) -> Node:
         """Horner IR of any polynomial."""
-        return horner(p, self.gen_nodes)
+        return horner(p, self.gen_nodes, self.meter)
 
     def product_ir(self, den: dict[PolyElement, int]) -> Node:
         """IR of ``prod(f**e)``."""
         return product([(self.factor_ir(f), e) for f, e in den.items()])
 
     def mul_poly(self, a: PolyElement, b: PolyElement) -> PolyElement:
-        """``a * b`` after a budget check."""
-        if a.is_ground or b.is_ground:
+        """``a * b`` after a budget check (degree, terms, coefficient bits, work)."""
+        if a.is_ground and b.is_ground:
+            if a and b:
+                self.meter.check_bits(_bits(a) + _bits(b), "a constant product")
             return a * b
-        self.meter.check_product(_deg(a), _deg(b), len(a), len(b), self.ngens)
+        if a.is_ground or b.is_ground:
+            c, p = (a, b) if a.is_ground else (b, a)
+            if not c or _unit(c.LC):
+                return a * b
+            self.meter.check_product(0, _deg(p), 1, len(p), self.ngens, _bits(c), _bits(p))
+            return a * b
+        self.meter.check_product(_deg(a), _deg(b), len(a), len(b), self.ngens, _bits(a), _bits(b))
         out = a * b
         self.meter.check_terms(len(out))
         return out
 
     def pow_poly(self, a: PolyElement, n: int) -> PolyElement:
-        """``a ** n`` by repeated squaring, every product budget-checked."""
+        """``a ** n`` by repeated squaring, every product budget-checked.
+
+        A constant power is checked against ``max_coefficient_bits`` before it
+        is computed (``2**9999999999999`` is refused, not attempted).
+        """
         if n == 0:
             return self.one
         if a.is_ground:
+            if not a:
+                return self.zero
+            c = a.LC
+            if _unit(c):
+                return self.one if c > 0 or n % 2 == 0 else -self.one
+            self.meter.check_constant_power(int(c.numerator), int(c.denominator), n)
             return a**n
         self.meter.check_power(_deg(a), n)
+        self.meter.check_bits(_bits(a) * n, "a power (estimate of its coefficients)")
         result = self.one
         base = a
         while True:
@@ -142,11 +191,24 @@ class PolyContext:
 
     # ------------------------------------------------------- normal form, factoring
     def normalize(self, f: PolyElement) -> tuple[object, PolyElement]:
-        """``f = c * g`` with ``g`` integer-primitive and positive leading coefficient."""
-        content, g = f.primitive()
-        if g.LC < 0:
-            content, g = -content, -g
-        return content, g
+        """``f = c * g`` with ``g`` integer-primitive and positive leading coefficient.
+
+        ``c`` is ``gcd(numerators)/lcm(denominators)`` (sympy's content over
+        QQ), computed with C-level integer gcds, signed like ``LC(f)``.
+        """
+        if not f:
+            return f.primitive()
+        nums = []
+        dens = []
+        for c in f.itercoeffs():
+            nums.append(int(c.numerator))
+            dens.append(int(c.denominator))
+        self.meter.charge(len(nums) // 8, "the total work so far")
+        content = QQ(math.gcd(*nums), math.lcm(*dens))
+        if f.LC < 0:
+            content = -content
+        g = f if content == 1 else f.quo_ground(content)
+        return content, _fresh(g)
 
     def factor(self, f: PolyElement) -> Factorisation:
         """Irreducible factorisation ``f = c * prod(g**m)`` with normalised ``g``.
@@ -160,45 +222,154 @@ class PolyContext:
         if cached is not None:
             return cached
         self.meter.check_time()
-        result = self._factor_uncached(f)
+        hint = self._hints.get(id(f))
+        if hint is not None and hint[0] is f:
+            result = self._factor_from_hints(f)
+        else:
+            result = self._factor_uncached(f)
         self._factor_cache[f] = result
         return result
 
     def _factor_uncached(self, f: PolyElement) -> Factorisation:
+        """Factor ``f`` from scratch (iterative: no recursion limit).
+
+        While the primitive part ``g`` has degree one in some generator ``v``
+        (``g = A*v + B``), ``gcd(A, B)`` splits off everything but the one
+        factor that contains ``v``; that factor goes last, the rest is
+        factored the same way.
+        """
         if f.is_ground:
             return f.LC if f else QQ(0), ()
         content, g = self.normalize(f)
-        if _deg(g) == 1:
-            return content, ((g, 1),)
-        for i, d in enumerate(g.degrees()):
-            if d == 1:
-                return self._factor_linear_in(content, g, i)
+        tail: list[tuple[PolyElement, int]] = []
+        while True:
+            self.meter.charge(len(g), "the total work so far (factoring)")
+            if _deg(g) == 1:
+                head: tuple[tuple[PolyElement, int], ...] = ((g, 1),)
+                break
+            i = next((i for i, d in enumerate(g.degrees()) if d == 1), None)
+            if i is None:
+                coeff, head = self._factor_hard(g)
+                content *= coeff
+                break
+            common = self._linear_common(g, i)
+            if common.is_ground:
+                head = ((g, 1),)
+                break
+            c_rest, rest_n = self.normalize(g.exquo(common))
+            c_common, g = self.normalize(common)
+            content *= c_common * c_rest
+            tail.append((rest_n, 1))
+        return content, head + tuple(reversed(tail))
+
+    def _factor_hard(self, g: PolyElement) -> Factorisation:
+        """The multivariate factoriser on a normalised ``g`` (no generator of degree one)."""
+        self.meter.charge(len(g) * self.ngens, "the total work so far (factoring)")
         coeff = QQ(1)
         out: list[tuple[PolyElement, int]] = []
         for h, m in factor_integer_poly(g):
             c, hn = self.normalize(h)
             coeff *= c**m
             out.append((hn, m))
-        return content * coeff, tuple(out)
+        return coeff, tuple(out)
 
-    def _factor_linear_in(self, content: object, g: PolyElement, i: int) -> Factorisation:
-        gen = self.ring.gens[i]
-        a_part = self.zero
-        b_part = self.zero
+    def _linear_common(self, g: PolyElement, i: int) -> PolyElement:
+        """``gcd(A, B)`` for ``g = A*v + B`` with ``v`` the ``i``-th generator (up to a unit)."""
+        a_terms: dict[tuple[int, ...], object] = {}
+        b_terms: dict[tuple[int, ...], object] = {}
         for monom, coeff in g.terms():
             if monom[i] == 1:
-                m = monom[:i] + (0,) + monom[i + 1 :]
-                a_part += self.ring({m: coeff})
+                a_terms[monom[:i] + (0,) + monom[i + 1 :]] = coeff
             else:
-                b_part += self.ring({monom: coeff})
-        common = a_part.gcd(b_part) if b_part else a_part
-        if common.is_ground:
-            return content, ((g, 1),)
-        rest = g.exquo(common)
-        c_common, pairs = self.factor(common)
-        c_rest, rest_n = self.normalize(rest)
-        del gen
-        return content * c_common * c_rest, tuple(pairs) + ((rest_n, 1),)
+                b_terms[monom] = coeff
+        a_part = self.ring.from_dict(a_terms)
+        if not b_terms:
+            return a_part
+        b_part = self.ring.from_dict(b_terms)
+        self.meter.charge(len(a_part) + len(b_part), "the total work so far (gcd)")
+        common = integer_gcd(a_part, b_part)
+        return common if common is not None else a_part.gcd(b_part)
+
+    def _factor_from_hints(self, f: PolyElement) -> Factorisation:
+        """Factor a product with known multiplicands: factor each one, merge the lists.
+
+        The irreducible factorisation is unique, so merging is exact; the
+        order is the one :meth:`_factor_uncached` gives for the expanded
+        product (see :meth:`_order_like_uncached`).
+        """
+        content = QQ(1)
+        merged: dict[PolyElement, int] = {}
+        stack: list[tuple[PolyElement, int]] = [(f, 1)]
+        while stack:
+            p, k = stack.pop()
+            hint = self._hints.get(id(p))
+            if hint is None or hint[0] is not p:
+                c, pairs = self.factor(p)
+                content *= c**k  # type: ignore[operator]
+                for h, m in pairs:
+                    merged[h] = merged.get(h, 0) + m * k
+                continue
+            self.meter.tick()
+            _, kind, a, b = hint
+            if kind == "mul":
+                assert not isinstance(b, int)
+                stack.append((b, k))
+                stack.append((a, k))
+            else:
+                assert isinstance(b, int)
+                stack.append((a, k * b))
+        return content, self._order_like_uncached(list(merged.items()))
+
+    def _order_like_uncached(
+        self, items: list[tuple[PolyElement, int]]
+    ) -> tuple[tuple[PolyElement, int], ...]:
+        """Order known irreducible factors as :meth:`_factor_uncached` orders their product.
+
+        Mirrors its steps on the factor list: while the product has degree
+        one in some generator, the one factor containing it goes last; what
+        remains goes to the factoriser, whose order is taken by probing it on
+        the expanded remainder when that has at most :data:`ORDER_PROBE_TERMS`
+        terms (written order otherwise).
+        """
+        ngens = self.ring.ngens
+        degrees = [h.degrees() for h, _ in items]
+        totals = [0] * ngens
+        for (_, m), ds in zip(items, degrees, strict=True):
+            for i, d in enumerate(ds):
+                totals[i] += m * d
+        tail: list[tuple[PolyElement, int]] = []
+        while items:
+            self.meter.tick()
+            if sum(m * _deg(h) for h, m in items) == 1:
+                break
+            i = next((i for i, d in enumerate(totals) if d == 1), None)
+            if i is None:
+                items = self._probe_order(items)
+                break
+            if len(items) == 1:
+                break
+            j = next(j for j, ds in enumerate(degrees) if ds[i] == 1)
+            tail.append(items.pop(j))
+            for k, d in enumerate(degrees.pop(j)):
+                totals[k] -= d
+        return tuple(items) + tuple(reversed(tail))
+
+    def _probe_order(self, items: list[tuple[PolyElement, int]]) -> list[tuple[PolyElement, int]]:
+        if len(items) < 2:
+            return items
+        size = 1
+        for h, m in items:
+            size *= len(h) ** m
+            if size > ORDER_PROBE_TERMS:
+                break
+        degree = sum(m * _deg(h) for h, m in items)
+        if min(size, dense_term_bound(degree, self.ngens)) > ORDER_PROBE_TERMS:
+            return items
+        product = self.product(dict(items))
+        _, probed = self._factor_hard(product)
+        if sorted(probed, key=_pair_key) != sorted(items, key=_pair_key):  # pragma: no cover
+            return items
+        return list(probed)
 
     # -------------------------------------------------------------- arithmetic
     def _cancel(
@@ -211,7 +382,7 @@ class PolyContext:
                 q, r = num.div(f)
                 if r:
                     break
-                num = q
+                num = _fresh(q)
                 den[f] -= 1
                 if den[f] == 0:
                     del den[f]
@@ -279,7 +450,10 @@ class PolyContext:
         if unchanged and a.den_expanded is not None and b.den_expanded is not None:
             den_exp = self.mul_poly(a.den_expanded, b.den_expanded)
         den_ir = n_mul(a.den_ir, b.den_ir) if unchanged else self.product_ir(den)
-        return Frac(self.mul_poly(a_num, b_num), den, den_exp, n_mul(a_ir, b_ir), den_ir)
+        num = self.mul_poly(a_num, b_num)
+        if not num.is_ground:
+            self._hints[id(num)] = (num, "mul", a_num, b_num)
+        return Frac(num, den, den_exp, n_mul(a_ir, b_ir), den_ir)
 
     def pow(self, a: Frac, n: int) -> Frac:
         """``a ** n`` for ``n >= 0`` (the caller handles bottoms of the base)."""
@@ -287,12 +461,65 @@ class PolyContext:
             return Frac(self.one, {}, self.one, ONE, ONE)
         den = {f: e * n for f, e in a.den.items()}
         den_exp = None if a.den_expanded is None else self.pow_poly(a.den_expanded, n)
-        return Frac(self.pow_poly(a.num, n), den, den_exp, n_pow(a.num_ir, n), n_pow(a.den_ir, n))
+        num = self.pow_poly(a.num, n)
+        if n > 1 and not num.is_ground:
+            self._hints[id(num)] = (num, "pow", a.num, n)
+        return Frac(num, den, den_exp, n_pow(a.num_ir, n), n_pow(a.den_ir, n))
+
+    def factored_product(self, fracs: list[Frac]) -> FactoredProduct:
+        """The product of ``fracs`` as :meth:`mul` folds it left to right, numerator factored.
+
+        Each multiplicand's numerator is factored on its own and the factor
+        lists are merged; cancellation against the denominators is done on
+        the lists (``min`` of the multiplicities, exactly what trial division
+        in :meth:`mul` finds), so the expanded product is never formed.
+        """
+        if any(not f.num for f in fracs):
+            return FactoredProduct(True, QQ(0), (), {}, self.one, ONE)
+        first = fracs[0]
+        content, pairs = self.factor(first.num)
+        num: dict[PolyElement, int] = dict(pairs)
+        den = dict(first.den)
+        den_exp, den_ir = first.den_expanded, first.den_ir
+        for b in fracs[1:]:
+            self.meter.check_time()
+            b_content, b_pairs = self.factor(b.num)
+            content *= b_content  # type: ignore[operator]
+            b_num = dict(b_pairs)
+            a_den, b_den = dict(den), dict(b.den)
+            _cancel_lists(num, b_den)
+            _cancel_lists(b_num, a_den)
+            unchanged = a_den == den and b_den == b.den
+            new_den = a_den
+            for f, e in b_den.items():
+                new_den[f] = new_den.get(f, 0) + e
+            new_exp = None
+            if unchanged and den_exp is not None and b.den_expanded is not None:
+                new_exp = self.mul_poly(den_exp, b.den_expanded)
+            den_ir = n_mul(den_ir, b.den_ir) if unchanged else self.product_ir(new_den)
+            den, den_exp = new_den, new_exp
+            for h, m in b_num.items():
+                num[h] = num.get(h, 0) + m
+        ordered = self._order_like_uncached([(h, m) for h, m in num.items() if m > 0])
+        return FactoredProduct(False, content, ordered, den, den_exp, den_ir)
+
+    def inverse_factored(self, a: FactoredProduct, n: int) -> Frac:
+        """``1 / a**n`` for a non-zero :class:`FactoredProduct` (as :meth:`inverse_pow`)."""
+        den = {g: m * n for g, m in a.pairs}
+        content = a.content
+        self.meter.check_constant_power(int(content.numerator), int(content.denominator), n)  # type: ignore[attr-defined]
+        scale = (1 / content) ** n  # type: ignore[operator]
+        if a.den_expanded is None:
+            a.den_expanded = self.product(a.den)
+        num = self.pow_poly(a.den_expanded, n) * scale
+        scale_ir = ir_node.const(Fraction(int(scale.numerator), int(scale.denominator)))
+        return Frac(num, den, None, n_mul(scale_ir, n_pow(a.den_ir, n)), self.product_ir(den))
 
     def inverse_pow(self, a: Frac, n: int) -> Frac:
         """``1 / a**n`` for ``n > 0`` and ``a.num != 0``."""
         content, pairs = self.factor(a.num)
         den = {g: m * n for g, m in pairs}
+        self.meter.check_constant_power(int(content.numerator), int(content.denominator), n)  # type: ignore[attr-defined]
         scale = (1 / content) ** n  # type: ignore[operator]
         num = self.pow_poly(self.expanded_den(a), n) * scale
         scale_ir = ir_node.const(Fraction(int(scale.numerator), int(scale.denominator)))
@@ -306,9 +533,56 @@ def _deg(p: PolyElement) -> int:
     return max(sum(m) for m in p.itermonoms())
 
 
+def _fresh(p: PolyElement) -> PolyElement:
+    """Drop a cached hash: sympy's ``div``/``exquo`` return quotients whose cached hash is stale.
+
+    (The quotient starts as a zero polynomial that gets hashed, then is
+    filled in place.) A stale hash breaks dict and set lookups of factors,
+    which showed up as one factor listed twice. Recomputing a correct
+    hash gives the same value, so this is always safe.
+    """
+    p._hash = None
+    return p
+
+
+def _cancel_lists(num: dict[PolyElement, int], den: dict[PolyElement, int]) -> None:
+    """Cancel common irreducible factors of a factored numerator and a denominator, in place.
+
+    Mirrors :meth:`PolyContext._cancel`: a factor of ``den`` that hits
+    multiplicity zero is deleted from it (keeping the order of the rest).
+    """
+    for f in list(den):
+        k = min(num.get(f, 0), den[f])
+        if k:
+            num[f] -= k
+            den[f] -= k
+            if den[f] == 0:
+                del den[f]
+
+
+def _bits(p: PolyElement) -> int:
+    """Bits of the largest numerator or denominator among the coefficients of ``p``."""
+    best = 0
+    for c in p.itercoeffs():
+        b = max(c.numerator.bit_length(), c.denominator.bit_length())
+        if b > best:
+            best = b
+    return best
+
+
+def _unit(c: object) -> bool:
+    """Whether a ground coefficient is +1 or -1 (its powers cost nothing)."""
+    return c == 1 or c == -1
+
+
+def _pair_key(pair: tuple[PolyElement, int]) -> tuple[object, ...]:
+    h, m = pair
+    return (m, sorted((tuple(mon), str(c)) for mon, c in h.terms()))
+
+
 def _may_divide(num: PolyElement, f: PolyElement) -> bool:
     """Cheap necessary condition for ``f | num``: degree in every generator."""
     return all(df <= dn for df, dn in zip(f.degrees(), num.degrees(), strict=True))
 
 
-__all__ = ["Frac", "PolyContext"]
+__all__ = ["FactoredProduct", "Frac", "PolyContext"]

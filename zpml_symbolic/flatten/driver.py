@@ -19,7 +19,7 @@ import sympy as sp
 from sympy.polys.rings import PolyElement
 
 from zpml_symbolic.errors import InvalidArgumentError
-from zpml_symbolic.flatten.algebra import Frac, PolyContext
+from zpml_symbolic.flatten.algebra import FactoredProduct, Frac, PolyContext
 from zpml_symbolic.flatten.budget import Budget, BudgetMeter
 from zpml_symbolic.flatten.fru import FactorRecord, FlattenedFRU
 from zpml_symbolic.flatten.provenance import SourceKind, SourceOccurrence
@@ -152,7 +152,9 @@ def _walk(
 ) -> tuple[dict[Node, Frac], list[FactorRecord], list[Node]]:
     order = postorder(front.root)
     node_id = {n: i for i, n in enumerate(order)}
+    divisor_only = _divisor_only_products(order, front.root)
     values: dict[Node, Frac] = {}
+    factored: dict[Node, FactoredProduct] = {}
     records: list[FactorRecord] = []
     for node in order:
         meter.check_time()
@@ -169,6 +171,8 @@ def _walk(
             for arg in node.args[1:]:
                 acc = ctx.add(acc, values[arg])
             values[node] = acc
+        elif op is Op.MUL and node in divisor_only:
+            factored[node] = ctx.factored_product([values[a] for a in node.args])
         elif op is Op.MUL:
             acc = values[node.args[0]]
             for arg in node.args[1:]:
@@ -177,12 +181,30 @@ def _walk(
         else:
             exponent = node.value
             assert isinstance(exponent, int)
-            base = values[node.args[0]]
             if exponent >= 0:
-                values[node] = ctx.pow(base, exponent)
+                values[node] = ctx.pow(values[node.args[0]], exponent)
                 continue
-            values[node] = _divide(node, base, -exponent, ctx, front, node_id[node], records)
+            base_node = node.args[0]
+            if base_node in factored:
+                values[node] = _divide_factored(
+                    node, factored[base_node], -exponent, ctx, front, node_id[node], records
+                )
+                continue
+            values[node] = _divide(
+                node, values[base_node], -exponent, ctx, front, node_id[node], records
+            )
     return values, records, order
+
+
+def _divisor_only_products(order: list[Node], root: Node) -> set[Node]:
+    """Products used only as divisors (``1/(a*b*c)``): kept factored, never expanded."""
+    uses_ok: dict[Node, bool] = {}
+    for node in order:
+        for arg in node.args:
+            if arg.op is Op.MUL:
+                ok = node.op is Op.POW and isinstance(node.value, int) and node.value < 0
+                uses_ok[arg] = uses_ok.get(arg, True) and ok
+    return {n for n, ok in uses_ok.items() if ok and n is not root}
 
 
 def _source_text(node: Node, front: FrontendResult) -> str:
@@ -190,6 +212,35 @@ def _source_text(node: Node, front: FrontendResult) -> str:
     owner = occ.parent_node if occ is not None and occ.parent_node is not None else None
     target = owner if owner is not None and owner.op is Op.MUL else node
     return to_text(target, max_chars=SOURCE_TEXT_CHARS)
+
+
+def _divide_factored(
+    node: Node,
+    base: FactoredProduct,
+    n: int,
+    ctx: PolyContext,
+    front: FrontendResult,
+    nid: int,
+    records: list[FactorRecord],
+) -> Frac:
+    """:func:`_divide` for a divisor kept as a :class:`FactoredProduct` (same records)."""
+    occ = front.occurrences.get(node)
+    path = occ.path if occ is not None else "root"
+    source = _source_text(node, front)
+    divisor = to_text(node.args[0], max_chars=SOURCE_TEXT_CHARS)
+    num_kind: SourceKind = "explicit_denominator" if not base.den else "divisor_numerator"
+    if base.zero:
+        records.append(
+            FactorRecord(ctx.zero, SourceOccurrence(num_kind, source, path, nid, divisor))
+        )
+        return ctx.zero_frac()
+    for g, _m in base.pairs:
+        records.append(FactorRecord(g, SourceOccurrence(num_kind, source, path, nid, divisor)))
+    for g in base.den:
+        records.append(
+            FactorRecord(g, SourceOccurrence("divisor_denominator", source, path, nid, divisor))
+        )
+    return ctx.inverse_factored(base, n)
 
 
 def _divide(

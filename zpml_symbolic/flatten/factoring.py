@@ -50,4 +50,24 @@ def factor_integer_poly(g: PolyElement, *, use_flint: bool = True) -> list[tuple
     return [(h, int(k)) for h, k in pairs]
 
 
-__all__ = ["HAVE_FLINT", "factor_integer_poly"]
+def integer_gcd(a: PolyElement, b: PolyElement) -> PolyElement | None:
+    """``gcd(a, b)`` up to a unit for integer-coefficient ``a`` and ``b`` (FLINT), else None.
+
+    ``None`` means "not available here" (no FLINT, or a coefficient that is
+    not an integer); the caller then uses sympy's gcd.
+    """
+    if not HAVE_FLINT:  # pragma: no cover - flint is a declared dependency
+        return None
+    ring = a.ring
+    if any(c.denominator != 1 for c in a.itercoeffs()) or any(
+        c.denominator != 1 for c in b.itercoeffs()
+    ):
+        return None
+    ctx = _ctx(ring.ngens)
+    fa = ctx.from_dict({m: int(c) for m, c in a.terms()})  # type: ignore[attr-defined]
+    fb = ctx.from_dict({m: int(c) for m, c in b.terms()})  # type: ignore[attr-defined]
+    g = fa.gcd(fb)
+    return ring.from_dict({tuple(int(e) for e in m): QQ(int(c)) for m, c in g.to_dict().items()})
+
+
+__all__ = ["HAVE_FLINT", "factor_integer_poly", "integer_gcd"]

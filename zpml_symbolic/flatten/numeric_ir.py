@@ -16,12 +16,17 @@ Everything here is polynomial (no negative powers), so constant folding
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from sympy.polys.rings import PolyElement
 
 from zpml_symbolic.ir import node as ir
 from zpml_symbolic.ir.node import Node, Op
+
+if TYPE_CHECKING:
+    from zpml_symbolic.flatten.budget import BudgetMeter
 
 ZERO = ir.const(0)
 ONE = ir.const(1)
@@ -77,32 +82,67 @@ def n_pow(base: Node, n: int) -> Node:
     return ir.pow_(base, n)
 
 
-def horner(poly: PolyElement, gens: tuple[Node, ...]) -> Node:
+def horner(poly: PolyElement, gens: tuple[Node, ...], meter: BudgetMeter | None = None) -> Node:
     """Recursive Horner form of ``poly`` in the ring's generator order.
 
     The outer recursion is over the first generator (input variables come
     before parameters in every ring here), so coefficient subexpressions in
-    parameters only are scalars at run time. Sparse gaps use powers.
+    parameters only are scalars at run time. Sparse gaps use powers. The
+    recursion runs on an explicit stack (a polynomial in 1000 variables is
+    fine); ``meter`` is charged one unit of work per term and per level.
     """
-    terms = [(tuple(m), Fraction(int(c.numerator), int(c.denominator))) for m, c in poly.terms()]
-    return _horner(terms, gens, 0)
+    terms: list[_Term] = []
+    for m, c in poly.terms():
+        mono = tuple(m)
+        last = len(mono)
+        while last and not mono[last - 1]:
+            last -= 1
+        terms.append((mono, Fraction(int(c.numerator), int(c.denominator)), last))
+    if meter is not None:
+        meter.charge(len(terms), "the total work so far (Horner form)")
+    result: Node = ZERO
+    stack: list[Generator[tuple[list[_Term], int], Node, Node]] = [_horner(terms, gens, 0)]
+    value: Node | None = None
+    while stack:
+        try:
+            request = stack[-1].send(value)  # type: ignore[arg-type]
+        except StopIteration as done:
+            stack.pop()
+            value = result = done.value
+            continue
+        if meter is not None:
+            meter.tick()
+        stack.append(_horner(request[0], gens, request[1]))
+        value = None
+    return result
 
 
-def _horner(terms: list[tuple[tuple[int, ...], Fraction]], gens: tuple[Node, ...], k: int) -> Node:
+_Term = tuple[tuple[int, ...], Fraction, int]  # (monomial, coefficient, 1 + last nonzero index)
+
+
+def _horner(
+    terms: list[_Term], gens: tuple[Node, ...], k: int
+) -> Generator[tuple[list[_Term], int], Node, Node]:
+    """One level of the Horner recursion; yields ``(terms, level)`` to get a sub-result."""
     if not terms:
         return ZERO
-    if k == len(gens) or all(m[k:] == (0,) * (len(m) - k) for m, _ in terms):
-        return ir.const(sum((c for _, c in terms), Fraction(0)))
-    groups: dict[int, list[tuple[tuple[int, ...], Fraction]]] = {}
-    for m, c in terms:
-        groups.setdefault(m[k], []).append((m, c))
+    while True:
+        if k == len(gens) or all(last <= k for _, _, last in terms):
+            if len(terms) == 1:
+                return ir.const(terms[0][1])
+            return ir.const(sum((c for _, c, _ in terms), Fraction(0)))
+        groups: dict[int, list[_Term]] = {}
+        for t in terms:
+            groups.setdefault(t[0][k], []).append(t)
+        if len(groups) == 1 and 0 in groups:
+            k += 1
+            continue
+        break
     degrees = sorted(groups, reverse=True)
-    if len(degrees) == 1 and degrees[0] == 0:
-        return _horner(terms, gens, k + 1)
     g = gens[k]
     acc: Node | None = None
     for i, d in enumerate(degrees):
-        coeff = _horner(groups[d], gens, k + 1)
+        coeff = yield (groups[d], k + 1)
         acc = coeff if acc is None else n_add(acc, coeff)
         nxt = degrees[i + 1] if i + 1 < len(degrees) else 0
         acc = n_mul(acc, n_pow(g, d - nxt))
