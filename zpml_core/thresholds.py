@@ -23,6 +23,7 @@ from __future__ import annotations
 import decimal
 import math
 import numbers
+import sys
 from fractions import Fraction
 from typing import Any
 
@@ -45,9 +46,7 @@ DTYPE_FORMATS: dict[str, tuple[int, int, int]] = {
     "float64": (53, -1022, 1023),
 }
 
-#: magnitudes outside [2**-_EXP_GUARD, 2**_EXP_GUARD] are decided before any
-#: exact arithmetic (no huge powers of ten are ever built from user text)
-_EXP_GUARD = 1100
+_FLOAT64_MAX = Fraction(sys.float_info.max)
 
 
 def smallest_normal(dtype: str) -> float:
@@ -160,7 +159,7 @@ def _checked(frac: Fraction, field: str, shown: Any) -> Fraction:
     if frac == 0:
         return frac
     e = frac.numerator.bit_length() - frac.denominator.bit_length()  # 2**(e-1) < frac < 2**(e+1)
-    if e > 1025:
+    if e > 1025 or (e >= 1022 and frac > _FLOAT64_MAX):
         raise _too_large(field, shown)
     if e < -1076:
         raise _underflow(field, shown, "float64")
