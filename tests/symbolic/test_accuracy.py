@@ -21,6 +21,7 @@ from fractions import Fraction
 from math import factorial
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import sympy as sp
 import torch
@@ -129,3 +130,89 @@ def test_e3_bound_rejects_expanded_evaluation() -> None:
     with torch.no_grad():
         naive = p(x[:, 0]) / q(x[:, 0])
     assert _median_rel_error(naive, exact) > 1e-3
+
+
+# ----------------------------------------------------------------------------- float range (issue 10)
+
+
+def _exact_ir(node, env):  # exact value of a division-free IR node
+    from fractions import Fraction
+
+    from zpml_symbolic.ir.node import Op
+    from zpml_symbolic.ir.traverse import postorder
+
+    vals = {}
+    for n in postorder(node):
+        if n.op is Op.CONST:
+            vals[n] = n.value
+        elif n.op in (Op.VAR, Op.PARAM):
+            vals[n] = env[str(n.value)]
+        elif n.op is Op.POW:
+            vals[n] = vals[n.args[0]] ** n.value
+        elif n.op is Op.MUL:
+            acc = Fraction(1)
+            for a in n.args:
+                acc *= vals[a]
+            vals[n] = acc
+        else:
+            vals[n] = sum((vals[a] for a in n.args), Fraction(0))
+    return vals[node]
+
+
+@pytest.mark.parametrize(
+    "text", ["x/(1e-40*x + 1)", "(1e30*x + y)/(x*y + 1e-45)", "1/((x + 1e50)*(y - 1e-50))"]
+)
+def test_regauge_is_an_exact_power_of_two(text: str) -> None:
+    from fractions import Fraction
+
+    from zpml_symbolic.emit.gauge import regauge
+
+    fru = zs.flatten(zs.parse(text))
+    P, Q, _, gauge = regauge(fru.numerator_ir, fru.denominator_ir, [])
+    assert gauge.pq != 0
+    for env in (
+        {"x": Fraction(3, 7), "y": Fraction(-5, 2)},
+        {"x": Fraction(10**41), "y": Fraction(1)},
+    ):
+        scale = Fraction(2) ** -gauge.pq
+        assert _exact_ir(P, env) == scale * _exact_ir(fru.numerator_ir, env)
+        assert _exact_ir(Q, env) == scale * _exact_ir(fru.denominator_ir, env)
+
+
+def test_out_of_range_canonical_constants_evaluate_in_float32() -> None:
+    """x/(1e-40*x + 1): canonical P = 1e40*x overflowed float32 on every row before the regauge."""
+    text = "x/(1e-40*x + 1)"
+    x = np.array([[1.0], [2.0], [-3.0]], dtype=np.float32)
+    want = x[:, 0].astype(np.float64) / (1e-40 * x[:, 0] + 1)
+    ev = zs.strict_evaluator(text)
+    got = ev(torch.from_numpy(x))
+    assert not bool(got.bottom_mask.any())
+    np.testing.assert_allclose(got.decoded.numpy(), want, rtol=1e-6)
+    np.testing.assert_allclose(zs.numpy_evaluator(text)(x).decoded, want, rtol=1e-6)
+    model = zs.to_onnx(text)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(["decoded"], {"x": x})[0], want, rtol=1e-6)
+    assert "gauge_exponents" in {p.key.removeprefix("zpml.") for p in model.metadata_props}
+
+
+def test_thresholds_keep_their_canonical_meaning_after_regauge() -> None:
+    """Q = x + 1e40 canonically; tau_infer = 1e39 in that gauge is |x + 1e40| < 1e39."""
+    from zpml_core.config import InferenceConfig
+
+    cfg = InferenceConfig(tau_infer=1e39)
+    ev = zs.strict_evaluator("x/(1e-40*x + 1)", config=cfg, dtype=torch.float64)
+    x = torch.tensor([[-1e40 + 1e38], [-1e40 + 2e39], [1.0]], dtype=torch.float64)
+    assert ev(x).semantic_bottom_mask.tolist() == [True, False, False]
+
+
+def test_unrepresentable_constants_are_refused_at_compile_time() -> None:
+    with pytest.raises(zs.EmitError, match=r"1\.00000E-400.*cannot be represented in float64"):
+        zs.strict_evaluator("x/(1e-400*x + 1)")
+    with pytest.raises(zs.EmitError, match="cannot be represented in float64"):
+        zs.to_onnx("x/(1e-400*x + 1)", dtype="float64")
+    with pytest.raises(zs.EmitError, match="cannot be represented in float32"):
+        zs.to_onnx("x/(1e-50*x + 1)", dtype="float32")
+    m = zs.to_torch("x/(1e-50*x + 1)")  # fine in float64 ...
+    assert torch.isfinite(m(torch.ones(2, 1, dtype=torch.float64))[0]).all()
+    with pytest.raises(zs.EmitError, match="cannot be represented in float32"):
+        m(torch.ones(2, 1))  # ... refused on the first float32 call, never a fault on every row
