@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -433,3 +434,33 @@ def test_classify_invariants(problem) -> None:
         assert (w.fault, w.semantic, w.gap) == (v.fault, v.semantic, v.gap)
         # exact zeros are bottom for every threshold: no setting fails open
         assert spec.classify(p, 0.0, tau_infer=tau, dtype=dtype).semantic
+
+
+# --------------------------------------------------------------------------- the document
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_docs_semantics_is_the_shared_page_verbatim() -> None:
+    """docs/semantics.md is SEMANTICS.md plus a final section on the executable spec."""
+    ours = (ROOT / "docs" / "semantics.md").read_text(encoding="utf-8")
+    head, sep, tail = ours.partition("\n## Executable specification (this repository)\n")
+    assert sep and "zpml_core/spec.py" in tail
+    shared = ROOT.parent / "shared" / "docs" / "SEMANTICS.md"
+    if not shared.is_file():
+        pytest.skip("the shared SEMANTICS.md is not next to this checkout")
+    assert head.rstrip("\n") == shared.read_text(encoding="utf-8").rstrip("\n")
+
+
+def test_no_reference_to_a_missing_semantics_page() -> None:
+    """Code and docs cite docs/semantics.md, never the old SEMANTICS.md path."""
+    stale = []
+    for pattern in ("zpml_*/**/*.py", "tests/**/*.py", "benchmarks/**/*.py", "docs/*.md", "*.md"):
+        for path in ROOT.glob(pattern):
+            if path.name in ("semantics.md", Path(__file__).name) or ".venv" in path.parts:
+                continue
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                bare = line.replace("docs/semantics.md", "").replace("MASK_SEMANTICS", "")
+                if "SEMANTICS.md" in bare or "SEMANTICS §" in bare:
+                    stale.append(f"{path.relative_to(ROOT)}:{n}")
+    assert not stale, f"cite docs/semantics.md instead: {stale}"
