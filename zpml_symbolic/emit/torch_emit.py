@@ -123,8 +123,8 @@ class RationalModule(nn.Module):
             if got is not None:
                 return got
             ins = program.instrs[k]
-            if ins.op == "input":
-                return x[..., ins.index]
+            if ins.op == "input":  # a copy: outputs never alias the caller's x
+                return x[..., ins.index].clone(memory_format=torch.contiguous_format)
             return x.new_full(x.shape[:-1], float(ins.const or 0))
 
         results = []

@@ -394,7 +394,20 @@ def build_graph(
         g, plan, x, inplace=inplace, autograd_reuse=autograd_reuse, columns=columns, layout=layout
     )
     batch = _BatchShape(g, x, plan, values)
-    full = batch.full
+    exposed: set[int] = set()
+
+    def full(idx: int) -> Any:
+        """Output ``idx`` with the batch shape, never aliasing the input or another output.
+
+        An output that is just an input column would be a view of the caller's
+        ``x`` (``1/x`` has ``Q = x[..., 0]``): it is copied (one column), as is
+        an instruction exposed twice (``P`` equal to a validity factor).
+        """
+        v = batch.full(idx)
+        if program.instrs[idx].op == "input" or idx in exposed:
+            v = g.call_method("clone", (v,), {"memory_format": torch.contiguous_format})
+        exposed.add(idx)
+        return v
 
     results = []
     for names in plan.names:
@@ -402,7 +415,8 @@ def build_graph(
         Q = full(program.outputs[names.Q])
         rows = _factor_rows(plan, names.V, layout)
         if names.V and stack_factors and columns is not None and rows == list(range(len(names.V))):
-            # every factor is an input column, stored first in the column buffer: a view
+            # every factor is an input column, stored first in the private column buffer:
+            # a view of that buffer (P and Q, if input columns too, were copied above)
             V = g.call_method(
                 "movedim",
                 (g.call_function(operator.getitem, (columns, slice(0, len(rows)))), 0, -1),
