@@ -21,8 +21,10 @@ from zpml_symbolic.flatten.schema import (
     StructuralValidityOutputSchema,
     check_prefix,
 )
+from zpml_symbolic.flatten.text import expr_text
 from zpml_symbolic.flatten.values import BOTTOM, _Bottom, to_fraction
 from zpml_symbolic.ir.node import Node
+from zpml_symbolic.ir.printer import int_digits
 
 if TYPE_CHECKING:
     from zpml_symbolic.flatten.algebra import PolyContext
@@ -74,12 +76,12 @@ class Explanation:
     def __str__(self) -> str:
         at = ", ".join(f"{k}={v}" for k, v in self.point.items())
         if not self.bottom:
-            return f"defined at {at}: value {self.value}"
+            return f"defined at {at}: value {expr_text(self.value, abbreviate=True)}"
         lines = [f"bottom at {at}:"]
         for c in self.causes:
             for o in c.occurrences:
                 lines.append(
-                    f"  denominator factor {c.factor} is zero: {o.kind} of "
+                    f"  denominator factor {expr_text(c.factor, abbreviate=True)} is zero: {o.kind} of "
                     f"{o.source!r} (divisor {o.divisor!r}) at {o.path}"
                 )
         if self.denominator_zero:
@@ -327,7 +329,12 @@ class FlattenedFRU:
             s for s, p in self._sources if self._eval(p, point) == 0 or _nan(self._eval(p, point))
         )
         q = self._eval(self.denominator_poly_ring, point)
-        shown = {s.name: str(v) for s, v in zip(self.generators, point, strict=True)}
+        shown = {
+            s.name: _fraction_text(v.numerator, v.denominator)
+            if isinstance(v, Fraction)
+            else str(v)
+            for s, v in zip(self.generators, point, strict=True)
+        }
         return Explanation(
             point=shown, value=value, causes=causes, denominator_zero=(q == 0 or _nan(q))
         )
@@ -370,7 +377,7 @@ class FlattenedFRU:
                     index=i,
                     kind=src.kind,
                     kinds=src.kinds,
-                    factor=str(src.factor),
+                    factor=expr_text(src.factor),
                     factor_terms=poly_terms(poly, len(self.generators)),
                     source=src.source,
                     path=src.path,
@@ -391,7 +398,7 @@ class FlattenedFRU:
         """JSON-ready :attr:`denominator_provenance` with exact factor terms over :attr:`generators`."""
         return [
             {
-                "factor": str(src.factor),
+                "factor": expr_text(src.factor),
                 "factor_terms": [[list(m), c] for m, c in poly_terms(poly, len(self.generators))]
                 if poly
                 else [],
@@ -424,9 +431,13 @@ class FlattenedFRU:
         return "\n".join(rows)
 
     def __repr__(self) -> str:
+        def t(e: object) -> str:
+            return expr_text(e, abbreviate=True)
+
+        vs = ", ".join(t(v) for v in self.validity_factors)
         return (
-            f"FlattenedFRU(P={self.numerator}, Q={self.denominator}, "
-            f"validity_factors={list(self.validity_factors)}, variables={list(self.variables)})"
+            f"FlattenedFRU(P={t(self.numerator)}, Q={t(self.denominator)}, "
+            f"validity_factors=[{vs}], variables={list(self.variables)})"
         )
 
 
@@ -437,9 +448,14 @@ def poly_terms(p: PolyElement, ngens: int | None = None) -> tuple[tuple[tuple[in
     expression without symbols has one placeholder generator).
     """
     return tuple(
-        (tuple(int(e) for e in m)[:ngens], str(Fraction(int(c.numerator), int(c.denominator))))
+        (tuple(int(e) for e in m)[:ngens], _fraction_text(int(c.numerator), int(c.denominator)))
         for m, c in p.terms()
     )
+
+
+def _fraction_text(num: int, den: int) -> str:
+    """``str(Fraction(num, den))`` without Python's int-to-str digit limit."""
+    return int_digits(num) if den == 1 else f"{int_digits(num)}/{int_digits(den)}"
 
 
 def _poly_key(p: PolyElement) -> tuple[object, ...]:

@@ -38,6 +38,7 @@ Output tree (structure exactly as written, nothing simplified):
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -66,9 +67,10 @@ _EXPONENT = re.compile(r"[eE](?P<exp>[+-]?[0-9]+)")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _WORD_TAIL = re.compile(r"[A-Za-z0-9_.]*")
 _WHITESPACE = frozenset(" \t\r\n\f\v")
+_SIGN_RUN = re.compile(r"[-+ \t\r\n\f\v]*")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Token:
     kind: str
     text: str
@@ -188,7 +190,10 @@ def _tokenize_into(text: str, tokens: list[_Token]) -> None:
             tokens.append(_Token(_OP, "**", column))
             i += 2
             continue
-        if ch in "+-*/^":
+        if ch in "+-":
+            i = _sign_run(text, i, tokens)
+            continue
+        if ch in "*/^":
             tokens.append(_Token(_OP, ch, column))
             i += 1
             continue
@@ -206,6 +211,23 @@ def _tokenize_into(text: str, tokens: list[_Token]) -> None:
         elif ch == ",":
             hint = " (function calls and tuples are not supported)"
         raise _error(f"unexpected character {ch!r}{hint}", text, column)
+
+
+def _sign_run(text: str, i: int, tokens: list[_Token]) -> int:
+    """Tokenize a run of ``+``/``-`` signs (whitespace between allowed) starting at ``i``.
+
+    The first sign may be a binary operator and is kept; the signs after it
+    can only be unary and are folded into at most one ``-`` (an even number
+    of minus signs cancels), so ``"-" * 10**6 + "x"`` gives two tokens.
+    Unary signs never change where an expression is bottom. Returns the
+    position after the run.
+    """
+    tokens.append(_Token(_OP, text[i], i + 1))
+    j = _SIGN_RUN.match(text, i + 1).end()  # type: ignore[union-attr]
+    if text.count("-", i + 1, j) % 2:
+        first = min(k for k in (text.find("-", i + 1, j), text.find("+", i + 1, j)) if k >= 0)
+        tokens.append(_Token(_OP, "-", first + 1))
+    return j
 
 
 # --------------------------------------------------------------------------- tree building
@@ -247,8 +269,11 @@ class _Operand:
 
 
 def _negate(expr: sympy.Expr) -> sympy.Expr:
+    """``-expr``: a negated number, ``b`` for ``-(-b)`` (``Mul(-1, b)``), else ``Mul(-1, expr)``."""
     if isinstance(expr, sympy.Rational):
         return -expr
+    if isinstance(expr, sympy.Mul) and len(expr.args) == 2 and expr.args[0] is _NEG_ONE:
+        return expr.args[1]
     return sympy.Mul(_NEG_ONE, expr, evaluate=False)
 
 
@@ -272,7 +297,7 @@ def _combine(op: str, left: _Operand, right: _Operand) -> _Operand:
     return _Operand(None, _MUL, [lhs, factor])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Pending:
     """An operator waiting on the stack: ``(``, ``neg``, ``pos`` or a binary operator."""
 
@@ -525,5 +550,14 @@ def parse(text: str, *, parameters: Iterable[str | sympy.Symbol] = ()) -> sympy.
             text=text,
             column=MAX_INPUT_LENGTH + 1,
         )
-    tokens, lexical_error = _tokenize(text)
-    return _Parser(text, tokens, lexical_error, symbols).run()
+    # The parser allocates a few objects per token and keeps them all alive;
+    # the cyclic collector would rescan them over and over (quadratic time for
+    # 1 MB of input). Nothing here makes reference cycles, so pause it.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        tokens, lexical_error = _tokenize(text)
+        return _Parser(text, tokens, lexical_error, symbols).run()
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -45,10 +45,71 @@ def precedence(node: Node, names: dict[Node, str] | None = None) -> int:
     return ATOM
 
 
+#: Integers with more digits are printed as an exact sum of chunks times powers
+#: of ten (``d0*10**3000 + d1``) that the parser reads back (its literals are
+#: limited to 4000 digits); powers of two print as ``2**k``.
+MAX_PLAIN_DIGITS = 4000
+_CHUNK_DIGITS = 3000
+#: Python refuses ``str(int)`` beyond 4300 digits (``sys.set_int_max_str_digits``);
+#: below this bit length ``str`` is always allowed.
+_STR_SAFE_BITS = 14_000
+
+
+def int_digits(n: int) -> str:
+    """Exact decimal digits of any int, without Python's int-to-str digit limit."""
+    if n.bit_length() < _STR_SAFE_BITS:
+        return str(n)
+    sign = "-" if n < 0 else ""
+    n = abs(n)
+    try:
+        import flint
+
+        return sign + str(flint.fmpz(n))
+    except ImportError:  # pragma: no cover - flint is a declared dependency
+        pass
+    chunks: list[str] = []  # pragma: no cover
+    base = 10**1000  # pragma: no cover
+    while n:  # pragma: no cover
+        n, r = divmod(n, base)
+        chunks.append(str(r).zfill(1000))
+    return sign + "".join(reversed(chunks)).lstrip("0")  # pragma: no cover
+
+
+def int_text(n: int) -> str:
+    """Exact text of an int that :func:`zpml_symbolic.parse` reads back, however large."""
+    if n.bit_length() < _STR_SAFE_BITS:
+        return str(n)
+    if n < 0:
+        return f"-({int_text(-n)})"
+    if n & (n - 1) == 0:
+        return f"2**{n.bit_length() - 1}"
+    digits = int_digits(n)
+    if len(digits) <= MAX_PLAIN_DIGITS:
+        return digits
+    first = len(digits) % _CHUNK_DIGITS or _CHUNK_DIGITS
+    parts = [digits[:first]] + [
+        digits[i : i + _CHUNK_DIGITS] for i in range(first, len(digits), _CHUNK_DIGITS)
+    ]
+    terms = []
+    for k, chunk in enumerate(parts):
+        power = _CHUNK_DIGITS * (len(parts) - 1 - k)
+        value = chunk.lstrip("0") or "0"
+        if value != "0":
+            terms.append(f"{value}*10**{power}" if power else value)
+    return " + ".join(terms)
+
+
 def _const_text(value: Fraction) -> str:
-    if value.denominator == 1:
-        return str(value.numerator)
-    return f"{value.numerator}/{value.denominator}"
+    num, den = value.numerator, value.denominator
+    if num.bit_length() < _STR_SAFE_BITS and den.bit_length() < _STR_SAFE_BITS:
+        return str(num) if den == 1 else f"{num}/{den}"
+    num_text = int_text(num)
+    if " " in num_text or "*" in num_text or num_text.startswith("-("):
+        num_text = f"({num_text})"
+    if den == 1:
+        return num_text
+    den_text = int_text(den)
+    return f"{num_text}/({den_text})"
 
 
 def _wrap(node: Node, need: int, names: dict[Node, str] | None) -> list[Piece]:
@@ -165,4 +226,4 @@ def format_dag(root: Node, *, max_chars: int | None = 400) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["format_dag", "precedence", "to_text"]
+__all__ = ["format_dag", "int_digits", "int_text", "precedence", "to_text"]
