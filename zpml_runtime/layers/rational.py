@@ -194,6 +194,7 @@ class SCMRationalLayer(ProjectiveLayer):
         (``float()`` of each gives the parameter back bit for bit); ``digits=k``
         shows them rounded to ``k`` significant digits.
         """
+        digits = check_digits(digits)
         P, Q = self.exact_polynomials(None)
         x = sp.Symbol("x")
 
