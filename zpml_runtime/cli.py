@@ -22,7 +22,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, NoReturn
 
-from zpml_runtime.errors import InvalidConfigError, ZeroProofRuntimeError
+from zpml_runtime.errors import ThresholdUnderflowError, ZeroProofRuntimeError
 
 DEFAULT_TAUS = "0,1e-8,1e-7,1e-6,1e-5,1e-4,1e-3,1e-2"
 _DECIMAL = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -62,37 +62,37 @@ def _csv_floats(text: str, what: str) -> list[float]:
 
 def parse_threshold(text: str, option: str) -> Fraction:
     """An exact non-negative threshold from its decimal text (``1e-400`` stays positive)."""
+    field = option.lstrip("-").replace("-", "_")
     item = text.strip()
     if len(item) > _MAX_VALUE_CHARS or not _DECIMAL.match(item):
-        raise UsageError(f"{option} {text[:40]!r} is not a number (use decimals such as 1e-6 or 0)")
+        raise UsageError(
+            f"{option} ({field}) {text[:40]!r} is not a number (use decimals such as 1e-6 or 0)"
+        )
     value = Fraction(item)
     if value < 0:
-        raise UsageError(f"{option} {text!r} must be >= 0 (0 means 'exact zeros only')")
-    try:
-        float(value)
-    except OverflowError:
-        raise UsageError(f"{option} {text!r} is too large for float64; use a finite threshold") from None
+        raise UsageError(f"{option} ({field}) {text!r} must be >= 0 (0 means 'exact zeros only')")
     return value
 
 
 def threshold_float(value: Fraction, option: str, dtype: str) -> float:
-    """The smallest float64 ``>= value``; a positive value the dtype cannot hold is refused."""
+    """The threshold as the config stores it (the smallest float64 ``>= value``, via
+    ``zpml_core``'s exact converter); a positive value ``dtype`` cannot hold is refused."""
     import numpy as np
 
     from zpml_runtime.errors import ThresholdUnderflowError
+    from zpml_runtime.inference.config import check_threshold
 
+    field = option.lstrip("-").replace("-", "_")
     smallest = Fraction(float(np.finfo(dtype).smallest_subnormal))
     if 0 < value < smallest:
         raise ThresholdUnderflowError(
-            f"{option}={float(value):.6g} (exactly {_fraction_text(value)}) is positive but below "
-            f"the smallest positive {dtype} value ({float(smallest):.6g}): it would round to 0 and "
-            f"only catch exact zeros. Use {option} >= {float(smallest):.6g}, or 0 for "
-            "exact-zero-only semantics"
+            f"{option} ({field}) = {_fraction_text(value)} is positive but below the smallest "
+            f"positive {dtype} value ({float(smallest):.6g}): it would round to 0 and only catch "
+            f"exact zeros. Use {option} >= {float(smallest):.6g}, or 0 for exact-zero-only semantics"
         )
-    out = float(value)
-    if Fraction(out) < value:  # round up: a threshold rounded down would fail open
-        out = math.nextafter(out, math.inf)
-    return out
+    if value > Fraction(float(np.finfo(np.float64).max)):
+        raise UsageError(f"{option} ({field}) is too large for float64; use a finite threshold")
+    return check_threshold(value, field)
 
 
 def parse_exact_input(text: str, variables: Sequence[str]) -> list[Fraction | float]:
@@ -713,14 +713,15 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
         return int(args.func(args))
     except SystemExit as e:  # --help / --version
         return e.code if isinstance(e.code, int) else 0
-    except (UsageError, InvalidConfigError) as e:
+    except (UsageError, ThresholdUnderflowError) as e:  # a threshold from the command line
         print(f"zpml: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except (ZeroProofError, ZeroProofRuntimeError, OSError) as e:
         print(f"zpml: error: {_one_line(e)}", file=sys.stderr)
         return 1
     except Exception as e:  # noqa: BLE001 - a bug: one line, not a traceback
-        command = " ".join(a for a in argv[:2] if not a.startswith("-")) or "zpml"
+        words = [a for a in argv if not a.startswith("-")]
+        command = " ".join(words[:2] if words[:1] == ["report"] else words[:1]) or "zpml"
         detail = (str(e).splitlines() or [""])[0][:300]
         print(
             f"zpml: error: {command} failed unexpectedly ({type(e).__name__}: {detail}); "

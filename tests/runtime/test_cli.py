@@ -74,7 +74,9 @@ def test_inspect(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and err == ""
     assert re.search(r"^bundle_id\s+bundle$", out, re.M)
     assert re.search(r"^Q\s+x\*\*2 - x\*y \+ x - y$", out, re.M)
-    assert "tau_infer=1e-06 tau_train=0.001" in out
+    # Thresholds are read exactly and rounded up to float64 (issue 13 item 3: never fail
+    # open by rounding down), so the decimal 1e-6 is stored as the next float64 above it.
+    assert "tau_infer=1.0000000000000002e-06 tau_train=0.001" in out
     assert re.search(r"^1\s+x\s+explicit_denominator\s+validity output 0\s+1/x @ root", out, re.M)
     assert re.search(
         r"^2\s+x \+ 1\s+divisor_numerator\s+Q\s+1/\(1 \+ 1/x\) @ root.args\[1\]$", out, re.M
@@ -169,7 +171,7 @@ def _error_cases(bundle: Path, tmp: Path) -> list[tuple[list[str], int, str]]:
         (["compile", "a*x", "--param", "a", "--init", "a=zz", "--onnx", o], 2, "not a number"),
         (["compile", "x", "--variables", "y", "--onnx", o], 2, "does not list"),
         (["compile", "x", "--tau-infer", "-1", "--onnx", o], 2, "tau_infer"),
-        (["compile", "x", "--tau-infer", "abc", "--onnx", o], 2, "invalid float value"),
+        (["compile", "x", "--tau-infer", "abc", "--onnx", o], 2, "is not a number"),
         (["compile", "x", "--onnx", b], 1, "--overwrite"),
         (["compile", "x", "--smoke-inputs", str(tmp / "none.npy"), "--onnx", o], 1, "No such file"),
         (

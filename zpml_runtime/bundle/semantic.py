@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from zpml_runtime.bundle.exact import MetadataFRU, Terms, eval_terms_exact
+from zpml_runtime.bundle.exact import MetadataFRU, Terms
 
 _MANTISSA = {"float32": 24, "float64": 53}
 _MAX = {"float32": Fraction(np.finfo(np.float32).max.item()), "float64": Fraction(float(np.finfo(np.float64).max))}
@@ -43,6 +43,24 @@ _MAX_ROOT_DEGREE = 48
 _MAX_LISTED = 6
 
 RunGraph = Callable[[np.ndarray], dict[str, np.ndarray]]
+Sparse = tuple[tuple[Fraction, tuple[tuple[int, int], ...]], ...]
+
+
+def _sparse(terms: Terms) -> Sparse:
+    """Terms as (coefficient, ((generator, exponent), ...)) with zero exponents dropped."""
+    return tuple(
+        (c, tuple((i, e) for i, e in enumerate(exps) if e)) for exps, c in terms if c
+    )
+
+
+def _value(poly: Sparse, gens: Sequence[Fraction]) -> Fraction:
+    total = Fraction(0)
+    for c, mono in poly:
+        t = c
+        for i, e in mono:
+            t *= gens[i] ** e
+        total += t
+    return total
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,16 +136,19 @@ def _small_dyadic(rng: np.random.Generator, dtype: str) -> Fraction:
     return Fraction(int(rng.integers(-64, 65)), 16)
 
 
-def _univariate(terms: Terms, gens: Sequence[Fraction | None], j: int) -> list[Fraction]:
+def _univariate(poly: Sparse, gens: Sequence[Fraction | None], j: int) -> list[Fraction]:
     """Coefficients (low to high) of the polynomial in generator ``j``, others substituted."""
     coeffs: dict[int, Fraction] = {}
-    for exps, c in terms:
-        t = c
-        for i, (g, e) in enumerate(zip(gens, exps, strict=True)):
-            if e and i != j:
+    for c, mono in poly:
+        t, k = c, 0
+        for i, e in mono:
+            if i == j:
+                k = e
+            else:
+                g = gens[i]
                 assert g is not None
                 t *= g**e
-        coeffs[exps[j]] = coeffs.get(exps[j], Fraction(0)) + t
+        coeffs[k] = coeffs.get(k, Fraction(0)) + t
     deg = max((k for k, v in coeffs.items() if v), default=-1)
     return [coeffs.get(k, Fraction(0)) for k in range(deg + 1)]
 
@@ -153,7 +174,7 @@ def _rational_roots(coeffs: list[Fraction]) -> list[Fraction]:
 
 def _zero_set_points(
     fru: MetadataFRU,
-    polys: Sequence[tuple[str, Terms]],
+    polys: Sequence[tuple[str, Sparse]],
     params: Sequence[Fraction],
     dtype: str,
     rng: np.random.Generator,
@@ -163,7 +184,8 @@ def _zero_set_points(
     var_gen = [fru.generators.index(v) for v in fru.variables]
     out: list[_Point] = []
     for name, terms in polys:
-        used = [j for j in range(n) if any(exps[var_gen[j]] for exps, c in terms if c)]
+        gens_used = {i for _, mono in terms for i, _ in mono}
+        used = [j for j in range(n) if var_gen[j] in gens_used]
         found = 0
         for attempt in range(attempts):
             if not used or found >= 2:
@@ -184,9 +206,10 @@ def _zero_set_points(
 def _gen_values(
     fru: MetadataFRU, point: Sequence[Any], params: Sequence[Fraction]
 ) -> list[Any]:
-    values = list(point) + list(params)
-    names = list(fru.variables) + [g for g in fru.generators if g not in fru.variables]
-    return [values[names.index(g)] for g in fru.generators]
+    variables = set(fru.variables)
+    names = list(fru.variables) + [g for g in fru.generators if g not in variables]
+    by_name = dict(zip(names, list(point) + list(params), strict=True))
+    return [by_name[g] for g in fru.generators]
 
 
 def generate_points(
@@ -201,7 +224,8 @@ def generate_points(
         for _ in range(n_random if n else 1)
     ]
     points.append(_Point((Fraction(0),) * n, "at the all-zeros point"))
-    polys = [("Q", fru.denominator_terms)] + [(f"factor {f.factor}", f.terms) for f in fru.factors]
+    polys = [("Q", _sparse(fru.denominator_terms))]
+    polys += [(f"factor {f.factor}", _sparse(f.terms)) for f in fru.factors]
     points += _zero_set_points(fru, polys, params, dtype, rng, attempts)
     if n:
         points.append(_Point((math.nan,) * n, "at an all-NaN input"))
@@ -215,39 +239,35 @@ def generate_points(
 
 def parameter_values(fru: MetadataFRU, dtype: str) -> list[Fraction]:
     """Exact values of the parameters as the graph holds them (rounded to ``dtype``)."""
-    params = [g for g in fru.generators if g not in fru.variables]
+    variables = set(fru.variables)
+    params = [g for g in fru.generators if g not in variables]
     return [Fraction(np.array(fru.parameters[g], dtype=dtype).item()) for g in params]
 
 
 # ----------------------------------------------------------------- exact expectation
 
 
-def _bound_bits(terms: Terms, gens: Sequence[Fraction]) -> tuple[Fraction, int | None]:
+def _bound_bits(poly: Sparse, gens: Sequence[Fraction]) -> tuple[Fraction, int | None]:
     """(sum of |term| with |g| replaced by max(|g|, 1), lowest 2-adic valuation or None)."""
     total = Fraction(0)
     low: int | None = 0
-    for exps, c in terms:
-        if not c:
-            continue
+    big_gens = [max(abs(g), Fraction(1)) for g in gens]
+    for c, mono in poly:
         t, big = c, abs(c)
-        for g, e in zip(gens, exps, strict=True):
-            if e:
-                t *= g**e
-                big *= max(abs(g), Fraction(1)) ** e
+        for i, e in mono:
+            t *= gens[i] ** e
+            big *= big_gens[i] ** e
         total += big
         if low is not None and t:
-            if not _is_dyadic(t):
-                low = None
-            else:
-                low = min(low, _v2(t))
+            low = min(low, _v2(t)) if _is_dyadic(t) else None
     return total, low
 
 
-def _exactly_evaluable(terms: Terms, gens: Sequence[Fraction], dtype: str) -> bool:
+def _exactly_evaluable(poly: Sparse, gens: Sequence[Fraction], dtype: str) -> bool:
     """True when any sensible evaluation order of the polynomial is exact in ``dtype``."""
-    if any(c and not representable(c, dtype) for _, c in terms):
+    if any(not representable(c, dtype) for c, _ in poly):
         return False
-    bound, low = _bound_bits(terms, gens)
+    bound, low = _bound_bits(poly, gens)
     if low is None:
         return False
     if not bound:
@@ -265,18 +285,26 @@ class _Expected:
     gap: bool | None
     decoded: Fraction | None  # exact P/Q where accepted
     decoded_tol: float  # absolute bound on the rounding error of decoded
-    factors: tuple[tuple[bool, bool | None, Fraction | None], ...]  # (fault, semantic, value)
+    # per factor: (fault, semantic, (exact value, error bound) or None)
+    factors: tuple[tuple[bool, bool | None, tuple[Fraction, Fraction] | None], ...]
 
 
-def _uses(terms: Terms, gi: set[int]) -> bool:
-    return any(c and any(exps[i] for i in gi) for exps, c in terms)
+def _uses(poly: Sparse, gi: set[int]) -> bool:
+    return any(i in gi for _, mono in poly for i, _ in mono)
+
+
+@dataclass(frozen=True, slots=True)
+class _Polys:
+    P: Sparse
+    Q: Sparse
+    V: tuple[Sparse, ...]
 
 
 def expected_outputs(
     fru: MetadataFRU,
     point: _Point,
     params: Sequence[Fraction],
-    retained: Sequence[Terms],
+    polys: _Polys,
     thresholds: dict[str, Any],
     dtype: str,
 ) -> _Expected | None:
@@ -289,9 +317,9 @@ def expected_outputs(
         for v, x in zip(fru.variables, point.values, strict=True)
         if not isinstance(x, Fraction)
     }
+    retained = polys.V
     if nonfinite:
-        polys = [fru.numerator_terms, fru.denominator_terms, *retained]
-        if not any(_uses(t, nonfinite) for t in polys):
+        if not any(_uses(t, nonfinite) for t in (polys.P, polys.Q, *retained)):
             return None
         factors = tuple(
             (True, None, None) if _uses(t, nonfinite) else (False, None, None) for t in retained
@@ -301,37 +329,75 @@ def expected_outputs(
         return _Expected(True, None, None, None, 0.0, factors)
     gens = _gen_values(fru, point.values, params)
     limit = _MAX[dtype]
-    if not _exactly_evaluable(fru.denominator_terms, gens, dtype):
+    e_q = _error_bound(polys.Q, gens, dtype)
+    e_vs = [_error_bound(t, gens, dtype) for t in retained]
+    p_bound, _ = _bound_bits(polys.P, gens)
+    if e_q is None or any(e is None for e in e_vs) or p_bound * 2**_HEADROOM_BITS > limit:
         return None
-    if not all(_exactly_evaluable(t, gens, dtype) for t in retained):
-        return None
-    p_bound, _ = _bound_bits(fru.numerator_terms, gens)
-    if p_bound * 2**_HEADROOM_BITS > limit:
-        return None
-    q = eval_terms_exact(fru.denominator_terms, gens)
-    p = eval_terms_exact(fru.numerator_terms, gens)
-    vs = [eval_terms_exact(t, gens) for t in retained]
-    factor_sem = [v == 0 or abs(v) < t for v, t in zip(vs, t_factors, strict=True)]
-    semantic = q == 0 or abs(q) < t_infer or any(factor_sem)
-    fault = False
+    q = _value(polys.Q, gens)
+    p = _value(polys.P, gens)
+    vs = [_value(t, gens) for t in retained]
+    sem_q = _below(q, e_q, [t_infer, t_train])
+    factor_sem = [_below(v, e, [t]) for v, e, t in zip(vs, e_vs, t_factors, strict=True)]
+    if sem_q is None or any(f is None for f in factor_sem):
+        return None  # rounding could decide either way
+    semantic = bool(sem_q[0]) or any(f[0] for f in factor_sem)  # type: ignore[index]
     decoded = None
     tol = 0.0
     if not semantic:
         decoded = p / q
         eps = Fraction(1, 2 ** (_MANTISSA[dtype] - 8))
-        tol_exact = eps * (p_bound / abs(q) + abs(decoded)) + Fraction(float(np.finfo(dtype).tiny))
+        tol_exact = (
+            eps * (p_bound / abs(q) + abs(decoded))
+            + abs(decoded) * 2 * e_q / abs(q)
+            + Fraction(float(np.finfo(dtype).tiny))
+        )
         if abs(decoded) + tol_exact >= limit:
             return None  # P/Q may overflow: undecided
         tol = float(tol_exact)
-    gap = (not semantic) and t_train is not None and t_infer <= abs(q) < t_train
+    gap = (not semantic) and t_train is not None and bool(sem_q[1])  # type: ignore[index]
     return _Expected(
-        fault,
+        False,
         semantic,
         gap,
         decoded,
         tol,
-        tuple((False, s, v) for s, v in zip(factor_sem, vs, strict=True)),
+        tuple(
+            (False, bool(f[0]), (v, e)) for f, v, e in zip(factor_sem, vs, e_vs, strict=True)  # type: ignore[index]
+        ),
     )
+
+
+def _error_bound(poly: Sparse, gens: Sequence[Fraction], dtype: str) -> Fraction | None:
+    """0 when the float evaluation is exact, else a bound on its error; None: may overflow."""
+    if _exactly_evaluable(poly, gens, dtype):
+        return Fraction(0)
+    bound, _ = _bound_bits(poly, gens)
+    if bound * 2**_HEADROOM_BITS > _MAX[dtype]:
+        return None
+    return bound * Fraction(1, 2 ** (_MANTISSA[dtype] - 8))
+
+
+def _below(
+    value: Fraction, err: Fraction, thresholds: Sequence[Fraction | None]
+) -> list[bool] | None:
+    """For each threshold t: the graph's ``value == 0 or |value| < t``; None if rounding decides.
+
+    A ``None`` threshold gives False.
+    """
+    if not err:
+        return [t is not None and (value == 0 or abs(value) < t) for t in thresholds]
+    if abs(value) <= 2 * err:
+        return None  # a rounded value might be 0
+    out = []
+    for t in thresholds:
+        if t is None:
+            out.append(False)
+        elif abs(abs(value) - t) <= err:
+            return None
+        else:
+            out.append(abs(value) < t)
+    return out
 
 
 def _threshold(value: Any) -> Fraction | None:
@@ -381,6 +447,11 @@ def check_semantics(
         )
         return SemanticCheckReport(seed, 0, 0, 0, tuple(problems))
     retained = [f.terms for f in retained_info]
+    sparse = _Polys(
+        _sparse(fru.numerator_terms),
+        _sparse(fru.denominator_terms),
+        tuple(_sparse(t) for t in retained),
+    )
     thresholds = metadata["effective_thresholds"]
     if len(thresholds.get("t_factors", [])) != len(retained):
         problems.append(
@@ -393,7 +464,7 @@ def check_semantics(
     decided: list[tuple[_Point, _Expected]] = []
     skipped = 0
     for point in points:
-        exp = expected_outputs(fru, point, params, retained, thresholds, dtype)
+        exp = expected_outputs(fru, point, params, sparse, thresholds, dtype)
         if exp is None:
             skipped += 1
         else:
@@ -445,8 +516,12 @@ def check_semantics(
             _compare(names[1], bool(outputs[names[1]][row]), f_fault, mismatches, where)
             if f_sem is not None:
                 _compare(names[2], bool(outputs[names[2]][row]), f_sem, mismatches, where)
-            if f_value is not None and (not math.isfinite(got_v) or Fraction(got_v) != f_value):
-                mismatches.append(f"{names[0]} is {got_v!r}, the exact value is {f_value} {where}")
+            if f_value is not None and (
+                not math.isfinite(got_v) or abs(Fraction(got_v) - f_value[0]) > f_value[1]
+            ):
+                mismatches.append(
+                    f"{names[0]} is {got_v!r}, the exact value is {f_value[0]} {where}"
+                )
         if len(mismatches) > before and len(mismatches) > 4 * _MAX_LISTED:
             break
     if mismatches:
