@@ -7,21 +7,22 @@ canonical gauge and decodes them with the runtime's ``strict_inference``
 from the reduced ``Q`` alone, and ``Q`` itself is evaluated as the product of
 its factors, so an exact zero of any factor is an exact zero of ``Q``.
 
-Gradients: ``strict_inference`` gives zero gradients at bottom entries. When
-autograd records, inputs that are NaN/Inf are replaced by 0 before
-evaluation and the samples whose outputs depend on them are marked as faults
-(a division-free program maps a non-finite input it depends on to a
-non-finite output, so the masks are unchanged) — this keeps parameter
-gradients finite. In eager mode the evaluator first decodes without
-replacing anything and only when some sample is a fault (the only case in
-which a used input can be non-finite) evaluates again with the inputs
-replaced, so batches without faults pay no input scan. Samples where finite inputs overflow an intermediate can
-still produce non-finite parameter gradients; they are ``fault_mask``
-samples: leave them out of the loss.
+Gradients: ``strict_inference`` gives zero gradients at bottom entries, and
+input and parameter gradients are finite (zero) at every ``fault_mask``
+sample, whether or not it is in the loss. When autograd records, the
+evaluator first decodes ``x`` as given; if some sample is a fault (a
+non-finite input, or finite inputs whose intermediate overflowed, where the
+backward pass would compute ``0 * inf = NaN``), ``decoded`` is recomputed with
+those rows of ``x`` (and every non-finite entry) replaced by 0 and the
+samples forced to faults, so no infinity enters the backward pass. Masks and
+factor values are always those of the real ``x``; batches without faults (in
+eager mode) pay nothing extra. Under ``torch.compile``/tracing the second
+pass always runs (no data-dependent branch).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -155,16 +156,35 @@ class StrictEvaluator(nn.Module):
         self.model.check_input(x, "StrictEvaluator")
         if not self._needs_sanitising(x) or not self._deps:
             return self._decode(x, None)
-        if not (torch.compiler.is_compiling() or torch.jit.is_tracing()):
-            # Eager fast path: a non-finite input the program depends on makes P, Q or
-            # a V_i non-finite, so without any fault no input needed replacing.
-            result = self._decode(x, None)
-            faults = [r.fault_mask for r in ((result,) if self.single else result)]
-            if all(f.numel() == 0 or not bool(f.view(torch.uint8).max()) for f in faults):
-                return result
-        finite = torch.isfinite(x)
-        bad = [~finite[..., d].all(-1) for d in self._deps_k]
-        return self._decode(torch.where(finite, x, torch.zeros_like(x)), bad)
+        eager = not (torch.compiler.is_compiling() or torch.jit.is_tracing())
+        result = self._decode(x, None)
+        results = (result,) if self.single else result
+        out = []
+        for k, r in enumerate(results):
+            f = r.fault_mask
+            if eager and (f.numel() == 0 or not bool(f.view(torch.uint8).max())):
+                out.append(r)  # eager fast path: no fault, nothing to replace
+            else:
+                out.append(self._without_fault_gradients(x, k, r))
+        return out[0] if self.single else tuple(out)
+
+    def _without_fault_gradients(self, x: torch.Tensor, k: int, r: Any) -> Any:
+        """``r`` (expression ``k`` at ``x``) with ``decoded`` recomputed so that gradients
+        are finite and zero at its fault samples.
+
+        At a fault sample an input is non-finite or an intermediate overflowed, and
+        the backward pass would multiply the zero output gradient by an infinite
+        partial derivative (``0 * inf = NaN``), even when the sample is left out of
+        the loss. The fault rows of ``x`` (and any non-finite entry) are replaced by
+        0 and those samples are forced to faults, so no infinity enters the
+        backward pass; the other samples are evaluated on the same values in the
+        same order (bit-identical). Masks and factor values are those of ``x``.
+        """
+        bad = r.fault_mask.detach()
+        keep = torch.isfinite(x) & ~bad[..., None]
+        safe = torch.where(keep, x, torch.zeros_like(x))
+        redone = self._decode(safe, [bad] * len(self._deps_k))
+        return dataclasses.replace(r, decoded=(redone if self.single else redone[k]).decoded)
 
     def _decode(self, x: torch.Tensor, bad: list[torch.Tensor] | None) -> Any:
         """Evaluate ``P, Q, V`` on ``x`` and decode; ``bad[k]`` samples of expression k are faults."""
