@@ -1,14 +1,14 @@
 """``validate_bundle``: open and check every part of a bundle, report every problem.
 
 Nothing is half-loaded: the model bytes that were hashed are the bytes handed
-on (to onnx for checking and to onnxruntime by the loader). Checks, in order:
-the checksum file and ``metadata.json`` (strict JSON, JSON schema), that
-``model_file`` and the smoke file name plain files inside the bundle (no path
-traversal, no links), their sizes and SHA-256, the ONNX model
-(``check_model(full_check=True)``), that its input/output names, dtypes and
-shapes equal the metadata's, and that the thresholds baked into the graph
-equal the recorded ones. All problems found are reported together in one
-:class:`BundleValidationError`.
+on (to onnx for checking and to onnxruntime by the loader). Files are read
+through one directory descriptor (no links, sizes checked before reading).
+Checks: the checksum file, an optional HMAC signature, ``metadata.json``
+(nesting depth, strict JSON, JSON schema), plain file names, sizes and SHA-256,
+the ONNX model (checker, standard operator domains only, no unused
+initializers, input/output signature, baked thresholds), and for compiled
+bundles the semantic recomputation of :mod:`zpml_runtime.bundle.semantic`. All
+problems found are reported together in one :class:`BundleValidationError`.
 """
 
 from __future__ import annotations
