@@ -1,9 +1,9 @@
-"""``MultivariateRationalLayer``: ``P_j(h)/Q_j(h)`` with polynomials of given total degree.
+"""``MultivariateRationalLayer``: ``P_j(h)/Q(h)`` with polynomials of given total degree.
 
-The monomials of the input features up to total degree ``max(n, m)`` are
-computed once per batch as products of gathered columns of ``[1, h]``, and one
-matmul with a ``[monomials, out + q_out]`` weight gives every ``P_j`` and the
-shared (or per-output) ``Q``.
+Degrees <= 2 use a quadratic-form layout (one matmul ``[1, h] @ W`` and a
+row-wise product and sum); higher degrees gather the monomials of ``[1, h]``
+once and do one matmul with a ``[monomials, out + q_out]`` weight. Either way
+every ``P_j`` and the shared (or per-output) ``Q`` come out of one matmul.
 """
 
 from __future__ import annotations
