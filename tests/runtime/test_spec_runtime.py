@@ -21,7 +21,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import zpml_symbolic as zs
@@ -78,6 +78,8 @@ def _value(expr: sp.Expr, point: dict[str, Fraction | float]) -> Fraction | floa
 _FACTOR_LINE = re.compile(r"^\s+#(\d+) .* = (.*)  \[.*\](  <- bottom)?$")
 
 
+@example(name="unused_input", coords=[math.inf, Fraction(2)])  # x unused: not a fault
+@example(name="sum", coords=[math.nan, Fraction(1)])  # every factor uses x: all non-finite
 @given(
     st.sampled_from(sorted(EXPRS)),
     st.lists(st.one_of(st.sampled_from(SPECIAL), DYADIC), min_size=2, max_size=2),

@@ -130,6 +130,7 @@ def test_unused_non_finite_input_is_not_a_fault() -> None:
 # --------------------------------------------------------------------------- adjoint
 
 ADJOINT_EXPRS = [
+    ("-3*x/(y**2 + 1)", ()),  # P is itself a scale instruction: the scale rule's own adjoint
     ("(-3*x + 2*y)/(x**2 - 5*x*y + 2) - 7*y/(3 - 2*x)", ()),
     ("a*x/(1 - b*x) + (-5)*(x*y)", ("a", "b")),
 ]
