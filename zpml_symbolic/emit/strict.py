@@ -121,6 +121,7 @@ class StrictEvaluator(nn.Module):
         config: Any,
         validity_taus: float | Sequence[float],
         prefix: str,
+        certified: bool = False,
     ) -> None:
         super().__init__()
         from zpml_core.config import InferenceConfig
@@ -140,6 +141,16 @@ class StrictEvaluator(nn.Module):
         self._deps = _input_dependencies(model)
         self._deps_k = [_input_dependencies(model, k) for k in range(len(model.frus))]
         self._explain_plans: dict[int, Any] = {}
+        if not isinstance(certified, bool):
+            raise InvalidArgumentError(f"certified must be True or False, got {certified!r}")
+        #: certified masks: also bottom where |Q| or |V_i| is within the rigorous forward
+        #: error bound of the evaluation (see :mod:`zpml_symbolic.emit.certify`)
+        self.certified = certified
+        self._bounds = None
+        if certified:
+            from zpml_symbolic.emit.certify import ErrorBounds
+
+            self._bounds = ErrorBounds(model.plan)
 
     @property
     def fru(self) -> FlattenedFRU:
@@ -197,12 +208,28 @@ class StrictEvaluator(nn.Module):
             V = out[2] if len(out) == 3 and len(out[2]) else None
             if bad is not None:
                 P = P.masked_fill(bad[k], float("nan"))
-            results.append(
-                strict_inference(
-                    P, Q, config=self._configs[k], validity_factors=V, validity_taus=self._taus[k]
-                )
+            Qd, Vd = (Q, V) if self._bounds is None else self._certify(x, k, Q, V)
+            r = strict_inference(
+                P, Qd, config=self._configs[k], validity_factors=Vd, validity_taus=self._taus[k]
             )
+            if Vd is not V:
+                r = dataclasses.replace(r, factor_values=tuple(V))
+            results.append(r)
         return results[0] if self.single else tuple(results)
+
+    def _certify(self, x: torch.Tensor, k: int, Q: torch.Tensor, V: Any) -> tuple[Any, Any]:
+        """``Q`` and ``V_i`` with 0 wherever their non-zeroness is not certified."""
+        from zpml_symbolic.emit.certify import uncertain
+
+        names = self.model.plan.names[k]
+        bounds = self._bounds.bounds(x, self.model.coefficient_values(), [names.Q, *names.V])
+        Q = torch.where(uncertain(Q, bounds[names.Q]), 0.0, Q)
+        if V is not None:
+            V = tuple(
+                torch.where(uncertain(v, bounds[n]), 0.0, v)
+                for v, n in zip(V, names.V, strict=True)
+            )
+        return Q, V
 
     @torch.jit.unused
     def explain(
@@ -304,6 +331,7 @@ def strict_evaluator(
     dtype: torch.dtype = torch.float32,
     prefix: str = DEFAULT_PREFIX,
     variables: Sequence[str | sp.Symbol] | None = None,
+    certified: bool = False,
 ) -> StrictEvaluator:
     """A module returning the strict result of docs/semantics.md §3 for one FRU (or one per FRU).
 
@@ -311,7 +339,10 @@ def strict_evaluator(
     ``zpml_runtime.inference.InferenceConfig``) (default: ``tau_infer=0``,
     exact zeros only); ``validity_taus`` the per-factor thresholds (several
     expressions: one number for all, or one entry per expression).
-    ``variables`` fixes the input column order. Pass a :class:`RationalModule`
+    ``certified=True`` also flags as semantic bottom every finite ``Q``/``V_i``
+    whose magnitude is within the rigorous forward error bound of its
+    evaluation (so exact zeros that rounding turned into tiny values are never
+    accepted; see docs/accuracy.md). ``variables`` fixes the input column order. Pass a :class:`RationalModule`
     to share its coefficients (and its column order). A sequence of
     expressions gives an evaluator returning a tuple of results.
     """
@@ -326,7 +357,9 @@ def strict_evaluator(
         model = to_torch(
             fru_or_model, parameters=parameters, init=init, dtype=dtype, variables=variables
         )
-    return StrictEvaluator(model, config=config, validity_taus=validity_taus, prefix=prefix)
+    return StrictEvaluator(
+        model, config=config, validity_taus=validity_taus, prefix=prefix, certified=certified
+    )
 
 
 __all__ = ["BottomExplanation", "FactorCause", "StrictEvaluator", "strict_evaluator"]
