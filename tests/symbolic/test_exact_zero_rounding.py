@@ -139,8 +139,6 @@ def test_bound_is_rigorous_and_certified_implies_nonzero(expr, xs, dtype) -> Non
         assert abs(Fraction(fl) - ex) <= Fraction(B), (name, fl, ex, B)
         if abs(fl) > B:
             assert ex != 0
-    semantic_exact = any(
-        exact[plan.program.outputs[nm]] == 0 for nm in [names.Q, *names.V]
-    )
+    semantic_exact = any(exact[plan.program.outputs[nm]] == 0 for nm in [names.Q, *names.V])
     if semantic_exact and not r.fault_mask[0]:
         assert r.semantic_bottom_mask[0]  # certified masks never accept an exact zero
