@@ -70,7 +70,7 @@ def test_huge_power_is_refused_before_computing() -> None:
     err, elapsed = refuse(sp.Pow(x + y + z + 1, 2**40, evaluate=False))
     assert elapsed < 5.0
     assert (err.budget, err.limit, err.requested) == ("max_degree", 512, 2**40)
-    assert "a power needs max_degree=1.09951e+12" in str(err)
+    assert "a power needs max_degree=1099511627776" in str(err)
 
 
 def test_negative_power_beyond_max_degree_is_refused_by_flatten() -> None:

@@ -10,6 +10,7 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import zpml_symbolic as zs
 from zpml_symbolic.errors import InvalidArgumentError, ParseError, ZeroProofError
 from zpml_symbolic.frontend.coefficient import Coefficient, is_coefficient
 from zpml_symbolic.frontend.parser import MAX_INPUT_LENGTH, InputTypeError, parse
@@ -247,8 +248,35 @@ def test_unary_minus_and_plus() -> None:
     assert parse("-(0.5)") == sympy.Rational(-1, 2)
     assert parse("-x") == Mul(-1, x, evaluate=False)
     assert parse("+x") == x
-    assert parse("--x") == Mul(-1, Mul(-1, x, evaluate=False), evaluate=False)
+    # unary signs fold (an even number of minus signs cancels; negation never adds a bottom)
+    assert parse("--x") == x
+    assert parse("---x") == parse("-(-(-x))") == Mul(-1, x, evaluate=False)
     assert parse("x*-y").args == (x, Mul(-1, y, evaluate=False))
+    assert parse("x - - y") == Add(x, y, evaluate=False)
+    assert parse("x - -+- y") == Add(x, Mul(-1, y, evaluate=False), evaluate=False)
+    assert parse("x**--2") == Pow(x, 2, evaluate=False)
+    assert parse("x**---2") == Pow(x, -2, evaluate=False)
+
+
+def test_a_megabyte_of_unary_minus_is_folded_in_linear_time() -> None:
+    # issue 13 item 5: used to take 82 s and 2.8 GB
+    assert parse("-" * (MAX_INPUT_LENGTH - 1) + "x") == Mul(-1, x, evaluate=False)
+    assert parse("-" * (MAX_INPUT_LENGTH - 2) + "x") == x
+    assert parse("- " * (MAX_INPUT_LENGTH // 2 - 1) + "x") == Mul(-1, x, evaluate=False)
+    fru = zs.flatten("x" + " - -" * (MAX_INPUT_LENGTH // 4 - 1) + " x")
+    assert fru.numerator == 2 * x
+    n = 30_000  # nested parentheses keep their nodes, but -(-b) folds to b
+    assert parse("-(" * n + "x" + ")" * n) == x
+    assert parse("-(" * (n + 1) + "x" + ")" * (n + 1)) == Mul(-1, x, evaluate=False)
+
+
+def test_sign_runs_keep_error_positions() -> None:
+    with pytest.raises(ParseError, match=r"expression ends with operator '-' \(column 4\)"):
+        parse("x --")
+    with pytest.raises(ParseError, match=r"missing operand between '-' and '\)'"):
+        parse("(- -)")
+    with pytest.raises(ParseError, match=r"missing operand between '-' and '/' \(column 6\)"):
+        parse("x*-- /y")
 
 
 def test_power_precedence_and_forms() -> None:

@@ -203,7 +203,7 @@ class PolyContext:
         for c in f.itercoeffs():
             nums.append(int(c.numerator))
             dens.append(int(c.denominator))
-        self.meter.charge(len(nums) // 8, "the total work so far")
+        self.meter.charge(len(nums) // 2, "the total work so far")
         content = QQ(math.gcd(*nums), math.lcm(*dens))
         if f.LC < 0:
             content = -content
@@ -264,7 +264,7 @@ class PolyContext:
 
     def _factor_hard(self, g: PolyElement) -> Factorisation:
         """The multivariate factoriser on a normalised ``g`` (no generator of degree one)."""
-        self.meter.charge(len(g) * self.ngens, "the total work so far (factoring)")
+        self.meter.charge(4 * len(g) * self.ngens, "the total work so far (factoring)")
         coeff = QQ(1)
         out: list[tuple[PolyElement, int]] = []
         for h, m in factor_integer_poly(g):

@@ -110,8 +110,8 @@ class BudgetMeter:
     def _refuse(self, name: str, limit: float, requested: float, what: str) -> BudgetExceededError:
         where = f" at {self.context()!r}" if self.context is not None else ""
         return BudgetExceededError(
-            f"flattening refused{where}: {what} needs {name}={requested:g} but the budget is "
-            f"{limit:g}; raise it with flatten(..., budget=Budget({name}=...)) or the CLI flag "
+            f"flattening refused{where}: {what} needs {name}={_number(requested)} but the budget "
+            f"is {_number(limit)}; raise it with flatten(..., budget=Budget({name}=...)) or the CLI flag "
             f"{CLI_FLAGS[name]} if this is intended",
             budget=name,
             limit=limit,
@@ -194,6 +194,13 @@ class BudgetMeter:
         """Check the size of a computed polynomial."""
         if terms > self.budget.max_terms:
             raise self._refuse("max_terms", self.budget.max_terms, terms, "a polynomial")
+
+
+def _number(value: float) -> str:
+    """An int in full (up to 16 digits), anything else in ``%g`` form."""
+    if isinstance(value, int) and abs(value) < 10**16:
+        return str(value)
+    return f"{value:g}"
 
 
 def dense_term_bound(degree: int, ngens: int) -> int:

@@ -59,7 +59,7 @@ class StructuralValidityFailure:
     semantic: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Explanation:
     """Why the expression is (or is not) bottom at a point."""
 
@@ -72,6 +72,12 @@ class Explanation:
     def bottom(self) -> bool:
         """True when the strict value is bottom."""
         return self.value is BOTTOM
+
+    def __repr__(self) -> str:
+        return (
+            f"Explanation(point={self.point!r}, value={expr_text(self.value, abbreviate=True)}, "
+            f"causes={len(self.causes)}, denominator_zero={self.denominator_zero})"
+        )
 
     def __str__(self) -> str:
         at = ", ".join(f"{k}={v}" for k, v in self.point.items())

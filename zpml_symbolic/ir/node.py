@@ -79,8 +79,14 @@ _LOCK = threading.Lock()
 
 def _key(op: Op, args: tuple[Node, ...], value: NodeValue) -> tuple[object, ...]:
     # Children are interned, so their identity is their structure.
-    vkey: object = (type(value).__name__, value)
-    return (op, tuple(id(a) for a in args), vkey)
+    # A Fraction is keyed by its two ints: hashing a Fraction costs a modular
+    # inverse, and constants are interned by the thousand in Horner forms.
+    vkey: object
+    if type(value) is Fraction:
+        vkey = ("Fraction", value.numerator, value.denominator)
+    else:
+        vkey = (type(value).__name__, value)
+    return (op, tuple(map(id, args)), vkey)
 
 
 def intern(op: Op, args: tuple[Node, ...] = (), value: NodeValue = None) -> Node:
