@@ -208,3 +208,42 @@ def test_product_divisor_matches_the_separate_reciprocals() -> None:
     ][::-1] or {str(s.factor) for s in a.denominator_provenance} == {
         str(s.factor) for s in b.denominator_provenance
     }
+
+
+# ------------------------------------------------- metering of every exact step
+
+
+def _cf5(depth: int) -> str:
+    """A continued fraction in 5 variables: ``x_k + 1/(...)`` cycling through x0..x4."""
+    text = "1"
+    for k in range(depth):
+        text = f"(x{k % 5} + 1/({text}))"
+    return text
+
+
+def test_deep_multivariate_continued_fraction_is_refused_by_max_work() -> None:
+    # issue 13 item 5: depth 40 took 36-45 s, depth 60 was refused after 62 s by
+    # the clock. Horner forms and factoring are now charged to max_work (about one
+    # unit per microsecond), so the default budget refuses depth 40 in about 5 s;
+    # a tenth of it refuses in about half a second.
+    budget = zs.Budget(max_work=500_000, max_seconds=1e9)
+    err = refuse(_cf5(40), budget)
+    assert err.budget == "max_work" and err.requested > 500_000
+    assert "refused at '" in str(err) and "--max-work" in str(err)
+    assert zs.flatten(_cf5(12), budget=budget).degrees.numerator == 12
+
+
+def test_horner_forms_are_charged_and_iterative() -> None:
+    from zpml_symbolic.flatten.budget import Budget, BudgetMeter
+    from zpml_symbolic.flatten.numeric_ir import HORNER_WORK, horner
+    from zpml_symbolic.ir import node as ir
+
+    fru = zs.flatten("1/(" + " + ".join(f"x{k}*x{k + 1}" for k in range(1100)) + " + 1)")
+    ((poly, _),) = fru.denominator_factor_polys
+    gens = tuple(ir.var(s.name) for s in fru.generators)
+    meter = BudgetMeter(Budget())
+    node = horner(poly, gens, meter)
+    assert meter.work == HORNER_WORK * len(poly)
+    assert node is fru.denominator_factor_irs[0][0]  # same (interned) structure as the flattener's
+    with pytest.raises(zs.BudgetExceededError, match="Horner form"):
+        horner(poly, gens, BudgetMeter(Budget(max_work=1000)))

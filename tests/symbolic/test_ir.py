@@ -628,3 +628,41 @@ def _ir_eval(node: Node, env: dict[str, Fraction]) -> Fraction | None:
                 base, k = args[0], int(n.value)  # type: ignore[arg-type]
                 values[n] = None if (k < 0 and base == 0) else base**k  # type: ignore[operator]
     return values[node]
+
+
+# ------------------------------------------------------------ huge constants
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        Fraction(2**100_000),  # prints as 2**100000
+        Fraction(-(3**20_000)),  # 9543 digits: chunks times powers of ten
+        Fraction(3**9_000, 7**5_000),  # a huge fraction
+        Fraction(10**4000 + 1),  # a chunk of zeros in the middle
+    ],
+)
+def test_huge_constants_print_exactly_and_parse_back(value: Fraction) -> None:
+    # str(int) raises ValueError beyond 4300 digits; to_text must not, and the
+    # exact text (bundle metadata keeps to_text(root)) must parse back
+    from zpml_symbolic.ir import node as irn
+
+    root = irn.mul(irn.var("x"), irn.const(value))
+    text = to_text(root)
+    assert len(text) < 15_000
+    fru = zs.flatten(text)
+    x = sp.Symbol("x")
+    assert fru.numerator == sp.Rational(value.numerator, value.denominator) * x
+    short = to_text(root, max_chars=50)
+    assert short == text or (len(short) == 50 and short.endswith(ELLIPSIS))
+
+
+def test_int_digits_beyond_the_str_limit() -> None:
+    from zpml_symbolic.ir.printer import int_digits, int_text
+
+    n = 7**10_000
+    digits = int_digits(n)
+    assert len(digits) == 8451 and int_digits(-n) == "-" + digits
+    assert int(digits[:6]) == n // 10 ** (8451 - 6) and int(digits[-6:]) == n % 10**6
+    assert int_text(2**50_000) == "2**50000" and int_text(12345) == "12345"
+    assert int_text(-(2**50_000)) == "-(2**50000)"

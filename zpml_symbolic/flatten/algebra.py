@@ -32,7 +32,7 @@ Factorisation = tuple[object, tuple[tuple[PolyElement, int], ...]]
 #: A product whose factors are all known is expanded and handed to the
 #: factoriser only to reproduce its factor *order* when it has at most this
 #: many terms; a bigger one keeps the factors in the order they were written.
-ORDER_PROBE_TERMS = 5_000
+ORDER_PROBE_TERMS = 20_000
 
 
 @dataclass(slots=True)
@@ -363,7 +363,12 @@ class PolyContext:
             if size > ORDER_PROBE_TERMS:
                 break
         degree = sum(m * _deg(h) for h, m in items)
-        if min(size, dense_term_bound(degree, self.ngens)) > ORDER_PROBE_TERMS:
+        per_gen = [0] * self.ring.ngens
+        for h, m in items:
+            for i, d in enumerate(h.degrees()):
+                per_gen[i] += m * d
+        box = math.prod(d + 1 for d in per_gen)  # monomials with these per-variable degrees
+        if min(size, box, dense_term_bound(degree, self.ngens)) > ORDER_PROBE_TERMS:
             return items
         product = self.product(dict(items))
         _, probed = self._factor_hard(product)

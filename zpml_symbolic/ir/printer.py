@@ -52,7 +52,7 @@ MAX_PLAIN_DIGITS = 4000
 _CHUNK_DIGITS = 3000
 #: Python refuses ``str(int)`` beyond 4300 digits (``sys.set_int_max_str_digits``);
 #: below this bit length ``str`` is always allowed.
-_STR_SAFE_BITS = 14_000
+_STR_SAFE_BITS = 13_000
 
 
 def int_digits(n: int) -> str:
