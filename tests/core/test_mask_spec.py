@@ -14,29 +14,30 @@ finite value (quotients that overflow), mixed with arbitrary floats.
 Other copies are tested in ``tests/symbolic/test_spec_fru.py`` and
 ``tests/runtime/test_spec_runtime.py``.
 
-Mutation check (single-line mutants applied in a separate ``git worktree``,
-each killed by the named tests; see the report of issue 10):
+Mutation check (single-line mutants applied with exact string replacement in a
+separate ``git worktree`` of HEAD, run with ``PYTHONPATH`` pointing at it; every
+mutant is killed, by the named test):
 
-=====================================================  ===========================================
-mutant                                                 killed by
-=====================================================  ===========================================
-kernels.numpy_core ``aq < t`` -> ``aq <= t``           test_numpy_strict_inference_matches_spec
-kernels.torch_core_fast ``torch.lt`` -> ``torch.le``   test_torch_eager_matches_spec
-  (thresholded branch)
-kernels.torch_core_functional ``aq < t`` -> ``<=``     test_torch_functional_path_matches_spec
-kernels.numpy_factor ``np.abs(V) < t`` -> ``<=``       test_numpy_strict_inference_matches_spec
-strict._torch_masks_at gap ``torch.gt`` -> ``torch.ge``  test_torch_eager_matches_spec
-onnx_graph._strict ``g.less(aq, T_INFER`` -> LessOrEqual  test_onnx_strict_decoder_matches_spec
-fru.structural_validity_failures ``<`` -> ``<=``       test_spec_fru::test_structural_validity_failures_match_spec
-fru.evaluate drops ``any(v == 0 for v in vs)``         test_spec_fru::test_evaluate_and_explain_match_spec
-report._q_summary ``finite < tau_infer`` -> ``<=``     test_spec_runtime::test_q_summary_counts_match_spec
-report._q_summary expanded monomials (no program Q)    test_spec_runtime::test_q_summary_20_pole_sum_is_the_programs_q
-tau_sweep ``searchsorted(side="left")`` -> ``"right"``  test_spec_runtime::test_tau_sweep_matches_spec
-monitor hazard without ``q == 0`` (the old line)       test_spec_runtime::test_monitor_hazard_and_histogram_match_spec
-monitor histogram ``side="right"`` -> ``"left"``       test_spec_runtime::test_monitor_hazard_and_histogram_match_spec
-cli._explain_exact ``v is None or v == 0`` -> ``v == 0``  test_spec_runtime::test_explain_exact_matches_spec
-torch_adjoint scale rule ``float(c)`` -> ``abs(...)``  test_spec_fru::test_adjoint_gradients_match_exact_derivatives
-=====================================================  ===========================================
+== ======================================================== ==========================================================
+K1 kernels.numpy_below ``aV < t`` -> ``aV <= t``              test_numpy_strict_inference_matches_spec
+K2 kernels.torch_core_fast ``torch.lt(aq, t)`` -> ``le``      test_torch_eager_matches_spec
+K3 kernels.below_functional ``aV < t`` -> ``<=``              test_torch_functional_path_matches_spec
+K4 kernels.torch_factor_fast ``torch.lt`` -> ``torch.le``     test_torch_eager_matches_spec
+K5 kernels.numpy_core ``aq < tr`` -> ``<=`` (gap)             test_numpy_strict_inference_matches_spec
+S1 strict gap ``torch.gt(below_train, bottom)`` -> ``ge``     test_torch_eager_matches_spec
+O1 onnx_graph ``Less`` -> ``LessOrEqual``                     test_onnx_strict_decoder_matches_spec
+F1 fru.structural_validity_failures ``<`` -> ``<=``           test_spec_fru::test_structural_validity_failures_match_spec
+F2 fru.evaluate ignores zero validity factors                 test_spec_fru::test_evaluate_and_explain_match_spec
+A1 torch_adjoint scale rule ``float(c)`` -> ``abs(float(c))``  test_spec_fru::test_adjoint_gradients_match_exact_derivatives
+A2 torch_adjoint scale pass-through ``coef *= abs(c)``         test_spec_fru::test_adjoint_gradients_match_exact_derivatives
+R1 report._q_summary ``finite < tau_infer`` -> ``<=``          test_spec_runtime::test_q_summary_counts_match_spec
+R2 report._q_summary back to the expanded monomials            test_spec_runtime::test_q_summary_20_pole_sum_is_the_programs_q
+T1 tau_sweep ``searchsorted(side="left")`` -> ``"right"``      test_spec_runtime::test_tau_sweep_matches_spec
+M1 monitor hazard without ``q == 0`` (the old line)           test_spec_runtime::test_monitor_hazard_and_histogram_match_spec
+M2 monitor histogram ``side="right"`` -> ``"left"``            test_spec_runtime::test_monitor_hazard_and_histogram_match_spec
+C1 cli._explain_exact ``v is None or v == 0`` -> ``v == 0``    test_spec_runtime::test_explain_exact_matches_spec
+C2 cli._explain_exact ``fault = bool(bad)`` (the old rule)     test_spec_runtime::test_explain_exact_matches_spec
+== ======================================================== ==========================================================
 """
 
 from __future__ import annotations

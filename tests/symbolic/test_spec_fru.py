@@ -20,7 +20,7 @@ from fractions import Fraction
 import pytest
 import sympy as sp
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import zpml_symbolic as zs
@@ -71,6 +71,9 @@ def _tau_at(v: Fraction | float, choice: int) -> float:
     return float(a) if Fraction(float(a)) == a else 0.0
 
 
+@example(case=("removable", {"x": Fraction(1)}))  # V = x - 1 is zero, Q = 1 is not
+@example(case=("sum", {"x": Fraction(0), "y": Fraction(1)}))  # V = x is zero
+@example(case=("sum", {"x": math.nan, "y": Fraction(1)}))  # a fault
 @given(points())
 def test_evaluate_and_explain_match_spec(case) -> None:
     name, point = case
