@@ -157,6 +157,16 @@ class MultivariateRationalLayer(ProjectiveLayer):
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``(P, Q)``, each ``[..., out_features]``."""
         check_input(type(self).__name__, h, dtype=self.weight.dtype, last_dim=self.in_features)
+        if self._degree <= 1:  # P and Q affine in h: one fused matmul + bias, no augmented copy
+            w0 = self.weight[:, 0, :]
+            if self._needs_mask:
+                w0 = w0 * self._mask[:, 0, :]
+            out = torch.nn.functional.linear(h, w0[:, 1:], w0[:, 0])
+            P = out[..., : self.out_features]
+            Q = out[..., self.out_features :]
+            if self.shared_denominator:
+                Q = Q.expand(P.shape)
+            return self.finish(P, Q)
         w = self.weight * self._mask if self._needs_mask else self.weight
         aug = torch.cat([torch.ones_like(h[..., :1]), h], dim=-1)
         if self._degree <= 2:
