@@ -62,24 +62,30 @@ def check_tau(tau: Any, name: str = "tau_train") -> float:
     return float(tau)
 
 
-def _bad(t: torch.Tensor, tau: float) -> torch.Tensor:
-    a = t.abs()
-    ok = (a > 0) if tau == 0.0 else (a >= tau)  # NaN compares False: bottom
-    return ~(ok & (a < math.inf))
-
-
 def bottom_under_tau(
     P: torch.Tensor, Q: torch.Tensor, V: torch.Tensor | None = None, *, tau: float = 0.0
 ) -> torch.Tensor:
     """Boolean mask of the samples (shape of ``Q``) that decode to bottom under ``tau``.
 
-    ``V`` has shape ``[*Q.shape, k]``. Computed without autograd.
+    ``V`` has shape ``[*Q.shape, k]``. This is deployment's decision, not a copy
+    of it: the mask is :func:`zpml_core.strict_inference`'s ``bottom_mask`` with
+    ``tau_infer = tau`` for ``Q`` and every factor (docs/semantics.md section 3),
+    so a sample is projected in training exactly when the deployed model would
+    call it bottom at that threshold. Computed without autograd.
     """
+    from zpml_core.config import InferenceConfig
+    from zpml_core.strict import strict_inference
+
     with torch.no_grad():
-        bad = _bad(Q, tau) | ~torch.isfinite(P)
-        if V is not None and V.shape[-1] > 0:
-            bad = bad | _bad(V, tau).any(dim=-1)
-    return bad
+        factors = None if V is None or V.shape[-1] == 0 else V.detach()
+        result = strict_inference(
+            P.detach(),
+            Q.detach(),
+            config=InferenceConfig(tau_infer=tau),
+            validity_factors=factors,
+            validity_taus=tau,
+        )
+    return result.bottom_mask
 
 
 class _GateGrad(torch.autograd.Function):
