@@ -64,8 +64,18 @@ class EmitError(ZeroProofError, ValueError):
     """An emitter was asked for something it cannot produce."""
 
 
+class ConstantNameWarning(UserWarning):
+    """An input variable is named like a mathematical constant (``pi``, ``E``).
+
+    ``flatten`` treats such a symbol as an input (it may even become a
+    validity factor ``pi = 0``); give its value with ``constants={"pi": ...}``
+    or list it in ``variables=`` to say it really is an input.
+    """
+
+
 __all__ = [
     "BudgetExceededError",
+    "ConstantNameWarning",
     "EmitError",
     "IRVerificationError",
     "InputTypeError",

@@ -11,18 +11,20 @@ cancellation can erase it: the fraction arithmetic may cancel a factor from
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 from typing import Literal
 
 import sympy as sp
 from sympy.polys.rings import PolyElement
 
-from zpml_symbolic.errors import InvalidArgumentError
+from zpml_symbolic.errors import ConstantNameWarning, InvalidArgumentError
 from zpml_symbolic.flatten.algebra import FactoredProduct, Frac, PolyContext
 from zpml_symbolic.flatten.budget import Budget, BudgetMeter
 from zpml_symbolic.flatten.fru import FactorRecord, FlattenedFRU
 from zpml_symbolic.flatten.provenance import SourceKind, SourceOccurrence
+from zpml_symbolic.frontend.constants import CONSTANT_NAMES, constant_values
 from zpml_symbolic.frontend.sympy_in import FrontendResult, from_sympy
 from zpml_symbolic.ir import node as ir
 from zpml_symbolic.ir.node import Node, Op
@@ -41,6 +43,7 @@ def flatten(
     variables: Sequence[sp.Symbol | str] | None = None,
     mode: Mode = "scm_strict",
     budget: Budget | None = None,
+    constants: Mapping[str, object] | None = None,
 ) -> FlattenedFRU:
     """Flatten a rational expression into one exact fraction ``P/Q`` plus validity factors.
 
@@ -51,18 +54,26 @@ def flatten(
     (default: the input symbols sorted by name). ``mode="scm_strict"`` (the
     default) keeps every bottom; ``mode="algebraic"`` is an explicit opt-in
     that keeps only ``Q`` as the guard and so may drop bottoms (``x/x`` is
-    then ``1`` everywhere). ``budget`` limits degree, terms, work and time.
+    then ``1`` everywhere). ``budget`` limits degree, terms, work, time and
+    coefficient size. ``constants`` gives named constants exact values
+    (``{"pi": 3.141592653589793}``; a float is taken exactly): the name in
+    the text, a symbol of that name and sympy's constant of that name become
+    that number. An input variable named ``pi`` or ``E`` that is neither a
+    constant nor listed in ``variables=`` gives a :class:`ConstantNameWarning`.
     """
     if mode not in MODES:
         raise InvalidArgumentError(f"mode must be one of {MODES}, got {mode!r}")
     params = tuple(parameters)
+    consts = constant_values(constants)
     if isinstance(expr, str):
         from zpml_symbolic.frontend.parser import parse
 
-        expr = parse(expr, parameters=params)
+        expr = parse(expr, parameters=params, constants=consts)
     param_keys = frozenset(p if isinstance(p, str) else _symbol(p, "parameters") for p in params)
-    front = from_sympy(expr, parameters=param_keys)
+    front = from_sympy(expr, parameters=param_keys, constants=consts)
     var_syms, param_syms = _order_symbols(front, params, variables)
+    if variables is None:
+        _warn_constant_names(var_syms)
     if budget is not None and not isinstance(budget, Budget):
         raise InvalidArgumentError(
             f"budget must be a zpml_symbolic.Budget, got {type(budget).__name__}"
@@ -92,6 +103,20 @@ def flatten(
     )
     ctx.meter = BudgetMeter(Budget(max_seconds=float("inf")))  # the result is not budgeted further
     return fru
+
+
+def _warn_constant_names(var_syms: tuple[sp.Symbol, ...]) -> None:
+    for s in var_syms:
+        if s.name in CONSTANT_NAMES:
+            warnings.warn(
+                ConstantNameWarning(
+                    f"{s.name!r} is treated as an input variable (it may become a validity "
+                    f"factor such as '{s.name} = 0'); if it is the constant, give its value "
+                    f"with constants={{{s.name!r}: ...}}, else list it in variables= to "
+                    "silence this warning"
+                ),
+                stacklevel=3,
+            )
 
 
 def _symbol(item: object, what: str) -> sp.Symbol:

@@ -40,13 +40,15 @@ from __future__ import annotations
 
 import gc
 import re
-from collections.abc import Iterable
+import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import sympy
 
 from zpml_symbolic.errors import InputTypeError, InvalidArgumentError, ParseError
 from zpml_symbolic.frontend.coefficient import Coefficient, as_coefficient
+from zpml_symbolic.frontend.constants import constant_values
 
 __all__ = ["MAX_INPUT_LENGTH", "MAX_LITERAL_DIGITS", "InputTypeError", "parse"]
 
@@ -210,7 +212,74 @@ def _tokenize_into(text: str, tokens: list[_Token]) -> None:
             hint = " (use parentheses for grouping)"
         elif ch == ",":
             hint = " (function calls and tuples are not supported)"
+        elif not ch.isascii():
+            hint = _unicode_hint(text, i)
         raise _error(f"unexpected character {ch!r}{hint}", text, column)
+
+
+_ASCII_OPERATORS = {
+    "\u2212": "-",  # minus sign
+    "\u2012": "-",
+    "\u2013": "-",
+    "\u2014": "-",
+    "\ufe63": "-",
+    "\uff0d": "-",
+    "\u00d7": "*",  # multiplication sign
+    "\u00b7": "*",
+    "\u22c5": "*",
+    "\u2219": "*",
+    "\u2217": "*",
+    "\u00f7": "/",
+    "\u2215": "/",
+    "\u2044": "/",
+    "\uff0b": "+",
+}
+#: Suggested names where the spelled-out one is a Python keyword.
+_NAME_ALIASES = {"lamda": "lam", "lambda": "lam"}  # Unicode spells it LAMDA
+
+
+def _ascii_letter(ch: str) -> str | None:
+    """ASCII spelling of one non-ASCII identifier character (``ω`` -> ``omega``, ``₀`` -> ``0``)."""
+    digit = unicodedata.digit(ch, None)
+    if digit is not None:
+        return str(digit)
+    name = unicodedata.name(ch, "")
+    for prefix, upper in (
+        ("GREEK SMALL LETTER ", False),
+        ("GREEK CAPITAL LETTER ", True),
+        ("MATHEMATICAL ITALIC SMALL ", False),
+        ("MATHEMATICAL ITALIC CAPITAL ", True),
+    ):
+        if name.startswith(prefix):
+            word = name[len(prefix) :].split()[0].lower()
+            word = _NAME_ALIASES.get(word, word)
+            return word.capitalize() if upper else word
+    plain = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+    return plain if plain and (plain.isalnum() or plain == "_") else None
+
+
+def _unicode_hint(text: str, i: int) -> str:
+    """A hint for a non-ASCII character: the ASCII operator or identifier to write instead."""
+    ch = text[i]
+    if ch in _ASCII_OPERATORS:
+        return f" (write the ASCII {_ASCII_OPERATORS[ch]!r} instead)"
+    if unicodedata.category(ch) == "No" and unicodedata.digit(ch, None) is not None:
+        name = unicodedata.name(ch, "")
+        if "SUPERSCRIPT" in name:
+            return f" (write a power as x**{unicodedata.digit(ch)})"
+    start = i
+    while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
+        start -= 1
+    end = i
+    while end < len(text) and (text[end].isalnum() or text[end] == "_" or not text[end].isascii()):
+        if not text[end].isascii() and _ascii_letter(text[end]) is None:
+            break
+        end += 1
+    word = text[start:end]
+    spelled = "".join(c if c.isascii() else (_ascii_letter(c) or "") for c in word)
+    if spelled and (spelled[0].isalpha() or spelled[0] == "_") and spelled.isascii():
+        return f" (identifiers are ASCII; write {spelled!r} for {word!r})"
+    return " (only ASCII letters, digits, operators and parentheses are allowed)"
 
 
 def _sign_run(text: str, i: int, tokens: list[_Token]) -> int:
@@ -320,7 +389,9 @@ class _Parser:
         tokens: list[_Token],
         lexical_error: ParseError | None,
         symbols: dict[str, sympy.Symbol],
+        constants: dict[str, sympy.Rational] | None = None,
     ) -> None:
+        self.constants = constants or {}
         self.text = text
         self.tokens = tokens
         self.lexical_error = lexical_error
@@ -425,7 +496,12 @@ class _Parser:
                             f"function calls are not supported (found {tok.text!r} followed by '(')",
                             tok.column,
                         )
-                    atom = tok.value if tok.kind == _NUM else self.symbol(tok.text)
+                    if tok.kind == _NUM:
+                        atom = tok.value
+                    elif tok.text in self.constants:
+                        atom = self.constants[tok.text]
+                    else:
+                        atom = self.symbol(tok.text)
                     assert atom is not None
                     atom, pos = self.postfix_power(atom, pos + 1)
                     operands.append(_Operand(atom))
@@ -516,10 +592,17 @@ def _parameter_symbols(parameters: Iterable[str | sympy.Symbol]) -> dict[str, sy
     return symbols
 
 
-def parse(text: str, *, parameters: Iterable[str | sympy.Symbol] = ()) -> sympy.Expr:
+def parse(
+    text: str,
+    *,
+    parameters: Iterable[str | sympy.Symbol] = (),
+    constants: Mapping[str, object] | None = None,
+) -> sympy.Expr:
     """Parse ``text`` into an unevaluated sympy tree that keeps the written structure.
 
-    Identifiers become ``sympy.Symbol(name)``; those named in ``parameters``
+    Identifiers become ``sympy.Symbol(name)``, except those named in
+    ``constants`` (``{"pi": 3.141592653589793}``: an exact rational, a float
+    taken exactly, or a decimal string), which become that number; those named in ``parameters``
     become :class:`~zpml_symbolic.frontend.coefficient.Coefficient` symbols (a
     ``Coefficient`` given there is used as-is, another ``Symbol`` lends its name
     and assumptions). Numbers are exact rationals (``0.1`` -> ``1/10``).
@@ -544,6 +627,11 @@ def parse(text: str, *, parameters: Iterable[str | sympy.Symbol] = ()) -> sympy.
             )
         )
     symbols = _parameter_symbols(parameters)
+    values = constant_values(constants)
+    clash = sorted(set(values) & set(symbols))
+    if clash:
+        raise InvalidArgumentError(f"{clash} are given both as constants and as parameters")
+    consts = {k: sympy.Rational(v.numerator, v.denominator) for k, v in values.items()}
     if len(text) > MAX_INPUT_LENGTH:
         raise ParseError(
             f"expression text is too long: {len(text)} characters (limit {MAX_INPUT_LENGTH})",
@@ -557,7 +645,7 @@ def parse(text: str, *, parameters: Iterable[str | sympy.Symbol] = ()) -> sympy.
     gc.disable()
     try:
         tokens, lexical_error = _tokenize(text)
-        return _Parser(text, tokens, lexical_error, symbols).run()
+        return _Parser(text, tokens, lexical_error, symbols, consts).run()
     finally:
         if was_enabled:
             gc.enable()

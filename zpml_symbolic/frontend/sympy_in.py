@@ -10,6 +10,7 @@ and error messages report.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -56,11 +57,11 @@ def _short(expr: object) -> str:
     return text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 1] + "…"
 
 
-def _reject(expr: object, occ: Occurrence, why: str) -> NotRationalError:
+def _reject(expr: object, occ: Occurrence, why: str, hint: str = "") -> NotRationalError:
     text = _short(expr)
     return NotRationalError(
         f"{why}: {text!r} at {occ.path}. Only symbols, exact numbers, +, *, and integer "
-        "powers (including division) are rational.",
+        f"powers (including division) are rational.{hint}",
         subexpression=text,
         path=occ.path,
     )
@@ -85,8 +86,15 @@ def _is_param(sym: sp.Symbol, parameters: frozenset[object]) -> bool:
     return isinstance(sym, Coefficient)
 
 
-def _leaf(expr: sp.Basic, occ: Occurrence, parameters: frozenset[object]) -> Node | None:
+def _leaf(
+    expr: sp.Basic,
+    occ: Occurrence,
+    parameters: frozenset[object],
+    constants: Mapping[str, Fraction] | None = None,
+) -> Node | None:
     """Convert a leaf, or return None if ``expr`` is not a leaf we accept."""
+    if constants and isinstance(expr, sp.Symbol | sp.NumberSymbol) and str(expr) in constants:
+        return ir.const(constants[str(expr)])
     if isinstance(expr, sp.Symbol):
         return ir.param(expr.name) if _is_param(expr, parameters) else ir.var(expr.name)
     if expr in (sp.oo, -sp.oo, sp.zoo) or expr is sp.nan:
@@ -98,7 +106,16 @@ def _leaf(expr: sp.Basic, occ: Occurrence, parameters: frozenset[object]) -> Nod
             return ir.const(float_to_fraction(expr))
         except ValueError:
             raise _reject(expr, occ, "non-finite float") from None
-    if expr.is_Number or isinstance(expr, sp.NumberSymbol) or expr is sp.I:
+    if isinstance(expr, sp.NumberSymbol):
+        name = str(expr)
+        raise _reject(
+            expr,
+            occ,
+            "irrational or complex constant",
+            f" Give {name} a rational value with constants={{{name!r}: {float(expr)!r}}} "
+            f"(parse/flatten; a float is taken exactly) or --const {name}=... on the CLI.",
+        )
+    if expr.is_Number or expr is sp.I:
         raise _reject(expr, occ, "irrational or complex constant")
     return None
 
@@ -126,12 +143,19 @@ def _check_supported(expr: sp.Basic, occ: Occurrence) -> None:
     raise _reject(expr, occ, f"unsupported node {type(expr).__name__}")
 
 
-def from_sympy(expr: object, *, parameters: frozenset[object] = frozenset()) -> FrontendResult:
+def from_sympy(
+    expr: object,
+    *,
+    parameters: frozenset[object] = frozenset(),
+    constants: Mapping[str, Fraction] | None = None,
+) -> FrontendResult:
     """Convert a sympy scalar expression to IR, rejecting everything not rational.
 
     ``parameters`` holds symbols (or their names) that are learnable
     coefficients; :class:`~zpml_symbolic.frontend.coefficient.Coefficient`
-    symbols are parameters automatically. Raises :class:`NotRationalError`
+    symbols are parameters automatically. ``constants`` maps names to exact
+    values: a symbol of that name, and sympy's constant of that name
+    (``sympy.pi`` for ``"pi"``), become that number. Raises :class:`NotRationalError`
     naming the offending subexpression and its path.
     """
     if isinstance(expr, bool):
@@ -161,9 +185,9 @@ def from_sympy(expr: object, *, parameters: frozenset[object] = frozenset()) -> 
         if cur in memo:
             continue
         if not expanded:
-            leaf = _leaf(cur, occ, parameters)
+            leaf = _leaf(cur, occ, parameters, constants)
             if leaf is not None:
-                if isinstance(cur, sp.Symbol):
+                if isinstance(cur, sp.Symbol) and leaf.op is not Op.CONST:
                     known = symbols.setdefault(cur.name, cur)
                     if known != cur:
                         raise InvalidArgumentError(
