@@ -17,6 +17,7 @@ from zpml_runtime.errors import (
     ShapeMismatchError,
     UnsupportedInputError,
 )
+from zpml_runtime.inference import InferenceConfig, strict_inference
 from zpml_runtime.losses import (
     LossConfig,
     SCMTrainingLoss,
@@ -299,7 +300,11 @@ def test_coverage_counts_like_strict_inference() -> None:
     Q = torch.tensor([0.0, 1e-7, 1e-4, -1.0, NAN, INF], requires_grad=True)
     cov = coverage(Q, 1e-4)
     assert not cov.requires_grad and cov.dtype == torch.float32
-    torch.testing.assert_close(cov, torch.tensor(2 / 6))
+    # float32(1e-4) = 9.99999975e-05 is below the real threshold 1e-4: bottom, exactly as
+    # strict_inference decides (thresholds round up, never to nearest); only -1.0 is accepted
+    want = (~strict_inference(torch.ones(6), Q.detach(), config=InferenceConfig(tau_infer=1e-4)).bottom_mask).float().mean()
+    torch.testing.assert_close(cov, want)
+    torch.testing.assert_close(cov, torch.tensor(1 / 6))
     torch.testing.assert_close(
         coverage(Q, 0.0), torch.tensor(3 / 6)
     )  # exact zero rejected at tau 0

@@ -90,7 +90,12 @@ def check_tau(tau: Any, like: Tensor, *, name: str, func: str) -> float | Tensor
                 f"axis of Q {tuple(like.shape)}, or pass one number"
             )
         return tau.detach().to(device=like.device, dtype=like.dtype)
-    return check_nonneg_number(tau, name=name, func=func)
+    value = check_nonneg_number(tau, name=name, func=func)
+    # the threshold as deployment applies it: the smallest value of Q's dtype >= tau, so
+    # ``|Q| < t`` in that dtype is the exact comparison (zpml_core.arrays.effective_threshold)
+    from zpml_core.arrays import dtype_name, effective_threshold
+
+    return effective_threshold(value, dtype_name(like), f"{func}: {name}")
 
 
 def align_mask(mask: Any, like: Tensor, *, name: str, func: str) -> Tensor:

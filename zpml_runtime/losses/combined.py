@@ -195,7 +195,10 @@ def _validity_bottom(V: Tensor, P: Tensor, tau: float) -> tuple[Tensor, Any]:
         raise ModelOutputError(
             f"{_FUNC}: V must have a trailing factor axis [..., k], got a scalar"
         )
-    vb = ((V == 0) | (V.abs() < tau)).any(dim=-1)
+    from zpml_core.arrays import dtype_name, effective_threshold
+
+    t = effective_threshold(tau, dtype_name(V), f"{_FUNC}: tau_train")  # deployment's rounding
+    vb = ((V == 0) | (V.abs() < t)).any(dim=-1)
     lead = tuple(vb.shape)
     pshape = tuple(P.shape)
     if pshape[: len(lead)] != lead:
