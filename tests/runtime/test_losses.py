@@ -309,7 +309,10 @@ def test_coverage_counts_like_strict_inference() -> None:
         coverage(Q, 0.0), torch.tensor(3 / 6)
     )  # exact zero rejected at tau 0
     torch.testing.assert_close(
-        coverage(Q, 1e-4, mask=torch.tensor([1, 1, 1, 0, 0, 0]).bool()), torch.tensor(1 / 3)
+        coverage(Q, 1e-4, mask=torch.tensor([1, 1, 1, 0, 1, 0]).bool()), torch.tensor(0.0)
+    )  # the included rows are all bottom
+    torch.testing.assert_close(
+        coverage(Q, 1e-4, mask=torch.tensor([0, 0, 1, 1, 0, 0]).bool()), torch.tensor(1 / 2)
     )
     assert torch.isnan(coverage(Q, 1e-4, mask=torch.zeros(6, dtype=torch.bool)))
 
