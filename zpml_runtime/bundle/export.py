@@ -67,6 +67,9 @@ class _Resolved:
     fru: Any
     schema: Any
     source: str
+    multi: dict[str, Any] | None = None  # metadata["multi_output"] (k >= 2 outputs)
+    expressions: list[dict[str, Any]] | None = None  # compiled multi-output: per output
+    extra: dict[str, Any] | None = None  # further metadata keys (gauge, parameter_initializers)
 
 
 def _package_versions() -> dict[str, str]:
@@ -97,6 +100,7 @@ def _resolve(
     dtype: str,
     opset: int | None,
     example: Any,
+    output_names: Sequence[str] | None = None,
 ) -> _Resolved:
     """Turn the supported model kinds into an ONNX graph plus what metadata needs."""
     from zpml_runtime.inference.wrapper import SCMInferenceWrapper
@@ -121,8 +125,10 @@ def _resolve(
         prefix = "structural_validity_factor"
     config = config or InferenceConfig(tau_infer=0.0)
     if RationalModule is not None and isinstance(inner, RationalModule):
-        if len(inner.frus) != 1:
-            raise BundleError("a bundle holds one compiled expression; this module has several")
+        if len(inner.frus) > 1:
+            return _resolve_compiled_multi(
+                inner, config, validity_taus, dtype, opset, prefix, output_names
+            )
         fru = inner.frus[0]
         k = len(fru.validity_factors)
         taus = _taus_tuple(0.0 if validity_taus is None else validity_taus, k)
@@ -138,14 +144,30 @@ def _resolve(
             fru,
             fru.structural_validity_output_schema(prefix=prefix),
             "compiled_fru",
+            extra=_graph_extras(onnx_model),
         )
     if isinstance(model, SCMInferenceWrapper):
         from zpml_runtime.bundle.traced import traced_strict_model
 
-        onnx_model, k, n_vars = traced_strict_model(
+        onnx_model, k, n_vars, layout = traced_strict_model(
             model, config, validity_taus, dtype, opset, torch.as_tensor(_first(example))
         )
         taus = _taus_tuple(0.0 if validity_taus is None else validity_taus, k)
+        multi = None
+        if layout is not None:
+            from zpml_runtime.bundle.multi import check_output_names
+
+            n_out = layout["k"]
+            multi = {
+                "k": n_out,
+                "output_names": check_output_names(output_names, n_out),
+                "factors": [
+                    {"index": g, "shape": shape, "outputs": list(range(n_out))}
+                    for g, shape in enumerate(layout["factor_shapes"])
+                ],
+            }
+        elif output_names is not None:
+            raise BundleError("output_names= is for models with several outputs")
         return _Resolved(
             onnx_model,
             config,
@@ -155,11 +177,101 @@ def _resolve(
             None,
             None,
             "traced_model",
+            multi=multi,
         )
     raise BundleError(
         "export_bundle supports zpml_symbolic strict evaluators and compiled modules, and "
         f"SCMInferenceWrapper models; got {type(model).__name__}"
     )
+
+
+def _graph_extras(onnx_model: onnx.ModelProto) -> dict[str, Any]:
+    """Metadata a compiled graph needs beyond the defaults: its power-of-two gauge
+    (``gauge_exponents``, only when regauged) and non-default parameter initializer names."""
+    from zpml_symbolic.emit.onnx_emit import read_metadata
+
+    md = read_metadata(onnx_model)
+    out: dict[str, Any] = {}
+    if md.get("gauge_exponents"):
+        out["gauge_exponents"] = md["gauge_exponents"]
+    if md.get("parameter_initializers"):
+        out["parameter_initializers"] = md["parameter_initializers"]
+    return out
+
+
+def _resolve_compiled_multi(
+    inner: Any,
+    config: InferenceConfig,
+    validity_taus: Any,
+    dtype: str,
+    opset: int | None,
+    prefix: str,
+    output_names: Sequence[str] | None,
+) -> _Resolved:
+    """A module of several expressions: one graph with ``[batch, k]`` strict outputs."""
+    from zpml_runtime.bundle.multi import check_output_names, stack_expression_outputs
+    from zpml_symbolic.emit.onnx_emit import expression_prefixes, read_metadata, to_onnx
+
+    frus = inner.frus
+    n_out = len(frus)
+    names = check_output_names(output_names, n_out)
+    onnx_model = to_onnx(
+        inner,
+        config=config,
+        validity_taus=0.0 if validity_taus is None else validity_taus,
+        dtype=dtype,
+        opset=opset,
+        prefix=prefix,
+    )
+    md = read_metadata(onnx_model)
+    per_expr_taus = [list(t) for t in md["validity_taus"]]
+    counts = [len(t) for t in per_expr_taus]
+    stack_expression_outputs(onnx_model, expression_prefixes(n_out), counts, prefix)
+    gauges = md.get("gauge_exponents") or [
+        {"PQ": 0, "V": [0] * c} for c in counts
+    ]
+    expressions, factors, offset = [], [], 0
+    for j, fru in enumerate(frus):
+        expressions.append(
+            {
+                "output": names[j],
+                "fru": fru_metadata(fru),
+                "schema": fru.structural_validity_output_schema(prefix=prefix).to_metadata(),
+                "validity_taus": per_expr_taus[j],
+                "gauge": gauges[j],
+                "factor_offset": offset,
+            }
+        )
+        for i in range(counts[j]):
+            factors.append(
+                {"index": offset + i, "shape": ["batch"], "outputs": [j], "local_index": i}
+            )
+        offset += counts[j]
+    extra = {}
+    if md.get("parameter_initializers"):
+        extra["parameter_initializers"] = md["parameter_initializers"]
+    return _Resolved(
+        onnx_model,
+        config,
+        tuple(float(t) for taus in per_expr_taus for t in taus),
+        inner.variables,
+        inner.coefficient_values(),
+        None,
+        None,
+        "compiled_fru",
+        multi={"k": n_out, "output_names": names, "factors": factors},
+        expressions=_json_ready(expressions),
+        extra=extra,
+    )
+
+
+def _json_ready(value: Any) -> Any:
+    """Plain JSON types (python-flint integers and other numbers become ints/strings)."""
+    import json
+
+    from zpml_symbolic.emit.onnx_emit import _json_default
+
+    return json.loads(json.dumps(value, default=_json_default))
 
 
 def _signature(model: onnx.ModelProto) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -249,6 +361,7 @@ def export_bundle(
     overwrite: bool = False,
     signing_key: bytes | None = None,
     lock_timeout: float = 60.0,
+    output_names: Sequence[str] | None = None,
 ) -> ExportedBundle:
     """Write ``model.onnx``, ``metadata.json``, ``metadata.sha256`` and smoke inputs to ``out_dir``.
 
@@ -265,6 +378,11 @@ def export_bundle(
     existing directory is replaced only with ``overwrite=True`` and only when it
     is empty or a valid bundle with no other files. ``signing_key`` (bytes)
     adds ``metadata.sig``, an HMAC-SHA256 of ``metadata.json``.
+
+    A model with ``k >= 2`` outputs (a compiled module or strict evaluator of
+    several expressions, or a wrapped model whose ``P`` is ``[batch, k]``) gives
+    a multi-output bundle (see :mod:`zpml_runtime.bundle.multi`);
+    ``output_names`` names its outputs (default ``e0, e1, ...``).
     """
     out = Path(out_dir)
     if os.path.lexists(out) and not overwrite:
@@ -272,7 +390,7 @@ def export_bundle(
     if signing_key is not None and (not isinstance(signing_key, bytes | bytearray) or not signing_key):
         raise BundleError("signing_key must be non-empty bytes")
     dt = _dtype_of(example_inputs, dtype)
-    resolved = _resolve(model, config, validity_taus, dt, opset, example_inputs)
+    resolved = _resolve(model, config, validity_taus, dt, opset, example_inputs, output_names)
     model_bytes = resolved.model.SerializeToString()
     smoke = _smoke_array(example_inputs, smoke_inputs, dt, len(resolved.variables))
     smoke_bytes = _npy_bytes(smoke)
@@ -312,6 +430,11 @@ def export_bundle(
         if resolved.schema is not None
         else None,
     }
+    metadata.update(resolved.extra or {})
+    if resolved.multi is not None:
+        metadata["multi_output"] = resolved.multi
+    if resolved.expressions is not None:
+        metadata["expressions"] = resolved.expressions
     if metadata["output_order"][:6] != list(STRICT_OUTPUTS):
         raise BundleError(f"internal: unexpected output order {metadata['output_order']}")
     meta_bytes = dumps_metadata(metadata)

@@ -142,6 +142,21 @@ METADATA_JSON_SCHEMA: dict[str, Any] = {
         "source": {"enum": ["compiled_fru", "traced_model"]},
         "fru": {"type": ["object", "null"]},
         "structural_validity_output_schema": {"type": ["object", "null"]},
+        "multi_output": {
+            "type": "object",
+            "required": ["k", "output_names", "factors"],
+            "properties": {
+                "k": {"type": "integer", "minimum": 2},
+                "output_names": {"type": "array", "items": {"type": "string"}},
+                "factors": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        "expressions": {"type": "array", "items": {"type": "object"}},
+        "gauge_exponents": {"type": "array", "items": {"type": "object"}},
+        "parameter_initializers": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+        },
     },
 }
 

@@ -300,7 +300,9 @@ def _reference_smoke_test(
     directory: Path, metadata: dict[str, Any], x: np.ndarray
 ) -> dict[str, Any]:
     """Rebuild a reference from the metadata expression (safe parser) and compare outputs."""
-    if metadata.get("source") != "compiled_fru" or not metadata.get("fru"):
+    if metadata.get("source") != "compiled_fru" or not (
+        metadata.get("fru") or metadata.get("expressions")
+    ):
         return {
             "status": "skipped",
             "detail": "traced bundle: no expression to rebuild a reference from; run "
@@ -309,38 +311,47 @@ def _reference_smoke_test(
     import torch
 
     import zpml_symbolic as zs
+    from zpml_runtime.bundle.multi import expression_views, is_multi
     from zpml_runtime.inference import InferenceConfig
 
-    fru_meta = metadata["fru"]
     params = list(metadata.get("parameters") or {})
-    schema = metadata.get("structural_validity_output_schema") or {}
+    views = [v for v, _ in expression_views(metadata)] if is_multi(metadata) else [metadata]
+    schema = views[0].get("structural_validity_output_schema") or {}
     try:
-        fru = zs.flatten(
-            zs.parse(fru_meta["expression"], parameters=params),
-            parameters=params,
-            variables=metadata["input"]["variables"],
-            mode=fru_meta.get("mode", "scm_strict"),
-        )
         from zpml_symbolic.flatten.fru import poly_terms
 
         def terms(p: Any) -> list[list[Any]]:
             return [[list(m), c] for m, c in poly_terms(p)]
 
-        exact = {
-            "numerator": str(fru.numerator) == fru_meta.get("numerator")
-            and terms(fru.numerator_poly_ring) == fru_meta.get("numerator_terms"),
-            "denominator": str(fru.denominator) == fru_meta.get("denominator")
-            and terms(fru.denominator_poly_ring) == fru_meta.get("denominator_terms"),
-            "validity_factors": [str(v) for v in fru.validity_factors]
-            == fru_meta.get("validity_factors"),
-        }
+        frus, exact = [], {"numerator": True, "denominator": True, "validity_factors": True}
+        for view in views:
+            fru_meta = view["fru"]
+            fru = zs.flatten(
+                zs.parse(fru_meta["expression"], parameters=params),
+                parameters=params,
+                variables=metadata["input"]["variables"],
+                mode=fru_meta.get("mode", "scm_strict"),
+            )
+            exact["numerator"] &= str(fru.numerator) == fru_meta.get("numerator") and terms(
+                fru.numerator_poly_ring
+            ) == fru_meta.get("numerator_terms")
+            exact["denominator"] &= str(fru.denominator) == fru_meta.get(
+                "denominator"
+            ) and terms(fru.denominator_poly_ring) == fru_meta.get("denominator_terms")
+            exact["validity_factors"] &= [str(v) for v in fru.validity_factors] == fru_meta.get(
+                "validity_factors"
+            )
+            frus.append(fru)
         reference = zs.strict_evaluator(
-            fru,
+            frus[0] if len(frus) == 1 else frus,
             config=InferenceConfig.from_metadata(metadata["inference_config"]),
-            validity_taus=metadata["validity_taus"],
+            validity_taus=views[0]["validity_taus"]
+            if len(views) == 1
+            else [v["validity_taus"] for v in views],
             init=metadata.get("parameters") or None,
             dtype=getattr(torch, metadata["input"]["dtype"]),
             prefix=schema.get("prefix", "structural_validity_factor"),
+            **({"variables": metadata["input"]["variables"]} if len(frus) > 1 else {}),
         )
     except (zs.ZeroProofError, ValueError, KeyError, TypeError) as e:
         # A compiled bundle whose own expression cannot be rebuilt is not verified: fail.
@@ -419,13 +430,92 @@ def build_bundle_summary(
     runtime: OnnxRuntimeBundle, x: np.ndarray, *, input_source: str
 ) -> tuple[dict[str, Any], np.ndarray | None]:
     """Run the bundle on ``x`` and compute the report numbers (and ``|Q|`` if available)."""
+    from zpml_runtime.bundle.multi import expression_views, is_multi, view_outputs
+
     meta = runtime.metadata
     out = runtime.run(x).as_dict()
     n = len(x)
-    bottom = out["bottom_mask"].astype(bool)
-    gap = out["gap_mask"].astype(bool)
-    fault = out["fault_mask"].astype(bool)
-    sem = out["semantic_bottom_mask"].astype(bool)
+    counts, rates = _counts_rates(out, n)
+    multi = is_multi(meta)
+    per_output = None
+    if multi:  # a sample counts as bottom when any of its outputs is (column counts below)
+        per_output = []
+        for j, name in enumerate(meta["multi_output"]["output_names"]):
+            column = {k: out[k][:, j] for k in ("bottom_mask", "gap_mask", "fault_mask", "semantic_bottom_mask")}
+            c_j, r_j = _counts_rates(column, n)
+            per_output.append({"output": name, "column": j, "counts": c_j, "rates": r_j})
+    if multi and meta.get("expressions") is not None:
+        views = expression_views(meta)
+        q_parts, factors = [], []
+        for view, mapping in views:
+            fru_j = read_metadata_fru(view)
+            q_j, _ = _q_summary(fru_j, x, view)
+            q_parts.append({"output": view["output_name"], **q_j})
+            for row in _factor_rows(fru_j, view_outputs(out, view, mapping), x, view):
+                factors.append({"output": view["output_name"], **row})
+        q_summary: dict[str, Any] = {
+            "available": False,
+            "reason": "multi-output bundle: |Q| of each output is in q_abs.per_output",
+            "per_output": q_parts,
+        }
+        q = None
+        exprs = [read_metadata_fru(v) for v, _ in views]
+        described = {
+            "expression": "; ".join(f.expression for f in exprs if f),
+            "numerator": "; ".join(f.numerator for f in exprs if f),
+            "denominator": "; ".join(f.denominator for f in exprs if f),
+        }
+    else:
+        fru = read_metadata_fru(meta)
+        q_summary, q = _q_summary(fru, x, meta)
+        factors = _factor_rows(fru, out, x, meta)
+        described = {
+            "expression": fru.expression if fru else None,
+            "numerator": fru.numerator if fru else None,
+            "denominator": fru.denominator if fru else None,
+        }
+    tau_infer, tau_train = _thresholds(meta)
+    summary: dict[str, Any] = {
+        "schema": REPORT_SCHEMA,
+        "generated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "bundle": {
+            "bundle_id": meta["bundle_id"],
+            "source": meta["source"],
+            "dtype": meta["input"]["dtype"],
+            "variables": list(runtime.variables),
+            "parameters": dict(meta.get("parameters") or {}),
+            **described,
+            "tau_infer": tau_infer,
+            "tau_train": tau_train,
+            "validity_taus": list(meta["validity_taus"]),
+            "effective_thresholds": meta["effective_thresholds"],
+            "outputs": list(meta["output_order"]),
+            "model_sha256": meta["model_sha256"],
+        },
+        "validation": {"validate_bundle": "passed", "after_report": "passed"},
+        "inputs": {"source": input_source, "samples": n, "dtype": str(x.dtype)},
+        "counts": counts,
+        "rates": rates,
+        "q_abs": q_summary,
+        "factors": factors,
+    }
+    if per_output is not None:
+        summary["bundle"]["outputs_per_sample"] = runtime.num_outputs
+        summary["bundle"]["output_names"] = list(runtime.result_names)
+        summary["per_output"] = per_output
+    return summary, q
+
+
+def _counts_rates(out: dict[str, np.ndarray], n: int) -> tuple[dict[str, int], dict[str, Any]]:
+    """Outcome counts and rates per sample (a ``[n, k]`` mask: any of the ``k`` outputs)."""
+
+    def per_sample(name: str) -> np.ndarray:
+        m = np.asarray(out[name]).astype(bool)
+        return m.any(axis=1) if m.ndim == 2 else m
+
+    bottom, gap = per_sample("bottom_mask"), per_sample("gap_mask")
+    fault, sem = per_sample("fault_mask"), per_sample("semantic_bottom_mask")
+    gap = gap & ~bottom
     counts = {
         "samples": n,
         "bottom": int(bottom.sum()),
@@ -444,36 +534,7 @@ def build_bundle_summary(
         "mixed_rate": _rate(counts["mixed"], n),
         "acceptance_rate": _rate(counts["accepted"], n),
     }
-    fru = read_metadata_fru(meta)
-    q_summary, q = _q_summary(fru, x, meta)
-    tau_infer, tau_train = _thresholds(meta)
-    summary: dict[str, Any] = {
-        "schema": REPORT_SCHEMA,
-        "generated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "bundle": {
-            "bundle_id": meta["bundle_id"],
-            "source": meta["source"],
-            "dtype": meta["input"]["dtype"],
-            "variables": list(runtime.variables),
-            "parameters": dict(meta.get("parameters") or {}),
-            "expression": fru.expression if fru else None,
-            "numerator": fru.numerator if fru else None,
-            "denominator": fru.denominator if fru else None,
-            "tau_infer": tau_infer,
-            "tau_train": tau_train,
-            "validity_taus": list(meta["validity_taus"]),
-            "effective_thresholds": meta["effective_thresholds"],
-            "outputs": list(meta["output_order"]),
-            "model_sha256": meta["model_sha256"],
-        },
-        "validation": {"validate_bundle": "passed", "after_report": "passed"},
-        "inputs": {"source": input_source, "samples": n, "dtype": str(x.dtype)},
-        "counts": counts,
-        "rates": rates,
-        "q_abs": q_summary,
-        "factors": _factor_rows(fru, out, x, meta),
-    }
-    return summary, q
+    return counts, rates
 
 
 # ----------------------------------------------------------------- rendering

@@ -55,9 +55,18 @@ class OnnxRuntimeBundle:
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.input_dtype = np.dtype(self.metadata["input"]["dtype"])
         self.variables = tuple(self.metadata["input"]["variables"])
+        multi = self.metadata.get("multi_output")
+        #: outputs per sample: ``decoded`` etc. are ``[batch]`` for 1, ``[batch, k]`` for k >= 2
+        self.num_outputs = int(multi["k"]) if multi else 1
+        #: names of the outputs (column order of a multi-output bundle)
+        self.result_names = tuple(multi["output_names"]) if multi else ("decoded",)
 
     def run(self, x: Any) -> BundleResult:
-        """Run on ``x`` of shape ``[batch, n_vars]`` (cast to the bundle's dtype)."""
+        """Run on ``x`` of shape ``[batch, n_vars]`` (cast to the bundle's dtype).
+
+        The strict outputs are ``[batch]``, or ``[batch, k]`` for a bundle with
+        ``k = self.num_outputs >= 2`` outputs (column ``j`` is ``self.result_names[j]``).
+        """
         if hasattr(x, "detach"):
             x = x.detach().cpu().numpy()
         arr = np.asarray(x)
@@ -120,6 +129,10 @@ def _reference_outputs(
     finally:
         if was_training and hasattr(reference, "train"):
             reference.train()
+    if isinstance(result, tuple | list) and result and all(hasattr(r, "as_dict") for r in result):
+        from zpml_runtime.bundle.multi import DEFAULT_PREFIX, stack_reference
+
+        return OrderedDict(stack_reference(result, prefix or DEFAULT_PREFIX))
     if not hasattr(result, "as_dict"):
         raise BundleError(
             f"the reference returned {type(result).__name__}; expected a strict result "
@@ -151,6 +164,9 @@ def run_bundle_reference_smoke_test(
         x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
     x = np.ascontiguousarray(x.astype(runtime.input_dtype))
     schema = runtime.metadata.get("structural_validity_output_schema")
+    exprs = runtime.metadata.get("expressions")
+    if schema is None and isinstance(exprs, list) and exprs:
+        schema = exprs[0].get("schema")
     prefix = schema.get("prefix") if isinstance(schema, dict) else None
     got = runtime.run(x).as_dict()
     want = _reference_outputs(reference, x, prefix)

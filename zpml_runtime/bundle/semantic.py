@@ -38,6 +38,8 @@ from zpml_runtime.bundle.exact import MetadataFRU, Terms
 
 _MANTISSA = {"float32": 24, "float64": 53}
 _MAX = {"float32": Fraction(np.finfo(np.float32).max.item()), "float64": Fraction(float(np.finfo(np.float64).max))}
+_MIN_EXP = {"float32": -149, "float64": -1074}
+_MIN_NORMAL_EXP = {"float32": -125, "float64": -1021}
 _HEADROOM_BITS = 4  # evaluation order (Horner, products of factors) may grow intermediates
 _MAX_ROOT_DEGREE = 48
 _MAX_LISTED = 6
@@ -98,21 +100,52 @@ def _is_dyadic(q: Fraction) -> bool:
 def representable(q: Fraction, dtype: str) -> bool:
     """Whether the rational ``q`` is exactly a finite value of ``dtype``."""
     try:
-        f = np.array(float(q), dtype=dtype)
+        with np.errstate(over="ignore"):
+            f = np.array(float(q), dtype=dtype)
     except OverflowError:
         return False
     return bool(np.isfinite(f)) and Fraction(f.item()) == q
 
 
-def coefficient_overflows(fru: MetadataFRU, dtype: str) -> list[str]:
-    """Coefficients of ``P``, ``Q`` or a factor that are not finite in ``dtype``.
+def _scale(terms: Terms, e: int) -> Terms:
+    """``2**-e`` times a polynomial (exact)."""
+    if not e:
+        return terms
+    f = Fraction(2) ** -e
+    return tuple((exps, c * f) for exps, c in terms)
+
+
+def gauge_exponents(metadata: dict[str, Any] | None) -> tuple[int, list[int]]:
+    """``(e_PQ, [e_i per validity output])`` of the emitted gauge (emitted = ``2**-e`` canonical)."""
+    from zpml_runtime.bundle.multi import single_gauge
+
+    gauge = single_gauge(metadata) if metadata is not None else None
+    if gauge is None:
+        return 0, []
+    return int(gauge.get("PQ", 0)), [int(e) for e in gauge.get("V", [])]
+
+
+def _factor_gauge(e_v: list[int], index: int | None) -> int:
+    return e_v[index] if index is not None and 0 <= index < len(e_v) else 0
+
+
+def coefficient_overflows(
+    fru: MetadataFRU, dtype: str, metadata: dict[str, Any] | None = None
+) -> list[str]:
+    """Coefficients of ``P``, ``Q`` or a factor that are not finite in ``dtype``
+    (in the emitted power-of-two gauge recorded in ``metadata``, if any).
 
     Such a model is a fault on every input (the graph holds an infinite constant).
     """
     out = []
     limit = _MAX[dtype]
-    polys = [("P", fru.numerator_terms), ("Q", fru.denominator_terms)]
-    polys += [(f"factor {f.factor}", f.terms) for f in fru.factors]
+    e_pq, e_v = gauge_exponents(metadata)
+    polys = [("P", _scale(fru.numerator_terms, e_pq)), ("Q", _scale(fru.denominator_terms, e_pq))]
+    polys += [
+        (f"factor {f.factor}", _scale(f.terms, _factor_gauge(e_v, f.output_index)))
+        for f in fru.factors
+        if f.retained or not e_pq  # a regauged Q holds its factors rescaled: checked as Q
+    ]
     for name, terms in polys:
         for exps, c in terms:
             if abs(c) > limit:
@@ -274,7 +307,11 @@ def _exactly_evaluable(poly: Sparse, gens: Sequence[Fraction], dtype: str) -> bo
         return True
     if bound * 2**_HEADROOM_BITS > _MAX[dtype]:
         return False
+    if low < _MIN_EXP[dtype]:
+        return False  # below the smallest subnormal: not exact
     high = math.floor(math.log2(bound)) + 1 + _HEADROOM_BITS
+    if high - _HEADROOM_BITS < _MIN_NORMAL_EXP[dtype]:
+        return False  # subnormal range: fewer mantissa bits than assumed
     return high - low <= _MANTISSA[dtype]
 
 
@@ -431,7 +468,7 @@ def check_semantics(
 ) -> SemanticCheckReport:
     """Run the graph (``run``) on the validator's points and compare with the exact semantics."""
     dtype = metadata["input"]["dtype"]
-    problems: list[str] = coefficient_overflows(fru, dtype)
+    problems: list[str] = coefficient_overflows(fru, dtype, metadata)
     if problems:
         return SemanticCheckReport(seed, 0, 0, 0, tuple(problems))
     retained_info = sorted(
@@ -446,10 +483,12 @@ def check_semantics(
             f"graph has {n_groups} per-factor output groups; the provenance and the outputs disagree"
         )
         return SemanticCheckReport(seed, 0, 0, 0, tuple(problems))
-    retained = [f.terms for f in retained_info]
+    # the graph evaluates P, Q and V_i in its emitted gauge: 2**-e times canonical
+    e_pq, e_v = gauge_exponents(metadata)
+    retained = [_scale(f.terms, _factor_gauge(e_v, f.output_index)) for f in retained_info]
     sparse = _Polys(
-        _sparse(fru.numerator_terms),
-        _sparse(fru.denominator_terms),
+        _sparse(_scale(fru.numerator_terms, e_pq)),
+        _sparse(_scale(fru.denominator_terms, e_pq)),
         tuple(_sparse(t) for t in retained),
     )
     thresholds = metadata["effective_thresholds"]

@@ -25,15 +25,24 @@ TRACED_OPSET = 18
 
 
 class _RawOutputs(nn.Module):
-    """``x -> (P, Q[, V])`` with ``P, Q`` of shape ``[batch]`` and ``V`` ``[batch, k]``."""
+    """``x -> (P, Q[, V])`` with ``P, Q`` of shape ``[batch]`` and ``V`` ``[batch, m]``.
 
-    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
+    With ``k >= 2`` outputs (``P`` of shape ``[batch, k]``) every tensor is
+    flattened to ``[batch * k]`` (``Q`` and ``[batch]`` factors repeated per
+    output), so the one-output strict decoder applies entry by entry; the
+    graph reshapes the results back to ``[batch, k]``.
+    """
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype, k: int = 1) -> None:
         super().__init__()
         self.model = model
         self.dtype = dtype
+        self.k = k
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         P, Q, V = split_model_outputs(self.model(x))
+        if self.k > 1:
+            return self._multi(P, Q, V)
         outs = [self._batch(P, "P"), self._batch(Q, "Q")]
         if V is not None:
             Vt = torch.stack(list(V), dim=-1) if isinstance(V, tuple | list) else V
@@ -45,9 +54,59 @@ class _RawOutputs(nn.Module):
             t = t.squeeze(-1)
         if t.dim() != 1:
             raise BundleError(
-                f"the wrapped model's {name} has shape {tuple(t.shape)}; bundles need [batch] or [batch, 1]"
+                f"the wrapped model's {name} has shape {tuple(t.shape)}; bundles need [batch] or "
+                "[batch, 1] (one output), or P of shape [batch, k] for k outputs"
             )
         return t.to(self.dtype)
+
+    def _per_output(self, t: torch.Tensor, name: str) -> torch.Tensor:
+        """``[batch]``, ``[batch, 1]`` or ``[batch, k]`` -> ``[batch * k]``."""
+        k = self.k
+        if t.dim() == 2 and t.shape[-1] == 1:
+            t = t.squeeze(-1)
+        if t.dim() == 1:
+            t = t.unsqueeze(-1).expand(-1, k)
+        if t.dim() != 2 or t.shape[-1] != k:
+            raise BundleError(
+                f"the wrapped model's {name} has shape {tuple(t.shape)}; with P of shape "
+                f"[batch, {k}] it must be [batch], [batch, 1] or [batch, {k}]"
+            )
+        return t.to(self.dtype).reshape(-1)
+
+    def _multi(self, P: torch.Tensor, Q: torch.Tensor, V: Any) -> tuple[torch.Tensor, ...]:
+        outs = [self._per_output(P, "P"), self._per_output(Q, "Q")]
+        factors = _factor_list(V)
+        if factors:
+            cols = [self._per_output(v, f"validity factor {i}") for i, v in enumerate(factors)]
+            outs.append(torch.stack(cols, dim=-1))
+        return tuple(outs)
+
+
+def _factor_list(V: Any) -> list[torch.Tensor]:
+    """Validity factors as a list: a tensor ``[batch, m]`` is ``m`` factors of shape ``[batch]``."""
+    if V is None:
+        return []
+    if isinstance(V, torch.Tensor):
+        if V.dim() != 2:
+            raise BundleError(
+                f"the wrapped model's V has shape {tuple(V.shape)}; give [batch, m] or a list of "
+                "[batch] / [batch, k] tensors"
+            )
+        return [V[:, i] for i in range(V.shape[-1])]
+    return list(V)
+
+
+def _output_layout(model: nn.Module, x: torch.Tensor) -> tuple[int, list[list[Any]]]:
+    """``(k, factor shapes)`` from one eager run: ``k = 1`` unless ``P`` is ``[batch, k >= 2]``."""
+    P, _, V = split_model_outputs(model(x))
+    if P.dim() != 2 or P.shape[-1] < 2:
+        return 1, []
+    k = int(P.shape[-1])
+    shapes = []
+    for v in _factor_list(V):
+        per_output = v.dim() == 2 and v.shape[-1] == k and k > 1
+        shapes.append(["batch", k] if per_output else ["batch"])
+    return k, shapes
 
 
 def traced_strict_model(
@@ -57,17 +116,23 @@ def traced_strict_model(
     dtype: str,
     opset: int | None,
     example: torch.Tensor,
-) -> tuple[onnx.ModelProto, int, int]:
-    """Trace the wrapper's model and join it with the strict decoder: ``(model, k, n_vars)``."""
+) -> tuple[onnx.ModelProto, int, int, dict[str, Any] | None]:
+    """Trace the wrapper's model and join it with the strict decoder.
+
+    Returns ``(model, number of factors, n_vars, layout)``; ``layout`` is ``None``
+    for one output, else ``{"k": k, "factor_shapes": [...]}`` (see
+    :mod:`zpml_runtime.bundle.multi`).
+    """
     from zpml_symbolic.emit.onnx_emit import strict_decoder_model
 
     tdtype = torch.float32 if dtype == "float32" else torch.float64
-    raw = _RawOutputs(wrapper.model, tdtype)
     was_training = wrapper.training
     wrapper.eval()
     x = example.detach().to(tdtype)
     try:
         with torch.no_grad():
+            n_out, factor_shapes = _output_layout(wrapper.model, x)
+            raw = _RawOutputs(wrapper.model, tdtype, n_out)
             outs = raw(x)
         k = outs[2].shape[-1] if len(outs) == 3 else 0
         names = ["P", "Q"] + (["V"] if k else [])
@@ -101,7 +166,44 @@ def traced_strict_model(
     merged.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
     del merged.metadata_props[:]
     onnx.helper.set_model_props(merged, {p.key: p.value for p in decoder.metadata_props})
-    return merged, int(k), int(x.shape[-1])
+    if n_out == 1:
+        return merged, int(k), int(x.shape[-1]), None
+    _reshape_outputs(merged, n_out, factor_shapes)
+    return merged, int(k), int(x.shape[-1]), {"k": n_out, "factor_shapes": factor_shapes}
+
+
+def _reshape_outputs(model: onnx.ModelProto, k: int, factor_shapes: list[list[Any]]) -> None:
+    """Reshape the decoder's ``[batch * k]`` outputs to ``[batch, k]`` (``[batch]`` factors: column 0)."""
+    from onnx import helper
+
+    from zpml_runtime.bundle.multi import _all_names, _fresh, _rename_everywhere
+
+    graph = model.graph
+    # intermediate shapes: both parts call their leading axis "batch", but the decoder's
+    # is batch * k here; the annotations are optional, drop them
+    del graph.value_info[:]
+    taken = _all_names(graph)
+    old = list(graph.output)
+    flat = {o.name: _fresh(f"{o.name}__flat", taken) for o in old}
+    _rename_everywhere(graph, flat)
+    shape = _fresh("zpml_multi_shape", taken)
+    first = _fresh("zpml_multi_first", taken)
+    graph.initializer.append(helper.make_tensor(shape, onnx.TensorProto.INT64, [2], [-1, k]))
+    if any(shape_ == ["batch"] for shape_ in factor_shapes):
+        graph.initializer.append(helper.make_tensor(first, onnx.TensorProto.INT64, [], [0]))
+    outputs = []
+    for n, o in enumerate(old):
+        group = (n - 6) // 3 if n >= 6 else None
+        per_sample = group is not None and factor_shapes[group] == ["batch"]
+        wide = o.name if not per_sample else _fresh(f"{o.name}__wide", taken)
+        graph.node.append(helper.make_node("Reshape", [flat[o.name], shape], [wide]))
+        if per_sample:
+            graph.node.append(helper.make_node("Gather", [wide, first], [o.name], axis=1))
+        elem = o.type.tensor_type.elem_type
+        dims = ["batch"] if per_sample else ["batch", k]
+        outputs.append(helper.make_tensor_value_info(o.name, elem, dims))
+    del graph.output[:]
+    graph.output.extend(outputs)
 
 
 __all__ = ["TRACED_OPSET", "traced_strict_model"]

@@ -281,18 +281,22 @@ def _check_model(model: onnx.ModelProto, meta: dict[str, Any], problems: list[st
 def _check_config_thresholds(
     meta: dict[str, Any], dtype: Any, baked: dict[str, Any], problems: list[str]
 ) -> None:
-    """The recorded tau values must produce the baked effective thresholds."""
-    from zpml_core.arrays import effective_threshold
-    from zpml_core.config import InferenceConfig
+    """The recorded tau values (scaled by each expression's power-of-two gauge) must
+    produce the baked effective thresholds."""
+    from zpml_runtime.bundle.multi import expression_views, is_multi, single_gauge
 
     if dtype not in ("float32", "float64"):
         return
     try:
-        cfg = InferenceConfig.from_metadata(meta["inference_config"])
-        t_infer, t_train = cfg.thresholds_for(dtype)
-        t_factors = [
-            effective_threshold(float(t), dtype, "validity_taus") for t in meta["validity_taus"]
-        ]
+        if is_multi(meta) and meta.get("expressions") is not None:
+            views = [v for v, _ in expression_views(meta)]
+            expected = [_expected_thresholds(v, dtype, single_gauge(v)) for v in views]
+            t_infer, t_train = expected[0][0], expected[0][1]
+            if any(e[:2] != (t_infer, t_train) for e in expected):
+                problems.append("the expressions' gauges give different tau_infer thresholds")
+            t_factors = [t for e in expected for t in e[2]]
+        else:
+            t_infer, t_train, t_factors = _expected_thresholds(meta, dtype, single_gauge(meta))
     except Exception as e:  # noqa: BLE001
         problems.append(f"inference_config/validity_taus are not valid: {e}")
         return
@@ -302,9 +306,60 @@ def _check_config_thresholds(
         or baked.get("t_factors") != t_factors
     ):
         problems.append(
-            f"inference_config tau_infer={cfg.tau_infer!r}, tau_train={cfg.tau_train!r}, validity_taus="
+            f"inference_config tau_infer={meta['inference_config'].get('tau_infer')!r}, "
+            f"tau_train={meta['inference_config'].get('tau_train')!r}, validity_taus="
             f"{meta['validity_taus']!r} do not give the graph's thresholds {baked} in {dtype}"
         )
+
+
+def _expected_thresholds(
+    meta: dict[str, Any], dtype: str, gauge: dict[str, Any] | None
+) -> tuple[Any, Any, list[Any]]:
+    """``(t_infer, t_train, t_factors)`` the graph must hold, in the emitted gauge."""
+    from zpml_core.arrays import effective_threshold
+    from zpml_core.config import InferenceConfig
+
+    cfg = InferenceConfig.from_metadata(meta["inference_config"])
+    taus = [float(t) for t in meta["validity_taus"]]
+    e_pq, e_v = 0, [0] * len(taus)
+    if gauge is not None:
+        e_pq, e_v = int(gauge.get("PQ", 0)), [int(e) for e in gauge.get("V", e_v)]
+        if len(e_v) != len(taus):
+            raise BundleError(f"gauge V has {len(e_v)} exponents for {len(taus)} validity factors")
+    if e_pq:
+        from zpml_symbolic.emit.plan import scaled_config
+
+        cfg = scaled_config(cfg, e_pq)
+    t_infer, t_train = cfg.thresholds_for(dtype)
+    t_factors = [
+        effective_threshold(math.ldexp(t, -e), dtype, "validity_taus")
+        for t, e in zip(taus, e_v, strict=True)
+    ]
+    return t_infer, t_train, t_factors
+
+
+def _check_parameters(model: onnx.ModelProto, meta: dict[str, Any], problems: list[str]) -> None:
+    """Each learnable coefficient's initializer (named by ``parameter_initializers`` when
+    present, else by the parameter) must hold the metadata value in the bundle dtype."""
+    from onnx import numpy_helper
+
+    dtype = meta["input"]["dtype"]
+    names = meta.get("parameter_initializers") or {}
+    if not isinstance(names, dict):
+        problems.append("metadata parameter_initializers must be an object")
+        return
+    inits = {i.name: i for g in _walk_graphs(model.graph) for i in g.initializer}
+    for param, value in (meta.get("parameters") or {}).items():
+        init = inits.get(str(names.get(param, param)))
+        if init is None:
+            continue  # a coefficient the program does not read (folded away)
+        got = numpy_helper.to_array(init)
+        want = np.asarray(value, dtype=dtype)
+        if got.shape != () or got.dtype != want.dtype or not (got == want or (np.isnan(got) and np.isnan(want))):
+            problems.append(
+                f"parameter {param!r}: the graph's initializer {init.name!r} holds {got.tolist()!r}, "
+                f"metadata parameters say {value!r}"
+            )
 
 
 def _walk_graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
@@ -483,8 +538,12 @@ def _structural(
     finally:
         os.close(dfd)
     if read is not None:
+        from zpml_runtime.bundle.multi import structure_problems
+
         _check_hygiene(read[1], problems)
         _check_model(read[1], meta, problems)
+        problems += structure_problems(meta, read[1])
+        _check_parameters(read[1], meta, problems)
     if problems:
         raise BundleValidationError(str(bundle), problems)
     assert read is not None and smoke is not None
@@ -515,6 +574,46 @@ def make_session(model_bytes: bytes, providers: Sequence[str], directory: str) -
 def _semantic(
     bundle: Path, meta: dict[str, Any], session: Any, seed: int | None
 ) -> SemanticCheckReport | None:
+    from zpml_runtime.bundle.multi import expression_views, is_multi, view_outputs
+
+    run = _session_runner(session, meta["input"]["name"])
+    seed = secrets.randbits(32) if seed is None else seed
+    if not is_multi(meta):
+        return _semantic_one(bundle, meta, run, seed)
+    if meta.get("source") != "compiled_fru":
+        return None
+    try:
+        views = expression_views(meta)
+    except BundleError as e:
+        raise BundleValidationError(str(bundle), [str(e)]) from None
+    reports, problems = [], []
+    for view, mapping in views:
+        def run_view(x: np.ndarray, view: Any = view, mapping: Any = mapping) -> dict[str, np.ndarray]:
+            return view_outputs(run(x), view, mapping)
+
+        try:
+            rep = _semantic_one(bundle, view, run_view, seed)
+        except BundleValidationError as e:
+            problems += [f"output {view['column']} ({view.get('output_name')}): {p}" for p in e.problems]
+            continue
+        if rep is not None:
+            reports.append(rep)
+    if problems:
+        raise BundleValidationError(str(bundle), problems)
+    if not reports:
+        return None
+    return SemanticCheckReport(
+        seed,
+        sum(r.rows for r in reports),
+        sum(r.zero_set_rows for r in reports),
+        sum(r.skipped for r in reports),
+        (),
+    )
+
+
+def _semantic_one(
+    bundle: Path, meta: dict[str, Any], run: Callable[[np.ndarray], dict[str, np.ndarray]], seed: int
+) -> SemanticCheckReport | None:
     from zpml_runtime.bundle.exact import read_metadata_fru
     from zpml_runtime.bundle.reflatten import expression_problems
     from zpml_runtime.bundle.semantic import check_semantics
@@ -527,9 +626,8 @@ def _semantic(
     if fru is None:
         return None
     problems += expression_problems(meta)
-    seed = secrets.randbits(32) if seed is None else seed
     try:
-        report = check_semantics(meta, fru, _session_runner(session, meta["input"]["name"]), seed)
+        report = check_semantics(meta, fru, run, seed)
     except BundleError as e:
         problems.append(str(e))
         report = None
