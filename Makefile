@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench lint clean venv
+.PHONY: demo robotics test test-slow bench lint clean venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -21,6 +21,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
+# the reference robotics deployment (docs/robotics.md): train -> calibrate -> bundle -> strict inference -> fallback -> report
+robotics: $(STAMP)
+	$(PY) scripts/reference_robotics_deployment.py --device cpu --epochs 2 --n-samples 6000 --overwrite
+
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
@@ -32,7 +36,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 lint: $(STAMP)
-	$(PY) -m ruff check zpml_core zpml_symbolic zpml_runtime tests benchmarks examples
+	$(PY) -m ruff check zpml_core zpml_symbolic zpml_runtime tests benchmarks examples scripts
 
 clean:
 	rm -rf $(VENV) build *.egg-info
