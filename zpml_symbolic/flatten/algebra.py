@@ -21,7 +21,8 @@ import sympy as sp
 from sympy.polys.domains import QQ
 from sympy.polys.rings import PolyElement, PolyRing
 
-from zpml_symbolic.flatten.budget import BudgetMeter, dense_term_bound
+from zpml_symbolic.errors import BudgetExceededError
+from zpml_symbolic.flatten.budget import Budget, BudgetMeter
 from zpml_symbolic.flatten.factoring import factor_integer_poly, integer_gcd
 from zpml_symbolic.flatten.numeric_ir import ONE, ZERO, horner, n_add, n_mul, n_pow, product
 from zpml_symbolic.ir import node as ir_node
@@ -30,9 +31,10 @@ from zpml_symbolic.ir.node import Node
 Factorisation = tuple[object, tuple[tuple[PolyElement, int], ...]]
 
 #: A product whose factors are all known is expanded and handed to the
-#: factoriser only to reproduce its factor *order* when it has at most this
-#: many terms; a bigger one keeps the factors in the order they were written.
-ORDER_PROBE_TERMS = 20_000
+#: factoriser only to reproduce its factor *order*, within this many terms and
+#: this much work; a bigger one keeps the factors in the order they were written.
+ORDER_PROBE_TERMS = 50_000
+ORDER_PROBE_WORK = 1_000_000
 
 
 @dataclass(slots=True)
@@ -355,23 +357,24 @@ class PolyContext:
         return tuple(items) + tuple(reversed(tail))
 
     def _probe_order(self, items: list[tuple[PolyElement, int]]) -> list[tuple[PolyElement, int]]:
+        """The factoriser's order for the product of ``items`` (probed on its expansion).
+
+        The probe runs under its own small budget (:data:`ORDER_PROBE_TERMS`
+        terms, :data:`ORDER_PROBE_WORK` work), not the caller's: when the
+        expansion is too big the factors keep their written order instead.
+        """
         if len(items) < 2:
             return items
-        size = 1
-        for h, m in items:
-            size *= len(h) ** m
-            if size > ORDER_PROBE_TERMS:
-                break
-        degree = sum(m * _deg(h) for h, m in items)
-        per_gen = [0] * self.ring.ngens
-        for h, m in items:
-            for i, d in enumerate(h.degrees()):
-                per_gen[i] += m * d
-        box = math.prod(d + 1 for d in per_gen)  # monomials with these per-variable degrees
-        if min(size, box, dense_term_bound(degree, self.ngens)) > ORDER_PROBE_TERMS:
+        main = self.meter
+        self.meter = BudgetMeter(
+            Budget(max_terms=ORDER_PROBE_TERMS, max_work=ORDER_PROBE_WORK, max_seconds=60.0)
+        )
+        try:
+            _, probed = self._factor_hard(self.product(dict(items)))
+        except BudgetExceededError:
             return items
-        product = self.product(dict(items))
-        _, probed = self._factor_hard(product)
+        finally:
+            self.meter = main
         if sorted(probed, key=_pair_key) != sorted(items, key=_pair_key):  # pragma: no cover
             return items
         return list(probed)
