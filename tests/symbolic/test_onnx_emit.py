@@ -283,8 +283,11 @@ def test_example_is_compact() -> None:
     model = to_onnx(EXAMPLE, config=config, tile_rows=None)
     ops = [n.op_type for n in model.graph.node]
     # 11 for the columns and P, Q, V; 27 for the masks (exact zeros are an Equal OR-ed
-    # with each threshold test, so denormals-as-zero cannot accept Q == 0 or V == 0)
-    assert len(ops) == 38
+    # with each threshold test, so denormals-as-zero cannot accept Q == 0 or V == 0);
+    # 3 for underflow (Q is a product: ReduceSum + Cast of "some Q == 0", an If whose
+    # branch tests the factors of Q only then)
+    assert len(ops) == 41
+    assert ops.count("If") == 1
     assert {"Identity", "Expand", "IsInf", "Gather"}.isdisjoint(ops)
     assert ops.count("Where") == 1  # only decoded: Where is several passes in onnxruntime
     poly = to_onnx("x**2 + 3", tile_rows=None)  # Q == 1: no zero test, no division, no |Q|

@@ -24,6 +24,12 @@ from zpml_symbolic.emit.plan import (
     scaled_taus,
 )
 from zpml_symbolic.emit.program import Instr
+from zpml_symbolic.emit.underflow import (
+    narrow_decoded,
+    numpy_underflow,
+    resolve_numpy_dtype,
+    wider_numpy,
+)
 from zpml_symbolic.errors import InvalidArgumentError
 from zpml_symbolic.flatten.coerce import as_frus
 from zpml_symbolic.flatten.fru import FlattenedFRU
@@ -49,13 +55,14 @@ NUMPY_OPS: dict[str, NumpyEmit] = {
 }
 
 
-def run_program(
-    plan: Plan, x: np.ndarray, coefficients: Mapping[str, float]
-) -> dict[str, np.ndarray]:
-    """Evaluate every program output on ``x`` (shape ``[*batch, n_vars]``) in ``x.dtype``."""
+def run_values(
+    plan: Plan, x: np.ndarray, coefficients: Mapping[str, float], dtype: np.dtype | None = None
+) -> list[Any]:
+    """The value of every instruction of ``plan.program`` on ``x`` (in ``dtype``, default ``x.dtype``)."""
     check_numpy_input(x, plan.variables, "numpy evaluator")
-    dt = x.dtype
-    batch = x.shape[:-1]
+    dt = x.dtype if dtype is None else np.dtype(dtype)
+    if dt != x.dtype:
+        x = x.astype(dt)
     program = plan.program
     values: list[Any] = []
     with np.errstate(all="ignore"):
@@ -68,9 +75,24 @@ def run_program(
                 values.append(_c(ins, dt))
             else:
                 values.append(NUMPY_OPS[ins.op](values, ins, dt))
+    return values
+
+
+def run_program(
+    plan: Plan,
+    x: np.ndarray,
+    coefficients: Mapping[str, float],
+    *,
+    dtype: np.dtype | str | None = None,
+) -> dict[str, np.ndarray]:
+    """Evaluate every program output on ``x`` (shape ``[*batch, n_vars]``) in ``dtype``
+    (default ``x.dtype``)."""
+    dt = x.dtype if dtype is None else np.dtype(dtype)
+    values = run_values(plan, x, coefficients, dt)
+    batch = x.shape[:-1]
     return {
         name: np.broadcast_to(np.asarray(values[i], dtype=dt), batch).copy()
-        for name, i in program.outputs.items()
+        for name, i in plan.program.outputs.items()
     }
 
 
@@ -79,7 +101,10 @@ class NumpyEvaluator:
 
     ``evaluate(x) -> (P, Q, V)`` with ``V`` of shape ``[..., k]``;
     ``__call__(x)`` returns the runtime's ``StrictInferenceResult`` (same
-    outputs as the torch strict evaluator and the ONNX graph).
+    outputs as the torch strict evaluator and the ONNX graph). With
+    ``compute_dtype`` wider than ``x.dtype``, ``P, Q, V`` (and the factor values
+    of the result) are in ``compute_dtype`` and ``decoded`` is cast back to
+    ``x.dtype`` (a cast that overflows is a fault).
     """
 
     def __init__(
@@ -88,11 +113,13 @@ class NumpyEvaluator:
         coefficients: Mapping[str, float],
         config: Any,
         validity_taus: float | Sequence[float],
+        compute_dtype: np.dtype | None = None,
     ) -> None:
         self.plan = plan
         self.coefficients = dict(coefficients)
         self.config = config
         self.validity_taus = validity_taus
+        self.compute_dtype = compute_dtype
         self._dtypes_checked: set[np.dtype] = set()
 
     @property
@@ -100,36 +127,58 @@ class NumpyEvaluator:
         """The compiled FRU."""
         return self.plan.frus[0]
 
+    def _values(self, x: np.ndarray) -> tuple[list[Any], np.dtype]:
+        check_numpy_input(x, self.plan.variables, "numpy evaluator")
+        dt = wider_numpy(x.dtype, self.compute_dtype)
+        if dt not in self._dtypes_checked:
+            check_constants(self.plan, str(dt))
+            self._dtypes_checked.add(dt)
+        return run_values(self.plan, x, self.coefficients, dt), dt
+
     def evaluate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``P, Q, V`` in the emitted gauge (``V`` is ``[..., k]``, k may be 0): the canonical
         one unless ``plan.gauge(0)`` says otherwise (see :mod:`zpml_symbolic.emit.gauge`)."""
-        out = run_program(self.plan, x, self.coefficients)
-        if x.dtype not in self._dtypes_checked:
-            check_constants(self.plan, str(x.dtype))
-            self._dtypes_checked.add(x.dtype)
+        values, dt = self._values(x)
+        return self._pqv(values, x.shape[:-1], dt)
+
+    def _pqv(
+        self, values: list[Any], batch: tuple[int, ...], dt: np.dtype
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = self.plan.program.outputs
+
+        def full(name: str) -> np.ndarray:
+            return np.broadcast_to(np.asarray(values[out[name]], dtype=dt), batch).copy()
+
         names = self.plan.names[0]
-        V = (
-            np.stack([out[n] for n in names.V], axis=-1)
-            if names.V
-            else np.zeros(x.shape[:-1] + (0,), x.dtype)
-        )
-        return out[names.P], out[names.Q], V
+        V = np.stack([full(n) for n in names.V], axis=-1) if names.V else np.zeros(batch + (0,), dt)
+        return full(names.P), full(names.Q), V
 
     def __call__(self, x: np.ndarray) -> Any:
         from zpml_core.config import InferenceConfig
         from zpml_core.strict import strict_inference
 
-        P, Q, V = self.evaluate(x)
+        values, dt = self._values(x)
+        P, Q, V = self._pqv(values, x.shape[:-1], dt)
         factors = [V[..., i] for i in range(V.shape[-1])] or None
         gauge = self.plan.gauge(0)  # thresholds in the emitted gauge (identity unless regauged)
         config = self.config if self.config is not None else InferenceConfig(tau_infer=0.0)
-        return strict_inference(
+        result = strict_inference(
             P,
             Q,
             config=scaled_config(config, gauge.pq),
             validity_factors=factors,
             validity_taus=scaled_taus(self.validity_taus, gauge.v),
         )
+        taps = self.plan.q_taps[0] if self.plan.q_taps else ()
+        if taps:  # Q == 0 with no zero factor: underflow, a fault (see :mod:`.underflow`)
+            where = self.plan.program.taps
+            batch = x.shape[:-1]
+
+            def leaf_values(rows: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+                return [np.broadcast_to(values[where[t]], batch)[rows] for t in taps]
+
+            result = numpy_underflow(result, Q, leaf_values)
+        return narrow_decoded(result, x.dtype)
 
 
 def numpy_evaluator(
@@ -140,16 +189,22 @@ def numpy_evaluator(
     parameters: Sequence[sp.Symbol | str] = (),
     init: Mapping[Any, float] | None = None,
     variables: Sequence[str | sp.Symbol] | None = None,
+    compute_dtype: Any = None,
 ) -> NumpyEvaluator:
     """Build the numpy reference evaluator of one FRU (coefficients from ``init``).
 
     ``variables`` fixes the input column order (default: the FRU's variables).
+    ``compute_dtype`` (``None``, ``"float32"`` or ``"float64"``): evaluate ``P, Q, V``
+    and decide the masks in at least this dtype (see :class:`NumpyEvaluator`).
     """
+    wide = resolve_numpy_dtype(compute_dtype)
     frus, _ = as_frus(fru_or_expr, parameters=parameters)
     if len(frus) != 1:
         raise InvalidArgumentError("numpy_evaluator takes one expression")
     plan = make_plan(frus, variables=variables)
-    return NumpyEvaluator(plan, coefficient_values(plan, init), config, validity_taus)
+    if wide is not None:
+        check_constants(plan, str(wide))
+    return NumpyEvaluator(plan, coefficient_values(plan, init), config, validity_taus, wide)
 
 
-__all__ = ["NUMPY_OPS", "NumpyEvaluator", "numpy_evaluator", "run_program"]
+__all__ = ["NUMPY_OPS", "NumpyEvaluator", "numpy_evaluator", "run_program", "run_values"]

@@ -60,6 +60,7 @@ import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import onnx
 import sympy as sp
 from onnx import helper, numpy_helper
@@ -113,6 +114,18 @@ def _check_dtype(dtype: object) -> str:
             f"dtype must be 'float32' or 'float64' (a string), got {dtype!r}"
         )
     return dtype
+
+
+def _check_compute_dtype(compute_dtype: object, dtype: str) -> str:
+    """The dtype the graph computes in: ``dtype``, or the wider ``compute_dtype``."""
+    if compute_dtype is None:
+        return dtype
+    if not isinstance(compute_dtype, str) or compute_dtype not in _DTYPES:
+        raise InvalidArgumentError(
+            f"compute_dtype must be None, 'float32' or 'float64' (a string), got "
+            f"{compute_dtype!r}; e.g. compute_dtype='float64' for SI-sized inputs in float32"
+        )
+    return compute_dtype if np.dtype(compute_dtype).itemsize > np.dtype(dtype).itemsize else dtype
 
 
 def _check_opset(opset: object) -> int:
@@ -344,6 +357,7 @@ def to_onnx(
     model_name: str | None = None,
     tile_rows: int | None = DEFAULT_TILE_ROWS,
     outputs: str = "strict",
+    compute_dtype: str | None = None,
 ) -> onnx.ModelProto:
     """Build the strict ONNX model of one rational expression.
 
@@ -368,6 +382,11 @@ def to_onnx(
             output ``quotient`` = ``P / Q`` in IEEE arithmetic, unguarded (no masks, no
             thresholds; ``config`` and ``validity_taus`` must stay at their defaults),
             the value a hand-written formula returns.
+        compute_dtype: ``None`` (default: compute in ``dtype``) or ``"float64"``: the
+            graph casts ``x`` to this wider dtype, evaluates ``P, Q, V`` and decides the
+            masks in it (thresholds baked in it, converted exactly), and casts
+            ``decoded`` (or ``quotient``) back to ``dtype``; a sample where that cast
+            overflows is a fault. Factor value outputs stay in ``compute_dtype``.
 
     Returns:
         An ``onnx.ModelProto`` with input ``x`` (2-D, ``[batch, n_vars]``) and outputs
@@ -390,8 +409,10 @@ def to_onnx(
     if model_name is not None and (not isinstance(model_name, str) or not model_name):
         raise InvalidArgumentError(f"model_name must be a non-empty string, got {model_name!r}")
     strict = _check_outputs(outputs, config, validity_taus)
+    wide = _check_compute_dtype(compute_dtype, dtype)
+    narrow = None if wide == dtype else dtype
     plan, coefficients = _resolve(fru_or_exprs, parameters, init, variables)
-    check_constants(plan, dtype)
+    check_constants(plan, wide)
     n_expr = len(plan.frus)
     prefixes = expression_prefixes(n_expr)
     counts = [len(n.V) for n in plan.names]
@@ -418,8 +439,10 @@ def to_onnx(
     if tiled:  # the body computes ``{name}_tile`` from ``x_tile``; the graph scans it
         reserved |= {TILE_INPUT, *(n + suffix for n in output_names)}
     param_inits = _parameter_initializers(plan.parameters, reserved)
-    g = _Graph(dtype, reserved | set(param_inits.values()), TILE_INPUT if tiled else INPUT_NAME)
+    g = _Graph(wide, reserved | set(param_inits.values()), TILE_INPUT if tiled else INPUT_NAME)
     g.opset = opset
+    if narrow is not None:  # compute_dtype: every column is read from x cast to the wide dtype
+        g.input = g.node("Cast", [g.input], f"{g.input}_{wide}", rank=2, to=_DTYPES[wide][0])
     for name in plan.parameters:
         g.initializer(param_inits[name], coefficients[name], doc="learnable coefficient")
     # thresholds in the emitted gauge (2**-e times the canonical one; e = 0 unless regauged)
@@ -436,11 +459,13 @@ def to_onnx(
                 "the expressions were regauged by different powers of two, so one baked "
                 "tau_infer cannot serve them all; export them separately"
             )
-        t_infer, t_train, t_factors = _threshold_initializers(g, cfg_q[0], flat_taus, dtype)
+        t_infer, t_train, t_factors = _threshold_initializers(g, cfg_q[0], flat_taus, wide)
 
     values = _lower_program(g, plan, param_inits)
     out = plan.program.outputs
-    elem = _DTYPES[dtype][0]
+    taps = plan.program.taps
+    elem = _DTYPES[dtype][0]  # the input's and decoded's dtype
+    wide_elem = _DTYPES[wide][0]  # P, Q, V and the factor value outputs
     inner_outputs: list[onnx.ValueInfoProto] = []
     outputs = []
     for k, names in enumerate(plan.names):
@@ -457,12 +482,19 @@ def to_onnx(
                 [T_FACTOR.format(offsets[k] + i) for i in range(counts[k])],
                 t_train is not None,
                 core_inner,
+                q_leaves=[values[taps[t]] for t in (plan.q_taps[k] if plan.q_taps else ())],
+                narrow=narrow,
             )
-            outputs += _strict_outputs(elem, factor_k[k], core_k[k])
-            inner_outputs += _strict_outputs(elem, factor_inner, core_inner, TILE_DIM)
+            outputs += _strict_outputs(wide_elem, factor_k[k], core_k[k], decoded_elem=elem)
+            inner_outputs += _strict_outputs(
+                wide_elem, factor_inner, core_inner, TILE_DIM, decoded_elem=elem
+            )
         else:
             name = prefixes[k] + QUOTIENT_NAME
-            g.expose(P if g.is_known(Q, 1.0) else g.node("Div", [P, Q], "P_over_Q"), name + suffix)
+            q = P if g.is_known(Q, 1.0) else g.node("Div", [P, Q], "P_over_Q")
+            if narrow is not None:
+                q = g.node("Cast", [q], "P_over_Q_narrow", to=elem)
+            g.expose(q, name + suffix)
             outputs.append(helper.make_tensor_value_info(name, elem, [BATCH_DIM]))
             inner_outputs.append(helper.make_tensor_value_info(name + suffix, elem, [TILE_DIM]))
     nodes, initializers = g.finish()
@@ -506,6 +538,8 @@ def to_onnx(
         doc_string=f"{'Strict r' if strict else 'R'}ational model of {described}: {what}",
     )
     metadata: dict[str, str] = {"version": version, "dtype": dtype}
+    if narrow is not None:
+        metadata["compute_dtype"] = wide
     if n_expr == 1:
         fru = plan.frus[0]
         metadata |= {

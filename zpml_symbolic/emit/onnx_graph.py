@@ -45,7 +45,13 @@ _DTYPES: dict[str, tuple[int, type[np.floating[Any]]]] = {
     "float32": (TensorProto.FLOAT, np.float32),
     "float64": (TensorProto.DOUBLE, np.float64),
 }
-_NP = {"bool": np.bool_, "int8": np.int8, "int64": np.int64}
+_NP = {
+    "bool": np.bool_,
+    "int8": np.int8,
+    "int64": np.int64,
+    "float32": np.float32,
+    "float64": np.float64,
+}
 
 
 # --------------------------------------------------------------------------- graph builder
@@ -200,6 +206,10 @@ class _Graph:
         for n in self.nodes:
             n.input[:] = [r.get(i, i) for i in n.input]
             n.output[:] = [r.get(o, o) for o in n.output]
+            for attr in n.attribute:  # subgraphs (If branches) read outer values by name
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    for sub in attr.g.node:
+                        sub.input[:] = [r.get(i, i) for i in sub.input]
         used = {i for n in self.nodes for i in n.input}
         shared = {t.name for t in self._consts.values()}
         return self.nodes, [t for t in self.initializers if t.name in used or t.name not in shared]
@@ -345,8 +355,16 @@ def _strict(
     t_factors: Sequence[str],
     has_train: bool,
     core_names: Sequence[str] = OUTPUT_NAMES,
+    q_leaves: Sequence[str] = (),
+    narrow: str | None = None,
 ) -> None:
-    """Append the docs/semantics.md §3 decoding of ``(P, Q, V)`` and expose every output."""
+    """Append the docs/semantics.md §3 decoding of ``(P, Q, V)`` and expose every output.
+
+    ``q_leaves``: the values of the factors ``Q`` is the product of; where ``Q == 0``
+    but none of them is 0, ``Q`` underflowed: a fault, not a semantic bottom
+    (:func:`_underflow`). ``narrow``: dtype name ``decoded`` is cast to at the end
+    (``compute_dtype``); samples where that cast overflows are faults.
+    """
     qc = g.known.get(Q)
     aq = g.abs_(Q, "abs_Q")
     if qc is not None and np.isfinite(qc):  # constant Q (e.g. 1 for polynomials)
@@ -366,6 +384,8 @@ def _strict(
     # reads as 0 under denormals-as-zero (session.set_denormal_as_zero), so
     # ``Less(|Q|, t)`` alone would accept Q == 0 there
     semantic_q = g.or_([q_zero, g.less(aq, T_INFER, "below_t_infer")], "semantic_Q")
+    if q_leaves and not (qc is not None and np.isfinite(qc)):
+        fault_q, semantic_q = _underflow(g, q_zero, fault_q, semantic_q, q_leaves)
     faults, semantics = [fault_q], [semantic_q]
     per_factor = []
     for i, (v, t) in enumerate(zip(factors, t_factors, strict=True)):
@@ -386,6 +406,14 @@ def _strict(
     else:
         gap = g.const(False, "bool")
     decoded = g.node("Where", [bottom, g.const(math.nan), quotient], "masked_quotient")
+    if narrow is not None:  # compute_dtype: decoded back to the input dtype; overflow is a fault
+        cast = g.node("Cast", [decoded], "decoded_narrow", to=_DTYPES[narrow][0])
+        over = g.node("IsInf", [cast], "narrow_overflow")
+        fault = g.or_([fault, over], "fault_narrow")
+        bottom = g.or_([bottom, over], "bottom_narrow")
+        if has_train:
+            gap = g.node("And", [gap, g.node("Not", [over], "not_overflow")], "gap_narrow")
+        decoded = g.node("Where", [over, g.const(math.nan, narrow), cast], "decoded_out")
     provenance = _provenance(g, fault, semantic)
     for value, name in zip(
         (decoded, bottom, gap, fault, semantic, provenance), core_names, strict=True
@@ -394,6 +422,76 @@ def _strict(
     for values, names in zip(per_factor, factor_names, strict=True):
         for value, name in zip(values, names, strict=True):
             g.expose(value, name)
+
+
+def _underflow(
+    g: _Graph, q_zero: str, fault_q: str, semantic_q: str, leaves: Sequence[str]
+) -> tuple[str, str]:
+    """``(fault_Q, semantic_Q)`` with the samples where ``Q`` underflowed moved to the faults.
+
+    ``under = (Q == 0) & ~(leaf_0 == 0 | leaf_1 == 0 | ...)``: a product of nonzero
+    factors is nonzero, so its computed zero is a floating-point failure. The zero
+    tests run in the ``then`` branch of an ``If`` on "some ``Q == 0`` in this
+    batch/tile" (one ``ReduceSum`` of the existing ``Cast(Q == 0)``); otherwise the
+    masks pass through unchanged.
+    """
+    count = g.node(
+        "ReduceSum",
+        [g.node("Cast", [q_zero], "Q_zero_one", to=g.elem)],
+        "Q_zeros",
+        rank=0,
+        keepdims=0,
+    )
+    cond = g.node("Cast", [count], "any_Q_zero", rank=0, to=TensorProto.BOOL)
+    zero = g.const(0.0)
+    nodes = []
+    tests = []
+    for j, leaf in enumerate(leaves):
+        out = g.fresh(f"Q_factor_{j}_is_zero")
+        nodes.append(helper.make_node("Equal", [leaf, zero], [out]))
+        tests.append(out)
+    acc = tests[0]
+    for t in tests[1:]:
+        out = g.fresh("Q_factor_zero")
+        nodes.append(helper.make_node("Or", [acc, t], [out]))
+        acc = out
+    names = {k: g.fresh(k) for k in ("no_Q_factor_zero", "Q_underflow", "not_Q_underflow")}
+    nodes.append(helper.make_node("Not", [acc], [names["no_Q_factor_zero"]]))
+    nodes.append(
+        helper.make_node("And", [q_zero, names["no_Q_factor_zero"]], [names["Q_underflow"]])
+    )
+    nodes.append(helper.make_node("Not", [names["Q_underflow"]], [names["not_Q_underflow"]]))
+    then_f, then_s, else_f, else_s = (
+        g.fresh(n) for n in ("fault_Q_uf", "semantic_Q_uf", "fault_Q_same", "semantic_Q_same")
+    )
+    nodes.append(helper.make_node("Or", [fault_q, names["Q_underflow"]], [then_f]))
+    nodes.append(helper.make_node("And", [semantic_q, names["not_Q_underflow"]], [then_s]))
+
+    def info(n: str) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(n, TensorProto.BOOL, None)
+
+    then_branch = helper.make_graph(
+        nodes, g.fresh("Q_underflow_then"), [], [info(then_f), info(then_s)]
+    )
+    else_branch = helper.make_graph(
+        [
+            helper.make_node("Identity", [fault_q], [else_f]),
+            helper.make_node("Identity", [semantic_q], [else_s]),
+        ],
+        g.fresh("Q_underflow_else"),
+        [],
+        [info(else_f), info(else_s)],
+    )
+    fault_out, semantic_out = g.fresh("fault_Q_checked"), g.fresh("semantic_Q_checked")
+    g.nodes.append(
+        helper.make_node(
+            "If", [cond], [fault_out, semantic_out], then_branch=then_branch, else_branch=else_branch
+        )
+    )
+    for n in (fault_out, semantic_out):
+        g.rank[n] = 1
+        g._node_outputs.add(n)
+    return fault_out, semantic_out
 
 
 def _provenance(g: _Graph, fault: str, semantic: str) -> str:
@@ -412,9 +510,12 @@ def _strict_outputs(
     factor_names: Sequence[Sequence[str]],
     core_names: Sequence[str] = OUTPUT_NAMES,
     dim: str = BATCH_DIM,
+    decoded_elem: int | None = None,
 ) -> list[onnx.ValueInfoProto]:
-    """Value infos of the strict outputs then the per-factor outputs, all ``[dim]``."""
-    outputs = [helper.make_tensor_value_info(core_names[0], elem, [dim])]
+    """Value infos of the strict outputs then the per-factor outputs, all ``[dim]``
+    (``decoded`` in ``decoded_elem`` when given: ``compute_dtype``)."""
+    d_elem = elem if decoded_elem is None else decoded_elem
+    outputs = [helper.make_tensor_value_info(core_names[0], d_elem, [dim])]
     outputs += [helper.make_tensor_value_info(n, TensorProto.BOOL, [dim]) for n in core_names[1:5]]
     outputs.append(helper.make_tensor_value_info(core_names[5], TensorProto.INT8, [dim]))
     for value, fault_mask, semantic_mask in factor_names:

@@ -19,8 +19,10 @@ import sympy as sp
 from zpml_symbolic.emit.gauge import OutputGauge, regauge
 from zpml_symbolic.emit.names import parameter_keys
 from zpml_symbolic.emit.program import Program, lower
+from zpml_symbolic.emit.underflow import product_leaves, tap_names
 from zpml_symbolic.errors import EmitError, InvalidArgumentError
 from zpml_symbolic.flatten.fru import FlattenedFRU
+from zpml_symbolic.ir.node import Node
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +45,20 @@ class Plan:
     names: tuple[OutputNames, ...]
     #: per FRU, the power-of-two gauge of the emitted outputs (see :mod:`.gauge`); () = identity
     gauges: tuple[OutputGauge, ...] = ()
+    #: per FRU, the factors (leaves) its emitted ``Q`` is the product of, () when ``Q`` is
+    #: not a product; ``program.taps`` names them ``q_taps[k]`` (see :mod:`.underflow`)
+    q_leaves: tuple[tuple[Node, ...], ...] = ()
+    q_taps: tuple[tuple[str, ...], ...] = ()
 
     def gauge(self, k: int) -> OutputGauge:
         """Gauge of FRU ``k``'s emitted outputs (emitted = ``2**-e`` times canonical)."""
         if self.gauges:
             return self.gauges[k]
         return OutputGauge(0, (0,) * len(self.names[k].V))
+
+    def leaves(self, k: int) -> tuple[Node, ...]:
+        """The factors FRU ``k``'s emitted ``Q`` is the product of (``()``: not a product)."""
+        return self.q_leaves[k] if self.q_leaves else ()
 
     @property
     def parameter_keys(self) -> tuple[str, ...]:
@@ -79,6 +89,9 @@ def make_plan(
     outputs = []
     out_names = []
     gauges = []
+    leaves_k: list[tuple[Node, ...]] = []
+    taps_k: list[tuple[str, ...]] = []
+    taps: list[tuple[str, Node]] = []
     for k, f in enumerate(frus):
         pre = "" if len(frus) == 1 else f"e{k}_"
         vs = tuple(f"{pre}V{i}" for i in range(len(f.validity_factor_irs)))
@@ -87,9 +100,21 @@ def make_plan(
         gauges.append(gauge)
         outputs += [(f"{pre}P", P), (f"{pre}Q", Q)]
         outputs += list(zip(vs, V, strict=True))
-    program = lower(outputs, variables=var_names, parameters=tuple(params_seen))
+        leaves = product_leaves(Q)
+        names = tap_names(pre, len(leaves))
+        leaves_k.append(leaves)
+        taps_k.append(names)
+        taps += list(zip(names, leaves, strict=True))
+    program = lower(outputs, variables=var_names, parameters=tuple(params_seen), taps=taps)
     return Plan(
-        tuple(frus), var_names, tuple(params_seen), program, tuple(out_names), tuple(gauges)
+        tuple(frus),
+        var_names,
+        tuple(params_seen),
+        program,
+        tuple(out_names),
+        tuple(gauges),
+        tuple(leaves_k),
+        tuple(taps_k),
     )
 
 

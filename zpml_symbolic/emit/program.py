@@ -75,6 +75,10 @@ class Program:
     instrs: list[Instr] = field(default_factory=list)
     scalar: list[bool] = field(default_factory=list)
     outputs: dict[str, int] = field(default_factory=dict)
+    #: named values read only by diagnostics (the factors ``Q`` is the product of, see
+    #: :func:`zpml_symbolic.emit.underflow.product_leaves`), *up to sign*: they keep their
+    #: instructions alive but are not outputs (no back-end returns them or keeps their buffers)
+    taps: dict[str, int] = field(default_factory=dict)
 
     def uses(self) -> list[int]:
         """How many later instructions or outputs read each instruction."""
@@ -244,10 +248,14 @@ def lower(
     variables: Sequence[str],
     parameters: Sequence[str] = (),
     fold: bool = True,
+    taps: Sequence[tuple[str, Node]] = (),
 ) -> Program:
     """Lower named division-free IR roots into one :class:`Program` (shared CSE).
 
     ``fold=True`` absorbs negations into their uses (:func:`fold_negations`).
+    ``taps``: named subexpressions of the outputs whose values diagnostics read
+    (``Program.taps``, up to sign); lowering them adds no instruction when they are
+    subexpressions of an output.
     """
     program = Program(tuple(variables), tuple(parameters))
     lowering = _Lowering(program)
@@ -255,6 +263,8 @@ def lower(
         if name in program.outputs:
             raise EmitError(f"duplicate output name {name!r}")
         program.outputs[name] = lowering.lower(root)
+    for name, node in taps:
+        program.taps[name] = lowering.lower(node)
     program = eliminate_dead_code(program)
     return eliminate_dead_code(fold_negations(program)) if fold else program
 
@@ -338,6 +348,7 @@ def fold_negations(program: Program) -> Program:
             raise EmitError(f"unknown program op {op!r}")
     for name, i in program.outputs.items():
         out.outputs[name] = plain(*val[i])
+    out.taps = {name: val[i][0] for name, i in program.taps.items()}  # up to sign
     return out
 
 
@@ -345,7 +356,7 @@ def eliminate_dead_code(program: Program) -> Program:
     """Drop instructions no output depends on (lowering a node bottom-up can
     leave e.g. a ``neg`` that its parent replaced by ``sub``)."""
     live = [False] * len(program.instrs)
-    for i in program.outputs.values():
+    for i in (*program.outputs.values(), *program.taps.values()):
         live[i] = True
     for i in range(len(program.instrs) - 1, -1, -1):
         if live[i]:
@@ -361,6 +372,7 @@ def eliminate_dead_code(program: Program) -> Program:
             )
             out.scalar.append(program.scalar[i])
     out.outputs = {name: remap[i] for name, i in program.outputs.items()}
+    out.taps = {name: remap[i] for name, i in program.taps.items()}
     return out
 
 

@@ -32,10 +32,17 @@ import sympy as sp
 import torch
 from torch import nn
 
-from zpml_symbolic.emit.numpy_emit import run_program
+from zpml_symbolic.emit.numpy_emit import run_program, run_values
 from zpml_symbolic.emit.plan import scaled_config, scaled_taus
 from zpml_symbolic.emit.program import lower
 from zpml_symbolic.emit.torch_emit import RationalModule, to_torch
+from zpml_symbolic.emit.underflow import (
+    apply_underflow,
+    leaf_program,
+    narrow_decoded,
+    resolve_torch_dtype,
+    torch_leaf_values,
+)
 from zpml_symbolic.errors import InvalidArgumentError
 from zpml_symbolic.flatten.fru import FlattenedFRU
 from zpml_symbolic.flatten.provenance import DenominatorSource
@@ -71,6 +78,10 @@ class BottomExplanation:
         if self.note:
             lines.append(f"  {self.note}")
         return "\n".join(lines)
+
+
+def _tracing() -> bool:
+    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing())
 
 
 def _input_dependencies(module: RationalModule, k: int | None = None) -> list[int]:
@@ -141,6 +152,7 @@ class StrictEvaluator(nn.Module):
         self._deps = _input_dependencies(model)
         self._deps_k = [_input_dependencies(model, k) for k in range(len(model.frus))]
         self._explain_plans: dict[int, Any] = {}
+        self._leaf_programs: dict[int, Any] = {}
         if not isinstance(certified, bool):
             raise InvalidArgumentError(f"certified must be True or False, got {certified!r}")
         #: certified masks: also bottom where |Q| or |V_i| is within the rigorous forward
@@ -208,14 +220,51 @@ class StrictEvaluator(nn.Module):
             V = out[2] if len(out) == 3 and len(out[2]) else None
             if bad is not None:
                 P = P.masked_fill(bad[k], float("nan"))
-            Qd, Vd = (Q, V) if self._bounds is None else self._certify(x, k, Q, V)
+            Qd, Vd = (
+                (Q, V) if self._bounds is None else self._certify(self.model._widen(x), k, Q, V)
+            )
             r = strict_inference(
                 P, Qd, config=self._configs[k], validity_factors=Vd, validity_taus=self._taus[k]
             )
             if Vd is not V:
                 r = dataclasses.replace(r, factor_values=tuple(V))
-            results.append(r)
+            r = self._underflow(k, x, Q, r)  # Q == 0 from nonzero factors: a fault
+            results.append(narrow_decoded(r, x.dtype, check=not _tracing()))  # compute_dtype
         return results[0] if self.single else tuple(results)
+
+    def _underflow(self, k: int, x: torch.Tensor, Q: torch.Tensor, r: Any) -> Any:
+        """``r`` with the samples where ``Q`` underflowed to 0 (no factor of ``Q`` is 0)
+        turned into faults (see :mod:`zpml_symbolic.emit.underflow`). Eager: only the
+        samples with ``Q == 0`` among the semantic bottoms are re-examined."""
+        plan = self.model.plan
+        if not plan.leaves(k):
+            return r
+        program = self._leaf_programs.get(k)
+        if program is None:
+            program = self._leaf_programs[k] = leaf_program(plan.program, plan.leaves(k))
+        params = [getattr(self.model.coefficients, key) for key in plan.parameter_keys]
+        with torch.no_grad():
+            xw = self.model._widen(x.detach())
+            Qd = Q.detach()
+            if _tracing():
+                under = Qd == 0
+                for v in torch_leaf_values(program, xw, params):
+                    under = under & (v != 0)
+                return apply_underflow(r, under)
+            sem = r.semantic_bottom_mask
+            if sem.numel() == 0 or not bool(sem.view(torch.uint8).max()):
+                return r
+            rows = torch.nonzero(sem & (Qd == 0), as_tuple=True)
+            if rows[0].numel() == 0:
+                return r
+            nonzero = torch.ones(rows[0].shape, dtype=torch.bool, device=Qd.device)
+            for v in torch_leaf_values(program, xw[rows], params):
+                nonzero &= torch.as_tensor(v, device=Qd.device) != 0
+            if not bool(nonzero.any()):
+                return r
+            under = torch.zeros_like(sem)
+            under[tuple(i[nonzero] for i in rows)] = True
+        return apply_underflow(r, under)
 
     def _certify(self, x: torch.Tensor, k: int, Q: torch.Tensor, V: Any) -> tuple[Any, Any]:
         """``Q`` and ``V_i`` with 0 wherever their non-zeroness is not certified."""
@@ -267,9 +316,11 @@ class StrictEvaluator(nn.Module):
             idx = idx[:limit]
         if len(idx) == 0:
             return []
-        xs = np.stack([xt.detach().cpu().numpy()[tuple(i)] for i in idx]).astype(np.float64)
+        rows = np.stack([xt.detach().cpu().numpy()[tuple(i)] for i in idx])
+        xs = rows.astype(np.float64)
         plan = self._provenance_plan(expression)
         values = run_program(plan, xs, self.model.coefficient_values())
+        under, eval_dtype = self._underflow_rows(rows, expression)
         sources = self.model.frus[expression].denominator_provenance
         names = {0: "finite", 1: "fault", 2: "semantic", 3: "mixed"}
         out = []
@@ -282,7 +333,18 @@ class StrictEvaluator(nn.Module):
                 elif v == 0.0:
                     causes.append(FactorCause(src, v, "zero"))
             note = ""
-            if not causes:
+            if not causes and under[row]:
+                causes = [
+                    FactorCause(src, float(values[f"F{k}"][row]), "underflow")
+                    for k, src in enumerate(sources)
+                    if not src.retained
+                ]
+                note = (
+                    f"Q underflowed to 0 in {eval_dtype} although none of its factors is 0: a "
+                    "floating-point failure (fault), not a division by zero; evaluate with "
+                    "compute_dtype=torch.float64"
+                )
+            elif not causes:
                 in_q = [
                     (abs(float(values[f"F{k}"][row])), k)
                     for k, s in enumerate(sources)
@@ -301,6 +363,23 @@ class StrictEvaluator(nn.Module):
                 )
             )
         return out
+
+    def _underflow_rows(self, rows: np.ndarray, expression: int) -> tuple[np.ndarray, str]:
+        """Per row of ``rows`` (inputs), whether expression ``expression``'s ``Q`` underflowed
+        in the evaluation dtype, and that dtype's name."""
+        plan = self.model.plan
+        dt = str(self.model.evaluation_dtype(torch.from_numpy(rows[:0]).dtype))
+        dt = dt.removeprefix("torch.")
+        taps = plan.q_taps[expression] if plan.q_taps else ()
+        if not taps:
+            return np.zeros(len(rows), dtype=bool), dt
+        values = run_values(plan, rows, self.model.coefficient_values(), np.dtype(dt))
+        batch = rows.shape[:-1]
+        q = np.broadcast_to(values[plan.program.outputs[plan.names[expression].Q]], batch)
+        under = q == 0
+        for t in taps:
+            under = under & (np.broadcast_to(values[plan.program.taps[t]], batch) != 0)
+        return under, dt
 
     def _provenance_plan(self, expression: int = 0) -> Any:
         found = self._explain_plans.get(expression)
@@ -332,6 +411,7 @@ def strict_evaluator(
     prefix: str = DEFAULT_PREFIX,
     variables: Sequence[str | sp.Symbol] | None = None,
     certified: bool = False,
+    compute_dtype: torch.dtype | None = None,
 ) -> StrictEvaluator:
     """A module returning the strict result of docs/semantics.md §3 for one FRU (or one per FRU).
 
@@ -345,17 +425,33 @@ def strict_evaluator(
     accepted; see docs/accuracy.md). ``variables`` fixes the input column order. Pass a :class:`RationalModule`
     to share its coefficients (and its column order). A sequence of
     expressions gives an evaluator returning a tuple of results.
+    ``compute_dtype`` (``None`` or ``torch.float64``): evaluate ``P, Q, V`` and decide
+    the masks in at least this dtype (thresholds converted exactly to it); ``decoded``
+    is cast back to the input's dtype, and a sample where that cast overflows is a
+    fault. Factor values in the result stay in the wide dtype.
     """
+    compute_dtype = resolve_torch_dtype(compute_dtype)
     if isinstance(fru_or_model, RationalModule):
         if variables is not None or tuple(parameters) or init is not None:
             raise InvalidArgumentError(
                 "strict_evaluator(module) uses the module's column order and coefficients; "
                 "do not pass variables=, parameters= or init="
             )
+        if compute_dtype is not None and compute_dtype != fru_or_model.compute_dtype:
+            raise InvalidArgumentError(
+                f"strict_evaluator(module, compute_dtype={compute_dtype}) differs from the "
+                f"module's compute_dtype={fru_or_model.compute_dtype}; compile the module with "
+                "to_torch(..., compute_dtype=...)"
+            )
         model = fru_or_model
     else:
         model = to_torch(
-            fru_or_model, parameters=parameters, init=init, dtype=dtype, variables=variables
+            fru_or_model,
+            parameters=parameters,
+            init=init,
+            dtype=dtype,
+            variables=variables,
+            compute_dtype=compute_dtype,
         )
     return StrictEvaluator(
         model, config=config, validity_taus=validity_taus, prefix=prefix, certified=certified

@@ -28,6 +28,7 @@ from zpml_symbolic.emit.torch_graph import (  # noqa: F401 - re-exported buildin
     build_graph,
     column_layout,
 )
+from zpml_symbolic.emit.underflow import resolve_torch_dtype, wider_torch
 from zpml_symbolic.errors import InvalidArgumentError
 from zpml_symbolic.flatten.coerce import as_frus
 from zpml_symbolic.flatten.fru import FlattenedFRU
@@ -52,8 +53,17 @@ class RationalModule(nn.Module):
     ``torch.jit.script(module)`` scripts the functional graph.
     """
 
-    def __init__(self, plan: Plan, coefficients: nn.ParameterDict, *, single: bool) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        coefficients: nn.ParameterDict,
+        *,
+        single: bool,
+        compute_dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
+        #: evaluate in at least this dtype (None: the input's dtype); see :func:`to_torch`
+        self.compute_dtype = compute_dtype
         consts = sorted({i.const for i in plan.program.instrs if i.const is not None})
         self.coefficients = coefficients
         self.register_buffer(
@@ -98,13 +108,27 @@ class RationalModule(nn.Module):
         on the coefficients' device (attribute checks only; see :mod:`.inputs`)."""
         device = self.exact_constants_f64.device if self.plan.parameters else None
         check_torch_input(x, self.plan.variables, where, device)
-        if x.dtype not in self._dtypes_checked and not torch.compiler.is_compiling():
-            check_constants(self.plan, str(x.dtype).removeprefix("torch."))
-            self._dtypes_checked.add(x.dtype)
+        dtype = self.evaluation_dtype(x.dtype)
+        if dtype not in self._dtypes_checked and not torch.compiler.is_compiling():
+            check_constants(self.plan, str(dtype).removeprefix("torch."))
+            self._dtypes_checked.add(dtype)
+
+    def evaluation_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        """The dtype ``P, Q, V`` are computed in for inputs of ``dtype`` (the wider of it and
+        :attr:`compute_dtype`)."""
+        return wider_torch(dtype, self.compute_dtype)
+
+    def _widen(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compute_dtype is None:
+            return x
+        dtype = wider_torch(x.dtype, self.compute_dtype)
+        return x if dtype == x.dtype else x.to(dtype)
 
     def forward(self, x: torch.Tensor) -> Any:
-        """``(P, Q[, V])`` of every compiled expression at ``x`` (shape ``[*batch, n_vars]``)."""
+        """``(P, Q[, V])`` of every compiled expression at ``x`` (shape ``[*batch, n_vars]``),
+        in :meth:`evaluation_dtype`."""
         self.check_input(x)
+        x = self._widen(x)
         if self._records(x):
             if self._use_adjoint():
                 return self._run_adjoint(x, stack_factors=True)
@@ -149,6 +173,7 @@ class RationalModule(nn.Module):
         return self._forward_factors(x)
 
     def _forward_factors(self, x: torch.Tensor) -> Any:
+        x = self._widen(x)
         graphs = self.__dict__.get("_split_graphs")
         if graphs is None:
             holder = _Holder(self.coefficients)
@@ -172,6 +197,14 @@ class RationalModule(nn.Module):
         return graphs[1](x)
 
     def __prepare_scriptable__(self) -> fx.GraphModule:
+        if self.compute_dtype is not None:
+            from zpml_symbolic.errors import EmitError
+
+            raise EmitError(
+                "torch.jit.script scripts the functional graph, which computes in the input's "
+                f"dtype; this module has compute_dtype={self.compute_dtype}: compile it without "
+                "compute_dtype and cast the input yourself, or use torch.compile"
+            )
         return self._functional
 
     @property
@@ -301,6 +334,7 @@ def to_torch(
     dtype: torch.dtype = torch.float32,
     variables: Sequence[str | sp.Symbol] | None = None,
     learnable_literals: bool = False,
+    compute_dtype: torch.dtype | None = None,
 ) -> RationalModule:
     """Compile FRU(s) or expression(s) into a torch module returning ``(P, Q[, V])``.
 
@@ -308,8 +342,13 @@ def to_torch(
     (``dtype`` is the parameters' storage dtype). ``learnable_literals=True``
     turns the expression's float literals into coefficients initialised at
     their values (see :func:`lift_float_literals`). ``variables`` fixes the
-    input column order for several expressions.
+    input column order for several expressions. ``compute_dtype`` (``None`` or
+    ``torch.float64``/``torch.float32``): evaluate in at least this dtype, so
+    ``P, Q, V`` of a float32 input are computed and returned in float64 (for
+    SI-sized constants or inputs whose ``P`` or ``Q`` leaves the float32 range;
+    default: the input's own dtype, no cast).
     """
+    compute_dtype = resolve_torch_dtype(compute_dtype)
     if dtype not in (torch.float32, torch.float64):
         raise InvalidArgumentError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     if learnable_literals:
@@ -329,7 +368,9 @@ def to_torch(
     frus, single = as_frus(fru_or_expr, parameters=parameters)
     plan = make_plan(frus, variables=variables)
     check_constants(plan, "float64")  # not representable in the widest dtype: refuse now
-    return RationalModule(plan, _coefficients(plan, init, dtype), single=single)
+    return RationalModule(
+        plan, _coefficients(plan, init, dtype), single=single, compute_dtype=compute_dtype
+    )
 
 
 __all__ = [

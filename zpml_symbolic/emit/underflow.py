@@ -1,0 +1,272 @@
+"""Underflow of a product is not an exact zero: classification shared by every back end.
+
+Every back end evaluates ``Q`` as a *product of its factors* (the structural
+IR of :attr:`FlattenedFRU.denominator_ir`, regauged by :mod:`.gauge`): a tree
+of multiplications and integer powers over constants and *leaves* (the
+irreducible factors, each a sum in Horner form or an input column). A
+mathematical product is zero only if one of its factors is, so where the
+evaluated ``Q`` is ``0`` but no leaf evaluates to ``0``, the zero came from
+floating-point underflow (``m*q**2`` with ``m = 9.1e-31``, ``q = 1.6e-19`` in
+float32), not from a division by zero of the user's tree. Such a sample is a
+*fault* (a floating-point failure, like overflow; docs/semantics.md section 3),
+not a semantic bottom: ``fault_mask`` is set and ``Q`` contributes nothing to
+``semantic_bottom_mask`` there (its true magnitude is unknown, so neither
+``Q == 0`` nor ``|Q| < tau_infer`` can be decided); the validity factors still
+decide their own semantic masks.
+
+Where it applies: ``Q`` (one zero test per leaf, evaluated only at the samples
+where ``Q == 0``, so batches without such samples pay one test of the semantic
+mask). A validity factor ``V_i`` is a single irreducible factor, not a
+product, so a ``V_i`` that rounds or underflows to 0 inside its own sums and
+products (``x**2 + y**2`` at ``x = y = 1e-30`` in float32) is still taken as an
+exact zero; evaluate in a wider ``compute_dtype`` where that matters.
+
+This module also holds the narrowing step of ``compute_dtype`` (P, Q, V
+evaluated in a wider dtype, ``decoded`` cast to the input dtype at the end,
+a cast that overflows is a fault) and the dtype resolution shared by the torch
+and numpy back ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from zpml_symbolic.emit.program import Program, lower
+from zpml_symbolic.errors import InvalidArgumentError
+from zpml_symbolic.ir.node import Node, Op
+
+__all__ = [
+    "apply_underflow",
+    "leaf_program",
+    "narrow_decoded",
+    "product_leaves",
+    "resolve_numpy_dtype",
+    "resolve_torch_dtype",
+    "tap_names",
+    "torch_leaf_values",
+]
+
+
+def product_leaves(q: Node) -> tuple[Node, ...]:
+    """The non-constant leaves of the multiplication/power tree at the root of ``q``.
+
+    ``()`` when ``q`` is not a product (a single factor, or a constant): its zero
+    is then the zero of one polynomial and no product can underflow.
+    """
+    if q.op not in (Op.MUL, Op.POW):
+        return ()
+    out: dict[Node, None] = {}
+    stack = [q]
+    while stack:
+        n = stack.pop()
+        if n.op is Op.MUL:
+            stack.extend(reversed(n.args))
+        elif n.op is Op.POW:
+            if isinstance(n.value, int) and n.value > 0:
+                stack.append(n.args[0])
+        elif n.op is not Op.CONST:
+            out.setdefault(n, None)
+    return tuple(out)
+
+
+def tap_names(prefix: str, count: int) -> tuple[str, ...]:
+    """Program tap names of the leaves of one expression's ``Q``."""
+    return tuple(f"{prefix}QF{j}" for j in range(count))
+
+
+def leaf_program(program: Program, leaves: Sequence[Node]) -> Program:
+    """A program computing only ``leaves`` (outputs ``L0``, ``L1``, ...), same op sequence."""
+    return lower(
+        [(f"L{j}", n) for j, n in enumerate(leaves)],
+        variables=program.variables,
+        parameters=program.parameters,
+    )
+
+
+# --------------------------------------------------------------------------- dtypes
+
+_TORCH_RANK: dict[str, int] = {"float16": 0, "bfloat16": 0, "float32": 1, "float64": 2}
+
+
+def resolve_torch_dtype(compute_dtype: Any) -> Any:
+    """``compute_dtype`` checked for the torch back ends: None, torch.float32 or torch.float64."""
+    import torch
+
+    if compute_dtype is None or compute_dtype in (torch.float32, torch.float64):
+        return compute_dtype
+    raise InvalidArgumentError(
+        f"compute_dtype must be None (compute in the input's dtype), torch.float32 or "
+        f"torch.float64, got {compute_dtype!r}; e.g. compute_dtype=torch.float64 for "
+        "SI-sized inputs in float32"
+    )
+
+
+def resolve_numpy_dtype(compute_dtype: Any) -> np.dtype | None:
+    """``compute_dtype`` checked for numpy/ONNX: None, ``"float32"``/``"float64"`` or a numpy dtype."""
+    if compute_dtype is None:
+        return None
+    try:
+        dt = np.dtype(compute_dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in ("float32", "float64") or isinstance(compute_dtype, bool):
+        raise InvalidArgumentError(
+            f"compute_dtype must be None (compute in the input's dtype), 'float32' or "
+            f"'float64', got {compute_dtype!r}; e.g. compute_dtype='float64' for SI-sized "
+            "inputs in float32"
+        )
+    return dt
+
+
+def wider_torch(dtype: Any, compute_dtype: Any) -> Any:
+    """The dtype ``P, Q, V`` are evaluated in: the wider of the input's and ``compute_dtype``."""
+    if compute_dtype is None:
+        return dtype
+    a = _TORCH_RANK.get(str(dtype).removeprefix("torch."), 0)
+    b = _TORCH_RANK[str(compute_dtype).removeprefix("torch.")]
+    return compute_dtype if b > a else dtype
+
+
+def wider_numpy(dtype: np.dtype, compute_dtype: np.dtype | None) -> np.dtype:
+    """numpy version of :func:`wider_torch`."""
+    if compute_dtype is None or dtype.itemsize >= compute_dtype.itemsize:
+        return dtype
+    return compute_dtype
+
+
+# --------------------------------------------------------------------------- torch leaves
+
+
+def torch_leaf_values(program: Program, x: Any, params: Sequence[Any]) -> list[Any]:
+    """The outputs of ``program`` (a :func:`leaf_program`) on the torch input ``x``.
+
+    Same operations and roundings as the emitted graphs on mask inputs (``a + c*b``
+    rounded twice, constants rounded to the dtype by torch), so zero tests agree
+    with numpy and ONNX bit for bit.
+    """
+    values: list[Any] = []
+    for ins in program.instrs:
+        op = ins.op
+        a = values[ins.args[0]] if ins.args else None
+        c = float(ins.const) if ins.const is not None else 0.0
+        if op == "input":
+            values.append(x[..., ins.index])
+        elif op == "param":
+            values.append(params[ins.index or 0].to(x.dtype))
+        elif op == "const":
+            values.append(c)
+        elif op == "add":
+            values.append(a + values[ins.args[1]])
+        elif op == "sub":
+            values.append(a - values[ins.args[1]])
+        elif op == "mul":
+            values.append(a * values[ins.args[1]])
+        elif op == "square":
+            values.append(a * a)
+        elif op == "neg":
+            values.append(-a)
+        elif op == "scale":
+            values.append(a * c)
+        elif op == "shift":
+            values.append(a - (-c) if c < 0 else a + c)
+        elif op == "axpy":
+            values.append(a + values[ins.args[1]] * c)
+        else:  # pragma: no cover - every Program op is listed above
+            raise InvalidArgumentError(f"unknown program op {op!r}")
+    return [values[i] for i in program.outputs.values()]
+
+
+# --------------------------------------------------------------------------- result patches
+
+
+def _any(mask: Any) -> bool:
+    import torch
+
+    if isinstance(mask, torch.Tensor):
+        return bool(mask.numel()) and bool(mask.view(torch.uint8).max())
+    return bool(np.any(mask))
+
+
+def apply_underflow(result: Any, under: Any) -> Any:
+    """``result`` with the samples of ``under`` (Q underflowed to 0) turned into faults.
+
+    ``fault |= under``; at ``under`` samples the semantic mask keeps only the
+    validity factors' verdicts; ``bottom = fault | semantic``. ``decoded`` is
+    already NaN there (the sample was bottom), ``gap`` already False.
+    """
+    import torch
+
+    fs = result.factor_semantic_masks
+    if isinstance(under, torch.Tensor):
+        factor_sem = torch.zeros_like(under)
+        for s in fs:
+            factor_sem = factor_sem | s
+        fault = result.fault_mask | under
+        semantic = (result.semantic_bottom_mask & ~under) | (under & factor_sem)
+    else:
+        factor_sem = np.zeros_like(under)
+        for s in fs:
+            factor_sem = factor_sem | s
+        fault = np.asarray(result.fault_mask | under)
+        semantic = np.asarray((result.semantic_bottom_mask & ~under) | (under & factor_sem))
+    return dataclasses.replace(
+        result, fault_mask=fault, semantic_bottom_mask=semantic, bottom_mask=fault | semantic
+    )
+
+
+def narrow_decoded(result: Any, dtype: Any, *, check: bool = True) -> Any:
+    """``result`` with ``decoded`` cast to ``dtype``; samples where the cast overflows are faults.
+
+    ``check=False`` (compiled/traced graphs) always applies the masks (no data-dependent branch).
+    """
+    import torch
+
+    d = result.decoded
+    if isinstance(d, torch.Tensor):
+        if d.dtype == dtype:
+            return result
+        narrow = d.to(dtype)
+        over = torch.isinf(narrow)
+        if check and not _any(over):
+            return dataclasses.replace(result, decoded=narrow)
+        narrow = narrow.masked_fill(over, float("nan"))
+    else:
+        if d.dtype == dtype:
+            return result
+        with np.errstate(over="ignore"):
+            narrow = np.asarray(d.astype(dtype))
+        over = np.isinf(narrow)
+        if not over.any():
+            return dataclasses.replace(result, decoded=narrow)
+        narrow[over] = np.nan
+    fault = result.fault_mask | over
+    return dataclasses.replace(
+        result,
+        decoded=narrow,
+        fault_mask=fault,
+        bottom_mask=result.bottom_mask | over,
+        gap_mask=result.gap_mask & ~over,
+    )
+
+
+def numpy_underflow(result: Any, Q: np.ndarray, leaf_values: Mapping[int, Any] | Any) -> Any:
+    """Numpy: patch ``result`` given ``leaf_values`` (callable ``rows -> [leaf arrays]``)."""
+    if not np.any(result.semantic_bottom_mask):
+        return result
+    cand = np.asarray(result.semantic_bottom_mask & (Q == 0))
+    if not cand.any():
+        return result
+    rows = np.nonzero(cand)
+    leaves = leaf_values(rows)
+    nonzero = np.ones(len(rows[0]), dtype=bool)
+    for v in leaves:
+        nonzero &= np.asarray(v) != 0
+    under = np.zeros_like(cand)
+    under[tuple(r[nonzero] for r in rows)] = True
+    if not under.any():
+        return result
+    return apply_underflow(result, under)
