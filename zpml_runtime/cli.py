@@ -279,8 +279,10 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     from zpml_runtime.bundle import export_bundle
     from zpml_runtime.inference import InferenceConfig
 
-    params = list(dict.fromkeys(args.param))
+    params = _unique_params(args.param)
     init = _parse_init(args.init, params)
+    budget = _budget(args)
+    signing_key = _signing_key(args)
     variables = None
     if args.variables is not None:
         variables = [v.strip() for v in args.variables.split(",") if v.strip()]
@@ -294,8 +296,11 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         parse_threshold(args.validity_tau, "--validity-tau"), "--validity-tau", args.dtype
     )
     try:
-        expr = zs.parse(args.expression, parameters=params)
-        fru = zs.flatten(expr, parameters=params, variables=variables)
+        try:
+            expr = zs.parse(args.expression, parameters=params)
+        except zs.ZeroProofError as e:
+            raise UsageError(_with_unicode_hint(_one_line(e), args.expression)) from e
+        fru = zs.flatten(expr, parameters=params, variables=variables, budget=budget)
         _check_coefficients(fru, args.dtype)
         config = InferenceConfig(tau_infer=tau_infer, tau_train=tau_train)
         evaluator = zs.strict_evaluator(
@@ -305,6 +310,10 @@ def _cmd_compile(args: argparse.Namespace) -> int:
             init=init or None,
             dtype=getattr(torch, args.dtype),
         )
+    except UsageError:
+        raise
+    except zs.BudgetExceededError as e:
+        raise UsageError(_budget_message(e)) from e
     except (zs.ZeroProofError, ZeroProofRuntimeError) as e:
         raise UsageError(str(e)) from e
     out_dir = Path(args.onnx)
@@ -321,6 +330,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         (torch.from_numpy(smoke.astype(args.dtype)),),
         dtype=args.dtype,
         overwrite=args.overwrite,
+        signing_key=signing_key,
     )
     print(f"compiled  {args.expression}")
     print(f"variables {', '.join(v.name for v in fru.variables) or '(none)'}")
@@ -340,7 +350,103 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     )
     print(f"smoke inputs {smoke.shape[0]} row(s)")
     print(f"bundle written to {exported.path} (bundle_id {exported.metadata['bundle_id']})")
+    if signing_key is not None:
+        print("signed     metadata.sig (HMAC-SHA256 with the key from --signing-key-file)")
     return 0
+
+
+def _unique_params(items: Sequence[str]) -> list[str]:
+    """``--param`` names in order; a name given twice is refused."""
+    seen: list[str] = []
+    for name in items:
+        if name in seen:
+            raise UsageError(
+                f"--param {name} is given twice; declare each learnable coefficient once"
+            )
+        seen.append(name)
+    return seen
+
+
+_BUDGET_OPTIONS = {
+    "max_degree": int,
+    "max_terms": int,
+    "max_work": int,
+    "max_seconds": float,
+    "max_coefficient_bits": int,
+}
+
+
+def _budget(args: argparse.Namespace) -> Any:
+    """The flattening :class:`Budget` from ``--max-*`` (defaults for the options not given)."""
+    from zpml_symbolic.flatten.budget import Budget
+
+    given = {k: getattr(args, k) for k in _BUDGET_OPTIONS if getattr(args, k, None) is not None}
+    if not given:
+        return None
+    try:
+        return Budget(**given)
+    except (ValueError, TypeError) as e:
+        raise UsageError(str(e)) from e
+
+
+def _budget_message(e: Any) -> str:
+    """A budget refusal, naming the ``zpml compile`` flag that raises that budget."""
+    flag = "--" + str(getattr(e, "budget", "")).replace("_", "-")
+    text = _one_line(e)
+    if flag in text:
+        return text
+    return f"{text} (raise it with zpml compile {flag} N)"
+
+
+#: ASCII replacements suggested for characters users paste from papers
+_UNICODE_HINTS = {
+    "\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": "*", "\u22c5": "*", "\u00b7": "*",
+    "\u2217": "*", "\u00f7": "/", "\u2215": "/", "\u00b2": "**2", "\u00b3": "**3",
+    "\u03c0": "pi", "\u03bb": "lam", "\u039b": "Lam",
+}
+
+
+def _ascii_for(ch: str) -> str | None:
+    import unicodedata
+
+    if ch in _UNICODE_HINTS:
+        return _UNICODE_HINTS[ch]
+    name = unicodedata.name(ch, "")
+    if name.startswith("SUBSCRIPT ") or name.startswith("SUPERSCRIPT "):
+        digit = unicodedata.digit(ch, None)
+        if digit is not None:
+            return str(digit) if name.startswith("SUBSCRIPT ") else f"**{digit}"
+    if name.startswith("GREEK SMALL LETTER ") or name.startswith("GREEK CAPITAL LETTER "):
+        word = name.split(" LETTER ", 1)[1].lower().replace("lamda", "lam")
+        return word if "SMALL" in name else word.capitalize()
+    return None
+
+
+def _with_unicode_hint(message: str, text: str) -> str:
+    """``message`` plus ASCII suggestions for the non-ASCII characters of ``text``."""
+    hints = []
+    for ch in dict.fromkeys(c for c in text if ord(c) > 127):
+        repl = _ascii_for(ch)
+        if repl is not None:
+            hints.append(f"'{ch}' -> '{repl}'")
+    if not hints:
+        return message
+    suggestion = "".join(_ascii_for(c) or c if ord(c) > 127 else c for c in text)
+    return f"{message}; write ASCII: {', '.join(hints)} (e.g. {suggestion!r})"
+
+
+def _signing_key(args: argparse.Namespace) -> bytes | None:
+    """The HMAC key from ``--signing-key-file`` (the file's bytes exactly), or None."""
+    path = getattr(args, "signing_key_file", None)
+    if path is None:
+        return None
+    try:
+        key = Path(path).read_bytes()
+    except OSError as e:
+        raise CliError(f"cannot read --signing-key-file {path}: {e.strerror or e}") from None
+    if not key:
+        raise UsageError(f"--signing-key-file {path} is empty; the key must be non-empty bytes")
+    return key
 
 
 # ----------------------------------------------------------------- inspect
@@ -349,8 +455,9 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from zpml_runtime.bundle import validate_bundle
     from zpml_runtime.bundle.exact import read_metadata_fru
+    from zpml_runtime.bundle.multi import expression_views, is_multi
 
-    vb = validate_bundle(args.dir)
+    vb = validate_bundle(args.dir, signing_key=_signing_key(args))
     m = vb.metadata
     cfg, eff = m["inference_config"], m["effective_thresholds"]
     rows = [
@@ -375,16 +482,32 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         ("smoke", f"{vb.smoke_inputs.shape} {vb.smoke_inputs.dtype} ({m['smoke_inputs']['file']})"),
         ("model", f"{m['model_file']} sha256 {m['model_sha256']} ({m['model_size']} bytes)"),
     ]
-    fru = read_metadata_fru(m)
-    if fru is not None:
-        rows += [("expression", fru.expression), ("P", fru.numerator), ("Q", fru.denominator)]
+    if args.signing_key_file is not None:
+        rows.append(("signature", "metadata.sig matches the key (HMAC-SHA256)"))
+    views: list[tuple[str | None, Any]] = []
+    if is_multi(m):
+        mo = m["multi_output"]
+        rows.append(("outputs/sample", f"{mo['k']}: {', '.join(mo['output_names'])} (columns of [batch, {mo['k']}])"))
+        if m.get("expressions") is not None:
+            views = [(v["output_name"], read_metadata_fru(v)) for v, _ in expression_views(m)]
+        else:
+            rows += [("P/Q", "n/a (traced model: no exact terms in the metadata)")]
     else:
-        rows += [("P/Q", "n/a (traced model: no exact terms in the metadata)")]
+        fru = read_metadata_fru(m)
+        if fru is not None:
+            views = [(None, fru)]
+        else:
+            rows += [("P/Q", "n/a (traced model: no exact terms in the metadata)")]
+    for label, fru in views:
+        tag = f" [{label}]" if label is not None else ""
+        rows += [(f"expression{tag}", fru.expression), (f"P{tag}", fru.numerator), (f"Q{tag}", fru.denominator)]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key.ljust(width)}  {value}")
-    if fru is not None:
+    for label, fru in views:
         print()
+        if label is not None:
+            print(f"output {label}:")
         if not fru.factors:
             print("provenance: no division in the expression")
         else:
@@ -411,16 +534,30 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
     from zpml_runtime.bundle import load_onnx_runtime_bundle
     from zpml_runtime.bundle.exact import read_metadata_fru
+    from zpml_runtime.bundle.multi import expression_views, is_multi, view_outputs
 
-    runtime = load_onnx_runtime_bundle(args.dir)
+    runtime = load_onnx_runtime_bundle(args.dir, signing_key=_signing_key(args))
     variables = runtime.variables
     points = [parse_exact_input(text, variables) for text in args.input]
     x = np.array([[float(v) for v in p] for p in points], dtype=np.float64)
     with np.errstate(over="ignore"):  # overflow to inf is reported per value below
         cast = x.reshape(len(points), len(variables)).astype(runtime.input_dtype)
     out = runtime.run(cast).as_dict()
-    fru = read_metadata_fru(runtime.metadata)
-    names = {0: "finite", 1: "fault", 2: "semantic", 3: "mixed"}
+    meta = runtime.metadata
+    # one (label, outputs, exact FRU, factor output names) per output of the bundle
+    parts: list[tuple[str | None, dict[str, Any], Any, list[str]]] = []
+    if is_multi(meta):
+        if meta.get("expressions") is not None:
+            for view, mapping in expression_views(meta):
+                parts.append(
+                    (view["output_name"], view_outputs(out, view, mapping), read_metadata_fru(view), view["output_order"][6:])
+                )
+        else:
+            for j, name in enumerate(meta["multi_output"]["output_names"]):
+                col = {k: (v[:, j] if v.ndim == 2 else v) for k, v in out.items()}
+                parts.append((name, col, None, meta["output_order"][6:]))
+    else:
+        parts.append((None, out, read_metadata_fru(meta), meta["output_order"][6:]))
     for k, point in enumerate(points):
         typed = [t.strip() for t in args.input[k].split(",")] if variables else []
         shown = ", ".join(f"{v}={t}" for v, t in zip(variables, typed, strict=True))
@@ -434,23 +571,40 @@ def _cmd_explain(args: argparse.Namespace) -> int:
                     f"  note: {variables[j]}={typed[j]} is not exact in {runtime.input_dtype}; "
                     f"the runtime saw {seen!r}"
                 )
-        code = int(out["bottom_provenance"][k])
-        bottom = bool(out["bottom_mask"][k])
-        print(
-            f"  runtime ({runtime.input_dtype}): decoded={float(out['decoded'][k])!r} "
-            f"bottom={bottom} gap={bool(out['gap_mask'][k])} "
-            f"fault={bool(out['fault_mask'][k])} "
-            f"semantic_bottom={bool(out['semantic_bottom_mask'][k])} "
-            f"provenance={code} ({names.get(code, '?')})"
-        )
-        for name in runtime.metadata["output_order"][6:]:
-            print(f"  {name} = {out[name][k].item()!r}")
-        if fru is None:
-            print("  exact factors: n/a (traced model: no exact terms in the metadata)")
-            continue
-        exact_bottom, q = _explain_exact(fru, point)
-        _explain_agreement(exact_bottom, bottom, q, rounded, runtime)
+        for label, values, fru, factor_outputs in parts:
+            if label is not None:
+                print(f" output {label}:")
+            _explain_one(values, k, fru, factor_outputs, point, rounded, runtime)
     return 0
+
+
+def _explain_one(
+    out: dict[str, Any],
+    k: int,
+    fru: Any,
+    factor_outputs: Sequence[str],
+    point: Sequence[Fraction | float],
+    rounded: bool,
+    runtime: Any,
+) -> None:
+    """Print the runtime outputs of sample ``k`` and, for compiled bundles, the exact factors."""
+    names = {0: "finite", 1: "fault", 2: "semantic", 3: "mixed"}
+    code = int(out["bottom_provenance"][k])
+    bottom = bool(out["bottom_mask"][k])
+    print(
+        f"  runtime ({runtime.input_dtype}): decoded={float(out['decoded'][k])!r} "
+        f"bottom={bottom} gap={bool(out['gap_mask'][k])} "
+        f"fault={bool(out['fault_mask'][k])} "
+        f"semantic_bottom={bool(out['semantic_bottom_mask'][k])} "
+        f"provenance={code} ({names.get(code, '?')})"
+    )
+    for name in factor_outputs:
+        print(f"  {name} = {out[name][k].item()!r}")
+    if fru is None:
+        print("  exact factors: n/a (traced model: no exact terms in the metadata)")
+        return
+    exact_bottom, q = _explain_exact(fru, point)
+    _explain_agreement(exact_bottom, bottom, q, rounded, runtime)
 
 
 def _explain_exact(fru: Any, point: Sequence[Fraction | float]) -> tuple[bool, Fraction | None]:
@@ -540,7 +694,7 @@ def _explain_agreement(
 def _cmd_report_bundle(args: argparse.Namespace) -> int:
     from zpml_runtime.bundle.report import write_bundle_report
 
-    report = write_bundle_report(args.dir, inputs=args.inputs)
+    report = write_bundle_report(args.dir, inputs=args.inputs, signing_key=_signing_key(args))
     s = report.summary
     print(f"validation report for {report.path} ({s['inputs']['samples']} samples)")
     print(
@@ -601,7 +755,12 @@ def _add_report_bundle(sub: Any) -> None:
     p.add_argument(
         "--inputs", metavar="FILE.npy", help="inputs [n, n_vars] (default: smoke inputs)"
     )
+    _add_signing_key(p, "require a valid metadata.sig under the key in FILE")
     p.set_defaults(func=_cmd_report_bundle)
+
+
+def _add_signing_key(p: Any, what: str) -> None:
+    p.add_argument("--signing-key-file", metavar="FILE", default=None, help=f"{what} (HMAC-SHA256)")
 
 
 def build_parser(prog: str = "zpml") -> argparse.ArgumentParser:
@@ -638,10 +797,17 @@ def build_parser(prog: str = "zpml") -> argparse.ArgumentParser:
     p.add_argument("--smoke-inputs", metavar="FILE.npy", help="smoke inputs [n, n_vars]")
     p.add_argument("--onnx", required=True, metavar="DIR", help="bundle directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    for option, kind in _BUDGET_OPTIONS.items():
+        flag = "--" + option.replace("_", "-")
+        p.add_argument(
+            flag, type=kind, default=None, metavar="N", help=f"flattening budget {option} (raise when refused)"
+        )
+    _add_signing_key(p, "sign metadata.json with the key in FILE")
     p.set_defaults(func=_cmd_compile)
 
     p = sub.add_parser("inspect", help="validate a bundle and print its metadata and provenance")
     p.add_argument("dir", help="bundle directory")
+    _add_signing_key(p, "require a valid metadata.sig under the key in FILE")
     p.set_defaults(func=_cmd_inspect)
 
     p = sub.add_parser("explain", help="run a bundle on inputs and explain its bottoms exactly")
@@ -653,6 +819,7 @@ def build_parser(prog: str = "zpml") -> argparse.ArgumentParser:
         metavar="V1,V2,...",
         help="values in variable order",
     )
+    _add_signing_key(p, "require a valid metadata.sig under the key in FILE")
     p.set_defaults(func=_cmd_explain)
 
     p = sub.add_parser("report", help="validation reports")

@@ -22,7 +22,7 @@ def expression_problems(metadata: dict[str, Any]) -> list[str]:
         fru = zs.flatten(
             zs.parse(str(fru_meta.get("expression", "")), parameters=params),
             parameters=params,
-            variables=list(metadata["input"]["variables"]),
+            variables=own_variables(metadata),
             mode=fru_meta.get("mode", "scm_strict"),
         )
     except (zs.ZeroProofError, ValueError, TypeError, RecursionError, MemoryError) as e:
@@ -54,4 +54,14 @@ def expression_problems(metadata: dict[str, Any]) -> list[str]:
     return []
 
 
-__all__ = ["expression_problems"]
+def own_variables(metadata: dict[str, Any]) -> list[str]:
+    """The input variables the recorded FRU is flattened over: all input columns, except in
+    an output of a multi-output bundle, whose expression may use only some of them."""
+    variables = list(metadata["input"]["variables"])
+    gens = (metadata.get("fru") or {}).get("generators")
+    if "column" in metadata and isinstance(gens, list):
+        return [v for v in variables if v in gens]
+    return variables
+
+
+__all__ = ["expression_problems", "own_variables"]

@@ -120,20 +120,25 @@ def _program_q_abs(metadata: dict[str, Any], x: np.ndarray) -> np.ndarray | None
     off by orders of magnitude near poles). ``None`` when the expression cannot be rebuilt
     or rebuilds to a different ``Q``."""
     import zpml_symbolic as zs
+    from zpml_runtime.bundle.reflatten import own_variables
 
     fru_meta = metadata["fru"]
     params = list(metadata.get("parameters") or {})
+    variables = own_variables(metadata)
+    columns = [list(metadata["input"]["variables"]).index(v) for v in variables]
     try:
         fru = zs.flatten(
             zs.parse(fru_meta["expression"], parameters=params),
             parameters=params,
-            variables=metadata["input"]["variables"],
+            variables=variables,
             mode=fru_meta.get("mode", "scm_strict"),
         )
         if str(fru.denominator) != fru_meta.get("denominator"):
             return None
-        evaluator = zs.numpy_evaluator(fru, init=metadata.get("parameters") or None)
-        _, Q, _ = evaluator.evaluate(np.ascontiguousarray(x))
+        used = {p.name for p in fru.parameters}
+        init = {k: v for k, v in (metadata.get("parameters") or {}).items() if k in used}
+        evaluator = zs.numpy_evaluator(fru, init=init or None)
+        _, Q, _ = evaluator.evaluate(np.ascontiguousarray(x[:, columns]))
     except (zs.ZeroProofError, ValueError, KeyError, TypeError):
         return None
     return np.abs(Q.astype(np.float64))
@@ -312,6 +317,7 @@ def _reference_smoke_test(
 
     import zpml_symbolic as zs
     from zpml_runtime.bundle.multi import expression_views, is_multi
+    from zpml_runtime.bundle.reflatten import own_variables
     from zpml_runtime.inference import InferenceConfig
 
     params = list(metadata.get("parameters") or {})
@@ -329,7 +335,7 @@ def _reference_smoke_test(
             fru = zs.flatten(
                 zs.parse(fru_meta["expression"], parameters=params),
                 parameters=params,
-                variables=metadata["input"]["variables"],
+                variables=own_variables(view),
                 mode=fru_meta.get("mode", "scm_strict"),
             )
             exact["numerator"] &= str(fru.numerator) == fru_meta.get("numerator") and terms(
@@ -563,17 +569,19 @@ def write_bundle_report(
     *,
     inputs: str | os.PathLike[str] | np.ndarray | None = None,
     providers: Sequence[str] = ("CPUExecutionProvider",),
+    signing_key: bytes | None = None,
 ) -> BundleReport:
     """Validate and run the bundle, then write the three report files into it.
 
     ``inputs``: an array or ``.npy`` file of shape ``[n, n_vars]`` (default:
-    the stored smoke inputs). Raises :class:`BundleValidationError` for an
-    invalid bundle and :class:`BundleError` for unusable inputs.
+    the stored smoke inputs). ``signing_key`` also requires a matching
+    ``metadata.sig``. Raises :class:`BundleValidationError` for an invalid
+    bundle and :class:`BundleError` for unusable inputs.
     """
     from zpml_runtime.logging import dumps_strict
 
     bundle = Path(directory)
-    runtime = load_onnx_runtime_bundle(bundle, providers=providers)
+    runtime = load_onnx_runtime_bundle(bundle, providers=providers, signing_key=signing_key)
     if inputs is None:
         x, source = runtime.smoke_inputs, runtime.metadata["smoke_inputs"]["file"]
     else:
@@ -600,7 +608,7 @@ def write_bundle_report(
         ):
             _write_text(files[key], text)
             written.append(files[key])
-        validate_bundle(bundle)
+        validate_bundle(bundle, signing_key=signing_key)
     except BaseException:
         for p in written:
             p.unlink(missing_ok=True)

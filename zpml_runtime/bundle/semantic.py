@@ -214,7 +214,7 @@ def _zero_set_points(
     attempts: int,
 ) -> list[_Point]:
     n = len(fru.variables)
-    var_gen = [fru.generators.index(v) for v in fru.variables]
+    var_gen = [fru.generators.index(v) if v in fru.generators else -1 for v in fru.variables]
     out: list[_Point] = []
     for name, terms in polys:
         gens_used = {i for _, mono in terms for i, _ in mono}
@@ -352,7 +352,7 @@ def expected_outputs(
     nonfinite = {
         fru.generators.index(v)
         for v, x in zip(fru.variables, point.values, strict=True)
-        if not isinstance(x, Fraction)
+        if not isinstance(x, Fraction) and v in fru.generators
     }
     retained = polys.V
     if nonfinite:

@@ -641,6 +641,31 @@ def _semantic_one(
     return report
 
 
+def _check_run_shapes(bundle: Path, meta: dict[str, Any], session: Any, smoke: np.ndarray) -> None:
+    """Multi-output bundles (traced ones have no exact check): run the smoke inputs and
+    compare every output's shape with the metadata (``batch`` = the number of rows)."""
+    from zpml_runtime.bundle.multi import is_multi
+
+    if not is_multi(meta):
+        return
+    try:
+        got = _session_runner(session, meta["input"]["name"])(smoke)
+    except Exception as e:  # noqa: BLE001 - onnxruntime errors while running the graph
+        raise BundleValidationError(
+            str(bundle), [f"onnxruntime failed to run model.onnx on the smoke inputs: {str(e).splitlines()[0][:300]}"]
+        ) from None
+    problems = []
+    for o in meta["outputs"]:
+        want = [len(smoke) if d == "batch" else d for d in o["shape"]]
+        if list(got[o["name"]].shape) != want:
+            problems.append(
+                f"output {o['name']} has shape {list(got[o['name']].shape)} on the {len(smoke)} smoke "
+                f"rows; metadata says {o['shape']}"
+            )
+    if problems:
+        raise BundleValidationError(str(bundle), problems)
+
+
 def open_validated(
     directory: str | os.PathLike[str],
     providers: Sequence[str] = ("CPUExecutionProvider",),
@@ -651,6 +676,7 @@ def open_validated(
     """Validate completely and return the bundle with the onnxruntime session that was checked."""
     bundle, meta, model_bytes, model, smoke = _structural(directory, signing_key)
     session = make_session(model_bytes, providers, str(bundle))
+    _check_run_shapes(bundle, meta, session, smoke)
     report = _semantic(bundle, meta, session, seed)
     return ValidatedBundle(bundle, meta, model_bytes, model, smoke, report), session
 
