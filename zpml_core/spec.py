@@ -19,6 +19,11 @@ not bottom and ``tau_infer <= |Q| < tau_train``   ``gap``
 ``P/Q`` rounded to the dtype, NaN where bottom   ``decoded``
 ===============================================  ==============================
 
+Extension (underflow, docs/semantics.md "Executable specification"): when
+``Q`` is evaluated as a product of factors and ``Q == 0`` although none of
+the factors' values (``q_factors``) is 0, ``Q`` underflowed: a ``fault``,
+and ``Q`` contributes nothing to ``semantic`` (its magnitude is unknown).
+
 Every other copy of this rule (the numpy/torch kernels, ``strict_inference``,
 the ONNX graph, ``FlattenedFRU.evaluate/explain/structural_validity_failures``,
 the CLI's exact explanation, the validation report, the tau sweep, the
@@ -188,6 +193,7 @@ def classify(
     tau_train: Number | None = None,
     taus: Number | Sequence[Number] = 0.0,
     dtype: str | None = "float64",
+    q_factors: Sequence[Number] = (),
 ) -> Verdict:
     """Strict outputs of one sample from the values of ``P``, ``Q`` and the factors ``V_i``.
 
@@ -199,6 +205,9 @@ def classify(
         dtype: the evaluation dtype (decides when ``P/Q`` overflows and how
             ``decoded`` is rounded), or ``None`` for exact arithmetic (no overflow,
             ``decoded`` is the exact :class:`~fractions.Fraction`).
+        q_factors: the evaluated values of the factors ``Q`` is the product of (empty:
+            ``Q`` is not a product). ``q == 0`` with every one of them nonzero is an
+            underflow: a fault, and no semantic bottom from ``Q``.
 
     Raises:
         InvalidConfigError: a negative or non-finite threshold, ``tau_train < tau_infer``,
@@ -225,8 +234,9 @@ def classify(
         quotient = exact if dtype is None else round_to_dtype(exact, dtype)
         overflow = not is_finite(quotient)
 
-    fault = not is_finite(p) or not is_finite(q) or overflow or any(factor_faults)
-    semantic = below_threshold(q, t_infer) or any(factor_semantics)
+    underflow = bool(q_factors) and q == 0 and all(v != 0 for v in q_factors)
+    fault = not is_finite(p) or not is_finite(q) or overflow or underflow or any(factor_faults)
+    semantic = (below_threshold(q, t_infer) and not underflow) or any(factor_semantics)
     bottom = fault or semantic
     gap = (
         not bottom
@@ -255,11 +265,12 @@ def reference_masks(
     tau_train: Number | None = None,
     taus: Number | Sequence[Number] = 0.0,
     dtype: str | None = None,
+    q_factors: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """:func:`classify` applied to every element of equally shaped numpy arrays.
 
-    ``P``, ``Q`` and each factor in ``factors`` must have one shape (no
-    broadcasting: this is the reference). ``dtype`` defaults to the dtype name
+    ``P``, ``Q`` and each factor in ``factors`` (and in ``q_factors``, the factors
+    ``Q`` is the product of) must have one shape (no broadcasting: this is the reference). ``dtype`` defaults to the dtype name
     of ``Q``. Returns numpy arrays under the strict output names
     (``decoded`` in float64 holding the dtype's values, ``bottom_mask``,
     ``gap_mask``, ``fault_mask``, ``semantic_bottom_mask``, int8
@@ -270,7 +281,9 @@ def reference_masks(
 
     P, Q = np.asarray(P), np.asarray(Q)
     vs = [np.asarray(v) for v in factors]
-    for name, arr in (("P", P), *((f"factors[{i}]", v) for i, v in enumerate(vs))):
+    qs = [np.asarray(v) for v in q_factors]
+    named = [("P", P), *((f"factors[{i}]", v) for i, v in enumerate(vs))]
+    for name, arr in (*named, *((f"q_factors[{i}]", v) for i, v in enumerate(qs))):
         if arr.shape != Q.shape:
             raise InvalidConfigError(
                 f"reference_masks needs equal shapes: {name} has {arr.shape}, Q has {Q.shape}"
@@ -280,6 +293,7 @@ def reference_masks(
     p_list = [float(v) for v in P.astype(np.float64).reshape(-1)]
     q_list = [float(v) for v in Q.astype(np.float64).reshape(-1)]
     v_lists = [[float(x) for x in v.astype(np.float64).reshape(-1)] for v in vs]
+    q_lists = [[float(x) for x in v.astype(np.float64).reshape(-1)] for v in qs]
     verdicts = [
         classify(
             p,
@@ -289,6 +303,7 @@ def reference_masks(
             tau_train=tau_train,
             taus=taus,
             dtype=dt,
+            q_factors=[v[n] for v in q_lists],
         )
         for n, (p, q) in enumerate(zip(p_list, q_list, strict=True))
     ]

@@ -216,3 +216,77 @@ def test_unrepresentable_constants_are_refused_at_compile_time() -> None:
     assert torch.isfinite(m(torch.ones(2, 1, dtype=torch.float64))[0]).all()
     with pytest.raises(zs.EmitError, match="cannot be represented in float32"):
         m(torch.ones(2, 1))  # ... refused on the first float32 call, never a fault on every row
+
+
+# --------------------------------------------------------------------------- dynamic range (issue 10)
+
+PI_TEXT = "3.141592653589793"
+SI_CASES = {
+    # G, m1, m2, r1, r2 (Earth/Moon): P ~ 1e46 is beyond float32, the value ~ -3.05e27
+    "feynman_I.13.12": (
+        "G*m1*m2*(1/r2 - 1/r1)",
+        {"G": 6.674e-11, "m1": 5.972e24, "m2": 7.342e22, "r1": 3.844e8, "r2": 4.0044e8},
+        lambda G, m1, m2, r1, r2: G * m1 * m2 * (1 / r2 - 1 / r1),
+    ),
+    # epsilon, h, m, q: Q = m*q**2 ~ 2e-68 underflows float32, the value ~ 5.29e-11
+    "feynman_I.38.12_bohr": (
+        f"4*{PI_TEXT}*epsilon*(h/(2*{PI_TEXT}))**2/(m*q**2)",
+        {
+            "epsilon": 8.8541878128e-12,
+            "h": 6.62607015e-34,
+            "m": 9.1093837015e-31,
+            "q": 1.602176634e-19,
+        },
+        lambda eps, h, m, q: (
+            4 * Fraction(PI_TEXT) * eps * (h / (2 * Fraction(PI_TEXT))) ** 2 / (m * q**2)
+        ),
+    ),
+}
+
+
+def _si_points(name: str, n: int = 200) -> tuple[str, np.ndarray, list[Fraction]]:
+    text, nominal, exact = SI_CASES[name]
+    variables = zs.to_torch(text).variables
+    rng = np.random.default_rng(7)
+    base = np.array([nominal[v] for v in variables])
+    x = (base * rng.uniform(0.8, 1.2, size=(n, len(variables)))).astype(np.float32)
+    values = [exact(*[Fraction(float(c)) for c in row]) for row in x]
+    return text, x, values
+
+
+def _rel(decoded: np.ndarray, exact: list[Fraction]) -> float:
+    errs = [
+        float(abs(Fraction(float(d)) - e) / abs(e)) if np.isfinite(d) else float("inf")
+        for d, e in zip(decoded.tolist(), exact, strict=True)
+    ]
+    return max(errs)
+
+
+@pytest.mark.parametrize("name", list(SI_CASES))
+def test_si_inputs_in_float32_decode_with_compute_dtype(name: str) -> None:
+    """Every point decodes to within float32 rounding of the exact value in every back end."""
+    text, x, exact = _si_points(name)
+    if name == "feynman_I.13.12":  # about -3.05e27 at the nominal values
+        nominal = SI_CASES[name][1]
+        value = SI_CASES[name][2](*[Fraction(float(np.float32(v))) for v in nominal.values()])
+        assert -3.06e27 < value < -3.04e27
+    with torch.no_grad():
+        torch_dec = zs.strict_evaluator(text, compute_dtype=torch.float64)(torch.from_numpy(x))
+    numpy_dec = zs.numpy_evaluator(text, compute_dtype="float64")(x)
+    model = zs.to_onnx(text, compute_dtype="float64")
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    onnx_dec = sess.run(["decoded"], {"x": x})[0]
+    for decoded in (torch_dec.decoded.numpy(), np.asarray(numpy_dec.decoded), onnx_dec):
+        assert decoded.dtype == np.float32
+        assert _rel(decoded, exact) <= 2**-23  # float64 evaluation, one float32 rounding
+
+
+@pytest.mark.parametrize("name", list(SI_CASES))
+def test_si_inputs_in_float32_without_compute_dtype_are_faults_not_semantic(name: str) -> None:
+    """float32 alone cannot hold P (Feynman) or Q (Bohr): faults, never a semantic bottom."""
+    text, x, _ = _si_points(name, n=50)
+    with torch.no_grad():
+        r = zs.strict_evaluator(text)(torch.from_numpy(x))
+    assert r.fault_mask.all() and not r.semantic_bottom_mask.any()
+    n = zs.numpy_evaluator(text)(x)
+    assert np.asarray(n.fault_mask).all() and not np.asarray(n.semantic_bottom_mask).any()
