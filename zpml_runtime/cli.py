@@ -281,6 +281,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
     params = _unique_params(args.param)
     init = _parse_init(args.init, params)
+    constants = _parse_constants(args.const)
     budget = _budget(args)
     signing_key = _signing_key(args)
     variables = None
@@ -297,10 +298,10 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     )
     try:
         try:
-            expr = zs.parse(args.expression, parameters=params)
+            expr = zs.parse(args.expression, parameters=params, constants=constants or None)
         except zs.ZeroProofError as e:
             raise UsageError(_with_unicode_hint(_one_line(e), args.expression)) from e
-        fru = zs.flatten(expr, parameters=params, variables=variables, budget=budget)
+        fru = _flatten_noting_constants(zs, expr, params, variables, budget)
         _check_coefficients(fru, args.dtype)
         config = InferenceConfig(tau_infer=tau_infer, tau_train=tau_train)
         evaluator = zs.strict_evaluator(
@@ -353,6 +354,48 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     if signing_key is not None:
         print("signed     metadata.sig (HMAC-SHA256 with the key from --signing-key-file)")
     return 0
+
+
+def _flatten_noting_constants(
+    zs: Any, expr: Any, params: list[str], variables: list[str] | None, budget: Any
+) -> Any:
+    """``zs.flatten``; a constant name used as an input (``pi``) becomes one stderr line
+    naming ``--const`` instead of a Python warning."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fru = zs.flatten(expr, parameters=params, variables=variables, budget=budget)
+    for w in caught:
+        if type(w.category).__name__ == "type" and w.category.__name__ == "ConstantNameWarning":
+            names = re.findall(r"'([A-Za-z_][A-Za-z0-9_]*)' is treated as an input", str(w.message))
+            name = names[0] if names else "NAME"
+            print(
+                f"zpml: warning: '{name}' is an input variable here; if it is the constant, "
+                f"pass --const {name}=VALUE (e.g. --const pi=3.141592653589793)",
+                file=sys.stderr,
+            )
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return fru
+
+
+def _parse_constants(items: Sequence[str]) -> dict[str, str]:
+    """``--const NAME=VALUE`` (repeatable): exact decimals, each name once."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not value:
+            raise UsageError(f"--const {item!r} must look like NAME=VALUE, e.g. pi=3.141592653589793")
+        if name in out:
+            raise UsageError(f"--const {name} is given twice; give each constant once")
+        if len(value) > _MAX_VALUE_CHARS or not _DECIMAL.match(value):
+            raise UsageError(
+                f"--const {item!r}: {value[:40]!r} is not a decimal number (it is read exactly)"
+            )
+        out[name] = value
+    return out
 
 
 def _unique_params(items: Sequence[str]) -> list[str]:
@@ -786,6 +829,13 @@ def build_parser(prog: str = "zpml") -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--init", action="append", default=[], metavar="NAME=VALUE", help="initial value"
+    )
+    p.add_argument(
+        "--const",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="named constant, e.g. pi=3.141592653589793 (exact decimal)",
     )
     p.add_argument(
         "--tau-infer", default="0", help="bottom threshold (default 0: exact zeros), read exactly"

@@ -96,3 +96,31 @@ def test_unsigned_bundle_with_a_key_and_bad_key_files(tmp_path: Path, capsys) ->
     assert code == 2 and "is empty" in err
     code, _, err = _run(["inspect", b, "--signing-key-file", str(tmp_path / "missing")], capsys)
     assert code == 1 and "cannot read --signing-key-file" in err
+
+
+def test_const_replaces_a_named_constant_exactly(tmp_path: Path, capsys) -> None:
+    import json
+
+    b = tmp_path / "b"
+    code, out, err = _run(
+        ["compile", "1/(x - pi)", "--const", "pi=3.14159", "--dtype", "float64", "--onnx", str(b)],
+        capsys,
+    )
+    assert code == 0 and "variables x\n" in out and "Q = 100000*x - 314159" in out
+    assert "warning" not in err
+    meta = json.loads((b / "metadata.json").read_text())
+    assert meta["input"]["variables"] == ["x"]
+    code, out, _ = _run(["explain", str(b), "--input", "3.14159"], capsys)
+    assert code == 0 and "exact: Q = 0; strict value = bottom" in out
+
+
+def test_const_errors_and_the_input_named_pi_note(tmp_path: Path, capsys) -> None:
+    code, _, err = _run(
+        ["compile", "1/(x - pi)", "--const", "pi=3", "--const", "pi=4", "--onnx", str(tmp_path / "a")],
+        capsys,
+    )
+    assert code == 2 and "--const pi is given twice" in err
+    code, _, err = _run(["compile", "1/(x - pi)", "--const", "pi=abc", "--onnx", str(tmp_path / "a")], capsys)
+    assert code == 2 and "is not a decimal number" in err
+    code, _, err = _run(["compile", "1/(x - pi)", "--onnx", str(tmp_path / "b")], capsys)
+    assert code == 0 and err.strip().startswith("zpml: warning:") and "--const pi=" in err
