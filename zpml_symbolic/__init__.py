@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from zpml_symbolic import ir
 from zpml_symbolic.errors import (
     BudgetExceededError,
+    ConstantNameWarning,
     EmitError,
     InputTypeError,
     InvalidArgumentError,
@@ -97,6 +98,7 @@ __all__ = [
     "Budget",
     "BudgetExceededError",
     "Coefficient",
+    "ConstantNameWarning",
     "DenominatorSource",
     "EmitError",
     "Explanation",
