@@ -30,7 +30,7 @@ and numpy back ends.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,11 +43,14 @@ __all__ = [
     "apply_underflow",
     "leaf_program",
     "narrow_decoded",
+    "numpy_underflow",
     "product_leaves",
     "resolve_numpy_dtype",
     "resolve_torch_dtype",
     "tap_names",
     "torch_leaf_values",
+    "wider_numpy",
+    "wider_torch",
 ]
 
 
@@ -253,8 +256,11 @@ def narrow_decoded(result: Any, dtype: Any, *, check: bool = True) -> Any:
     )
 
 
-def numpy_underflow(result: Any, Q: np.ndarray, leaf_values: Mapping[int, Any] | Any) -> Any:
-    """Numpy: patch ``result`` given ``leaf_values`` (callable ``rows -> [leaf arrays]``)."""
+def numpy_underflow(
+    result: Any, Q: np.ndarray, leaf_values: Callable[[tuple[np.ndarray, ...]], Sequence[Any]]
+) -> Any:
+    """Numpy: ``result`` with the underflow samples turned into faults; ``leaf_values(rows)``
+    gives the values of ``Q``'s factors at ``rows`` (only called where ``Q == 0``)."""
     if not np.any(result.semantic_bottom_mask):
         return result
     cand = np.asarray(result.semantic_bottom_mask & (Q == 0))
