@@ -711,10 +711,10 @@ def test_errors() -> None:
     for opset in (9, 10_000, "21", True):
         with pytest.raises(InvalidArgumentError, match="opset must be an integer between 15"):
             to_onnx("1/x", opset=opset)  # type: ignore[arg-type]
-    with pytest.raises(EmitError, match="one model per expression, got 2"):
-        to_onnx(["1/x", "1/y"])
-    with pytest.raises(EmitError, match="the module compiles 2"):
-        to_onnx(to_torch(["1/x", "1/y"]))
+    # several expressions are one graph now (issue 10, bug 8: outputs prefixed e{k}_), not an error
+    names = [o.name for o in to_onnx(["1/x", "1/y"]).graph.output]
+    assert names == [o.name for o in to_onnx(to_torch(["1/x", "1/y"])).graph.output]
+    assert {n.split("_", 1)[0] for n in names} == {"e0", "e1"}
     with pytest.raises(
         InvalidArgumentError, match="validity_taus has 2 entries but the expression has 1"
     ):

@@ -3,7 +3,7 @@
 The building blocks of :mod:`zpml_runtime.reference_robotics_deployment`.
 """
 
-from zpml_runtime.robotics.arm import IK_TEMPLATES, DLSSolver, PlanarArm
+from zpml_runtime.robotics.arm import DLS_TEMPLATES, IK_TEMPLATES, DLSSolver, PlanarArm
 from zpml_runtime.robotics.dataset import (
     BUCKET_EDGES,
     BUCKET_LABELS,
@@ -17,6 +17,7 @@ __all__ = [
     "BUCKET_EDGES",
     "BUCKET_LABELS",
     "DLSSolver",
+    "DLS_TEMPLATES",
     "IKDataset",
     "IKDatasetConfig",
     "IK_TEMPLATES",

@@ -26,7 +26,7 @@ import numpy as np
 
 from zpml_runtime.errors import InvalidConfigError, ShapeMismatchError
 
-__all__ = ["PlanarArm", "DLSSolver", "IK_TEMPLATES"]
+__all__ = ["DLS_TEMPLATES", "DLSSolver", "IK_TEMPLATES", "PlanarArm"]
 
 #: Symbolic templates of the two inverse-Jacobian entries over the features
 #: ``c1, s1, c2, s2, dx, dy`` with learnable link lengths ``l1, l2`` (text for
@@ -35,6 +35,28 @@ IK_TEMPLATES: tuple[str, str] = (
     "(l2*(c1*c2 - s1*s2)*dx + l2*(s1*c2 + c1*s2)*dy) / (l1*l2*s2)",
     "(-(l1*c1 + l2*(c1*c2 - s1*s2))*dx - (l1*s1 + l2*(s1*c2 + c1*s2))*dy) / (l1*l2*s2)",
 )
+
+
+
+def _dls_templates() -> tuple[str, str]:
+    j11 = "(-(l1*s1 + l2*(s1*c2 + c1*s2)))"
+    j12 = "(-l2*(s1*c2 + c1*s2))"
+    j21 = "(l1*c1 + l2*(c1*c2 - s1*s2))"
+    j22 = "(l2*(c1*c2 - s1*s2))"
+    a = f"({j11}**2 + {j12}**2 + lam**2)"
+    b = f"({j11}*{j21} + {j12}*{j22})"
+    c = f"({j21}**2 + {j22}**2 + lam**2)"
+    det = f"({a}*{c} - {b}**2)"
+    w1 = f"({c}*dx - {b}*dy)"
+    w2 = f"(-{b}*dx + {a}*dy)"
+    return f"({j11}*{w1} + {j21}*{w2})/{det}", f"({j12}*{w1} + {j22}*{w2})/{det}"
+
+
+#: The damped-least-squares solution ``J^T (J J^T + lam^2 I)^-1 (dx, dy)`` as a template over
+#: the same features, learnable ``l1, l2, lam``; its denominator ``det(J J^T + lam^2 I)`` is
+#: ``det(J)^2 + lam^2 |J|_F^2 + lam^4 > 0`` on the arm (the compiler, which treats the features
+#: as independent inputs, still tracks it as a denominator).
+DLS_TEMPLATES: tuple[str, str] = _dls_templates()
 
 
 def _positive(value: float, name: str) -> float:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from zpml_runtime.errors import ShapeMismatchError
-from zpml_runtime.robotics.arm import IK_TEMPLATES
+from zpml_runtime.robotics.arm import DLS_TEMPLATES, IK_TEMPLATES
 
 __all__ = ["FEATURE_NAMES", "IKFeatures", "IKMLPRationalModel", "IKTemplateModel", "MLPBaseline"]
 
@@ -35,26 +35,41 @@ class IKFeatures(nn.Module):
 
 
 class IKTemplateModel(nn.Module):
-    """The inverse Jacobian as a symbolic template with learnable link lengths ``l1, l2``.
+    """Differential IK as a symbolic template with learnable coefficients.
 
-    The two entries of :data:`~zpml_runtime.robotics.arm.IK_TEMPLATES` are
-    compiled together by ``zpml_symbolic`` (exact flattening keeps every
-    denominator: ``Q = l1*s2`` and ``l1*l2*s2``, validity factor ``l2``), so
-    ``Q`` is exactly zero where ``det J`` is.
+    ``kind="inverse"``: the two entries of
+    :data:`~zpml_runtime.robotics.arm.IK_TEMPLATES` (learnable link lengths
+    ``l1, l2``), compiled together by ``zpml_symbolic``; exact flattening keeps
+    every denominator (``Q = l1*s2`` and ``l1*l2*s2``, validity factor ``l2``),
+    so ``Q`` is exactly zero where ``det J`` is. ``kind="dls"``: the
+    damped-least-squares solution :data:`~zpml_runtime.robotics.arm.DLS_TEMPLATES`
+    (``l1, l2`` and the damping ``lam``), finite everywhere on the arm.
     """
 
     can_reach_bottom = True
 
-    def __init__(self, *, init: dict[str, float] | None = None, dtype: torch.dtype = torch.float64) -> None:
+    def __init__(
+        self,
+        *,
+        kind: str = "inverse",
+        init: dict[str, float] | None = None,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
         super().__init__()
         import zpml_symbolic as zs
 
-        self.templates = IK_TEMPLATES
+        if kind == "inverse":
+            self.templates, params = IK_TEMPLATES, ["l1", "l2"]
+            default = {"l1": 0.8, "l2": 1.25}
+        elif kind == "dls":
+            self.templates, params = DLS_TEMPLATES, ["l1", "l2", "lam"]
+            default = {"l1": 0.8, "l2": 1.25, "lam": 0.05}
+        else:
+            raise ValueError(f"kind must be 'inverse' or 'dls', got {kind!r}")
+        self.kind = kind
         self.features = IKFeatures()
-        frus = [zs.flatten(zs.parse(t, parameters=["l1", "l2"])) for t in IK_TEMPLATES]
-        self.rational = zs.to_torch(
-            frus, init=init or {"l1": 0.8, "l2": 1.25}, variables=list(FEATURE_NAMES), dtype=dtype
-        )
+        frus = [zs.flatten(zs.parse(t, parameters=params)) for t in self.templates]
+        self.rational = zs.to_torch(frus, init=init or default, variables=list(FEATURE_NAMES), dtype=dtype)
         self.frus = tuple(frus)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
