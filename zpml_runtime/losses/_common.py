@@ -62,6 +62,22 @@ def as_targets(y: Any, like: Tensor, *, name: str, func: str) -> Tensor:
     return y
 
 
+def check_tuples(P: Any, Q: Any, Y_n: Any, Y_d: Any, *, func: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Check predictions ``(P, Q)`` and targets ``(Y_n, Y_d)``: tensors of one shape (no broadcasting).
+
+    Targets are cast to the dtype and device of ``P``; a mismatch raises
+    :class:`~zpml_runtime.errors.ShapeMismatchError` naming ``func`` and both shapes.
+    """
+    P = check_tensor(P, name="P", func=func)
+    Q = check_tensor(Q, name="Q", func=func)
+    check_same_shape(P, Q, names=("P", "Q"), func=func)
+    Y_n = as_targets(Y_n, P, name="Y_n", func=func)
+    Y_d = as_targets(Y_d, P, name="Y_d", func=func)
+    check_same_shape(P, Y_n, names=("P", "Y_n"), func=func)
+    check_same_shape(P, Y_d, names=("P", "Y_d"), func=func)
+    return P, Q, Y_n, Y_d
+
+
 def check_nonneg_number(value: Any, *, name: str, func: str) -> float:
     """A finite number ``>= 0`` (bool refused) as float, else :class:`InvalidConfigError`."""
     if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad:

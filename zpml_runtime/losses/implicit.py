@@ -23,10 +23,8 @@ from typing import Any
 import torch
 
 from ._common import (
-    as_targets,
     check_nonneg_number,
-    check_same_shape,
-    check_tensor,
+    check_tuples,
     combine,
     reduce_mean,
     sanitize,
@@ -123,13 +121,7 @@ def implicit_loss(
     No Python loops and no device synchronisation.
     """
     func = "implicit_loss"
-    P = check_tensor(P, name="P", func=func)
-    Q = check_tensor(Q, name="Q", func=func)
-    check_same_shape(P, Q, names=("P", "Q"), func=func)
-    Y_n = as_targets(Y_n, P, name="Y_n", func=func)
-    Y_d = as_targets(Y_d, P, name="Y_d", func=func)
-    check_same_shape(P, Y_n, names=("P", "Y_n"), func=func)
-    check_same_shape(P, Y_d, names=("P", "Y_d"), func=func)
+    P, Q, Y_n, Y_d = check_tuples(P, Q, Y_n, Y_d, func=func)
     gamma = check_nonneg_number(gamma, name="gamma", func=func)
     m, w = combine(None, mask, weight, P, func=func)
     if m is not None:
@@ -160,13 +152,7 @@ def cross_product_loss(
     Same shape, ``mask`` and ``weight`` rules as :func:`implicit_loss`.
     """
     func = "cross_product_loss"
-    P = check_tensor(P, name="P", func=func)
-    Q = check_tensor(Q, name="Q", func=func)
-    check_same_shape(P, Q, names=("P", "Q"), func=func)
-    Y_n = as_targets(Y_n, P, name="Y_n", func=func)
-    Y_d = as_targets(Y_d, P, name="Y_d", func=func)
-    check_same_shape(P, Y_n, names=("P", "Y_n"), func=func)
-    check_same_shape(P, Y_d, names=("P", "Y_d"), func=func)
+    P, Q, Y_n, Y_d = check_tuples(P, Q, Y_n, Y_d, func=func)
     m, w = combine(None, mask, weight, P, func=func)
     if m is not None:
         P, Q = sanitize(P, m), sanitize(Q, m)

@@ -18,6 +18,7 @@ from ._common import (
     check_same_shape,
     check_tau,
     check_tensor,
+    check_tuples,
     combine,
     reduce_mean,
     sanitize,
@@ -76,13 +77,7 @@ def sign_consistency_loss(
     gradient does not vanish on the wrong side next to the pole.
     """
     func = "sign_consistency_loss"
-    P = check_tensor(P, name="P", func=func)
-    Q = check_tensor(Q, name="Q", func=func)
-    check_same_shape(P, Q, names=("P", "Q"), func=func)
-    Y_n = as_targets(Y_n, P, name="Y_n", func=func)
-    Y_d = as_targets(Y_d, P, name="Y_d", func=func)
-    check_same_shape(P, Y_n, names=("P", "Y_n"), func=func)
-    check_same_shape(P, Y_d, names=("P", "Y_d"), func=func)
+    P, Q, Y_n, Y_d = check_tuples(P, Q, Y_n, Y_d, func=func)
     singular = (Y_d == 0) & (Y_n != 0)
     m, w = combine(singular, mask, weight, P, func=func)
     P, Q = sanitize(P, m), sanitize(Q, m)
@@ -112,13 +107,7 @@ def censored_loss(
     side is decided without dividing: ``sign((P Y_d - Q Y_n) Q Y_d) = sign(P/Q - bound)``.
     """
     func = "censored_loss"
-    P = check_tensor(P, name="P", func=func)
-    Q = check_tensor(Q, name="Q", func=func)
-    check_same_shape(P, Q, names=("P", "Q"), func=func)
-    Y_n = as_targets(Y_n, P, name="Y_n", func=func)
-    Y_d = as_targets(Y_d, P, name="Y_d", func=func)
-    check_same_shape(P, Y_n, names=("P", "Y_n"), func=func)
-    check_same_shape(P, Y_d, names=("P", "Y_d"), func=func)
+    P, Q, Y_n, Y_d = check_tuples(P, Q, Y_n, Y_d, func=func)
     gamma = check_nonneg_number(gamma, name="gamma", func=func)
     if isinstance(direction, torch.Tensor):
         d = as_targets(direction, P, name="direction", func=func)
