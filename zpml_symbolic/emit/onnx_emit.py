@@ -98,6 +98,7 @@ from zpml_symbolic.emit.plan import (
     coefficient_values,
     make_plan,
     scaled_config,
+    split_expression_taus,
 )
 from zpml_symbolic.emit.torch_emit import RationalModule
 from zpml_symbolic.errors import EmitError, InvalidArgumentError
@@ -197,15 +198,8 @@ def _expression_taus(validity_taus: object, counts: Sequence[int]) -> list[tuple
     """Per-expression factor thresholds: one number for all, or one entry per expression."""
     if len(counts) == 1:
         return [_factor_taus(validity_taus, counts[0])]
-    if isinstance(validity_taus, Sequence) and not isinstance(validity_taus, str | bytes):
-        if len(validity_taus) != len(counts):
-            raise InvalidArgumentError(
-                f"validity_taus has {len(validity_taus)} entries for {len(counts)} expressions; "
-                "pass one number for every factor, or one entry (a number or a per-factor "
-                "sequence) per expression"
-            )
-        return [_factor_taus(t, k) for t, k in zip(validity_taus, counts, strict=True)]
-    return [_factor_taus(validity_taus, k) for k in counts]
+    split = split_expression_taus(validity_taus, counts)
+    return [_factor_taus(t, k) for t, k in zip(split, counts, strict=True)]
 
 
 def _factor_taus(validity_taus: object, k: int) -> tuple[float, ...]:

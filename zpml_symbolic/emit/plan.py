@@ -261,7 +261,25 @@ def coefficient_values(plan: Plan, init: Mapping[Any, float] | None) -> dict[str
     return {n: given[n] for n in plan.parameters}
 
 
+def split_expression_taus(validity_taus: Any, counts: Sequence[int]) -> list[Any]:
+    """Per-expression ``validity_taus`` of a multi-expression back end.
+
+    One number (or ``None``) applies to every factor of every expression; a sequence
+    must have one entry (a number or a per-factor sequence) per expression.
+    """
+    if isinstance(validity_taus, Sequence) and not isinstance(validity_taus, str | bytes):
+        if len(validity_taus) != len(counts):
+            raise InvalidArgumentError(
+                f"validity_taus has {len(validity_taus)} entries for {len(counts)} expressions; "
+                "pass one number for every factor, or one entry (a number or a per-factor "
+                "sequence) per expression"
+            )
+        return list(validity_taus)
+    return [validity_taus] * len(counts)
+
+
 __all__ = [
+    "split_expression_taus",
     "OutputNames",
     "Plan",
     "check_constants",

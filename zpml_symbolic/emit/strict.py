@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from zpml_symbolic.emit.numpy_emit import run_program, run_values
-from zpml_symbolic.emit.plan import scaled_config, scaled_taus
+from zpml_symbolic.emit.plan import scaled_config, scaled_taus, split_expression_taus
 from zpml_symbolic.emit.program import lower
 from zpml_symbolic.emit.torch_emit import RationalModule, to_torch
 from zpml_symbolic.emit.underflow import (
@@ -101,19 +101,6 @@ def _input_dependencies(module: RationalModule, k: int | None = None) -> list[in
     return sorted(used)
 
 
-def _split_taus(validity_taus: Any, counts: Sequence[int]) -> list[Any]:
-    """Per-expression ``validity_taus`` of a multi-expression evaluator."""
-    if isinstance(validity_taus, Sequence) and not isinstance(validity_taus, str | bytes):
-        if len(validity_taus) != len(counts):
-            raise InvalidArgumentError(
-                f"validity_taus has {len(validity_taus)} entries for {len(counts)} expressions; "
-                "pass one number for every factor, or one entry (a number or a per-factor "
-                "sequence) per expression"
-            )
-        return list(validity_taus)
-    return [validity_taus] * len(counts)
-
-
 class StrictEvaluator(nn.Module):
     """``forward(x) -> StrictInferenceResult`` for one compiled FRU.
 
@@ -144,7 +131,7 @@ class StrictEvaluator(nn.Module):
         self.schemas = tuple(f.structural_validity_output_schema(prefix=prefix) for f in model.frus)
         self.schema = self.schemas[0]
         counts = [len(n.V) for n in model.plan.names]
-        taus = [validity_taus] if self.single else _split_taus(validity_taus, counts)
+        taus = [validity_taus] if self.single else split_expression_taus(validity_taus, counts)
         # thresholds in the emitted gauge (2**-e times the canonical one; e = 0 unless regauged)
         gauges = [model.plan.gauge(k) for k in range(len(model.frus))]
         self._taus = [scaled_taus(t, g.v) for t, g in zip(taus, gauges, strict=True)]
