@@ -123,12 +123,14 @@ class PlanarArm:
         """Exact differential IK: ``(dtheta [batch, 2], singular [batch])``.
 
         ``dtheta`` is NaN on singular rows (``det J == 0`` exactly): the label
-        there is bottom, never a clamped number.
+        there is bottom, never a clamped number. Where the exact value exceeds
+        the float64 range (``|det J|`` near 1e-308) it is +-inf.
         """
         num, det = self.inverse_numerators(inputs)
         singular = det == 0
         safe = np.where(singular, 1.0, det)
-        out = num / safe[:, None]
+        with np.errstate(over="ignore"):  # |det J| near the float64 minimum: the value is +-inf
+            out = num / safe[:, None]
         out[singular] = np.nan
         return out, singular
 
