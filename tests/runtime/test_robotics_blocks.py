@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from zpml_runtime.errors import InvalidConfigError, ShapeMismatchError
@@ -32,6 +32,7 @@ lengths = st.floats(0.2, 3.0, allow_nan=False)
 
 
 @given(t1=angles, t2=angles, l1=lengths, l2=lengths, v=st.tuples(st.floats(-1, 1), st.floats(-1, 1)))
+@example(t1=0.0, t2=1.1125369292536007e-308, l1=1.0, l2=1.0, v=(1.0, 0.0))  # label overflows to inf
 def test_inverse_velocity_solves_the_jacobian_system(t1, t2, l1, l2, v) -> None:
     arm = PlanarArm(l1, l2)
     x = np.array([[t1, t2, *v]])
