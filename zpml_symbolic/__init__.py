@@ -55,27 +55,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         to_torch,
     )
 
-#: The emitters need numpy, torch and onnx; they are imported on first use so that
-#: ``import zpml_symbolic`` (front end and exact flattening) stays light.
-_EMIT_NAMES = frozenset(
-    {
-        "BottomExplanation",
-        "NumpyEvaluator",
-        "RationalModule",
-        "StrictEvaluator",
-        "lift_float_literals",
-        "numpy_evaluator",
-        "strict_evaluator",
-        "to_onnx",
-        "to_torch",
-    }
-)
-
-
 def __getattr__(name: str) -> Any:
-    if name in _EMIT_NAMES:
-        from zpml_symbolic import emit
+    """The emitters need numpy, torch and onnx: they load on first use (``zpml_symbolic.emit``'s
+    own lazy table decides which names exist), so ``import zpml_symbolic`` stays light."""
+    import importlib
 
+    emit = importlib.import_module("zpml_symbolic.emit")  # not `from . import emit`: that re-enters here
+    if name in emit.LAZY_NAMES:
         value = getattr(emit, name)
         globals()[name] = value
         return value

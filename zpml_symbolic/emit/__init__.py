@@ -27,6 +27,10 @@ _HOME = {
 }
 
 
+#: the names this package exports lazily (the top-level ``zpml_symbolic`` forwards them)
+LAZY_NAMES = frozenset(_HOME)
+
+
 def __getattr__(name: str) -> Any:
     home = _HOME.get(name)
     if home is None:
