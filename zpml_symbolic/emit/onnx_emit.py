@@ -364,7 +364,8 @@ def to_onnx(
         validity_taus: per-factor thresholds ``tau_i``: one number or one per factor.
         dtype: ``"float32"`` or ``"float64"``: input, computation and value outputs.
         opset: default-domain opset (default 21; at least 15).
-        parameters, init: learnable coefficients and their values (initializers).
+        parameters: learnable coefficients (become initializers).
+        init: the coefficients' values.
         variables: input column order (default: the FRU's variables).
         prefix: per-factor output name prefix (``{prefix}_{i}_value``, ...).
         model_name: the graph's name (default ``"zpml_rational"``).
