@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo robotics test test-slow bench lint clean venv
+.PHONY: demo robotics test test-slow bench lint docs clean venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -37,6 +37,11 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check zpml_core zpml_symbolic zpml_runtime tests benchmarks examples scripts
+
+# the user docs and the API reference (from docstrings), built offline; any warning fails the build
+docs: $(STAMP)
+	$(PY) -m pip install -e ".[dev,docs]" --quiet
+	$(PY) -m mkdocs build --strict --site-dir build/site
 
 clean:
 	rm -rf $(VENV) build *.egg-info
