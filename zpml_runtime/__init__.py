@@ -7,4 +7,6 @@ report), :mod:`zpml_runtime.metrics` (tau calibration),
 (JSONL events) and the ``zpml`` command (:mod:`zpml_runtime.cli`).
 """
 
-__version__ = "0.1.0"
+from zpml_core.version import __version__
+
+__all__ = ["__version__"]

@@ -6,6 +6,7 @@ Pipeline: front-end (sympy / text / tracing) -> IR (interned DAG) -> flatten
 
 from typing import TYPE_CHECKING, Any
 
+from zpml_core.version import __version__ as __version__
 from zpml_symbolic import ir
 from zpml_symbolic.errors import (
     BudgetExceededError,
@@ -67,8 +68,6 @@ def __getattr__(name: str) -> Any:
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BOTTOM",
