@@ -123,9 +123,13 @@ def _flatten(result: StrictInferenceResult) -> tuple[list[Any], int]:
 
 def _unflatten(leaves: Any, k: int) -> StrictInferenceResult:
     leaves = list(leaves)
-    head, rest = leaves[:5], leaves[5:]
+    rest = leaves[5:]
     return StrictInferenceResult(
-        *head,
+        decoded=leaves[0],
+        bottom_mask=leaves[1],
+        gap_mask=leaves[2],
+        fault_mask=leaves[3],
+        semantic_bottom_mask=leaves[4],
         factor_values=tuple(rest[:k]),
         factor_fault_masks=tuple(rest[k : 2 * k]),
         factor_semantic_masks=tuple(rest[2 * k : 3 * k]),

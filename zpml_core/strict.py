@@ -141,8 +141,8 @@ def _promote(P: Any, Q: Any, backend: Backend) -> tuple[Any, Any]:
     if backend == "torch":
         dt = torch.promote_types(P.dtype, Q.dtype)
         return P.to(dt), Q.to(dt)
-    dt = np.result_type(P.dtype, Q.dtype)
-    return P.astype(dt), Q.astype(dt)
+    nt = np.result_type(P.dtype, Q.dtype)
+    return P.astype(nt), Q.astype(nt)
 
 
 def _align(P: Any, Q: Any, backend: Backend) -> tuple[Any, Any]:
