@@ -16,6 +16,7 @@ from zpml_symbolic.errors import (
     InvalidArgumentError,
     IRVerificationError,
     NotRationalError,
+    NotRationalTextError,
     ParseError,
     ZeroProofError,
 )
@@ -69,6 +70,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    """The module's names, the lazily loaded emitters (``to_torch``, ...) included."""
+    import importlib
+
+    emit = importlib.import_module("zpml_symbolic.emit")
+    return sorted(set(globals()) | set(emit.LAZY_NAMES))
+
+
 __all__ = [
     "BOTTOM",
     "BottomExplanation",
@@ -93,6 +102,7 @@ __all__ = [
     "InputTypeError",
     "InvalidArgumentError",
     "NotRationalError",
+    "NotRationalTextError",
     "ParseError",
     "SourceOccurrence",
     "StructuralValidityFailure",

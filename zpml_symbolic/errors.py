@@ -33,6 +33,24 @@ class ParseError(ZeroProofError, ValueError):
         self.column = column
 
 
+class NotRationalTextError(ParseError, NotRationalError):
+    """The text is well formed but not a rational function: a call such as ``sin(x)``,
+    or a non-integer or symbolic exponent (``x**2.5``, ``x**y``).
+
+    Both a :class:`ParseError` (``column``, ``text``) and a :class:`NotRationalError`
+    (``subexpression``); ``function`` names the called function, if any.
+    """
+
+    def __init__(
+        self, message: str, *, text: str = "", column: int = 0, subexpression: str = "",
+        function: str | None = None,
+    ) -> None:
+        ParseError.__init__(self, message, text=text, column=column)
+        self.subexpression = subexpression
+        self.path = ""
+        self.function = function
+
+
 class InputTypeError(ZeroProofError, TypeError):
     """A front-end entry point got an argument of the wrong type (e.g. ``parse(42)``)."""
 
@@ -81,6 +99,7 @@ __all__ = [
     "InputTypeError",
     "InvalidArgumentError",
     "NotRationalError",
+    "NotRationalTextError",
     "ParseError",
     "ZeroProofError",
 ]

@@ -226,7 +226,7 @@ def test_degrees() -> None:
 def test_evaluate_rejects_bad_values() -> None:
     fru = zs.flatten(x / y)
     with pytest.raises(zs.InvalidArgumentError, match="unknown symbols"):
-        fru.evaluate({x: 1, y: 1, z: 1})
+        fru.evaluate({x: 1, y: 1, z: 1}, unknown="error")
     with pytest.raises(zs.InvalidArgumentError, match="must be a real number"):
         fru.evaluate({x: "1", y: 1})
     assert fru.evaluate({"x": float("inf"), "y": 1}) is zs.BOTTOM

@@ -275,7 +275,11 @@ class FlattenedFRU:
         )
 
     # ---------------------------------------------------------------- evaluation
-    def _point(self, values: Mapping[Any, object]) -> list[Fraction | float]:
+    def _point(
+        self, values: Mapping[Any, object], unknown: str = "ignore"
+    ) -> list[Fraction | float]:
+        if unknown not in ("ignore", "error"):
+            raise InvalidArgumentError(f"unknown must be 'ignore' or 'error', got {unknown!r}")
         by_name: dict[str, object] = {}
         for key, val in values.items():
             name = key.name if isinstance(key, sp.Symbol) else key
@@ -286,10 +290,10 @@ class FlattenedFRU:
         missing = [n for n in names if n not in by_name]
         if missing:
             raise InvalidArgumentError(f"no value given for {missing} (needs {names})")
-        unknown = sorted(set(by_name) - set(names))
-        if unknown:
+        extra = sorted(set(by_name) - set(names))
+        if extra and unknown == "error":
             raise InvalidArgumentError(
-                f"values given for unknown symbols {unknown} (knows {names})"
+                f"values given for unknown symbols {extra} (knows {names})"
             )
         return [to_fraction(by_name[n], name=n) for n in names]
 
@@ -305,14 +309,19 @@ class FlattenedFRU:
         res = p(*[QQ(v.numerator, v.denominator) for v in point])  # type: ignore[union-attr]
         return Fraction(int(res.numerator), int(res.denominator))
 
-    def evaluate(self, values: Mapping[Any, object]) -> sp.Rational | _Bottom:
+    def evaluate(
+        self, values: Mapping[Any, object], *, unknown: str = "ignore"
+    ) -> sp.Rational | _Bottom:
         """Exact guarded strict value at a point: a sympy Rational or ``BOTTOM``.
 
         ``values`` maps every variable and parameter (Symbol or name) to a
         number; floats are taken exactly. A non-finite input gives ``BOTTOM``
         when ``P``, ``Q`` or a validity factor depends on it (a fault).
+        Keys for symbols the expression does not have are ignored, so one dict
+        of all inputs serves several expressions; ``unknown="error"`` refuses
+        them instead (catches a misspelt name).
         """
-        point = self._point(values)
+        point = self._point(values, unknown)
         q = self._eval(self.denominator_poly_ring, point)
         vs = [self._eval(p, point) for p in self.validity_factor_polys]
         p_value = self._eval(self._P, point)
@@ -323,14 +332,15 @@ class FlattenedFRU:
         value = Fraction(p_value) / Fraction(q)
         return sp.Rational(value.numerator, value.denominator)
 
-    def explain(self, values: Mapping[Any, object]) -> Explanation:
+    def explain(self, values: Mapping[Any, object], *, unknown: str = "ignore") -> Explanation:
         """Which divisions of the user's tree are bottom at this point, for people.
 
         Lists every provenance entry (retained or already enforced by ``Q``)
         whose factor vanishes; ``str()`` of the result is a readable report.
+        ``unknown``: as for :meth:`evaluate`.
         """
-        point = self._point(values)
-        value = self.evaluate(values)
+        point = self._point(values, unknown)
+        value = self.evaluate(values, unknown=unknown)
         causes = tuple(
             s for s, p in self._sources if self._eval(p, point) == 0 or _nan(self._eval(p, point))
         )

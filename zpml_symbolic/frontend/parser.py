@@ -11,8 +11,18 @@ Grammar (``^`` and ``**`` are the same operator)::
     term     := unary (("*" | "/") unary)*
     unary    := ("-" | "+") unary | power
     power    := atom [("**" | "^") exponent]
-    exponent := ("-" | "+")* (INTEGER | "(" exponent ")")
-    atom     := NUMBER | IDENTIFIER | "(" expr ")"
+    exponent := ("-" | "+")* (NUMBER | "(" exponent ")")     (its value an integer)
+    atom     := NUMBER | IDENTIFIER | "(" expr ")" | FUNCTION "(" expr ")"
+    FUNCTION := "square" | "cube" | "neg" | "inv"
+
+An exponent is a number literal whose value is an integer (``2``, ``-3``,
+``2.0``, ``1e2``). The functions are the rational spellings symbolic-regression
+tools print: ``square(x)`` is ``x**2``, ``cube(x)`` is ``x**3``, ``neg(x)`` is
+``-x`` and ``inv(x)`` is ``1/x``. A call of any other function, a non-integer
+exponent (``x**2.5``) or a symbolic one (``x**y``) raises
+:class:`~zpml_symbolic.errors.NotRationalTextError` (a ``ParseError`` and a
+``NotRationalError``) naming it. ``dialect="pysr"`` also reads Julia's
+``Float32`` literals (``1.5f0`` is 1.5) and refuses ``Inf``/``NaN``.
 
 ``**`` binds tighter than unary minus (``-x**2`` is ``-(x**2)``) and is
 right-associative, so ``x**2**3`` means ``x**(2**3)``; since an exponent must
@@ -41,16 +51,29 @@ from __future__ import annotations
 import gc
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import sympy
 
-from zpml_symbolic.errors import InputTypeError, InvalidArgumentError, ParseError
+from zpml_symbolic.errors import (
+    InputTypeError,
+    InvalidArgumentError,
+    NotRationalTextError,
+    ParseError,
+)
 from zpml_symbolic.frontend.coefficient import Coefficient, as_coefficient
 from zpml_symbolic.frontend.constants import constant_values
 
-__all__ = ["MAX_INPUT_LENGTH", "MAX_LITERAL_DIGITS", "InputTypeError", "parse"]
+__all__ = [
+    "DIALECTS",
+    "MAX_INPUT_LENGTH",
+    "MAX_LITERAL_DIGITS",
+    "NON_RATIONAL_FUNCTIONS",
+    "RATIONAL_FUNCTIONS",
+    "InputTypeError",
+    "parse",
+]
 
 #: Longest accepted expression text, in characters.
 MAX_INPUT_LENGTH = 1_000_000
@@ -66,6 +89,24 @@ _NUM, _IDENT, _OP, _LPAREN, _RPAREN = "number", "identifier", "operator", "(", "
 
 _NUMBER = re.compile(r"(?P<int>[0-9]+)(?:\.(?P<frac1>[0-9]*))?|\.(?P<frac2>[0-9]+)")
 _EXPONENT = re.compile(r"[eE](?P<exp>[+-]?[0-9]+)")
+_JULIA_EXPONENT = re.compile(r"[eEfF](?P<exp>[+-]?[0-9]+)")  # 1.5f0: a Julia Float32 literal
+
+#: Text dialects: ``"zpml"`` (default) and ``"pysr"`` (Julia ``Float32`` literals such as
+#: ``1.5f0``; ``Inf``/``NaN`` refused as non-finite constants).
+DIALECTS = ("zpml", "pysr")
+
+#: Functions the parser accepts, and the power each one is (``neg`` is negation).
+RATIONAL_FUNCTIONS: dict[str, int | None] = {"square": 2, "cube": 3, "inv": -1, "neg": None}
+
+#: Functions known not to be rational (a call names them in a :class:`NotRationalTextError`).
+NON_RATIONAL_FUNCTIONS = frozenset(
+    """sin cos tan cot sec csc asin acos atan atan2 sinh cosh tanh coth asinh acosh atanh
+    atanh_clip exp expm1 exp2 exp10 log log2 log10 log1p log_abs log2_abs log10_abs log1p_abs
+    safe_log safe_log2 safe_log10 safe_log1p safe_sqrt safe_acosh safe_pow sqrt sqrt_abs cbrt
+    abs Abs sign relu sigmoid softplus gamma erf erfc floor ceil round max min mod greater
+    logical_or logical_and cond Heaviside""".split()
+)
+_NON_FINITE_NAMES = frozenset({"Inf", "NaN", "inf", "nan", "Inf32", "NaN32", "Inf16", "NaN16"})
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _WORD_TAIL = re.compile(r"[A-Za-z0-9_.]*")
 _WHITESPACE = frozenset(" \t\r\n\f\v")
@@ -129,7 +170,7 @@ def _number_value(
     return sympy.Rational(mantissa, 10 ** (-shift))
 
 
-def _tokenize(text: str) -> tuple[list[_Token], ParseError | None]:
+def _tokenize(text: str, julia: bool = False) -> tuple[list[_Token], ParseError | None]:
     """Tokens up to the first lexical error, and that error (``None`` if the text is clean).
 
     The error is returned rather than raised so that the parser can report an
@@ -137,15 +178,20 @@ def _tokenize(text: str) -> tuple[list[_Token], ParseError | None]:
     """
     tokens: list[_Token] = []
     try:
-        _tokenize_into(text, tokens)
+        _tokenize_into(text, tokens, julia)
     except ParseError as err:
         return tokens, err
     return tokens, None
 
 
-def _tokenize_into(text: str, tokens: list[_Token]) -> None:
-    """Append the tokens of ``text`` to ``tokens``; raise at the first lexical error."""
+def _tokenize_into(text: str, tokens: list[_Token], julia: bool = False) -> None:
+    """Append the tokens of ``text`` to ``tokens``; raise at the first lexical error.
+
+    ``julia``: an exponent may also be written with ``f`` (``1.5f0``, Julia's Float32).
+    """
     i, n = 0, len(text)
+    exponent_re = _JULIA_EXPONENT if julia else _EXPONENT
+    exponent_letters = "eEfF" if julia else "eE"
     while i < n:
         ch = text[i]
         column = i + 1
@@ -157,7 +203,7 @@ def _tokenize_into(text: str, tokens: list[_Token]) -> None:
             if match is None:  # a lone "." not followed by a digit
                 raise _error("malformed number '.' (a decimal point needs digits)", text, column)
             end = match.end()
-            exp_match = _EXPONENT.match(text, end)
+            exp_match = exponent_re.match(text, end)
             exp_text = None
             if exp_match is not None:
                 exp_text = exp_match.group("exp")
@@ -165,8 +211,8 @@ def _tokenize_into(text: str, tokens: list[_Token]) -> None:
             if end < n and _WORD_TAIL.match(text, end).end() > end:
                 bad = text[i : _WORD_TAIL.match(text, end).end()]
                 nxt = text[end]
-                if nxt in "eE" and exp_match is None:
-                    why = "'e' must be followed by an integer exponent, as in 1e-3"
+                if nxt in exponent_letters and exp_match is None:
+                    why = f"{nxt!r} must be followed by an integer exponent, as in 1e-3"
                 elif nxt == ".":
                     why = "more than one decimal point"
                 else:
@@ -211,7 +257,7 @@ def _tokenize_into(text: str, tokens: list[_Token]) -> None:
         if ch in "[{":
             hint = " (use parentheses for grouping)"
         elif ch == ",":
-            hint = " (function calls and tuples are not supported)"
+            hint = " (a function takes one argument; tuples are not supported)"
         elif not ch.isascii():
             hint = _unicode_hint(text, i)
         raise _error(f"unexpected character {ch!r}{hint}", text, column)
@@ -346,6 +392,14 @@ def _negate(expr: sympy.Expr) -> sympy.Expr:
     return sympy.Mul(_NEG_ONE, expr, evaluate=False)
 
 
+def _apply_function(name: str, arg: sympy.Expr) -> sympy.Expr:
+    """``square(arg)`` etc. as the parser's own nodes (``neg`` as unary minus)."""
+    power = RATIONAL_FUNCTIONS[name]
+    if power is None:
+        return _negate(arg)
+    return sympy.Pow(arg, sympy.Integer(power), evaluate=False)
+
+
 def _combine(op: str, left: _Operand, right: _Operand) -> _Operand:
     rhs = right.close()
     if op in "+-":
@@ -372,6 +426,7 @@ class _Pending:
 
     kind: str
     column: int
+    function: str | None = None  # for "(": the function called, if the parenthesis opens a call
 
     @property
     def precedence(self) -> int:
@@ -390,8 +445,15 @@ class _Parser:
         lexical_error: ParseError | None,
         symbols: dict[str, sympy.Symbol],
         constants: dict[str, sympy.Rational] | None = None,
+        *,
+        pysr: bool = False,
+        literal: Callable[[_Token, bool], sympy.Expr | None] | None = None,
     ) -> None:
         self.constants = constants or {}
+        self.pysr = pysr
+        #: hook for number literals: ``literal(token, negated)`` returns the atom to use
+        #: (``None``: the exact number); see :mod:`zpml_symbolic.frontend.equation`
+        self.literal = literal
         self.text = text
         self.tokens = tokens
         self.lexical_error = lexical_error
@@ -401,6 +463,30 @@ class _Parser:
 
     def error(self, message: str, column: int) -> ParseError:
         return _error(message, self.text, column)
+
+    def not_rational(
+        self, message: str, column: int, subexpression: str, function: str | None = None
+    ) -> NotRationalTextError:
+        return NotRationalTextError(
+            _format(message, self.text, column),
+            text=self.text,
+            column=column,
+            subexpression=subexpression,
+            function=function,
+        )
+
+    def call_error(self, tok: _Token) -> ParseError:
+        """The error for a call of a function other than :data:`RATIONAL_FUNCTIONS`."""
+        allowed = "function calls are not supported, except square(), cube(), neg() and inv()"
+        if tok.text in NON_RATIONAL_FUNCTIONS:
+            return self.not_rational(
+                f"{tok.text}() is not a rational function, so the equation is not rational "
+                f"({allowed})",
+                tok.column,
+                tok.text,
+                tok.text,
+            )
+        return self.error(f"unknown function {tok.text}(): {allowed}", tok.column)
 
     def end_error(self, message: str, column: int) -> ParseError:
         """An error caused by running out of tokens: a lexical error, if any, explains it."""
@@ -432,8 +518,8 @@ class _Parser:
             raise self.end_error(f"missing exponent after {power_token.text!r}", power_token.column)
         start = tokens[pos].column
         not_integer = (
-            "only integer exponents are allowed: the exponent must be an integer literal "
-            "such as 2, -3 or (-3)"
+            "only integer exponents are allowed: the exponent must be a number literal "
+            "with an integer value, such as 2, -3, (-3) or 2.0"
         )
         sign, opened = 1, []
         while True:
@@ -449,10 +535,24 @@ class _Parser:
                 sign = -sign if tok.text == "-" else sign
             elif tok.kind == _LPAREN:
                 opened.append(tok.column)
-            elif tok.kind == _NUM and tok.is_integer_literal:
+            elif tok.kind == _NUM:
                 assert tok.value is not None
+                if tok.value.q != 1:
+                    raise self.not_rational(
+                        f"{not_integer} (found {tok.text!r}): a non-integer power is not a "
+                        "rational function, so the equation is not rational",
+                        start,
+                        tok.text,
+                    )
                 value = sign * int(tok.value)
                 break
+            elif tok.kind == _IDENT:
+                raise self.not_rational(
+                    f"{not_integer} (found {tok.text!r}): a symbolic power is not a rational "
+                    "function, so the equation is not rational",
+                    start,
+                    tok.text,
+                )
             else:
                 raise self.error(f"{not_integer} (found {tok.text!r})", start)
         while opened:
@@ -470,6 +570,35 @@ class _Parser:
                 start,
             )
         return value, pos
+
+    def atom(self, tok: _Token) -> sympy.Expr:
+        """The operand of a number or identifier token."""
+        if tok.kind == _NUM:
+            assert tok.value is not None
+            if self.literal is not None:
+                lifted = self.literal(tok, False)
+                if lifted is not None:
+                    return lifted
+            return tok.value
+        if tok.text in self.constants:
+            return self.constants[tok.text]
+        if self.pysr and tok.text in _NON_FINITE_NAMES:
+            raise self.not_rational(
+                f"{tok.text} is not a finite number, so the equation is not rational",
+                tok.column,
+                tok.text,
+            )
+        return self.symbol(tok.text)
+
+    def negated_literal(self, pos: int) -> bool:
+        """Whether tokens ``pos, pos+1`` are a unary minus and a number not raised to a power."""
+        tokens = self.tokens
+        if not (tokens[pos].kind == _OP and tokens[pos].text == "-"):
+            return False
+        if pos + 1 >= len(tokens) or tokens[pos + 1].kind != _NUM:
+            return False
+        after = tokens[pos + 2] if pos + 2 < len(tokens) else None
+        return not (after is not None and after.kind == _OP and after.text in ("**", "^"))
 
     def postfix_power(self, base: sympy.Expr, pos: int) -> tuple[sympy.Expr, int]:
         tokens = self.tokens
@@ -492,21 +621,24 @@ class _Parser:
                         and pos + 1 < len(tokens)
                         and tokens[pos + 1].kind == _LPAREN
                     ):
-                        raise self.error(
-                            f"function calls are not supported (found {tok.text!r} followed by '(')",
-                            tok.column,
-                        )
-                    if tok.kind == _NUM:
-                        atom = tok.value
-                    elif tok.text in self.constants:
-                        atom = self.constants[tok.text]
-                    else:
-                        atom = self.symbol(tok.text)
-                    assert atom is not None
+                        if tok.text not in RATIONAL_FUNCTIONS:
+                            raise self.call_error(tok)
+                        ops.append(_Pending("(", tokens[pos + 1].column, tok.text))
+                        pos += 2
+                        continue
+                    atom = self.atom(tok)
                     atom, pos = self.postfix_power(atom, pos + 1)
                     operands.append(_Operand(atom))
                     expect_operand = False
                     continue
+                if self.literal is not None and self.negated_literal(pos):
+                    # "-1.5" as one literal, so a lifted constant carries its sign
+                    atom = self.literal(tokens[pos + 1], True)
+                    if atom is not None:
+                        operands.append(_Operand(atom))
+                        expect_operand = False
+                        pos += 2
+                        continue
                 if tok.kind == _LPAREN:
                     ops.append(_Pending("(", tok.column))
                 elif tok.kind == _OP and tok.text in "+-":
@@ -515,6 +647,10 @@ class _Parser:
                     if prev is None:
                         raise self.error("unmatched ')'", tok.column)
                     if prev.kind == _LPAREN:
+                        if ops and ops[-1].function is not None:
+                            raise self.error(
+                                f"{ops[-1].function}() needs one argument", prev.column
+                            )
                         raise self.error("empty parentheses '()'", prev.column)
                     raise self.error(f"missing operand between {prev.text!r} and ')'", tok.column)
                 elif prev is None:
@@ -540,8 +676,10 @@ class _Parser:
                     self.reduce_top()
                 if not ops:
                     raise self.error("unmatched ')'", tok.column)
-                ops.pop()
+                opened = ops.pop()
                 group = operands.pop().close()
+                if opened.function is not None:
+                    group = _apply_function(opened.function, group)
                 group, pos = self.postfix_power(group, pos + 1)
                 operands.append(_Operand(group))
             elif tok.kind == _OP:  # '**' not directly after an operand
@@ -597,6 +735,7 @@ def parse(
     *,
     parameters: Iterable[str | sympy.Symbol] = (),
     constants: Mapping[str, object] | None = None,
+    dialect: str = "zpml",
 ) -> sympy.Expr:
     """Parse ``text`` into an unevaluated sympy tree that keeps the written structure.
 
@@ -613,7 +752,9 @@ def parse(
     (1/x, -1)
 
     Raises :class:`~zpml_symbolic.errors.ParseError` (with ``.column``, 1-based,
-    and a caret line in the message) for malformed text,
+    and a caret line in the message) for malformed text (its subclass
+    :class:`~zpml_symbolic.errors.NotRationalTextError` when the text is well formed
+    but not rational: ``sin(x)``, ``x**2.5``),
     :class:`InputTypeError` (a ``TypeError``) when ``text`` is not a ``str``,
     and :class:`~zpml_symbolic.errors.InvalidArgumentError` for bad parameters.
     """
@@ -626,12 +767,32 @@ def parse(
                 else ""
             )
         )
+    pysr = _check_dialect(dialect)
     symbols = _parameter_symbols(parameters)
     values = constant_values(constants)
     clash = sorted(set(values) & set(symbols))
     if clash:
         raise InvalidArgumentError(f"{clash} are given both as constants and as parameters")
     consts = {k: sympy.Rational(v.numerator, v.denominator) for k, v in values.items()}
+    return run_parser(text, symbols, consts, pysr=pysr)
+
+
+def _check_dialect(dialect: object) -> bool:
+    """True for ``"pysr"``, False for ``"zpml"``; anything else is an error."""
+    if dialect not in DIALECTS:
+        raise InvalidArgumentError(f"dialect must be one of {list(DIALECTS)}, got {dialect!r}")
+    return dialect == "pysr"
+
+
+def run_parser(
+    text: str,
+    symbols: dict[str, sympy.Symbol],
+    constants: dict[str, sympy.Rational],
+    *,
+    pysr: bool = False,
+    literal: Callable[[_Token, bool], sympy.Expr | None] | None = None,
+) -> sympy.Expr:
+    """Tokenize and parse ``text`` (checked by the caller) with the cyclic GC paused."""
     if len(text) > MAX_INPUT_LENGTH:
         raise ParseError(
             f"expression text is too long: {len(text)} characters (limit {MAX_INPUT_LENGTH})",
@@ -644,8 +805,9 @@ def parse(
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        tokens, lexical_error = _tokenize(text)
-        return _Parser(text, tokens, lexical_error, symbols, consts).run()
+        tokens, lexical_error = _tokenize(text, julia=pysr)
+        parser = _Parser(text, tokens, lexical_error, symbols, constants, pysr=pysr, literal=literal)
+        return parser.run()
     finally:
         if was_enabled:
             gc.enable()

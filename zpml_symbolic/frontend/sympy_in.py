@@ -17,6 +17,7 @@ from fractions import Fraction
 import sympy as sp
 
 from zpml_symbolic.errors import InvalidArgumentError, NotRationalError
+from zpml_symbolic.frontend.decimal_number import DecimalNumber
 from zpml_symbolic.ir import node as ir
 from zpml_symbolic.ir.node import Node, Op
 
@@ -101,6 +102,8 @@ def _leaf(
         raise _reject(expr, occ, "infinite or undefined constant")
     if isinstance(expr, sp.Rational):  # Integer is a Rational
         return ir.const(Fraction(int(expr.p), int(expr.q)))
+    if isinstance(expr, DecimalNumber):  # a decimal shown to the user: exactly that decimal
+        return ir.const(expr.value)
     if isinstance(expr, sp.Float):
         try:
             return ir.const(float_to_fraction(expr))
