@@ -17,10 +17,12 @@ import sympy as sp
 import torch
 
 import zpml_symbolic as zs
+from zpml_symbolic.frontend.decimal_number import DecimalNumber, decimal_text
+from zpml_symbolic.frontend.equation import Equation, default_variables, parse_equation
 
 from ..errors import InvalidConfigError, UnsupportedInputError
 from ._base import ProjectiveLayer, check_input
-from ._exact import check_digits, exact_value, readable_number
+from ._exact import check_digits, exact_value
 from .gradient_policy import GradientPolicy
 from .projective import GaugePolicy
 
@@ -44,6 +46,45 @@ def _names(items: Any, field: str) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise TemplateError(f"{field} lists a name twice: {list(names)}")
     return names
+
+
+def _fold_negated_numbers(expr: sp.Expr) -> sp.Expr:
+    """``Mul(-1, 1.7, ...)`` -> ``Mul(-1.7, ...)`` for substituted numbers, bottom-up (iterative).
+
+    The parser writes ``x - c`` as ``x + (-1)*c``; once ``c`` is a number this
+    would print as ``x - 1*1.7``. The value (and every bottom) is unchanged.
+    """
+    done: dict[sp.Basic, sp.Basic] = {}
+    stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if node in done:
+            continue
+        if not node.args:
+            done[node] = node
+            continue
+        if not expanded:
+            stack.append((node, True))
+            stack.extend((a, False) for a in node.args if a not in done)
+            continue
+        args = [done[a] for a in node.args]
+        if isinstance(node, sp.Mul):
+            minus = [i for i, a in enumerate(args) if a == sp.S.NegativeOne]
+            numbers = [
+                i
+                for i, a in enumerate(args)
+                if isinstance(a, DecimalNumber | sp.Rational) and a != sp.S.NegativeOne
+            ]
+            if len(minus) == 1 and numbers:
+                args[numbers[0]] = -args[numbers[0]]
+                del args[minus[0]]
+        if len(args) == 1 and isinstance(node, sp.Mul | sp.Add):
+            done[node] = args[0]
+        elif all(a is b for a, b in zip(args, node.args, strict=False)) and len(args) == len(node.args):
+            done[node] = node
+        else:
+            done[node] = node.func(*args, evaluate=False)
+    return done[expr]
 
 
 class RationalTemplateLayer(ProjectiveLayer):
@@ -137,6 +178,63 @@ class RationalTemplateLayer(ProjectiveLayer):
         self.parameter_names: tuple[str, ...] = tuple(self.module.parameter_names)
         self.variables: tuple[str, ...] = tuple(self.module.variables)
         self._dtype = dtype
+        #: the parsed equation when built by :meth:`from_equation` (else None)
+        self.equation: Equation | None = None
+
+    @classmethod
+    def from_equation(
+        cls,
+        text: str,
+        *,
+        variables: Sequence[str | sp.Symbol] | None = None,
+        prefix: str = "c",
+        dialect: str = "pysr",
+        dtype: torch.dtype = torch.float32,
+        gradient_policy: GradientPolicy | str = GradientPolicy.PROJECT,
+        tau_train: float = 0.0,
+        gauge: GaugePolicy | str = GaugePolicy.CANONICAL_DENOMINATOR,
+        clamp_value: float = 1.0,
+    ) -> RationalTemplateLayer:
+        """A layer from an equation with numeric constants, e.g. one found by symbolic regression.
+
+        Every float literal (``1.7``, ``-0.5``, ``2.0``, ``1e-3``) becomes a learnable
+        coefficient ``c0, c1, ...`` (written order; a literal after a unary minus
+        carries the sign) initialised to its value; integer literals and exponents
+        (``x**2``, ``x0 ^ 2.0``, ``square(x)``) stay exact. ``variables``: the input
+        columns in order; default: ``x0 .. x<max k>`` for PySR's ``x<k>`` names, else
+        the names in natural sort order. ``layer.equation`` keeps the parsed
+        equation (its ``literals`` and exact ``constants``).
+
+        Raises :class:`~zpml_symbolic.errors.NotRationalTextError` naming the function
+        or power when the equation is not rational (``sin(x0)``, ``x0 ^ 2.5``),
+        :class:`~zpml_symbolic.errors.ParseError` for malformed text and
+        :class:`TemplateError` for inconsistent names.
+        """
+        if not isinstance(text, str):
+            raise UnsupportedInputError(
+                f"RationalTemplateLayer.from_equation: text must be a str, got {type(text).__name__}"
+            )
+        eq = parse_equation(text, prefix=prefix, dialect=dialect)
+        if variables is None:
+            variables = default_variables(eq.identifiers)
+            if not variables:
+                raise TemplateError(
+                    f"RationalTemplateLayer.from_equation: the equation {text!r} uses no input "
+                    "variable; pass variables=[...] (the data's columns)"
+                )
+        layer = cls(
+            eq.expr,
+            eq.parameters,
+            init=eq.initial_values(),
+            variables=variables,
+            dtype=dtype,
+            gradient_policy=gradient_policy,
+            tau_train=tau_train,
+            gauge=gauge,
+            clamp_value=clamp_value,
+        )
+        layer.equation = eq
+        return layer
 
     @property
     def has_validity_factors(self) -> bool:
@@ -166,19 +264,27 @@ class RationalTemplateLayer(ProjectiveLayer):
 
         ``digits=None``: each coefficient is the exact rational of its float, so
         compiling the result again gives the same outputs bit for bit.
-        ``digits=k``: coefficients shown as ``k``-significant-digit Floats (display).
+        ``digits=k``: each coefficient rounded to ``k`` significant digits and shown
+        as a decimal (``x0/(x1 - 1.7)``) that compiles to exactly that decimal
+        (:class:`~zpml_symbolic.frontend.DecimalNumber`): ``zs.flatten`` of the
+        result, ``zs.parse(str(result))`` and ``from_equation(str(result))`` all read
+        ``1.7`` as ``17/10``.
         """
         digits = check_digits(digits)
         if digits is None:
-            return self.module.to_sympy()
+            with sp.evaluate(False):
+                return _fold_negated_numbers(self.module.to_sympy())
         written = zs.to_sympy(self.fru.root)
+        values = self.coefficient_values()
+        for v in values.values():
+            exact_value(v)  # a diverged (non-finite) coefficient is an error, not "nan"
         subs = {
-            s: readable_number(self.coefficient_values()[s.name], digits)
+            s: DecimalNumber(decimal_text(values[s.name], digits))
             for s in written.free_symbols
             if zs.is_coefficient(s)
         }
         with sp.evaluate(False):
-            return written.xreplace(subs)
+            return _fold_negated_numbers(written.xreplace(subs))
 
     def exact_polynomials(self, digits: int | None = None) -> tuple[sp.Expr, sp.Expr, tuple[sp.Expr, ...]]:
         """``(P, Q, validity factors)`` with the coefficients substituted exactly (sympy expressions)."""
