@@ -17,7 +17,7 @@ import sympy as sp
 import torch
 
 import zpml_symbolic as zs
-from zpml_symbolic.frontend.decimal_number import DecimalNumber, decimal_text
+from zpml_symbolic.frontend.decimal_number import fold_negated_numbers, with_decimals
 from zpml_symbolic.frontend.equation import Equation, default_variables, parse_equation
 
 from ..errors import InvalidConfigError, UnsupportedInputError
@@ -46,45 +46,6 @@ def _names(items: Any, field: str) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise TemplateError(f"{field} lists a name twice: {list(names)}")
     return names
-
-
-def _fold_negated_numbers(expr: sp.Expr) -> sp.Expr:
-    """``Mul(-1, 1.7, ...)`` -> ``Mul(-1.7, ...)`` for substituted numbers, bottom-up (iterative).
-
-    The parser writes ``x - c`` as ``x + (-1)*c``; once ``c`` is a number this
-    would print as ``x - 1*1.7``. The value (and every bottom) is unchanged.
-    """
-    done: dict[sp.Basic, sp.Basic] = {}
-    stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if node in done:
-            continue
-        if not node.args:
-            done[node] = node
-            continue
-        if not expanded:
-            stack.append((node, True))
-            stack.extend((a, False) for a in node.args if a not in done)
-            continue
-        args = [done[a] for a in node.args]
-        if isinstance(node, sp.Mul):
-            minus = [i for i, a in enumerate(args) if a == sp.S.NegativeOne]
-            numbers = [
-                i
-                for i, a in enumerate(args)
-                if isinstance(a, DecimalNumber | sp.Rational) and a != sp.S.NegativeOne
-            ]
-            if len(minus) == 1 and numbers:
-                args[numbers[0]] = -args[numbers[0]]
-                del args[minus[0]]
-        if len(args) == 1 and isinstance(node, sp.Mul | sp.Add):
-            done[node] = args[0]
-        elif all(a is b for a, b in zip(args, node.args, strict=False)) and len(args) == len(node.args):
-            done[node] = node
-        else:
-            done[node] = node.func(*args, evaluate=False)
-    return done[expr]
 
 
 class RationalTemplateLayer(ProjectiveLayer):
@@ -237,6 +198,11 @@ class RationalTemplateLayer(ProjectiveLayer):
         return layer
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The coefficients' dtype (inputs must have it too)."""
+        return self._dtype
+
+    @property
     def has_validity_factors(self) -> bool:
         """True when ``forward`` returns ``V`` (retained validity factors)."""
         return bool(self.fru.validity_factors)
@@ -273,18 +239,11 @@ class RationalTemplateLayer(ProjectiveLayer):
         digits = check_digits(digits)
         if digits is None:
             with sp.evaluate(False):
-                return _fold_negated_numbers(self.module.to_sympy())
-        written = zs.to_sympy(self.fru.root)
+                return fold_negated_numbers(self.module.to_sympy())
         values = self.coefficient_values()
         for v in values.values():
             exact_value(v)  # a diverged (non-finite) coefficient is an error, not "nan"
-        subs = {
-            s: DecimalNumber(decimal_text(values[s.name], digits))
-            for s in written.free_symbols
-            if zs.is_coefficient(s)
-        }
-        with sp.evaluate(False):
-            return _fold_negated_numbers(written.xreplace(subs))
+        return with_decimals(zs.to_sympy(self.fru.root), values, digits)
 
     def exact_polynomials(self, digits: int | None = None) -> tuple[sp.Expr, sp.Expr, tuple[sp.Expr, ...]]:
         """``(P, Q, validity factors)`` with the coefficients substituted exactly (sympy expressions)."""

@@ -15,6 +15,7 @@ numbers.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -23,7 +24,7 @@ import sympy as sp
 
 from zpml_symbolic.errors import InvalidArgumentError
 
-__all__ = ["DecimalNumber", "decimal_text"]
+__all__ = ["DecimalNumber", "decimal_text", "fold_negated_numbers", "with_decimals"]
 
 _DECIMAL = re.compile(r"-?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _PRECISION = 60  # bits of the binary value sympy sees (evalf, lambdify)
@@ -86,3 +87,54 @@ def decimal_text(value: float | str, digits: int) -> str:
     mantissa = "".join(map(str, digits_tuple))
     head = mantissa[0] + ("." + mantissa[1:] if len(mantissa) > 1 else ".0")
     return f"{'-' if sign else ''}{head}e{adjusted}"
+
+
+def fold_negated_numbers(expr: sp.Expr) -> sp.Expr:
+    """``Mul(-1, 1.7, ...)`` -> ``Mul(-1.7, ...)`` for substituted numbers, bottom-up (iterative).
+
+    The parser writes ``x - c`` as ``x + (-1)*c``; once ``c`` is a number this
+    would print as ``x - 1*1.7``. The value (and every bottom) is unchanged.
+    """
+    done: dict[sp.Basic, sp.Basic] = {}
+    stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if node in done:
+            continue
+        if not node.args:
+            done[node] = node
+            continue
+        if not expanded:
+            stack.append((node, True))
+            stack.extend((a, False) for a in node.args if a not in done)
+            continue
+        args = [done[a] for a in node.args]
+        if isinstance(node, sp.Mul):
+            minus = [i for i, a in enumerate(args) if a == sp.S.NegativeOne]
+            numbers = [
+                i
+                for i, a in enumerate(args)
+                if isinstance(a, DecimalNumber | sp.Rational) and a != sp.S.NegativeOne
+            ]
+            if len(minus) == 1 and numbers:
+                args[numbers[0]] = -args[numbers[0]]
+                del args[minus[0]]
+        if len(args) == 1 and isinstance(node, sp.Mul | sp.Add):
+            done[node] = args[0]
+        elif all(a is b for a, b in zip(args, node.args, strict=False)) and len(args) == len(node.args):
+            done[node] = node
+        else:
+            done[node] = node.func(*args, evaluate=False)
+    return done[expr]
+
+
+def with_decimals(expr: sp.Expr, values: Mapping[str, float], digits: int) -> sp.Expr:
+    """``expr`` with each symbol named in ``values`` replaced by its value rounded to ``digits``
+    significant digits, as a :class:`DecimalNumber` (structure kept, ``x - 1.7`` not ``x - 1*1.7``)."""
+    subs = {
+        s: DecimalNumber(decimal_text(values[s.name], digits))
+        for s in expr.free_symbols
+        if isinstance(s, sp.Symbol) and s.name in values
+    }
+    with sp.evaluate(False):
+        return fold_negated_numbers(expr.xreplace(subs))
