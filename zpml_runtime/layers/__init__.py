@@ -6,12 +6,14 @@
 * :class:`RationalTemplateLayer`: compiled from a rational expression with parameters;
 * :class:`GradientPolicy`, :func:`apply_gradient_policy`: gradients at bottom samples;
 * :class:`GaugePolicy`, :class:`ProjectiveNormalize`: the projective gauge;
-* :func:`pole_report`: exact real zeros of ``Q`` of a univariate layer.
+* :func:`fit_rational`: deterministic data-driven fit of a univariate or multivariate layer;
+* :func:`pole_report`: exact real zeros of ``Q`` of a univariate layer, true poles vs spurious.
 
 See ``docs/layers.md``.
 """
 
 from .angular_projective import AngularProjectiveHead
+from .fit import FitInfo, fit_rational
 from .gradient_policy import GradientPolicy, apply_gradient_policy, bottom_under_tau
 from .multivariate import MultivariateRationalLayer, monomial_exponents
 from .poles import Pole, PoleReport, pole_report
@@ -21,6 +23,7 @@ from .template import RationalTemplateLayer, TemplateError
 
 __all__ = [
     "AngularProjectiveHead",
+    "FitInfo",
     "GaugePolicy",
     "GradientPolicy",
     "MultivariateRationalLayer",
@@ -31,6 +34,7 @@ __all__ = [
     "SCMRationalLayer",
     "TemplateError",
     "apply_gradient_policy",
+    "fit_rational",
     "bottom_under_tau",
     "monomial_exponents",
     "pole_report",

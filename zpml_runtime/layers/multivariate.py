@@ -144,6 +144,28 @@ class MultivariateRationalLayer(ProjectiveLayer):
         b = torch.tensor([e[1] for e in keep])
         return w[:, a, b].T
 
+    @torch.no_grad()
+    def set_monomial_coefficients(self, coefficients: torch.Tensor) -> None:
+        """Load ``[num_monomials, k]`` coefficients (the layout of :meth:`monomial_coefficients`).
+
+        Entries above a column's degree must be 0 (they would be masked anyway).
+        """
+        c = torch.as_tensor(coefficients, dtype=self.weight.dtype, device=self.weight.device)
+        expected = (self.num_monomials, self.weight.shape[0] if self._degree <= 2 else self.weight.shape[1])
+        if tuple(c.shape) != expected:
+            raise InvalidConfigError(
+                f"{type(self).__name__}: coefficients must have shape {list(expected)}, got {list(c.shape)}"
+            )
+        if self._degree > 2:
+            self.weight.copy_(c)
+            return
+        exps = monomial_exponents(self.in_features, 2)
+        keep = [e for e in exps if sum(1 for i in e if i) <= self._degree]
+        a = torch.tensor([e[0] for e in keep])
+        b = torch.tensor([e[1] for e in keep])
+        self.weight.zero_()
+        self.weight[:, a, b] = c.T
+
     def monomials(self, h: torch.Tensor) -> torch.Tensor:
         """``[..., num_monomials]``: every monomial of total degree <= max degree (reference)."""
         aug = torch.cat([torch.ones_like(h[..., :1]), h], dim=-1)
