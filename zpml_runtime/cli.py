@@ -223,19 +223,20 @@ def _default_smoke_inputs(fru: Any, parameter_values: dict[str, float], dtype: s
     return np.array(unique, dtype=dtype).reshape(len(unique), n)
 
 
-def _load_npy(path: str) -> Any:
-    import numpy as np
+def _load_npy(path: str, option: str) -> Any:
+    """A numeric array from a ``.npy`` file: a file that is not one (text, ``.npz``, a
+    device or pipe) exits 2, a damaged or non-numeric ``.npy`` file or an unreadable
+    path exits 1; never unpickled."""
+    from zpml_runtime.bundle.userfiles import NpyContentError, UserFileError, load_plain_npy
 
     try:
-        arr = np.load(path, allow_pickle=False)
-    except ValueError as e:
-        raise CliError(f"{path} is not a plain .npy array: {e}") from None
-    if not isinstance(arr, np.ndarray):
-        arr.close()
-        raise CliError(f"{path} is an .npz archive; save one array with np.save")
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise CliError(f"{path} must hold real numbers, got dtype {arr.dtype}")
-    return arr
+        return load_plain_npy(path, option)
+    except NpyContentError as e:
+        raise CliError(str(e)) from None
+    except UserFileError as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise CliError(f"cannot read {option} {path}: {e.strerror or e}") from None
 
 
 def _parse_init(items: Sequence[str], params: Sequence[str]) -> dict[str, float]:
@@ -277,8 +278,11 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
     import zpml_symbolic as zs
     from zpml_runtime.bundle import export_bundle
+    from zpml_runtime.bundle.publish import BundlePathError
     from zpml_runtime.inference import InferenceConfig
 
+    if not args.onnx:
+        raise UsageError("--onnx is an empty path; give the bundle directory to write")
     params = _unique_params(args.param)
     init = _parse_init(args.init, params)
     constants = _parse_constants(args.const)
@@ -322,17 +326,20 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         raise CliError(f"{out_dir} already exists; pass --overwrite to replace it")
     values = evaluator.model.coefficient_values()
     if args.smoke_inputs is not None:
-        smoke = _load_npy(args.smoke_inputs)
+        smoke = _load_npy(args.smoke_inputs, "--smoke-inputs")
     else:
         smoke = _default_smoke_inputs(fru, values, args.dtype)
-    exported = export_bundle(
-        evaluator,
-        args.onnx,
-        (torch.from_numpy(smoke.astype(args.dtype)),),
-        dtype=args.dtype,
-        overwrite=args.overwrite,
-        signing_key=signing_key,
-    )
+    try:
+        exported = export_bundle(
+            evaluator,
+            args.onnx,
+            (torch.from_numpy(smoke.astype(args.dtype)),),
+            dtype=args.dtype,
+            overwrite=args.overwrite,
+            signing_key=signing_key,
+        )
+    except BundlePathError as e:  # --onnx names a place where no bundle can be written
+        raise UsageError(f"--onnx {args.onnx}: {e}") from None
     print(f"compiled  {args.expression}")
     print(f"variables {', '.join(v.name for v in fru.variables) or '(none)'}")
     if values:
@@ -479,17 +486,19 @@ def _with_unicode_hint(message: str, text: str) -> str:
 
 
 def _signing_key(args: argparse.Namespace) -> bytes | None:
-    """The HMAC key from ``--signing-key-file`` (the file's bytes exactly), or None."""
+    """The HMAC key from ``--signing-key-file`` (:func:`read_signing_key`: the file's
+    bytes without one trailing newline; a regular file of at most 64 KiB), or None."""
+    from zpml_runtime.bundle.userfiles import UserFileError, read_signing_key
+
     path = getattr(args, "signing_key_file", None)
     if path is None:
         return None
     try:
-        key = Path(path).read_bytes()
+        return read_signing_key(path, what="--signing-key-file")
+    except UserFileError as e:
+        raise UsageError(str(e)) from None
     except OSError as e:
         raise CliError(f"cannot read --signing-key-file {path}: {e.strerror or e}") from None
-    if not key:
-        raise UsageError(f"--signing-key-file {path} is empty; the key must be non-empty bytes")
-    return key
 
 
 # ----------------------------------------------------------------- inspect
@@ -736,8 +745,13 @@ def _explain_agreement(
 
 def _cmd_report_bundle(args: argparse.Namespace) -> int:
     from zpml_runtime.bundle.report import write_bundle_report
+    from zpml_runtime.bundle.userfiles import NotARegularFileError, NotNpyFileError
 
-    report = write_bundle_report(args.dir, inputs=args.inputs, signing_key=_signing_key(args))
+    signing_key = _signing_key(args)
+    try:
+        report = write_bundle_report(args.dir, inputs=args.inputs, signing_key=signing_key)
+    except (NotNpyFileError, NotARegularFileError) as e:  # --inputs is not a .npy file
+        raise UsageError(str(e)) from None
     s = report.summary
     print(f"validation report for {report.path} ({s['inputs']['samples']} samples)")
     print(
@@ -803,7 +817,13 @@ def _add_report_bundle(sub: Any) -> None:
 
 
 def _add_signing_key(p: Any, what: str) -> None:
-    p.add_argument("--signing-key-file", metavar="FILE", default=None, help=f"{what} (HMAC-SHA256)")
+    p.add_argument(
+        "--signing-key-file",
+        metavar="FILE",
+        default=None,
+        help=f"{what} (HMAC-SHA256). The key is the file's bytes without one trailing "
+        "newline, so 'echo KEY > FILE' gives the key b'KEY'; a regular file of at most 64 KiB",
+    )
 
 
 def build_parser(prog: str = "zpml") -> argparse.ArgumentParser:

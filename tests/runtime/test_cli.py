@@ -177,7 +177,7 @@ def _error_cases(bundle: Path, tmp: Path) -> list[tuple[list[str], int, str]]:
         (
             ["compile", "x", "--smoke-inputs", str(tmp / "pickle.npy"), "--onnx", o],
             1,
-            "not a plain .npy",
+            "is a damaged .npy file",
         ),
         (["compile", "x", "--smoke-inputs", str(tmp / "text.npy"), "--onnx", o], 1, "real numbers"),
         (

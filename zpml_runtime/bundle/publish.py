@@ -52,6 +52,24 @@ _BUNDLE_NAMES = {MODEL_FILE, METADATA_FILE, CHECKSUM_FILE, SMOKE_FILE, SIGNATURE
 _BUNDLE_NAMES |= set(REPORT_FILES)
 
 
+class BundlePathError(BundleError):
+    """The bundle path cannot be used: its parent directory or the lock file next to it
+    cannot be created (a read-only or special directory such as ``/proc``)."""
+
+
+def _create_lock_file(lock_path: Path, out: Path) -> None:
+    """Create the lock file (if missing) now, so that a directory where it cannot be
+    created fails at once instead of after the whole lock timeout."""
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as e:
+        raise BundlePathError(
+            f"cannot create lock {lock_path} for bundle {out}: {e.strerror or e}; "
+            "choose a bundle directory in a writable place"
+        ) from None
+    os.close(fd)
+
+
 def _step(name: str) -> None:
     if STEP_HOOK is not None:
         STEP_HOOK(name)
@@ -160,9 +178,16 @@ def publish_bundle(
 
     out = Path(os.path.abspath(out))
     parent = out.parent
+    lock_path = parent / f".{out.name}.lock"
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(str(parent / f".{out.name}.lock"), timeout=lock_timeout)
+    except OSError as e:
+        raise BundlePathError(
+            f"cannot create the parent directory of bundle {out}: {e.strerror or e}"
+        ) from None
+    _create_lock_file(lock_path, out)
+    try:
+        lock = filelock.FileLock(str(lock_path), timeout=lock_timeout)
         lock.acquire()
     except filelock.Timeout:
         raise BundleBusyError(
@@ -213,4 +238,4 @@ def publish_bundle(
             lock.release()
 
 
-__all__ = ["STEP_HOOK", "check_replaceable", "publish_bundle", "recover"]
+__all__ = ["STEP_HOOK", "BundlePathError", "check_replaceable", "publish_bundle", "recover"]

@@ -71,19 +71,13 @@ def load_report_inputs(
     if isinstance(source, np.ndarray):
         arr, where = source, "the given inputs"
     else:
+        from zpml_runtime.bundle.userfiles import load_plain_npy
+
         where = str(source)
-        try:
-            loaded = np.load(source, allow_pickle=False)
+        try:  # a regular .npy file only; never unpickled
+            arr = load_plain_npy(source, "inputs file")
         except OSError as e:
             raise BundleError(f"cannot read inputs file {where}: {e.strerror or e}") from None
-        except ValueError as e:
-            raise BundleError(f"inputs file {where} is not a plain .npy array: {e}") from None
-        if not isinstance(loaded, np.ndarray):
-            loaded.close()
-            raise BundleError(
-                f"inputs file {where} is an .npz archive; save one array with np.save"
-            )
-        arr = loaded
     n_vars = len(runtime.variables)
     if arr.ndim != 2 or arr.shape[1] != n_vars or arr.shape[0] < 1:
         raise BundleError(
