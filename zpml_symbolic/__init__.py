@@ -44,7 +44,11 @@ from zpml_symbolic.frontend import (
 )
 from zpml_symbolic.graph import to_networkx
 
+#: Certified domain analysis (needs numpy): loaded on first use like the emitters.
+_DOMAIN_NAMES = ("DomainReport", "domain_report", "parse_box")
+
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from zpml_symbolic.domain import DomainReport, domain_report, parse_box
     from zpml_symbolic.emit import (
         BottomExplanation,
         NumpyEvaluator,
@@ -62,6 +66,10 @@ def __getattr__(name: str) -> Any:
     own lazy table decides which names exist), so ``import zpml_symbolic`` stays light."""
     import importlib
 
+    if name in _DOMAIN_NAMES:
+        value = getattr(importlib.import_module("zpml_symbolic.domain"), name)
+        globals()[name] = value
+        return value
     emit = importlib.import_module("zpml_symbolic.emit")  # not `from . import emit`: that re-enters here
     if name in emit.LAZY_NAMES:
         value = getattr(emit, name)
@@ -75,7 +83,7 @@ def __dir__() -> list[str]:
     import importlib
 
     emit = importlib.import_module("zpml_symbolic.emit")
-    return sorted(set(globals()) | set(emit.LAZY_NAMES))
+    return sorted(set(globals()) | set(emit.LAZY_NAMES) | set(_DOMAIN_NAMES))
 
 
 __all__ = [
@@ -93,6 +101,7 @@ __all__ = [
     "BudgetExceededError",
     "Coefficient",
     "ConstantNameWarning",
+    "DomainReport",
     "DenominatorSource",
     "EmitError",
     "Explanation",
@@ -109,11 +118,13 @@ __all__ = [
     "StructuralValidityOutput",
     "StructuralValidityOutputSchema",
     "ZeroProofError",
+    "domain_report",
     "flatten",
     "from_sympy",
     "ir",
     "is_coefficient",
     "parse",
+    "parse_box",
     "to_networkx",
     "to_sympy",
     "trace",
