@@ -43,15 +43,17 @@ def spurious_clusters(
     tol: float,
     radius: float = CLUSTER_RADIUS,
     ref_error: float | None = None,
+    candidates: list[RootCluster] | None = None,
 ) -> tuple[list[RootCluster], list[RootCluster]]:
     """``(true, spurious)`` real pole clusters in ``t in [-1, 1]`` of a univariate fit.
 
     ``prob`` holds Chebyshev bases in ``t`` (single output); ``a``, ``b`` are
     ``[nA, 1]`` and ``[nB, 1]`` coefficient arrays. ``ref_error`` is the model's
-    error on the data (computed from ``a``, ``b`` when omitted).
+    error on the data (computed from ``a``, ``b`` when omitted). ``candidates``:
+    the clusters to test (default: every real cluster of ``Q`` in ``[-1, 1]``).
     """
     bc = b[:, 0]
-    found = real_clusters(cheb_roots(bc), -1.0, 1.0, radius)
+    found = real_clusters(cheb_roots(bc), -1.0, 1.0, radius) if candidates is None else candidates
     if not found:
         return [], []
     if ref_error is None:
