@@ -27,10 +27,25 @@ from zpml_symbolic.domain.polys import Poly
 
 def _apply(matrix: np.ndarray, tensor: np.ndarray, axis: int) -> np.ndarray:
     """Multiply ``tensor`` by ``matrix`` along ``axis`` (object dtype, exact)."""
+    shape = tensor.shape
+    if axis == 0:
+        return (matrix @ tensor.reshape(shape[0], -1)).reshape((matrix.shape[0],) + shape[1:])
+    if axis == tensor.ndim - 1:
+        out = tensor.reshape(-1, shape[-1]) @ matrix.T
+        return out.reshape(shape[:-1] + (matrix.shape[0],))
     moved = np.moveaxis(tensor, axis, 0)
-    shape = moved.shape
-    out = matrix @ moved.reshape(shape[0], -1)
-    return np.moveaxis(out.reshape((matrix.shape[0],) + shape[1:]), 0, axis)
+    mshape = moved.shape
+    out = matrix @ moved.reshape(mshape[0], -1)
+    return np.moveaxis(out.reshape((matrix.shape[0],) + mshape[1:]), 0, axis)
+
+
+@lru_cache(maxsize=64)
+def _corner_indices(shape: tuple[int, ...]) -> tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]:
+    """``(corner, index)`` per vertex: corner bits (0 = lo, 1 = hi) and the coefficient index."""
+    return tuple(
+        (corner, tuple(0 if c == 0 else n - 1 for c, n in zip(corner, shape, strict=True)))
+        for corner in itertools.product((0, 1), repeat=len(shape))
+    )
 
 
 def _to_power_of_t(degree: int, lo: Fraction, w: Fraction) -> np.ndarray:
@@ -73,10 +88,18 @@ class Patch:
     numpy object array of shape ``degree + 1`` per axis, ``scale > 0``).
     """
 
-    __slots__ = ("box", "coeffs", "scale")
+    __slots__ = ("box", "coeffs", "scale", "rel")
 
-    def __init__(self, box: tuple[Interval, ...], coeffs: np.ndarray, scale: Fraction) -> None:
+    def __init__(
+        self,
+        box: tuple[Interval, ...],
+        coeffs: np.ndarray,
+        scale: Fraction,
+        rel: tuple[float, ...] | None = None,
+    ) -> None:
         self.box = box
+        #: side lengths relative to the root patch's box (floats: for ordering and heuristics only)
+        self.rel = rel if rel is not None else (1.0,) * len(box)
         g = reduce(math.gcd, coeffs.flat, 0)
         if g > 1:
             coeffs = coeffs // g
@@ -113,13 +136,24 @@ class Patch:
             int(self.coeffs.max())
         ) * self.scale
 
+    def vertex_coefficients(self) -> Iterator[tuple[tuple[int, ...], int]]:
+        """``(corner, integer coefficient)`` per vertex; ``f(vertex) = coefficient * scale``."""
+        coeffs = self.coeffs
+        for corner, idx in _corner_indices(coeffs.shape):
+            yield corner, int(coeffs[idx])
+
+    def vertex(self, corner: tuple[int, ...]) -> tuple[Fraction, ...]:
+        """The vertex with the given corner bits."""
+        return tuple(iv[c] for iv, c in zip(self.box, corner, strict=True))
+
     def vertices(self) -> Iterator[tuple[tuple[Fraction, ...], Fraction]]:
         """``(vertex, exact value of f there)`` for every vertex of the box."""
-        shape = self.coeffs.shape
-        for corner in itertools.product((0, 1), repeat=len(shape)):
-            idx = tuple(0 if c == 0 else n - 1 for c, n in zip(corner, shape, strict=True))
-            point = tuple(iv[c] for iv, c in zip(self.box, corner, strict=True))
-            yield point, Fraction(int(self.coeffs[idx])) * self.scale
+        for corner, c in self.vertex_coefficients():
+            yield self.vertex(corner), Fraction(c) * self.scale
+
+    def min_abs_vertex_value(self) -> Fraction:
+        """The smallest ``|f|`` over the vertices (exact values at points of the box)."""
+        return Fraction(min(abs(c) for _, c in self.vertex_coefficients())) * self.scale
 
     def split(self, axis: int, at: Fraction) -> tuple[Patch, Patch]:
         """The patches of ``[lo, at]`` and ``[at, hi]`` along ``axis`` (``lo < at < hi``)."""
@@ -132,9 +166,12 @@ class Patch:
         scale = self.scale / Fraction(t.denominator) ** degree
         left_box = self.box[:axis] + ((lo, at),) + self.box[axis + 1 :]
         right_box = self.box[:axis] + ((at, hi),) + self.box[axis + 1 :]
+        tf = float(t)
+        rel_l = self.rel[:axis] + (self.rel[axis] * tf,) + self.rel[axis + 1 :]
+        rel_r = self.rel[:axis] + (self.rel[axis] * (1.0 - tf),) + self.rel[axis + 1 :]
         return (
-            Patch(left_box, _apply(left_m, self.coeffs, axis), scale),
-            Patch(right_box, _apply(right_m, self.coeffs, axis), scale),
+            Patch(left_box, _apply(left_m, self.coeffs, axis), scale, rel_l),
+            Patch(right_box, _apply(right_m, self.coeffs, axis), scale, rel_r),
         )
 
     def split_cost(self, axis: int) -> int:

@@ -92,8 +92,7 @@ def tangential_zero(
         return "undecided", None, "critical-point system too large to solve exactly"
     meter.check_time()
     syms = [sp.Symbol(n) for n in poly.names]
-    f = poly.to_sympy()
-    eqs = [f] + [sp.diff(f, s) for s in syms]
+    eqs = [_sympy_poly(p, syms) for p in [poly, *(poly.derivative(n) for n in poly.names)]]
     start = time.monotonic()
     basis = sp.groebner(eqs, *syms, order="grevlex", domain="QQ")
     meter.work += int((time.monotonic() - start) * 1e6)
@@ -135,6 +134,11 @@ def tangential_zero(
     if undecided:
         return "undecided", None, "a critical zero could not be placed inside or outside the box"
     return "none", None, "no critical zero in the box"
+
+
+def _sympy_poly(p: Poly, syms: list[sp.Symbol]) -> sp.Poly:
+    terms = {m: sp.Rational(c.numerator, c.denominator) for m, c in p.terms().items()}
+    return sp.Poly.from_dict(terms or {(0,) * len(syms): 0}, *syms, domain="QQ")
 
 
 def _form_range(form: sp.Expr, syms: list[sp.Symbol], box: tuple[Interval, ...]) -> Interval:

@@ -19,6 +19,7 @@ from zpml_symbolic.domain.box import Interval, simplest_rational
 from zpml_symbolic.domain.critical import tangential_zero
 from zpml_symbolic.domain.outcome import Outcome, Run
 from zpml_symbolic.domain.polys import Poly
+from zpml_symbolic.domain.quadratic import quadratic_extremes
 from zpml_symbolic.domain.report import Witness
 from zpml_symbolic.domain.search import Subdivision, refine_sign_change
 from zpml_symbolic.domain.univariate import decide_univariate, nonzero_bound
@@ -197,6 +198,10 @@ def _irreducible(
     if len(box) == 1:
         return decide_univariate(h, box[0], run, need_bound=need_bound, need_cover=need_cover)
     names = h.names
+    if h.total_degree() <= 2:
+        out = _quadratic(h, box, run, need_cover=need_cover)
+        if out is not None:
+            return out
     sub = Subdivision(h, box, run.meter)
     sub.run(limit=run.share(FIRST_PASS_SHARE), resolution=FIRST_PASS_WIDTH)
     notes = []
@@ -230,26 +235,54 @@ def _irreducible(
             boxes=sub.boxes,
             min_found=sub.min_seen,
         )
-    cover: list[dict[str, Interval]] = []
-    complete = True
-    if need_cover:
-        sub.run(
-            limit=run.max_work,
-            until_decided=False,
-            resolution=float(run.resolution),
-            max_leaves=run.max_cover_boxes,
-        )
-        cover = [dict(zip(names, b, strict=True)) for b in sub.undecided_boxes()]
-        complete = bool(sub.nonzero or sub.max_relative_width() <= float(run.resolution))
     method = "exact critical-point solving" if algebraic is not None else "Bernstein subdivision"
-    return Outcome(
-        "vanishes",
-        witness=witness,
-        cover=cover,
-        cover_complete=complete,
-        method=f"{method} ({sub.boxes} splits)",
-        boxes=sub.boxes,
+    out = Outcome("vanishes", witness=witness, method=f"{method} ({sub.boxes} splits)")
+    if need_cover:
+        _cover(sub, run, out)
+    else:
+        out.boxes = sub.boxes
+    return out
+
+
+def _quadratic(h: Poly, box: tuple[Interval, ...], run: Run, *, need_cover: bool) -> Outcome | None:
+    """Exact decision for degree <= 2 from the exact extremes over the box."""
+    ext = quadratic_extremes(h, box, run.meter)
+    if ext is None:
+        return None
+    names = h.names
+    (low, argmin), (high, argmax) = ext
+    method = "exact extremes of a quadratic"
+    if low > 0 or high < 0:
+        bound = low if low > 0 else -high
+        return Outcome("nonzero", lower_bound=bound, min_found=bound, method=method)
+    sub = Subdivision(h, box, run.meter)
+    if low == 0 or high == 0:
+        point = argmin if low == 0 else argmax
+        witness = Witness(
+            kind="zero", point=dict(zip(names, point, strict=True)), note="exact zero"
+        )
+    else:
+        sub.negative, sub.positive = (argmin, low), (argmax, high)
+        witness = _subdivision_witness(h, sub, run)
+    out = Outcome("vanishes", witness=witness, method=method)
+    if need_cover:
+        _cover(sub, run, out)
+    return out
+
+
+def _cover(sub: Subdivision, run: Run, out: Outcome) -> None:
+    """Refine ``sub`` to the resolution and store its undecided leaves as ``out``'s zero-set cover."""
+    sub.run(
+        limit=run.max_work,
+        until_decided=False,
+        resolution=float(run.resolution),
+        max_leaves=run.max_cover_boxes,
     )
+    out.cover = [dict(zip(sub.poly.names, b, strict=True)) for b in sub.undecided_boxes()]
+    out.cover_complete = bool(
+        sub.started and (not sub.undecided or sub.max_relative_width() <= float(run.resolution))
+    )
+    out.boxes += sub.boxes
 
 
 def _subdivision_witness(h: Poly, sub: Subdivision, run: Run) -> Witness:

@@ -141,21 +141,29 @@ class Subdivision:
             self.min_seen = a
 
     def _rel(self, patch: Patch) -> float:
-        return max(float((hi - lo) / w) for (lo, hi), w in zip(patch.box, self.widths, strict=True))
+        return max(patch.rel)
 
     def _push(self, patch: Patch) -> None:
-        for point, value in patch.vertices():
-            if point not in self._seen:
-                if len(self._seen) < 200_000:
-                    self._seen.add(point)
-                self._see(point, value)
+        if self.zero is None or self.positive is None or self.negative is None:
+            for corner, c in patch.vertex_coefficients():
+                if c == 0:
+                    if self.zero is None:
+                        self.zero = patch.vertex(corner)
+                elif c > 0:
+                    if self.positive is None:
+                        self.positive = (patch.vertex(corner), Fraction(c) * patch.scale)
+                elif self.negative is None:
+                    self.negative = (patch.vertex(corner), Fraction(c) * patch.scale)
         if patch.sign() != 0:
+            low = patch.min_abs_vertex_value()
+            if self.min_seen is None or low < self.min_seen:
+                self.min_seen = low
             heapq.heappush(self.certified, (patch.abs_lower_bound(), next(self._count), patch))
         else:
             heapq.heappush(self.undecided, (-self._rel(patch), next(self._count), patch))
 
     def _axis(self, patch: Patch) -> int:
-        rel = [(hi - lo) / w for (lo, hi), w in zip(patch.box, self.widths, strict=True)]
+        rel = patch.rel
         return max(range(len(rel)), key=lambda i: rel[i])
 
     def _split(self, patch: Patch, axis: int) -> tuple[Patch, Patch]:
