@@ -66,7 +66,8 @@ def strict_inference(
         bottom entries.
 
     Raises:
-        UnsupportedInputError: non-array inputs, mixed backends/devices, non-float dtypes.
+        UnsupportedInputError: non-array inputs, mixed backends/devices, ``meta`` tensors,
+            non-float dtypes.
         ShapeMismatchError: shapes outside the documented rules.
         InvalidConfigError: bad ``validity_taus`` (``ThresholdUnderflowError`` for a
             positive threshold the evaluation dtype cannot represent).
@@ -128,11 +129,23 @@ def _check_pair(P: Any, Q: Any) -> Backend:
         )
     check_float(P, name="P")
     check_float(Q, name="Q")
+    if backend == "torch":
+        _refuse_meta(P, "P")
+        _refuse_meta(Q, "Q")
     if backend == "torch" and P.device != Q.device:
         raise UnsupportedInputError(
             f"P is on {P.device} but Q is on {Q.device}; move both to one device"
         )
     return backend
+
+
+def _refuse_meta(x: torch.Tensor, name: str) -> None:
+    """A ``meta`` tensor has a shape but no values: the masks cannot be decided."""
+    if x.device.type == "meta":
+        raise UnsupportedInputError(
+            f"{name} is on the 'meta' device (a shape without values); strict inference "
+            "decides its masks from the values: compute it on a real device (e.g. 'cpu')"
+        )
 
 
 def _promote(P: Any, Q: Any, backend: Backend) -> tuple[Any, Any]:
@@ -191,6 +204,8 @@ def _split_factors(factors: Any, backend: Backend, P: Any) -> tuple[Any, ...]:
         if backend_of(v, name=name) != backend:
             raise UnsupportedInputError(f"{name} is a {type(v).__name__} but P/Q use {backend}")
         check_float(v, name=name)
+        if backend == "torch":
+            _refuse_meta(v, name)
         if backend == "torch" and v.device != P.device:
             raise UnsupportedInputError(f"{name} is on {v.device} but P/Q are on {P.device}")
         _factor_view_shape(tuple(v.shape), out, name)

@@ -61,12 +61,16 @@ def check_torch_input(x: Any, variables: Sequence[str], where: str, device: Any 
             f"{where}: x must be a torch.Tensor of shape {_columns(variables)}, "
             f"got {type(x).__module__}.{type(x).__name__}{hint}"
         )
-    if not x.is_floating_point():
-        hint = (
-            "complex inputs are not supported (rational models are real)"
-            if x.is_complex()
-            else "cast it explicitly, e.g. x.to(torch.float32)"
-        )
+    if x.dtype not in (torch.float32, torch.float64):
+        if x.is_complex():
+            hint = "complex inputs are not supported (rational models are real)"
+        elif x.is_floating_point():  # float16, bfloat16, float8: no constant checks, no ONNX twin
+            hint = (
+                "cast it explicitly, e.g. x.to(torch.float32) (strict_inference decodes "
+                "float16/bfloat16 P and Q directly)"
+            )
+        else:
+            hint = "cast it explicitly, e.g. x.to(torch.float32)"
         raise UnsupportedInputError(
             f"{where}: x must have a real floating dtype (float32 or float64), got {x.dtype}; {hint}"
         )

@@ -32,6 +32,7 @@ import sympy as sp
 import torch
 from torch import nn
 
+from zpml_core.errors import UnsupportedInputError
 from zpml_symbolic.emit.numpy_emit import run_program, run_values
 from zpml_symbolic.emit.plan import scaled_config, scaled_taus, split_expression_taus
 from zpml_symbolic.emit.program import lower
@@ -78,6 +79,18 @@ class BottomExplanation:
         if self.note:
             lines.append(f"  {self.note}")
         return "\n".join(lines)
+
+
+def refuse_meta(x: torch.Tensor, where: str) -> None:
+    """Raise :class:`UnsupportedInputError` for a ``meta`` tensor: it has a shape but no
+    values, and the strict masks are decided from the values."""
+    if x.device.type == "meta":
+        raise UnsupportedInputError(
+            f"{where}: x is on the 'meta' device (a shape without values); strict evaluation "
+            "decides its masks from the values: materialise x on a real device "
+            "(e.g. torch.empty(shape, device='cpu') filled with data), and the module too "
+            "(module.to_empty(device='cpu') then load its state_dict) if it was built on 'meta'"
+        )
 
 
 def _tracing() -> bool:
@@ -164,6 +177,7 @@ class StrictEvaluator(nn.Module):
     def forward(self, x: torch.Tensor) -> Any:
         """Strict result of the FRU on ``x`` (shape ``[*batch, n_vars]``); a tuple for several."""
         self.model.check_input(x, "StrictEvaluator")
+        refuse_meta(x, "StrictEvaluator")
         if not self._needs_sanitising(x) or not self._deps:
             return self._decode(x, None)
         eager = not (torch.compiler.is_compiling() or torch.jit.is_tracing())
@@ -291,6 +305,7 @@ class StrictEvaluator(nn.Module):
             )
         xt = torch.as_tensor(x)
         self.model.check_input(xt, "StrictEvaluator.explain")
+        refuse_meta(xt, "StrictEvaluator.explain")
         if result is None:
             with torch.no_grad():
                 result = self(xt)
