@@ -32,9 +32,10 @@ from typing import Any
 
 import torch
 
+from zpml_symbolic.emit.interpreter import Interpreter, ProgramLike, column
 from zpml_symbolic.emit.plan import Plan
 
-__all__ = ["ErrorBounds"]
+__all__ = ["AbsoluteBound", "ErrorBounds", "RoundingDepth"]
 
 _UNIT = {torch.float16: 11, torch.bfloat16: 8, torch.float32: 24, torch.float64: 53}
 
@@ -57,34 +58,7 @@ class ErrorBounds:
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        program = plan.program
-        depth: list[int] = []
-        for ins in program.instrs:
-            a = [depth[i] for i in ins.args]
-            op = ins.op
-            if op == "input":
-                d = 0
-            elif op == "param":
-                d = 1  # a cast to the input dtype may round
-            elif op == "const":
-                d = 0 if ins.const is not None and _exact_in(ins.const) else 1
-            elif op in ("add", "sub"):
-                d = max(a) + 1
-            elif op == "neg":
-                d = a[0]
-            elif op in ("mul", "square"):
-                d = a[0] + a[-1] + 1
-            elif op == "scale":
-                d = a[0] + (0 if ins.const is not None and _exact_in(ins.const) else 1) + 1
-            elif op == "shift":
-                d = max(a[0], 0 if ins.const is not None and _exact_in(ins.const) else 1) + 1
-            elif op == "axpy":
-                c = 0 if ins.const is not None and _exact_in(ins.const) else 1
-                d = max(a[0], a[1] + c + 1) + 1
-            else:  # pragma: no cover - a new op must get a rule
-                raise NotImplementedError(f"no error-bound rule for op {op!r}")
-            depth.append(d)
-        self.depth = depth
+        self.depth = RoundingDepth(plan.program).run()
 
     def factor(self, name: str, dtype: torch.dtype) -> float:
         """The constant ``gamma_d * (1 + gamma_{2d+2}) * (1 + 4u)`` of output ``name``, rounded up."""
@@ -101,32 +75,7 @@ class ErrorBounds:
         """``B`` for each output in ``names`` at ``x`` (shape ``[..., n_vars]``), in ``x.dtype``."""
         program = self.plan.program
         dt = x.dtype
-        tiny = torch.finfo(dt).tiny
-        ax = x.detach().abs()
-        A: list[Any] = []
-        for ins in program.instrs:
-            op, a = ins.op, [A[i] for i in ins.args]
-            c = abs(float(ins.const)) if ins.const is not None else 0.0
-            if op == "input":
-                A.append(ax[..., ins.index])
-            elif op == "param":
-                A.append(abs(coefficients[program.parameters[ins.index or 0]]))
-            elif op == "const":
-                A.append(c)
-            elif op in ("add", "sub"):
-                A.append(a[0] + a[1])
-            elif op == "neg":
-                A.append(a[0])
-            elif op == "mul":
-                A.append(a[0] * a[1] + tiny)
-            elif op == "square":
-                A.append(a[0] * a[0] + tiny)
-            elif op == "scale":
-                A.append(a[0] * c + tiny)
-            elif op == "shift":
-                A.append(a[0] + c)
-            elif op == "axpy":
-                A.append(a[0] + (a[1] * c + tiny))
+        A = AbsoluteBound(program, x.detach().abs(), coefficients, torch.finfo(dt).tiny).run()
         batch = x.shape[:-1]
         out = {}
         for name in names:
@@ -134,6 +83,94 @@ class ErrorBounds:
             v = torch.as_tensor(v, dtype=dt, device=x.device).expand(batch)
             out[name] = v * self.factor(name, dt)
         return out
+
+
+def _rounds(c: Fraction) -> int:
+    """1 if the constant ``c`` may round when cast to the evaluation dtype, else 0."""
+    return 0 if _exact_in(c) else 1
+
+
+@column("rounding_depth")
+class RoundingDepth(Interpreter[int]):
+    """The rounding depth ``d`` of every instruction (see the module docstring)."""
+
+    def input(self, column: int) -> int:
+        return 0
+
+    def param(self, index: int) -> int:
+        return 1  # a cast to the input dtype may round
+
+    def const(self, value: Fraction) -> int:
+        return _rounds(value)
+
+    def add(self, a: int, b: int) -> int:
+        return max(a, b) + 1
+
+    def sub(self, a: int, b: int) -> int:
+        return max(a, b) + 1
+
+    def mul(self, a: int, b: int) -> int:
+        return a + b + 1
+
+    def square(self, a: int) -> int:
+        return a + a + 1
+
+    def neg(self, a: int) -> int:
+        return a
+
+    def scale(self, a: int, c: Fraction) -> int:
+        return a + _rounds(c) + 1
+
+    def shift(self, a: int, c: Fraction) -> int:
+        return max(a, _rounds(c)) + 1
+
+    def axpy(self, a: int, b: int, c: Fraction) -> int:
+        return max(a, b + _rounds(c) + 1) + 1
+
+
+@column("absolute_bound")
+class AbsoluteBound(Interpreter[Any]):
+    """``A``: the program on ``|x|`` with every subtraction an addition and ``tiny`` (the
+    smallest normal) added after every multiplication, evaluated in ``ax.dtype``."""
+
+    def __init__(
+        self, program: ProgramLike, ax: torch.Tensor, coefficients: Mapping[str, float], tiny: float
+    ) -> None:
+        super().__init__(program)
+        self.ax, self.coefficients, self.tiny = ax, coefficients, tiny
+
+    def input(self, column: int) -> Any:
+        return self.ax[..., column]
+
+    def param(self, index: int) -> Any:
+        return abs(self.coefficients[self.program.parameters[index]])
+
+    def const(self, value: Fraction) -> Any:
+        return abs(float(value))
+
+    def add(self, a: Any, b: Any) -> Any:
+        return a + b
+
+    def sub(self, a: Any, b: Any) -> Any:
+        return a + b
+
+    def mul(self, a: Any, b: Any) -> Any:
+        return a * b + self.tiny
+
+    def square(self, a: Any) -> Any:
+        return a * a + self.tiny
+
+    def neg(self, a: Any) -> Any:
+        return a
+
+    def scale(self, a: Any, c: Fraction) -> Any:
+        return a * abs(float(c)) + self.tiny
+
+    def shift(self, a: Any, c: Fraction) -> Any:
+        return a + abs(float(c))
+
+    def axpy(self, a: Any, b: Any, c: Fraction) -> Any:
+        return a + (b * abs(float(c)) + self.tiny)
 
 
 def uncertain(value: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:

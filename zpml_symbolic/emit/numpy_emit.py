@@ -9,12 +9,15 @@ exact evaluation, torch and onnxruntime.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import sympy as sp
 
 from zpml_symbolic.emit.inputs import check_numpy_input
+from zpml_symbolic.emit.interpreter import Interpreter, column
+from zpml_symbolic.emit.ops import OPERATIONS
 from zpml_symbolic.emit.plan import (
     Plan,
     check_constants,
@@ -23,7 +26,6 @@ from zpml_symbolic.emit.plan import (
     scaled_config,
     scaled_taus,
 )
-from zpml_symbolic.emit.program import Instr
 from zpml_symbolic.emit.underflow import (
     narrow_decoded,
     numpy_underflow,
@@ -34,24 +36,58 @@ from zpml_symbolic.errors import InvalidArgumentError
 from zpml_symbolic.flatten.coerce import as_frus
 from zpml_symbolic.flatten.fru import FlattenedFRU
 
-NumpyEmit = Callable[[list[Any], Instr, np.dtype], Any]
+
+@column("numpy")
+class NumpyInterpreter(Interpreter[Any]):
+    """The program on a numpy input ``x`` in dtype ``dt``: one array (or 0-d scalar of ``dt``)
+    per instruction, constants rounded once to ``dt``."""
+
+    def __init__(
+        self, program: Any, x: np.ndarray, coefficients: Mapping[str, float], dt: np.dtype
+    ) -> None:
+        super().__init__(program)
+        self.x, self.coefficients, self.dt = x, coefficients, dt
+
+    def _c(self, c: Fraction) -> Any:
+        return self.dt.type(float(c))
+
+    def input(self, column: int) -> Any:
+        return self.x[..., column]
+
+    def param(self, index: int) -> Any:
+        return self.dt.type(self.coefficients[self.program.parameters[index]])
+
+    def const(self, value: Fraction) -> Any:
+        return self._c(value)
+
+    def add(self, a: Any, b: Any) -> Any:
+        return a + b
+
+    def sub(self, a: Any, b: Any) -> Any:
+        return a - b
+
+    def mul(self, a: Any, b: Any) -> Any:
+        return a * b
+
+    def square(self, a: Any) -> Any:
+        return a * a
+
+    def neg(self, a: Any) -> Any:
+        return -a
+
+    def scale(self, a: Any, c: Fraction) -> Any:
+        return self._c(c) * a
+
+    def shift(self, a: Any, c: Fraction) -> Any:
+        return a + self._c(c)
+
+    def axpy(self, a: Any, b: Any, c: Fraction) -> Any:
+        return a + self._c(c) * b
 
 
-def _c(ins: Instr, dt: np.dtype) -> Any:
-    assert ins.const is not None
-    return dt.type(float(ins.const))
-
-
-#: op -> numpy implementation (a test checks every Program op is covered)
-NUMPY_OPS: dict[str, NumpyEmit] = {
-    "add": lambda v, i, dt: v[i.args[0]] + v[i.args[1]],
-    "sub": lambda v, i, dt: v[i.args[0]] - v[i.args[1]],
-    "mul": lambda v, i, dt: v[i.args[0]] * v[i.args[1]],
-    "square": lambda v, i, dt: v[i.args[0]] * v[i.args[0]],
-    "neg": lambda v, i, dt: -v[i.args[0]],
-    "scale": lambda v, i, dt: _c(i, dt) * v[i.args[0]],
-    "shift": lambda v, i, dt: v[i.args[0]] + _c(i, dt),
-    "axpy": lambda v, i, dt: v[i.args[0]] + _c(i, dt) * v[i.args[1]],
+#: op -> numpy implementation (the operations of the ``numpy`` column)
+NUMPY_OPS: dict[str, Callable[..., Any]] = {
+    op: getattr(NumpyInterpreter, op.value) for op in OPERATIONS
 }
 
 
@@ -63,19 +99,8 @@ def run_values(
     dt = x.dtype if dtype is None else np.dtype(dtype)
     if dt != x.dtype:
         x = x.astype(dt)
-    program = plan.program
-    values: list[Any] = []
     with np.errstate(all="ignore"):
-        for ins in program.instrs:
-            if ins.op == "input":
-                values.append(x[..., ins.index])
-            elif ins.op == "param":
-                values.append(dt.type(coefficients[program.parameters[ins.index or 0]]))
-            elif ins.op == "const":
-                values.append(_c(ins, dt))
-            else:
-                values.append(NUMPY_OPS[ins.op](values, ins, dt))
-    return values
+        return NumpyInterpreter(plan.program, x, coefficients, dt).run()
 
 
 def run_program(
@@ -207,4 +232,4 @@ def numpy_evaluator(
     return NumpyEvaluator(plan, coefficient_values(plan, init), config, validity_taus, wide)
 
 
-__all__ = ["NUMPY_OPS", "NumpyEvaluator", "numpy_evaluator", "run_program", "run_values"]
+__all__ = ["NUMPY_OPS", "NumpyEvaluator", "NumpyInterpreter", "numpy_evaluator", "run_program", "run_values"]

@@ -2,7 +2,7 @@
 and :func:`~zpml_symbolic.emit.onnx_emit.strict_decoder_model`.
 
 :class:`_Graph` accumulates nodes and initializers with unique names and
-node-level CSE; ``ONNX_OPS`` maps every program op to ONNX nodes;
+node-level CSE; :class:`OnnxLowering` turns every program op into ONNX nodes;
 ``_strict`` appends the docs/semantics.md §3 decoding (masks, provenance, decoded)
 with the thresholds read from reserved initializers (``zpml_t_*``) so they
 are never folded away; ``_tile`` wraps a graph body in a ``Scan`` over row
@@ -23,8 +23,9 @@ from onnx import TensorProto, helper, numpy_helper
 from zpml_core.arrays import effective_threshold
 from zpml_core.config import InferenceConfig
 from zpml_core.result import STRICT_OUTPUT_NAMES
+from zpml_symbolic.emit.interpreter import Interpreter, column
+from zpml_symbolic.emit.ops import OPERATIONS
 from zpml_symbolic.emit.plan import Plan
-from zpml_symbolic.emit.program import Instr
 
 #: name of the single graph input, of shape ``[batch, n_vars]``
 INPUT_NAME = "x"
@@ -245,40 +246,6 @@ def _exact_const(g: _Graph, c: Fraction) -> str:
     return g.const(_round(c), hint=hint, exact=f"exact value {c}")
 
 
-def _c(g: _Graph, ins: Instr, magnitude: bool = False) -> str:
-    assert ins.const is not None
-    return _exact_const(g, abs(ins.const) if magnitude else ins.const)
-
-
-Emit = Callable[[_Graph, Instr, list[str], str], str]
-
-
-def _shift(g: _Graph, ins: Instr, v: list[str], base: str) -> str:
-    assert ins.const is not None
-    op = "Sub" if ins.const < 0 else "Add"  # a + c == a - |c| exactly; reads better
-    return g.node(op, [v[ins.args[0]], _c(g, ins, magnitude=True)], base)
-
-
-def _axpy(g: _Graph, ins: Instr, v: list[str], base: str) -> str:
-    assert ins.const is not None
-    prod = g.node("Mul", [v[ins.args[1]], _c(g, ins, magnitude=True)], f"{base}_term")
-    return g.node("Sub" if ins.const < 0 else "Add", [v[ins.args[0]], prod], base)
-
-
-#: op -> how to build it in the ONNX graph (a test checks every Program op is covered;
-#: ``input``, ``param`` and ``const`` become Gather nodes and initializers)
-ONNX_OPS: dict[str, Emit] = {
-    "add": lambda g, i, v, n: g.node("Add", [v[i.args[0]], v[i.args[1]]], n),
-    "sub": lambda g, i, v, n: g.node("Sub", [v[i.args[0]], v[i.args[1]]], n),
-    "mul": lambda g, i, v, n: g.node("Mul", [v[i.args[0]], v[i.args[1]]], n),
-    "square": lambda g, i, v, n: g.node("Mul", [v[i.args[0]], v[i.args[0]]], n),
-    "neg": lambda g, i, v, n: g.node("Neg", [v[i.args[0]]], n),
-    "scale": lambda g, i, v, n: g.node("Mul", [v[i.args[0]], _c(g, i)], n),
-    "shift": _shift,
-    "axpy": _axpy,
-}
-
-
 # --------------------------------------------------------------------------- lowering
 
 
@@ -325,25 +292,75 @@ def _lower_program(
 
     ``param_names``: initializer name of each parameter (default: the parameter's name).
     """
-    program = plan.program
-    labels = _instruction_names(plan)
-    values: list[str] = []
-    for idx, ins in enumerate(program.instrs):
-        base = labels.get(idx, f"t{idx}")
-        if ins.op == "input":
-            j = ins.index or 0
-            var = program.variables[j]
-            name = f"in_{var}" if var.isidentifier() and var.isascii() else f"in_{j}"
-            values.append(_column(g, j, len(program.variables), labels.get(idx, name)))
-        elif ins.op == "param":
-            name = program.parameters[ins.index or 0]  # initializer added by to_onnx
-            values.append(name if param_names is None else param_names[name])
-        elif ins.op == "const":
-            assert ins.const is not None
-            values.append(_exact_const(g, ins.const))
-        else:
-            values.append(ONNX_OPS[ins.op](g, ins, values, base))
-    return values
+    return OnnxLowering(g, plan, param_names).run()
+
+
+@column("onnx")
+class OnnxLowering(Interpreter[str]):
+    """The program as nodes of ``g``: one value name per instruction. Values named by the
+    plan (``P``, ``Q``, ``V_i``) keep their names, other temporaries are ``t{i}``; exact
+    constants become shared initializers named after their value."""
+
+    def __init__(
+        self, g: _Graph, plan: Plan, param_names: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(plan.program)
+        self.g = g
+        self.param_names = param_names
+        self.labels = _instruction_names(plan)
+
+    def _base(self) -> str:
+        return self.labels.get(self.index, f"t{self.index}")
+
+    def _binary(self, op: str, a: str, b: str) -> str:
+        return self.g.node(op, [a, b], self._base())
+
+    def input(self, column: int) -> str:
+        program = self.program
+        var = program.variables[column]
+        name = f"in_{var}" if var.isidentifier() and var.isascii() else f"in_{column}"
+        return _column(self.g, column, len(program.variables), self.labels.get(self.index, name))
+
+    def param(self, index: int) -> str:
+        name = self.program.parameters[index]  # initializer added by to_onnx
+        return name if self.param_names is None else self.param_names[name]
+
+    def const(self, value: Fraction) -> str:
+        return _exact_const(self.g, value)
+
+    def add(self, a: str, b: str) -> str:
+        return self._binary("Add", a, b)
+
+    def sub(self, a: str, b: str) -> str:
+        return self._binary("Sub", a, b)
+
+    def mul(self, a: str, b: str) -> str:
+        return self._binary("Mul", a, b)
+
+    def square(self, a: str) -> str:
+        return self._binary("Mul", a, a)
+
+    def neg(self, a: str) -> str:
+        return self.g.node("Neg", [a], self._base())
+
+    def scale(self, a: str, c: Fraction) -> str:
+        return self.g.node("Mul", [a, _exact_const(self.g, c)], self._base())
+
+    def shift(self, a: str, c: Fraction) -> str:
+        op = "Sub" if c < 0 else "Add"  # a + c == a - |c| exactly; reads better
+        return self.g.node(op, [a, _exact_const(self.g, abs(c))], self._base())
+
+    def axpy(self, a: str, b: str, c: Fraction) -> str:
+        base = self._base()
+        prod = self.g.node("Mul", [b, _exact_const(self.g, abs(c))], f"{base}_term")
+        return self.g.node("Sub" if c < 0 else "Add", [a, prod], base)
+
+
+#: op -> how to build it in the ONNX graph (the operations of the ``onnx`` column;
+#: ``input``, ``param`` and ``const`` become Split/Squeeze nodes and initializers)
+ONNX_OPS: dict[str, Callable[..., str]] = {
+    op: getattr(OnnxLowering, op.value) for op in OPERATIONS
+}
 
 
 def _strict(

@@ -8,23 +8,11 @@ multiplication chains (square-and-multiply, never a generic ``pow``) and uses
 fused forms for ``a + c*b`` (``axpy``), ``a + c`` (``shift``), ``c*a``
 (``scale``) and ``a - b`` (``sub``).
 
-Instruction set (``Instr.op``):
-
-=========  =========================  ==================================
-op         args                        meaning
-=========  =========================  ==================================
-input      ()                          input column ``index``
-param      ()                          learnable coefficient ``index``
-const      ()                          exact constant ``const``
-add        (a, b)                      ``a + b``
-sub        (a, b)                      ``a - b``
-mul        (a, b)                      ``a * b``
-square     (a,)                        ``a * a``
-neg        (a,)                        ``-a``
-scale      (a,)                        ``const * a``
-shift      (a,)                        ``a + const``
-axpy       (a, b)                      ``a + const * b``
-=========  =========================  ==================================
+The instruction set is the op table of :mod:`zpml_symbolic.emit.ops`
+(:class:`~zpml_symbolic.emit.ops.OpCode`, one spec row per op: arity, payload,
+exact semantics, partial derivatives). :func:`verify_program` checks the
+invariants (SSA order, arity, payload, outputs and taps) after lowering and
+after every rewrite (:func:`fold_negations`, :func:`eliminate_dead_code`).
 """
 
 from __future__ import annotations
@@ -33,33 +21,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from zpml_symbolic.errors import EmitError
+from zpml_symbolic.emit.interpreter import Interpreter, column
+from zpml_symbolic.emit.ops import SPECS, Instr, OpCode, Payload
+from zpml_symbolic.errors import EmitError, IRVerificationError
 from zpml_symbolic.ir.node import Node, Op
 from zpml_symbolic.ir.traverse import postorder
 
-OPS: tuple[str, ...] = (
-    "input",
-    "param",
-    "const",
-    "add",
-    "sub",
-    "mul",
-    "square",
-    "neg",
-    "scale",
-    "shift",
-    "axpy",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Instr:
-    """One SSA instruction; its result is referred to by its position."""
-
-    op: str
-    args: tuple[int, ...] = ()
-    const: Fraction | None = None
-    index: int | None = None
+#: every op, in table order (:class:`OpCode` members compare equal to their names)
+OPS: tuple[OpCode, ...] = tuple(OpCode)
 
 
 @dataclass(slots=True)
@@ -94,8 +63,83 @@ class Program:
         """Number of instructions of each kind (for reports and tests)."""
         out: dict[str, int] = {}
         for ins in self.instrs:
-            out[ins.op] = out.get(ins.op, 0) + 1
+            out[ins.op.value] = out.get(ins.op.value, 0) + 1
         return out
+
+
+def _emit(
+    p: Program,
+    cse: dict[tuple[object, ...], int],
+    op: OpCode,
+    args: tuple[int, ...] = (),
+    const: Fraction | None = None,
+    index: int | None = None,
+) -> int:
+    """Append ``op`` to ``p`` unless an identical instruction exists (``cse``); its position."""
+    spec = SPECS[op]
+    if spec.commutative:
+        args = tuple(sorted(args))  # canonical order improves CSE
+    key = (op, args, const, index)
+    found = cse.get(key)
+    if found is not None:
+        return found
+    p.instrs.append(Instr(op, args, const, index))
+    p.scalar.append(not spec.per_sample if spec.is_leaf else all(p.scalar[a] for a in args))
+    cse[key] = len(p.instrs) - 1
+    return cse[key]
+
+
+def verify_program(program: Program) -> Program:
+    """Raise :class:`~zpml_symbolic.errors.IRVerificationError` unless ``program`` is well formed.
+
+    Checks, per instruction: the op is an :class:`OpCode`; it has ``SPECS[op].arity``
+    operands, each an earlier instruction (SSA order); its payload is the one its
+    row declares (an exact :class:`~fractions.Fraction` constant, or a variable or
+    parameter position in range) and the other payload field is None; its
+    ``scalar`` flag is the one its operands imply. Outputs and taps must name
+    instructions of the program. Returns ``program``.
+    """
+    instrs = program.instrs
+    n = len(instrs)
+    if len(program.scalar) != n:
+        raise IRVerificationError(
+            f"invalid program: {n} instructions but {len(program.scalar)} scalar flags"
+        )
+    ranges = {OpCode.INPUT: len(program.variables), OpCode.PARAM: len(program.parameters)}
+    for i, ins in enumerate(instrs):
+        if not isinstance(ins.op, OpCode):
+            raise _bad(i, ins, f"op {ins.op!r} is not an OpCode")
+        spec = SPECS[ins.op]
+        if len(ins.args) != spec.arity:
+            raise _bad(i, ins, f"{len(ins.args)} operands, {ins.op} takes {spec.arity}")
+        for a in ins.args:
+            if type(a) is not int or not 0 <= a < i:
+                raise _bad(i, ins, f"operand {a!r} is not an earlier instruction")
+        if spec.payload is Payload.CONST:
+            if not isinstance(ins.const, Fraction) or ins.index is not None:
+                raise _bad(i, ins, "needs an exact constant (a Fraction) and no index")
+        elif spec.payload is Payload.INDEX:
+            limit = ranges[ins.op]
+            if type(ins.index) is not int or not 0 <= ins.index < limit or ins.const is not None:
+                raise _bad(i, ins, f"needs an index in [0, {limit}) and no constant")
+        elif ins.const is not None or ins.index is not None:
+            raise _bad(i, ins, "takes no constant and no index")
+        scalar = (
+            not spec.per_sample if spec.is_leaf else all(program.scalar[a] for a in ins.args)
+        )
+        if program.scalar[i] != scalar:
+            raise _bad(i, ins, f"scalar flag {program.scalar[i]} should be {scalar}")
+    for kind, named in (("output", program.outputs), ("tap", program.taps)):
+        for name, k in named.items():
+            if type(k) is not int or not 0 <= k < n:
+                raise IRVerificationError(
+                    f"invalid program: {kind} {name!r} refers to instruction {k!r} of {n}"
+                )
+    return program
+
+
+def _bad(i: int, ins: Instr, why: str) -> IRVerificationError:
+    return IRVerificationError(f"invalid program: instruction {i} {ins}: {why}")
 
 
 class _Lowering:
@@ -108,31 +152,15 @@ class _Lowering:
 
     def emit(
         self,
-        op: str,
+        op: OpCode,
         args: tuple[int, ...] = (),
         const: Fraction | None = None,
         index: int | None = None,
     ) -> int:
-        if op in ("add", "mul"):
-            args = tuple(sorted(args))  # commutative: canonical order improves CSE
-        key = (op, args, const, index)
-        found = self.cse.get(key)
-        if found is not None:
-            return found
-        if op in ("input",):
-            scalar = False
-        elif op in ("param", "const"):
-            scalar = True
-        else:
-            scalar = all(self.p.scalar[a] for a in args)
-        self.p.instrs.append(Instr(op, args, const, index))
-        self.p.scalar.append(scalar)
-        idx = len(self.p.instrs) - 1
-        self.cse[key] = idx
-        return idx
+        return _emit(self.p, self.cse, op, args, const, index)
 
     def const(self, value: Fraction) -> int:
-        return self.emit("const", const=value)
+        return self.emit(OpCode.CONST, const=value)
 
     def lower(self, root: Node) -> int:
         for node in postorder(root):
@@ -146,12 +174,12 @@ class _Lowering:
             name = str(node.value)
             if name not in self.var_index:
                 raise EmitError(f"variable {name!r} is not an input of this program")
-            return self.emit("input", index=self.var_index[name])
+            return self.emit(OpCode.INPUT, index=self.var_index[name])
         if op is Op.PARAM:
             name = str(node.value)
             if name not in self.param_index:
                 raise EmitError(f"parameter {name!r} is not declared")
-            return self.emit("param", index=self.param_index[name])
+            return self.emit(OpCode.PARAM, index=self.param_index[name])
         if op is Op.CONST:
             assert isinstance(node.value, Fraction)
             return self.const(node.value)
@@ -172,12 +200,12 @@ class _Lowering:
         sq = base
         while True:
             if n & 1:
-                result = sq if result is None else self.emit("mul", (result, sq))
+                result = sq if result is None else self.emit(OpCode.MUL, (result, sq))
             n >>= 1
             if not n:
                 assert result is not None
                 return result
-            sq = self.emit("square", (sq,))
+            sq = self.emit(OpCode.SQUARE, (sq,))
 
     def _split_coeff(self, args: Sequence[Node]) -> tuple[Fraction, list[Node]]:
         coeff = Fraction(1)
@@ -196,17 +224,17 @@ class _Lowering:
             return self.const(coeff)
         acc = self.memo[rest[0]]
         for a in rest[1:]:
-            acc = self.emit("mul", (acc, self.memo[a]))
+            acc = self.emit(OpCode.MUL, (acc, self.memo[a]))
         return self._scaled(acc, coeff)
 
     def _scaled(self, acc: int, coeff: Fraction) -> int:
         if coeff == 1:
             return acc
         if coeff == -1:
-            return self.emit("neg", (acc,))
+            return self.emit(OpCode.NEG, (acc,))
         if coeff == 0:
             return self.const(Fraction(0))
-        return self.emit("scale", (acc,), const=coeff)
+        return self.emit(OpCode.SCALE, (acc,), const=coeff)
 
     def _term(self, node: Node) -> tuple[Fraction, int]:
         """``node`` as ``coeff * value`` (coeff pulled out of a product)."""
@@ -217,7 +245,7 @@ class _Lowering:
                     return coeff, self.memo[rest[0]]
                 acc = self.memo[rest[0]]
                 for a in rest[1:]:
-                    acc = self.emit("mul", (acc, self.memo[a]))
+                    acc = self.emit(OpCode.MUL, (acc, self.memo[a]))
                 return coeff, acc
         return Fraction(1), self.memo[node]
 
@@ -232,13 +260,13 @@ class _Lowering:
         acc = self._scaled(acc, c0)
         for c, v in terms[1:]:
             if c == 1:
-                acc = self.emit("add", (acc, v))
+                acc = self.emit(OpCode.ADD, (acc, v))
             elif c == -1:
-                acc = self.emit("sub", (acc, v))
+                acc = self.emit(OpCode.SUB, (acc, v))
             else:
-                acc = self.emit("axpy", (acc, v), const=c)
+                acc = self.emit(OpCode.AXPY, (acc, v), const=c)
         if consts != 0:
-            acc = self.emit("shift", (acc,), const=consts)
+            acc = self.emit(OpCode.SHIFT, (acc,), const=consts)
         return acc
 
 
@@ -265,7 +293,7 @@ def lower(
         program.outputs[name] = lowering.lower(root)
     for name, node in taps:
         program.taps[name] = lowering.lower(node)
-    program = eliminate_dead_code(program)
+    program = eliminate_dead_code(verify_program(program))
     return eliminate_dead_code(fold_negations(program)) if fold else program
 
 
@@ -281,75 +309,86 @@ def fold_negations(program: Program) -> Program:
     negated costs one ``neg``. IEEE negation is exact and rounding is
     symmetric, so every value is bit-identical to the original program's.
     """
-    out = Program(program.variables, program.parameters)
-    cse: dict[tuple[object, ...], int] = {}
+    folder = _FoldNegations(program)
+    val = folder.run()
+    out = folder.out
+    for name, i in program.outputs.items():
+        out.outputs[name] = folder.plain(*val[i])
+    out.taps = {name: val[i][0] for name, i in program.taps.items()}  # up to sign
+    return verify_program(out)
+
+
+#: a value of the folded program: (its instruction, whether it is carried negated)
+_Signed = tuple[int, bool]
+
+
+@column("fold_negations")
+class _FoldNegations(Interpreter[_Signed]):
+    """Rewrites a program instruction by instruction, carrying negations (see
+    :func:`fold_negations`); ``out`` is the rewritten program."""
+
+    def __init__(self, program: Program) -> None:
+        super().__init__(program)
+        self.out = Program(program.variables, program.parameters)
+        self.cse: dict[tuple[object, ...], int] = {}
 
     def emit(
-        op: str, args: tuple[int, ...] = (), const: Fraction | None = None, index: int | None = None
+        self, op: OpCode, args: tuple[int, ...] = (), const: Fraction | None = None, index: int | None = None
     ) -> int:
-        if op in ("add", "mul"):
-            args = tuple(sorted(args))
-        key = (op, args, const, index)
-        found = cse.get(key)
-        if found is not None:
-            return found
-        out.instrs.append(Instr(op, args, const, index))
-        out.scalar.append(
-            op in ("param", "const") or (op != "input" and all(out.scalar[a] for a in args))
-        )
-        cse[key] = len(out.instrs) - 1
-        return cse[key]
+        return _emit(self.out, self.cse, op, args, const, index)
 
-    def plain(k: int, negated: bool) -> int:
+    def plain(self, k: int, negated: bool) -> int:
         """The value itself (a negation emitted if it is carried)."""
         if not negated:
             return k
-        ins = out.instrs[k]
-        if ins.op == "const" and ins.const is not None:
-            return emit("const", const=-ins.const)
-        return emit("neg", (k,))
+        ins = self.out.instrs[k]
+        if ins.op is OpCode.CONST and ins.const is not None:
+            return self.emit(OpCode.CONST, const=-ins.const)
+        return self.emit(OpCode.NEG, (k,))
 
-    val: list[tuple[int, bool]] = []  # (new index, negated)
-    for ins in program.instrs:
-        op, c = ins.op, ins.const
-        signs = [val[a] for a in ins.args]
-        if op in ("input", "param", "const"):
-            val.append((emit(op, const=c, index=ins.index), False))
-        elif op == "neg":
-            a, na = signs[0]
-            val.append((a, not na))
-        elif op == "square":
-            val.append((emit("square", (signs[0][0],)), False))
-        elif op == "mul":
-            (a, na), (b, nb) = signs
-            val.append((emit("mul", (a, b)), na != nb))
-        elif op == "scale":
-            (a, na), c = signs[0], ins.const
-            assert c is not None
-            val.append((emit("scale", (a,), const=-c if na else c), False))
-        elif op == "shift":
-            val.append((emit("shift", (plain(*signs[0]),), const=c), False))
-        elif op in ("add", "sub"):
-            (a, na), (b, nb) = signs
-            nb = nb != (op == "sub")  # the value is (+-a) + (+-b)
-            if na and nb:
-                a, na = plain(a, True), False
-            if not na and not nb:
-                val.append((emit("add", (a, b)), False))
-            elif nb:
-                val.append((emit("sub", (a, b)), False))
-            else:
-                val.append((emit("sub", (b, a)), False))
-        elif op == "axpy":
-            (a, na), (b, nb) = signs
-            assert c is not None
-            val.append((emit("axpy", (plain(a, na), b), const=-c if nb else c), False))
-        else:  # pragma: no cover - every Program op is listed above
-            raise EmitError(f"unknown program op {op!r}")
-    for name, i in program.outputs.items():
-        out.outputs[name] = plain(*val[i])
-    out.taps = {name: val[i][0] for name, i in program.taps.items()}  # up to sign
-    return out
+    def input(self, column: int) -> _Signed:
+        return self.emit(OpCode.INPUT, index=column), False
+
+    def param(self, index: int) -> _Signed:
+        return self.emit(OpCode.PARAM, index=index), False
+
+    def const(self, value: Fraction) -> _Signed:
+        return self.emit(OpCode.CONST, const=value), False
+
+    def neg(self, a: _Signed) -> _Signed:
+        return a[0], not a[1]
+
+    def square(self, a: _Signed) -> _Signed:
+        return self.emit(OpCode.SQUARE, (a[0],)), False
+
+    def mul(self, a: _Signed, b: _Signed) -> _Signed:
+        return self.emit(OpCode.MUL, (a[0], b[0])), a[1] != b[1]
+
+    def scale(self, a: _Signed, c: Fraction) -> _Signed:
+        return self.emit(OpCode.SCALE, (a[0],), const=-c if a[1] else c), False
+
+    def shift(self, a: _Signed, c: Fraction) -> _Signed:
+        return self.emit(OpCode.SHIFT, (self.plain(*a),), const=c), False
+
+    def add(self, a: _Signed, b: _Signed) -> _Signed:
+        return self._sum(a, b)
+
+    def sub(self, a: _Signed, b: _Signed) -> _Signed:
+        return self._sum(a, (b[0], not b[1]))
+
+    def _sum(self, a: _Signed, b: _Signed) -> _Signed:
+        """``(+-a) + (+-b)``."""
+        (ka, na), (kb, nb) = a, b
+        if na and nb:
+            ka, na = self.plain(ka, True), False
+        if not na and not nb:
+            return self.emit(OpCode.ADD, (ka, kb)), False
+        if nb:
+            return self.emit(OpCode.SUB, (ka, kb)), False
+        return self.emit(OpCode.SUB, (kb, ka)), False
+
+    def axpy(self, a: _Signed, b: _Signed, c: Fraction) -> _Signed:
+        return self.emit(OpCode.AXPY, (self.plain(*a), b[0]), const=-c if b[1] else c), False
 
 
 def eliminate_dead_code(program: Program) -> Program:
@@ -373,7 +412,16 @@ def eliminate_dead_code(program: Program) -> Program:
             out.scalar.append(program.scalar[i])
     out.outputs = {name: remap[i] for name, i in program.outputs.items()}
     out.taps = {name: remap[i] for name, i in program.taps.items()}
-    return out
+    return verify_program(out)
 
 
-__all__ = ["OPS", "Instr", "Program", "eliminate_dead_code", "fold_negations", "lower"]
+__all__ = [
+    "OPS",
+    "Instr",
+    "OpCode",
+    "Program",
+    "eliminate_dead_code",
+    "fold_negations",
+    "lower",
+    "verify_program",
+]

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+from zpml_symbolic.emit.ops import SPECS, OpCode
 from zpml_symbolic.emit.plan import Plan
 from zpml_symbolic.emit.torch_graph import RationalGraph, _BatchShape, emit_values, gather_columns
 
@@ -47,6 +48,10 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``sum(a * b)`` over all elements in one pass (no temporary)."""
     a, b = torch.broadcast_tensors(a, b)
     return torch.dot(a.reshape(-1), b.reshape(-1))
+
+
+#: outputs read outside the autograd Function: input columns (copied) and constants (filled)
+_TAKEN_OUTSIDE = frozenset({OpCode.INPUT, OpCode.CONST})
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +72,7 @@ class Layout:
         for names in plan.names:
             for name in (names.P, names.Q, *names.V):
                 k = program.outputs[name]
-                if program.instrs[k].op not in ("input", "const"):
+                if program.instrs[k].op not in _TAKEN_OUTSIDE:
                     seen.setdefault(k, None)
         return Layout(tuple(seen))
 
@@ -76,13 +81,11 @@ def needs_grad(plan: Plan, x_needs: bool, param_needs: Sequence[bool]) -> list[b
     """Per instruction: does it depend on a leaf that needs a gradient?"""
     out: list[bool] = []
     for ins in plan.program.instrs:
-        if ins.op == "input":
+        if ins.op is OpCode.INPUT:
             out.append(x_needs)
-        elif ins.op == "param":
+        elif ins.op is OpCode.PARAM:
             out.append(bool(param_needs[ins.index or 0]))
-        elif ins.op == "const":
-            out.append(False)
-        else:
+        else:  # a constant (no operands) needs none; an operation, if an operand does
             out.append(any(out[a] for a in ins.args))
     return out
 
@@ -98,18 +101,33 @@ def saved_values(plan: Plan, needs: Sequence[bool]) -> tuple[int, ...]:
     for i, ins in enumerate(program.instrs):
         if not needs[i]:
             continue
-        if ins.op == "mul":
-            a, b = ins.args
-            if needs[a]:
-                keep.add(b)
-            if needs[b]:
-                keep.add(a)
-        elif ins.op == "square":
-            keep.add(ins.args[0])
-    return tuple(sorted(k for k in keep if program.instrs[k].op not in ("input", "const")))
+        for p in SPECS[ins.op].partials(ins.const):  # d/d operand = coef * value(times)
+            if p.times is not None and needs[ins.args[p.arg]]:
+                keep.add(ins.args[p.times])
+    return tuple(sorted(k for k in keep if program.instrs[k].op not in _TAKEN_OUTSIDE))
 
 
 # ----------------------------------------------------------------------------- backward graph
+
+
+def _contributions(ins: Any) -> list[tuple[int, float, int | None]]:
+    """``(operand, coef, other)``: ``ins``'s adjoint times ``coef`` (times the value of
+    instruction ``other``) flows to ``operand``; from the ``partials`` column of the op
+    table. A product of an operand with itself contributes once (``x*x``: ``2x``)."""
+    out: list[tuple[int, float, int | None]] = []
+    merged: dict[tuple[int, int], int] = {}
+    for p in SPECS[ins.op].partials(ins.const):
+        target = ins.args[p.arg]
+        other = None if p.times is None else ins.args[p.times]
+        if other is not None and (target, other) in merged:
+            n = merged[(target, other)]
+            out[n] = (target, out[n][1] + float(p.coef), other)
+            continue
+        if other is not None:
+            merged[(target, other)] = len(out)
+        out.append((target, float(p.coef), other))
+    return out
+
 
 
 @dataclass(slots=True)
@@ -164,23 +182,20 @@ class _Backward:
         program = self.plan.program
         while self.adj[target] is None:
             ins = program.instrs[target]
-            if ins.op == "scale":
-                assert ins.const is not None
-                coef *= float(ins.const)
-            elif ins.op == "neg":
-                coef = -coef
-            elif ins.op != "shift":
-                break
+            partials = SPECS[ins.op].partials(ins.const)
+            if len(ins.args) != 1 or partials[0].times is not None:
+                break  # not a unary linear op (scale, neg, shift)
+            coef *= float(partials[0].coef)
             target = ins.args[0]
         return target, coef
 
     # -- values of the forward pass
     def val(self, k: int) -> Any:
         ins = self.plan.program.instrs[k]
-        if ins.op == "const":
+        if ins.op is OpCode.CONST:
             assert ins.const is not None
             return float(ins.const)
-        if ins.op == "input":
+        if ins.op is OpCode.INPUT:
             if k not in self.columns:
                 self.columns[k] = self.g.call_function(
                     operator.getitem, (self.x, (Ellipsis, ins.index))
@@ -277,37 +292,9 @@ class _Backward:
         for i in range(len(program.instrs) - 1, -1, -1):
             G = self.adj[i]
             ins = program.instrs[i]
-            if G is None or ins.op in ("input", "param", "const"):
+            if G is None or not ins.args:
                 continue
-            contribs: list[tuple[int, float, int | None]] = []
-            op, args = ins.op, ins.args
-            if op == "mul":
-                a, b = args
-                if a == b:
-                    contribs.append((a, 2.0, a))
-                else:
-                    if needs[a]:
-                        contribs.append((a, 1.0, b))
-                    if needs[b]:
-                        contribs.append((b, 1.0, a))
-            elif op == "square":
-                contribs.append((args[0], 2.0, args[0]))
-            elif op == "add":
-                contribs += [(a, 1.0, None) for a in args]
-            elif op == "sub":
-                contribs += [(args[0], 1.0, None), (args[1], -1.0, None)]
-            elif op == "axpy":
-                assert ins.const is not None
-                contribs += [(args[0], 1.0, None), (args[1], float(ins.const), None)]
-            elif op == "neg":
-                contribs.append((args[0], -1.0, None))
-            elif op == "scale":
-                assert ins.const is not None
-                contribs.append((args[0], float(ins.const), None))
-            elif op == "shift":
-                contribs.append((args[0], 1.0, None))
-            else:  # pragma: no cover - every Program op is listed above
-                raise AssertionError(f"no adjoint rule for {op!r}")
+            contribs = _contributions(ins)
             contribs = [c for c in contribs if needs[c[0]]]
             # contributions that accumulate into existing buffers (or reduce) read G first;
             # one that needs a new buffer goes last, so it can take over G's buffer
@@ -350,7 +337,7 @@ def build_backward(
     results: list[Any] = []
     if x_needs:
         cols: list[Any] = []
-        inputs = {ins.index: k for k, ins in enumerate(program.instrs) if ins.op == "input"}
+        inputs = {ins.index: k for k, ins in enumerate(program.instrs) if ins.op is OpCode.INPUT}
         for j in range(len(plan.variables)):
             k = inputs.get(j)
             cols.append(None if k is None else b.materialise(k))
@@ -366,7 +353,7 @@ def build_backward(
             results.append(g.call_function(torch.stack, (filled,), {"dim": -1}))
     else:
         results.append(None)
-    params = {ins.index: k for k, ins in enumerate(program.instrs) if ins.op == "param"}
+    params = {ins.index: k for k, ins in enumerate(program.instrs) if ins.op is OpCode.PARAM}
     for j, need in enumerate(param_needs):
         k = params.get(j)
         results.append(b.materialise(k) if need and k is not None else None)

@@ -19,6 +19,7 @@ import torch
 from torch import fx, nn
 
 from zpml_symbolic.emit.inputs import check_torch_input
+from zpml_symbolic.emit.ops import OpCode
 from zpml_symbolic.emit.plan import Plan, check_constants, coefficient_values, make_plan
 from zpml_symbolic.emit.torch_adjoint import AdjointRunner
 from zpml_symbolic.emit.torch_graph import (  # noqa: F401 - re-exported building blocks
@@ -147,7 +148,7 @@ class RationalModule(nn.Module):
             if got is not None:
                 return got
             ins = program.instrs[k]
-            if ins.op == "input":  # a copy: outputs never alias the caller's x
+            if ins.op is OpCode.INPUT:  # a copy: outputs never alias the caller's x
                 return x[..., ins.index].clone(memory_format=torch.contiguous_format)
             return x.new_full(x.shape[:-1], float(ins.const or 0))
 

@@ -1,4 +1,4 @@
-"""Program -> torch.fx graphs: the op table, the in-place and autograd-safe emitters, the graph builder.
+"""Program -> torch.fx graphs: the graph emitter (functional, in-place and autograd-safe forms), the graph builder.
 
 Shared by the module wrapper (:mod:`zpml_symbolic.emit.torch_emit`) and the
 generated reverse mode (:mod:`zpml_symbolic.emit.torch_adjoint`); it imports
@@ -15,36 +15,9 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+from zpml_symbolic.emit.interpreter import Interpreter, column
+from zpml_symbolic.emit.ops import OPERATIONS, SPECS, OpCode
 from zpml_symbolic.emit.plan import Plan
-from zpml_symbolic.emit.program import Instr
-
-Emit = Callable[[fx.Graph, list[fx.Node], Instr], fx.Node]
-
-
-def _f(c: Fraction | None) -> float:
-    assert c is not None
-    return float(c)
-
-
-#: op -> how to build it in an FX graph (a test checks every Program op is covered)
-TORCH_OPS: dict[str, Emit] = {
-    "add": lambda g, v, i: g.call_function(operator.add, (v[i.args[0]], v[i.args[1]])),
-    "sub": lambda g, v, i: g.call_function(operator.sub, (v[i.args[0]], v[i.args[1]])),
-    "mul": lambda g, v, i: g.call_function(operator.mul, (v[i.args[0]], v[i.args[1]])),
-    "square": lambda g, v, i: g.call_function(operator.mul, (v[i.args[0]], v[i.args[0]])),
-    "neg": lambda g, v, i: g.call_function(operator.neg, (v[i.args[0]],)),
-    "scale": lambda g, v, i: g.call_function(operator.mul, (v[i.args[0]], _f(i.const))),
-    "shift": lambda g, v, i: (
-        g.call_function(operator.sub, (v[i.args[0]], -_f(i.const)))
-        if i.const is not None and i.const < 0
-        else g.call_function(operator.add, (v[i.args[0]], _f(i.const)))
-    ),
-    # a + (c*b) with two roundings, like numpy and ONNX (torch.add(..., alpha=c) fuses
-    # the multiply-add and would round once, so back-ends could disagree in the last bit)
-    "axpy": lambda g, v, i: g.call_function(
-        operator.add, (v[i.args[0]], g.call_function(operator.mul, (v[i.args[1]], _f(i.const))))
-    ),
-}
 
 
 def _last_uses(plan: Plan) -> list[float]:
@@ -56,74 +29,6 @@ def _last_uses(plan: Plan) -> list[float]:
     for i in program.outputs.values():
         last[i] = float("inf")
     return last
-
-
-def _emit_inplace(
-    g: fx.Graph, v: list[Any], ins: Instr, i: int, dead: Callable[[int, int], bool]
-) -> fx.Node | None:
-    """The in-place form of ``ins`` reusing a dead temporary's buffer, or None.
-
-    Only temporaries computed by the program itself are overwritten (never
-    the input's columns, parameters or outputs); rounding is unchanged.
-    """
-    op, args = ins.op, ins.args
-    if op in ("add", "mul"):
-        a, b = args
-        name = op + "_"
-        if dead(a, i):
-            return g.call_method(name, (v[a], v[b]))
-        if dead(b, i):
-            return g.call_method(name, (v[b], v[a]))
-    elif op == "sub":
-        a, b = args
-        if dead(a, i):
-            return g.call_method("sub_", (v[a], v[b]))
-        if dead(b, i):
-            return g.call_function(torch.sub, (v[a], v[b]), {"out": v[b]})
-    elif op == "square" and dead(args[0], i):
-        return g.call_method("mul_", (v[args[0]], v[args[0]]))
-    elif op == "neg" and dead(args[0], i):
-        return g.call_method("neg_", (v[args[0]],))
-    elif op == "scale" and dead(args[0], i):
-        return g.call_method("mul_", (v[args[0]], _f(ins.const)))
-    elif op == "shift" and dead(args[0], i):
-        c = _f(ins.const)
-        return g.call_method("sub_" if c < 0 else "add_", (v[args[0]], abs(c)))
-    elif op == "axpy":
-        a, b = args
-        if dead(b, i):
-            scaled = g.call_method("mul_", (v[b], _f(ins.const)))
-            return g.call_method("add_", (scaled, v[a]))
-        if dead(a, i):
-            scaled = g.call_function(operator.mul, (v[b], _f(ins.const)))
-            return g.call_method("add_", (v[a], scaled))
-    return None
-
-
-def _emit_autograd_safe(
-    g: fx.Graph, v: list[Any], ins: Instr, i: int, dead: Callable[[int, int], bool], critical: bool
-) -> fx.Node | None:
-    """In-place forms that autograd accepts: the overwritten temporary is never
-    saved for backward (``dead`` guarantees it is not an input of any product)
-    and the operation's own backward needs none of its inputs."""
-    op, args = ins.op, ins.args
-    if op == "add":
-        a, b = args
-        if dead(a, i):
-            return g.call_method("add_", (v[a], v[b]))
-        if dead(b, i):
-            return g.call_method("add_", (v[b], v[a]))
-    elif op == "sub" and dead(args[0], i):
-        return g.call_method("sub_", (v[args[0]], v[args[1]]))
-    elif op in ("neg", "scale", "shift") and dead(args[0], i):
-        return _emit_inplace(g, v, ins, i, dead)
-    elif op == "axpy":
-        a, b = args
-        if not critical and dead(a, i):
-            return g.call_method("add_", (v[a], v[b]), {"alpha": _f(ins.const)})
-        if critical and (dead(a, i) or dead(b, i)):
-            return _emit_inplace(g, v, ins, i, dead)
-    return None
 
 
 def mask_inputs(plan: Plan) -> set[int]:
@@ -160,25 +65,28 @@ def fused_scaled_products(plan: Plan, critical: set[int]) -> dict[int, tuple[flo
     sc = program.scalar
     out: dict[int, tuple[float, int]] = {}
     for i, ins in enumerate(program.instrs):
-        if i in critical or sc[i] or ins.op not in ("add", "sub", "axpy"):
+        spec = SPECS[ins.op]
+        partials = spec.partials(ins.const)
+        # sums of two operands with constant coefficients: add, sub, axpy
+        if i in critical or sc[i] or spec.arity != 2 or any(p.times is not None for p in partials):
             continue
         a, m = ins.args
-        if ins.op == "add" and not _is_scaled_product(program, m, uses):
-            a, m = m, a
-        if sc[a] or not _is_scaled_product(program, m, uses) or m in out.values():
+        pos = 1
+        if spec.commutative and not _is_scaled_product(program, m, uses):
+            a, m, pos = m, a, 0
+        if sc[a] or not _is_scaled_product(program, m, uses):
             continue
-        v = 1.0 if ins.op == "add" else -1.0 if ins.op == "sub" else _f(ins.const)
-        out[i] = (v, m)
+        out[i] = (float(partials[pos].coef), m)  # the coefficient of m
     return out
 
 
 def _is_scaled_product(program: Any, m: int, uses: list[int]) -> bool:
     ins = program.instrs[m]
-    if ins.op != "mul" or uses[m] != 1 or program.scalar[m]:
+    if ins.op is not OpCode.MUL or uses[m] != 1 or program.scalar[m]:
         return False
     s, b = ins.args
     return program.scalar[s] != program.scalar[b] and all(
-        program.instrs[k].op != "const" for k in ins.args
+        program.instrs[k].op is not OpCode.CONST for k in ins.args
     )
 
 
@@ -210,13 +118,6 @@ def _never(k: int, at: int) -> bool:
     return False
 
 
-def _fused_axpy(g: fx.Graph, v: list[Any], ins: Instr, out: Any = None) -> fx.Node:
-    kwargs: dict[str, Any] = {"alpha": _f(ins.const)}
-    if out is not None:
-        kwargs["out"] = out
-    return g.call_function(torch.add, (v[ins.args[0]], v[ins.args[1]]), kwargs)
-
-
 def column_layout(plan: Plan) -> tuple[int, ...] | None:
     """Input columns to copy once into one contiguous ``[n, ...]`` buffer, or None.
 
@@ -233,13 +134,13 @@ def column_layout(plan: Plan) -> tuple[int, ...] | None:
     if len(plan.variables) < 2:
         return None
     kinds = program.instrs
-    used = sorted({ins.index for ins in kinds if ins.op == "input" and ins.index is not None})
-    reads = sum(1 for ins in kinds for a in ins.args if kinds[a].op == "input")
+    used = sorted({ins.index for ins in kinds if ins.op is OpCode.INPUT and ins.index is not None})
+    reads = sum(1 for ins in kinds for a in ins.args if kinds[a].op is OpCode.INPUT)
     factor_cols: list[int] = []
     for names in plan.names:
         for v in names.V:
             ins = kinds[program.outputs[v]]
-            if ins.op == "input" and ins.index is not None and ins.index not in factor_cols:
+            if ins.op is OpCode.INPUT and ins.index is not None and ins.index not in factor_cols:
                 factor_cols.append(ins.index)
     if not used or reads + len(factor_cols) < 2 * len(used):
         return None
@@ -264,7 +165,7 @@ def _factor_rows(plan: Plan, factors: Sequence[str], layout: tuple[int, ...] | N
     rows = []
     for name in factors:
         ins = plan.program.instrs[plan.program.outputs[name]]
-        if ins.op != "input" or ins.index not in layout:
+        if ins.op is not OpCode.INPUT or ins.index not in layout:
             return []
         rows.append(layout.index(ins.index))
     return rows
@@ -287,64 +188,202 @@ def emit_values(
     :func:`build_graph` for ``inplace``/``autograd_reuse``; instructions in
     ``protect`` are never overwritten (their values are needed later).
     """
-    program = plan.program
-    last = _last_uses(plan)
-    critical = mask_inputs(plan)
-    owned = [
-        ins.op not in ("input", "param", "const") and not program.scalar[k] and k not in protect
-        for k, ins in enumerate(program.instrs)
-    ]
+    return GraphEmitter(
+        g,
+        plan,
+        x,
+        inplace=inplace,
+        autograd_reuse=autograd_reuse,
+        protect=protect,
+        columns=columns,
+        layout=layout,
+    ).run()
 
-    saved = {a for ins in program.instrs if ins.op in ("mul", "square") for a in ins.args}
 
-    def dead(k: int, at: int) -> bool:
-        return inplace and owned[k] and last[k] == at
+@column("torch_fx")
+class GraphEmitter(Interpreter[Any]):
+    """Emits the program into the FX graph ``g``: one node (a Python float for constants,
+    None for a product fused into its consumer) per instruction; see :func:`emit_values`.
 
-    def dead_unsaved(k: int, at: int) -> bool:
-        return owned[k] and last[k] == at and k not in saved
+    Three variants of every op: functional (``a + b``), in place on a dead temporary
+    (``inplace``: ``a.add_(b)``, no autograd), and the in-place forms autograd accepts
+    (``autograd_reuse``: the overwritten temporary is never saved for backward and the
+    op's own backward needs none of its inputs). Rounding is the same in all three;
+    instructions that only feed ``P`` may use fused multiply-adds (``torch.add(alpha=)``,
+    ``addcmul``), those ``Q`` or a validity factor depend on never do.
+    """
 
-    fused = fused_scaled_products(plan, critical)
-    skipped = {m for (_, m) in fused.values()}
-    dtype = g.call_function(getattr, (x, "dtype"))
-    values: list[Any] = []
-    for ins in program.instrs:
-        i = len(values)
-        if i in skipped:
-            values.append(None)  # computed inside its consumer's addcmul
-        elif i in fused:
-            reusable = dead if inplace else dead_unsaved if autograd_reuse else _never
-            values.append(_emit_addcmul(g, program, values, i, fused[i], reusable, inplace))
-        elif ins.op == "input":
-            if columns is not None and layout is not None:
-                row = layout.index(ins.index or 0)
-                values.append(g.call_function(operator.getitem, (columns, row)))
-            else:
-                values.append(g.call_function(operator.getitem, (x, (Ellipsis, ins.index))))
-        elif ins.op == "param":
-            key = plan.parameter_keys[ins.index or 0]  # the user's name, or zpml_p{i} if unsafe
-            p = g.get_attr(f"coefficients.{key}")
-            values.append(g.call_method("to", (p, dtype)))
-        elif ins.op == "const":
-            values.append(_f(ins.const))
-        elif autograd_reuse and not inplace:
-            node = _emit_autograd_safe(g, values, ins, i, dead_unsaved, i in critical)
-            if node is None and ins.op == "axpy" and i not in critical:
-                node = _fused_axpy(g, values, ins)
-            values.append(node if node is not None else TORCH_OPS[ins.op](g, values, ins))
-        elif ins.op == "axpy" and len(values) not in critical:
-            a, b = ins.args
-            if dead(a, len(values)):
-                values.append(
-                    g.call_method("add_", (values[a], values[b]), {"alpha": _f(ins.const)})
-                )
-            elif dead(b, len(values)):
-                values.append(_fused_axpy(g, values, ins, out=values[b]))
-            else:
-                values.append(_fused_axpy(g, values, ins))
-        else:
-            node = _emit_inplace(g, values, ins, len(values), dead) if inplace else None
-            values.append(node if node is not None else TORCH_OPS[ins.op](g, values, ins))
-    return values
+    def __init__(
+        self,
+        g: fx.Graph,
+        plan: Plan,
+        x: fx.Node,
+        *,
+        inplace: bool,
+        autograd_reuse: bool,
+        protect: frozenset[int],
+        columns: fx.Node | None,
+        layout: tuple[int, ...] | None,
+    ) -> None:
+        super().__init__(plan.program)
+        program = plan.program
+        self.g, self.plan, self.x = g, plan, x
+        self.columns, self.layout = columns, layout
+        self.inplace = inplace
+        self.autograd = autograd_reuse and not inplace
+        self.last = _last_uses(plan)
+        self.critical = mask_inputs(plan)
+        self.owned = [
+            not SPECS[ins.op].is_leaf and not program.scalar[k] and k not in protect
+            for k, ins in enumerate(program.instrs)
+        ]
+        #: operands autograd saves for backward (the derivative reads their values)
+        self.saved = {
+            ins.args[p.times]
+            for ins in program.instrs
+            for p in SPECS[ins.op].partials(ins.const)
+            if p.times is not None
+        }
+        self.fused = fused_scaled_products(plan, self.critical)
+        self.skipped = {m for (_, m) in self.fused.values()}
+        self.dtype = g.call_function(getattr, (x, "dtype"))
+
+    # -- buffer reuse
+    def dead(self, k: int, at: int) -> bool:
+        """In-place mode: ``k`` is a temporary whose last reader is instruction ``at``."""
+        return self.inplace and self.owned[k] and self.last[k] == at
+
+    def dead_unsaved(self, k: int, at: int) -> bool:
+        """Like :meth:`dead`, for a temporary autograd does not save."""
+        return self.owned[k] and self.last[k] == at and k not in self.saved
+
+    def reusable(self, k: int) -> bool:
+        """``k``'s buffer may take the result of an op whose backward reads none of its inputs."""
+        if self.inplace:
+            return self.dead(k, self.index)
+        return self.autograd and self.dead_unsaved(k, self.index)
+
+    def execute(self, i: int, ins: Any) -> Any:
+        if i in self.skipped:
+            return None  # computed inside its consumer's addcmul
+        fusion = self.fused.get(i)
+        if fusion is not None:
+            reuse = self.dead if self.inplace else self.dead_unsaved if self.autograd else _never
+            return _emit_addcmul(
+                self.g, self.program, self.values, i, fusion, reuse, self.inplace
+            )
+        return super().execute(i, ins)
+
+    # -- leaves
+    def input(self, column: int) -> Any:
+        if self.columns is not None and self.layout is not None:
+            row = self.layout.index(column)
+            return self.g.call_function(operator.getitem, (self.columns, row))
+        return self.g.call_function(operator.getitem, (self.x, (Ellipsis, column)))
+
+    def param(self, index: int) -> Any:
+        key = self.plan.parameter_keys[index]  # the user's name, or zpml_p{i} if unsafe
+        p = self.g.get_attr(f"coefficients.{key}")
+        return self.g.call_method("to", (p, self.dtype))
+
+    def const(self, value: Fraction) -> Any:
+        return float(value)
+
+    # -- operations
+    def _args(self) -> tuple[int, ...]:
+        assert self.instr is not None
+        return self.instr.args
+
+    def add(self, a: Any, b: Any) -> Any:
+        ka, kb = self._args()
+        if self.reusable(ka):
+            return self.g.call_method("add_", (a, b))
+        if self.reusable(kb):
+            return self.g.call_method("add_", (b, a))
+        return self.g.call_function(operator.add, (a, b))
+
+    def sub(self, a: Any, b: Any) -> Any:
+        ka, kb = self._args()
+        if self.reusable(ka):
+            return self.g.call_method("sub_", (a, b))
+        if self.dead(kb, self.index):
+            return self.g.call_function(torch.sub, (a, b), {"out": b})
+        return self.g.call_function(operator.sub, (a, b))
+
+    def mul(self, a: Any, b: Any) -> Any:
+        ka, kb = self._args()
+        if self.dead(ka, self.index):
+            return self.g.call_method("mul_", (a, b))
+        if self.dead(kb, self.index):
+            return self.g.call_method("mul_", (b, a))
+        return self.g.call_function(operator.mul, (a, b))
+
+    def square(self, a: Any) -> Any:
+        if self.dead(self._args()[0], self.index):
+            return self.g.call_method("mul_", (a, a))
+        return self.g.call_function(operator.mul, (a, a))
+
+    def neg(self, a: Any) -> Any:
+        if self.reusable(self._args()[0]):
+            return self.g.call_method("neg_", (a,))
+        return self.g.call_function(operator.neg, (a,))
+
+    def scale(self, a: Any, c: Fraction) -> Any:
+        if self.reusable(self._args()[0]):
+            return self.g.call_method("mul_", (a, float(c)))
+        return self.g.call_function(operator.mul, (a, float(c)))
+
+    def shift(self, a: Any, c: Fraction) -> Any:
+        if self.reusable(self._args()[0]):
+            f = float(c)
+            return self.g.call_method("sub_" if f < 0 else "add_", (a, abs(f)))
+        if c < 0:
+            return self.g.call_function(operator.sub, (a, -float(c)))
+        return self.g.call_function(operator.add, (a, float(c)))
+
+    def axpy(self, a: Any, b: Any, c: Fraction) -> Any:
+        ka, kb = self._args()
+        i, f = self.index, float(c)
+        critical = i in self.critical
+        if self.autograd:
+            if not critical and self.dead_unsaved(ka, i):
+                return self.g.call_method("add_", (a, b), {"alpha": f})
+            if critical and (self.dead_unsaved(ka, i) or self.dead_unsaved(kb, i)):
+                return self._axpy_in_place(a, b, f, self.dead_unsaved)
+            if not critical:
+                return self._fused_axpy(a, b, f)
+        elif not critical:  # in place or functional
+            if self.dead(ka, i):
+                return self.g.call_method("add_", (a, b), {"alpha": f})
+            if self.dead(kb, i):
+                return self._fused_axpy(a, b, f, out=b)
+            return self._fused_axpy(a, b, f)
+        elif self.inplace and (self.dead(ka, i) or self.dead(kb, i)):
+            return self._axpy_in_place(a, b, f, self.dead)
+        # a + (c*b) with two roundings, like numpy and ONNX (torch.add(..., alpha=c) fuses
+        # the multiply-add and would round once, so back-ends could disagree in the last bit)
+        return self.g.call_function(
+            operator.add, (a, self.g.call_function(operator.mul, (b, f)))
+        )
+
+    def _axpy_in_place(self, a: Any, b: Any, f: float, dead: Callable[[int, int], bool]) -> Any:
+        """``a + c*b`` with two roundings into the buffer of a dead ``b`` (else ``a``)."""
+        if dead(self._args()[1], self.index):
+            return self.g.call_method("add_", (self.g.call_method("mul_", (b, f)), a))
+        return self.g.call_method("add_", (a, self.g.call_function(operator.mul, (b, f))))
+
+    def _fused_axpy(self, a: Any, b: Any, f: float, out: Any = None) -> Any:
+        """``a + c*b`` in one kernel (one rounding): ``P``-only instructions."""
+        kwargs: dict[str, Any] = {"alpha": f}
+        if out is not None:
+            kwargs["out"] = out
+        return self.g.call_function(torch.add, (a, b), kwargs)
+
+
+#: op -> how to build it in an FX graph (the operations of the ``torch_fx`` column)
+TORCH_OPS: dict[str, Callable[..., Any]] = {
+    op: getattr(GraphEmitter, op.value) for op in OPERATIONS
+}
 
 
 class _BatchShape:
@@ -366,7 +405,7 @@ class _BatchShape:
         v = self.values[idx]
         if not program.scalar[idx]:
             return v
-        if program.instrs[idx].op == "const":
+        if program.instrs[idx].op is OpCode.CONST:
             return self.g.call_method("new_full", (self.x, self.shape(), v))
         return self.g.call_function(torch.broadcast_to, (v, self.shape()))
 
@@ -404,7 +443,7 @@ def build_graph(
         an instruction exposed twice (``P`` equal to a validity factor).
         """
         v = batch.full(idx)
-        if program.instrs[idx].op == "input" or idx in exposed:
+        if program.instrs[idx].op is OpCode.INPUT or idx in exposed:
             v = g.call_method("clone", (v,), {"memory_format": torch.contiguous_format})
         exposed.add(idx)
         return v
@@ -461,6 +500,7 @@ class RationalGraph(fx.GraphModule):
 
 __all__ = [
     "TORCH_OPS",
+    "GraphEmitter",
     "RationalGraph",
     "build_graph",
     "column_layout",

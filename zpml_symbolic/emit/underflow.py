@@ -31,10 +31,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
+from zpml_symbolic.emit.interpreter import Interpreter, column
 from zpml_symbolic.emit.program import Program, lower
 from zpml_symbolic.errors import InvalidArgumentError
 from zpml_symbolic.ir.node import Node, Op
@@ -49,6 +51,7 @@ __all__ = [
     "resolve_torch_dtype",
     "tap_names",
     "torch_leaf_values",
+    "TorchEagerInterpreter",
     "wider_numpy",
     "wider_torch",
 ]
@@ -151,36 +154,52 @@ def torch_leaf_values(program: Program, x: Any, params: Sequence[Any]) -> list[A
     rounded twice, constants rounded to the dtype by torch), so zero tests agree
     with numpy and ONNX bit for bit.
     """
-    values: list[Any] = []
-    for ins in program.instrs:
-        op = ins.op
-        a = values[ins.args[0]] if ins.args else None
-        c = float(ins.const) if ins.const is not None else 0.0
-        if op == "input":
-            values.append(x[..., ins.index])
-        elif op == "param":
-            values.append(params[ins.index or 0].to(x.dtype))
-        elif op == "const":
-            values.append(c)
-        elif op == "add":
-            values.append(a + values[ins.args[1]])
-        elif op == "sub":
-            values.append(a - values[ins.args[1]])
-        elif op == "mul":
-            values.append(a * values[ins.args[1]])
-        elif op == "square":
-            values.append(a * a)
-        elif op == "neg":
-            values.append(-a)
-        elif op == "scale":
-            values.append(a * c)
-        elif op == "shift":
-            values.append(a - (-c) if c < 0 else a + c)
-        elif op == "axpy":
-            values.append(a + values[ins.args[1]] * c)
-        else:  # pragma: no cover - every Program op is listed above
-            raise InvalidArgumentError(f"unknown program op {op!r}")
+    values = TorchEagerInterpreter(program, x, params).run()
     return [values[i] for i in program.outputs.values()]
+
+
+@column("torch_eager")
+class TorchEagerInterpreter(Interpreter[Any]):
+    """The program evaluated eagerly on a torch input ``x`` (``params``: one 0-d tensor per
+    parameter), with the emitted graphs' operations on mask inputs."""
+
+    def __init__(self, program: Program, x: Any, params: Sequence[Any]) -> None:
+        super().__init__(program)
+        self.x, self.params = x, params
+
+    def input(self, column: int) -> Any:
+        return self.x[..., column]
+
+    def param(self, index: int) -> Any:
+        return self.params[index].to(self.x.dtype)
+
+    def const(self, value: Fraction) -> Any:
+        return float(value)
+
+    def add(self, a: Any, b: Any) -> Any:
+        return a + b
+
+    def sub(self, a: Any, b: Any) -> Any:
+        return a - b
+
+    def mul(self, a: Any, b: Any) -> Any:
+        return a * b
+
+    def square(self, a: Any) -> Any:
+        return a * a
+
+    def neg(self, a: Any) -> Any:
+        return -a
+
+    def scale(self, a: Any, c: Fraction) -> Any:
+        return a * float(c)
+
+    def shift(self, a: Any, c: Fraction) -> Any:
+        f = float(c)
+        return a - (-f) if f < 0 else a + f
+
+    def axpy(self, a: Any, b: Any, c: Fraction) -> Any:
+        return a + b * float(c)
 
 
 # --------------------------------------------------------------------------- result patches
