@@ -59,6 +59,7 @@ def collect_factors(frus: Sequence[FlattenedFRU]) -> list[CollectedFactor]:
     out: list[CollectedFactor] = []
     for k, fru in enumerate(frus):
         names = tuple(s.name for s in fru.generators)
+        gens = fru.generators
         sources = fru.denominator_provenance
 
         def origin(
@@ -69,7 +70,7 @@ def collect_factors(frus: Sequence[FlattenedFRU]) -> list[CollectedFactor]:
         for expr, m in fru.denominator_factors:
             out.append(
                 CollectedFactor(
-                    Poly.from_sympy(expr, names),
+                    Poly.from_sympy(expr, gens),
                     expr_text(expr),
                     "denominator",
                     int(m),
@@ -81,7 +82,7 @@ def collect_factors(frus: Sequence[FlattenedFRU]) -> list[CollectedFactor]:
             expr = src.factor
             out.append(
                 CollectedFactor(
-                    Poly.from_sympy(expr, names),
+                    Poly.from_sympy(expr, gens),
                     expr_text(expr),
                     "validity",
                     1,

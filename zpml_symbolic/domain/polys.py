@@ -56,13 +56,14 @@ class Poly:
         return out
 
     @classmethod
-    def from_sympy(cls, expr: sp.Expr, names: Sequence[str]) -> Poly:
-        """The polynomial ``expr`` in the variables ``names`` (other symbols are an error)."""
-        names = tuple(names)
+    def from_sympy(cls, expr: sp.Expr, variables: Sequence[str | sp.Symbol]) -> Poly:
+        """The polynomial ``expr`` in ``variables`` (Symbols, or names of plain Symbols)."""
+        syms = [v if isinstance(v, sp.Symbol) else sp.Symbol(v) for v in variables]
+        names = tuple(s.name for s in syms)
         if not names:
             value = sp.Rational(expr)
             return cls((), {(): Fraction(int(value.p), int(value.q))})
-        p = sp.Poly(expr, *[sp.Symbol(n) for n in names], domain="QQ")
+        p = sp.Poly(expr, *syms, domain="QQ")
         return cls(names, {m: Fraction(int(c.numerator), int(c.denominator)) for m, c in p.terms()})
 
     @classmethod
