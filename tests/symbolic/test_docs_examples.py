@@ -1,4 +1,5 @@
-"""The ```python blocks of docs/compiler.md, docs/frontend.md and docs/getting_started.md must run.
+"""The ```python blocks of docs/compiler.md, docs/frontend.md, docs/getting_started.md and
+docs/symbolic_regression.md must run.
 
 Each doc file gets one fresh namespace and its blocks run in document order
 (the run happens once per file, whatever order the test cases are collected
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-FILES = ("compiler.md", "frontend.md", "getting_started.md")
+FILES = ("compiler.md", "frontend.md", "getting_started.md", "symbolic_regression.md")
 
 #: Blocks known to fail, by (file, index of the python block): reason. They are
 #: marked xfail (non-strict); remove an entry once its block is fixed.
