@@ -192,9 +192,9 @@ def test_inputs_file_and_errors(reported: tuple[Path, dict], tmp_path: Path) -> 
     np.savez(tmp_path / "arch.npz", a=np.zeros((1, 2)))
     np.save(tmp_path / "text.npy", np.array([["a", "b"]]))
     for name, match in (
-        ("obj.npy", "not a plain .npy"),
+        ("obj.npy", "Python objects"),
         ("wide.npy", r"expected \[n >= 1, 2\]"),
-        ("arch.npz", "npz archive"),
+        ("arch.npz", "npz .zip. archive"),
         ("text.npy", "real numbers"),
         ("missing.npy", "cannot read"),
     ):

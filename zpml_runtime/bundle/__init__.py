@@ -10,6 +10,7 @@ from zpml_runtime.bundle.runtime import (
     run_bundle_reference_smoke_test,
 )
 from zpml_runtime.bundle.validate import ValidatedBundle, validate_bundle
+from zpml_runtime.bundle.verify import UnverifiedBundleWarning
 
 __all__ = [
     "BundleError",
@@ -19,6 +20,7 @@ __all__ = [
     "ExportedBundle",
     "OnnxRuntimeBundle",
     "SmokeTestReport",
+    "UnverifiedBundleWarning",
     "ValidatedBundle",
     "export_bundle",
     "load_onnx_runtime_bundle",

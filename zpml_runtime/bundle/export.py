@@ -39,6 +39,13 @@ from zpml_runtime.bundle.format import (
     signature_line,
 )
 from zpml_runtime.bundle.publish import publish_bundle
+from zpml_runtime.bundle.reproduce import (
+    COMPILED,
+    TRACED,
+    compiled_views,
+    emit_compiled,
+    emitter_record,
+)
 from zpml_runtime.projective import GaugePolicy
 
 _ONNX_DTYPES = {
@@ -70,6 +77,7 @@ class _Resolved:
     multi: dict[str, Any] | None = None  # metadata["multi_output"] (k >= 2 outputs)
     expressions: list[dict[str, Any]] | None = None  # compiled multi-output: per output
     extra: dict[str, Any] | None = None  # further metadata keys (gauge, parameter_initializers)
+    emitter: dict[str, Any] | None = None  # emitter options recorded for reproduction
 
 
 def _package_versions() -> dict[str, str]:
@@ -103,10 +111,11 @@ def _resolve(
     output_names: Sequence[str] | None = None,
 ) -> _Resolved:
     """Turn the supported model kinds into an ONNX graph plus what metadata needs."""
+    from zpml_runtime.bundle.traced import DEFAULT_PREFIX as TRACED_PREFIX
     from zpml_runtime.inference.wrapper import SCMInferenceWrapper
 
     try:
-        from zpml_symbolic.emit.onnx_emit import to_onnx
+        from zpml_symbolic.emit.onnx_emit import DEFAULT_TILE_ROWS, to_onnx
         from zpml_symbolic.emit.strict import StrictEvaluator
         from zpml_symbolic.emit.torch_emit import RationalModule
     except ImportError:  # pragma: no cover - both packages ship together
@@ -133,7 +142,13 @@ def _resolve(
         k = len(fru.validity_factors)
         taus = _taus_tuple(0.0 if validity_taus is None else validity_taus, k)
         onnx_model = to_onnx(
-            inner, config=config, validity_taus=taus, dtype=dtype, opset=opset, prefix=prefix
+            inner,
+            config=config,
+            validity_taus=taus,
+            dtype=dtype,
+            opset=opset,
+            prefix=prefix,
+            tile_rows=DEFAULT_TILE_ROWS,
         )
         return _Resolved(
             onnx_model,
@@ -145,6 +160,7 @@ def _resolve(
             fru.structural_validity_output_schema(prefix=prefix),
             "compiled_fru",
             extra=_graph_extras(onnx_model),
+            emitter=_emitter_options(onnx_model, prefix, DEFAULT_TILE_ROWS),
         )
     if isinstance(model, SCMInferenceWrapper):
         from zpml_runtime.bundle.traced import traced_strict_model
@@ -178,11 +194,23 @@ def _resolve(
             None,
             "traced_model",
             multi=multi,
+            emitter=_emitter_options(onnx_model, TRACED_PREFIX, None),
         )
     raise BundleError(
         "export_bundle supports zpml_symbolic strict evaluators and compiled modules, and "
         f"SCMInferenceWrapper models; got {type(model).__name__}"
     )
+
+
+def _emitter_options(
+    onnx_model: onnx.ModelProto, prefix: str, tile_rows: int | None
+) -> dict[str, Any]:
+    """What the validator needs besides the metadata to emit the same graph again."""
+    opset = next(o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx"))
+    out: dict[str, Any] = {"opset": int(opset), "prefix": prefix}
+    if tile_rows is not None:
+        out["tile_rows"] = tile_rows
+    return out
 
 
 def _graph_extras(onnx_model: onnx.ModelProto) -> dict[str, Any]:
@@ -210,7 +238,12 @@ def _resolve_compiled_multi(
 ) -> _Resolved:
     """A module of several expressions: one graph with ``[batch, k]`` strict outputs."""
     from zpml_runtime.bundle.multi import check_output_names, stack_expression_outputs
-    from zpml_symbolic.emit.onnx_emit import expression_prefixes, read_metadata, to_onnx
+    from zpml_symbolic.emit.onnx_emit import (
+        DEFAULT_TILE_ROWS,
+        expression_prefixes,
+        read_metadata,
+        to_onnx,
+    )
 
     frus = inner.frus
     n_out = len(frus)
@@ -222,6 +255,7 @@ def _resolve_compiled_multi(
         dtype=dtype,
         opset=opset,
         prefix=prefix,
+        tile_rows=DEFAULT_TILE_ROWS,
     )
     md = read_metadata(onnx_model)
     per_expr_taus = [list(t) for t in md["validity_taus"]]
@@ -262,6 +296,7 @@ def _resolve_compiled_multi(
         multi={"k": n_out, "output_names": names, "factors": factors},
         expressions=_json_ready(expressions),
         extra=extra,
+        emitter=_emitter_options(onnx_model, prefix, DEFAULT_TILE_ROWS),
     )
 
 
@@ -290,6 +325,7 @@ def _signature(model: onnx.ModelProto) -> tuple[dict[str, Any], list[dict[str, A
 
 def fru_metadata(fru: Any) -> dict[str, Any]:
     """The ``fru`` section of the metadata: expression, exact terms, provenance."""
+    from zpml_runtime.bundle.irjson import dump_ir
     from zpml_symbolic.flatten.fru import poly_terms
     from zpml_symbolic.ir.printer import to_text
 
@@ -307,6 +343,7 @@ def fru_metadata(fru: Any) -> dict[str, Any]:
         "validity_factors": [str(v) for v in fru.validity_factors],
         "mode": fru.mode,
         "provenance": fru.provenance_metadata(),
+        "ir": dump_ir(fru.root),
     }
 
 
@@ -391,7 +428,6 @@ def export_bundle(
         raise BundleError("signing_key must be non-empty bytes")
     dt = _dtype_of(example_inputs, dtype)
     resolved = _resolve(model, config, validity_taus, dt, opset, example_inputs, output_names)
-    model_bytes = resolved.model.SerializeToString()
     smoke = _smoke_array(example_inputs, smoke_inputs, dt, len(resolved.variables))
     smoke_bytes = _npy_bytes(smoke)
     inp, outputs = _signature(resolved.model)
@@ -403,8 +439,6 @@ def export_bundle(
         "schema_version": BUNDLE_SCHEMA_VERSION,
         "bundle_id": bundle_id or out.name,
         "model_file": MODEL_FILE,
-        "model_sha256": sha256_bytes(model_bytes),
-        "model_size": len(model_bytes),
         "inference_config": resolved.config.to_metadata(),
         "validity_taus": list(resolved.taus),
         "effective_thresholds": thresholds,
@@ -437,6 +471,14 @@ def export_bundle(
         metadata["expressions"] = resolved.expressions
     if metadata["output_order"][:6] != list(STRICT_OUTPUTS):
         raise BundleError(f"internal: unexpected output order {metadata['output_order']}")
+    metadata["emitter"] = emitter_record(
+        COMPILED if resolved.source == "compiled_fru" else TRACED, resolved.emitter or {}
+    )
+    onnx_model = resolved.model
+    if resolved.source == "compiled_fru":
+        onnx_model = _reproducible_graph(metadata, onnx_model)
+    model_bytes = onnx_model.SerializeToString()
+    metadata["model_sha256"], metadata["model_size"] = sha256_bytes(model_bytes), len(model_bytes)
     meta_bytes = dumps_metadata(metadata)
     files = {
         MODEL_FILE: model_bytes,
@@ -448,6 +490,38 @@ def export_bundle(
         files[SIGNATURE_FILE] = signature_line(meta_bytes, bytes(signing_key)).encode("ascii")
     publish_bundle(out, files, overwrite=overwrite, lock_timeout=lock_timeout)
     return ExportedBundle(out, metadata)
+
+
+def _reproducible_graph(metadata: dict[str, Any], built: onnx.ModelProto) -> onnx.ModelProto:
+    """The graph the validator will rebuild from ``metadata`` (the recorded expression
+    text, re-parsed and re-flattened): the bundle holds exactly that graph.
+
+    It equals ``built`` (compiled from the model object) unless the expression's text
+    lowers to another evaluation order; then the rebuilt one is used, whose metadata
+    (signature, thresholds, gauge) must be the same.
+    """
+    from zpml_symbolic.emit.onnx_emit import read_baked_thresholds
+
+    _, frus, problems = compiled_views(metadata)
+    if problems or any(f is None for f in frus):
+        raise BundleError(
+            "internal: the compiled expression does not survive its own metadata (text and "
+            f"exact terms disagree), so the bundle could not be verified: {'; '.join(problems)}"
+        )
+    rebuilt = emit_compiled(metadata, frus)
+    if rebuilt.SerializeToString() == built.SerializeToString():
+        return built
+    same = (
+        _signature(rebuilt) == _signature(built)
+        and read_baked_thresholds(rebuilt) == read_baked_thresholds(built)
+        and _graph_extras(rebuilt) == _graph_extras(built)
+    )
+    if not same:
+        raise BundleError(
+            "internal: the graph rebuilt from the recorded expression has another signature, "
+            "thresholds or gauge than the compiled model's"
+        )
+    return rebuilt
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:

@@ -157,6 +157,17 @@ METADATA_JSON_SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": {"type": "string"},
         },
+        "emitter": {
+            "type": "object",
+            "required": ["compiler", "version", "format", "kind", "options"],
+            "properties": {
+                "compiler": {"type": "string"},
+                "version": {"type": "string"},
+                "format": {"type": "integer"},
+                "kind": {"enum": ["compiled_fru", "traced_decoder"]},
+                "options": {"type": "object"},
+            },
+        },
     },
 }
 

@@ -10,24 +10,37 @@ from __future__ import annotations
 
 from typing import Any
 
+from zpml_runtime.bundle.format import BundleError
 
-def expression_problems(metadata: dict[str, Any]) -> list[str]:
-    """Problems when re-flattening ``fru.expression`` does not give the recorded P, Q, factors."""
+
+def reflatten(metadata: dict[str, Any]) -> tuple[Any, list[str]]:
+    """Re-flatten ``fru.expression`` and compare with the recorded exact terms.
+
+    Returns ``(fru, problems)``: the rebuilt FlattenedFRU (``None`` when the text
+    cannot be flattened) and the problems (empty when the rebuilt P, Q, factors
+    and provenance equal the recorded ones).
+    """
     import zpml_symbolic as zs
     from zpml_symbolic.flatten.fru import poly_terms
 
     fru_meta = metadata.get("fru") or {}
-    params = list(metadata.get("parameters") or {})
+    gens = fru_meta.get("generators") if isinstance(fru_meta.get("generators"), list) else []
+    all_params = list(metadata.get("parameters") or {})
+    # parameters in the FRU's own order (its generators), then the ones it does not use
+    params = [g for g in gens if g in all_params] + [p for p in all_params if p not in gens]
     try:
+        expr = _recorded_tree(fru_meta, params)
         fru = zs.flatten(
-            zs.parse(str(fru_meta.get("expression", "")), parameters=params),
+            expr,
             parameters=params,
             variables=own_variables(metadata),
             mode=fru_meta.get("mode", "scm_strict"),
         )
+    except BundleError as e:
+        return None, [str(e)]
     except (zs.ZeroProofError, ValueError, TypeError, RecursionError, MemoryError) as e:
         first = (str(e).splitlines() or [type(e).__name__])[0][:300]
-        return [f"metadata fru.expression cannot be re-flattened: {first}"]
+        return None, [f"metadata fru.expression cannot be re-flattened: {first}"]
     ngens = len(fru.generators)
 
     def terms(p: Any) -> list[list[Any]]:
@@ -46,22 +59,63 @@ def expression_problems(metadata: dict[str, Any]) -> list[str]:
     }
     bad = [k for k, ok in checks.items() if not ok]
     if bad:
-        return [
+        return fru, [
             "re-flattening metadata fru.expression with input.variables "
             f"{metadata['input']['variables']} gives a different {', '.join(bad)} than recorded: "
             "the exact terms (or the variable order) were edited"
         ]
-    return []
+    missing = [
+        g for g in fru_meta.get("generators") or []
+        if g not in metadata["input"]["variables"] and g not in params
+    ]
+    if missing:
+        return fru, [
+            f"metadata fru.generators {missing} are neither input variables "
+            f"{metadata['input']['variables']} nor parameters: the variable order was edited"
+        ]
+    return fru, []
+
+
+def _recorded_tree(fru_meta: dict[str, Any], params: list[str]) -> Any:
+    """The expression to flatten: the recorded tree (``fru.ir``, whose text must be
+    ``fru.expression``), or the text through the safe parser when no tree is recorded."""
+    import zpml_symbolic as zs
+
+    text = str(fru_meta.get("expression", ""))
+    if fru_meta.get("ir") is None:
+        return zs.parse(text, parameters=params)
+    from zpml_runtime.bundle.irjson import load_ir
+    from zpml_symbolic.frontend.sympy_in import to_sympy
+    from zpml_symbolic.ir.printer import to_text
+
+    root = load_ir(fru_meta["ir"])
+    if to_text(root) != text:
+        raise BundleError(
+            "metadata fru.expression is not the text of the recorded tree fru.ir (one of them "
+            "was edited)"
+        )
+    return to_sympy(root)
+
+
+def expression_problems(metadata: dict[str, Any]) -> list[str]:
+    """Problems when re-flattening ``fru.expression`` does not give the recorded P, Q, factors."""
+    return reflatten(metadata)[1]
 
 
 def own_variables(metadata: dict[str, Any]) -> list[str]:
-    """The input variables the recorded FRU is flattened over: all input columns, except in
-    an output of a multi-output bundle, whose expression may use only some of them."""
-    variables = list(metadata["input"]["variables"])
+    """The variables the recorded FRU is flattened over, in the FRU's own order.
+
+    That order is the one of ``fru.generators`` (the expression's variables as it
+    was flattened), which need not be the input column order: ``variables=``
+    may reorder the columns or add columns the expression does not read. The
+    graph maps columns to variables by name, so the recorded terms are rebuilt
+    over the FRU's own variables and the columns are placed by ``input.variables``.
+    """
+    columns = list(metadata["input"]["variables"])
     gens = (metadata.get("fru") or {}).get("generators")
-    if "column" in metadata and isinstance(gens, list):
-        return [v for v in variables if v in gens]
-    return variables
+    if not isinstance(gens, list):
+        return columns
+    return [g for g in gens if g in columns]
 
 
-__all__ = ["expression_problems", "own_variables"]
+__all__ = ["expression_problems", "own_variables", "reflatten"]

@@ -351,7 +351,7 @@ def _reference_smoke_test(
             init=metadata.get("parameters") or None,
             dtype=getattr(torch, metadata["input"]["dtype"]),
             prefix=schema.get("prefix", "structural_validity_factor"),
-            **({"variables": metadata["input"]["variables"]} if len(frus) > 1 else {}),
+            variables=metadata["input"]["variables"],  # the bundle's column order
         )
     except (zs.ZeroProofError, ValueError, KeyError, TypeError) as e:
         # A compiled bundle whose own expression cannot be rebuilt is not verified: fail.

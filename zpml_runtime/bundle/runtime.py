@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import numpy as np
 
 from zpml_runtime.bundle.format import STRICT_OUTPUTS, BundleError, BundleSmokeTestError
 from zpml_runtime.bundle.validate import ValidatedBundle, make_session, open_validated
+from zpml_runtime.bundle.verify import UnverifiedBundleWarning
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,12 @@ class OnnxRuntimeBundle:
         self.metadata = validated.metadata
         self.smoke_inputs = validated.smoke_inputs
         self.semantic = validated.semantic
+        #: the whole graph was reproduced from the recorded expression (see :func:`validate_bundle`)
+        self.verified = validated.verified
+        #: what is not verified (``None`` when verified), e.g. a traced model's P, Q, V
+        self.unverified_reason = validated.unverified_reason
+        #: what validation checked, in one sentence
+        self.verification = validated.verification
         # The exact bytes that were hashed and checked go to onnxruntime.
         if session is None:
             session = make_session(validated.model_bytes, providers, str(validated.path))
@@ -91,13 +99,31 @@ def load_onnx_runtime_bundle(
     providers: Sequence[str] = ("CPUExecutionProvider",),
     *,
     signing_key: bytes | None = None,
+    allow_unverified: bool = False,
+    require_verified: bool = False,
 ) -> OnnxRuntimeBundle:
     """Validate the bundle completely (see :func:`validate_bundle`), then return it loaded.
 
     The onnxruntime session that passed the semantic check (with ``providers``)
-    is the one that runs: exactly the validated model bytes.
+    is the one that runs: exactly the validated model bytes. A bundle whose graph
+    is not verified (a traced model, or one accepted with ``allow_unverified=True``)
+    loads with an :class:`UnverifiedBundleWarning` saying what is not verified;
+    ``require_verified=True`` refuses it instead.
     """
-    validated, session = open_validated(directory, providers, signing_key=signing_key)
+    validated, session = open_validated(
+        directory,
+        providers,
+        signing_key=signing_key,
+        allow_unverified=allow_unverified,
+        require_verified=require_verified,
+    )
+    if not validated.verified:
+        warnings.warn(
+            UnverifiedBundleWarning(
+                f"bundle {validated.path} is UNVERIFIED: {validated.unverified_reason}"
+            ),
+            stacklevel=2,
+        )
     return OnnxRuntimeBundle(validated, providers, session)
 
 
@@ -149,6 +175,8 @@ def run_bundle_reference_smoke_test(
     *,
     rtol: float | None = None,
     atol: float = 0.0,
+    allow_unverified: bool = False,
+    require_verified: bool = False,
 ) -> SmokeTestReport:
     """Run the bundle and ``reference`` on ``inputs`` (default: the stored smoke inputs).
 
@@ -156,7 +184,9 @@ def run_bundle_reference_smoke_test(
     ``rtol`` (default 1e-5 for float32, 1e-12 for float64) with NaNs in the
     same places. Raises :class:`BundleSmokeTestError` on any mismatch.
     """
-    runtime = load_onnx_runtime_bundle(directory)
+    runtime = load_onnx_runtime_bundle(
+        directory, allow_unverified=allow_unverified, require_verified=require_verified
+    )
     if inputs is None:
         x = runtime.smoke_inputs
     else:
@@ -209,6 +239,7 @@ __all__ = [
     "BundleResult",
     "OnnxRuntimeBundle",
     "SmokeTestReport",
+    "UnverifiedBundleWarning",
     "load_onnx_runtime_bundle",
     "run_bundle_reference_smoke_test",
 ]

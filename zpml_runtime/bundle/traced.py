@@ -22,6 +22,8 @@ from zpml_runtime.bundle.format import BundleError
 from zpml_runtime.inference.wrapper import split_model_outputs
 
 TRACED_OPSET = 18
+#: per-factor output name prefix of traced bundles
+DEFAULT_PREFIX = "structural_validity_factor"
 
 
 class _RawOutputs(nn.Module):
@@ -109,6 +111,38 @@ def _output_layout(model: nn.Module, x: torch.Tensor) -> tuple[int, list[list[An
     return k, shapes
 
 
+def decoder_model(
+    num_factors: int,
+    *,
+    config: InferenceConfig,
+    validity_taus: Any,
+    dtype: str,
+    opset: int,
+    prefix: str = DEFAULT_PREFIX,
+    n_out: int = 1,
+    factor_shapes: list[list[Any]] | None = None,
+) -> onnx.ModelProto:
+    """The strict decoder a traced bundle ends with: inputs ``P``, ``Q`` (and ``V``),
+    the strict outputs (reshaped to ``[batch, n_out]`` for several outputs).
+
+    A pure function of its arguments (all recorded in the bundle metadata), so
+    the validator rebuilds it and compares it with the end of the stored graph.
+    """
+    from zpml_symbolic.emit.onnx_emit import strict_decoder_model
+
+    decoder = strict_decoder_model(
+        num_factors,
+        config=config,
+        validity_taus=validity_taus,
+        dtype=dtype,
+        opset=opset,
+        prefix=prefix,
+    )
+    if n_out > 1:
+        _reshape_outputs(decoder, n_out, list(factor_shapes or []))
+    return decoder
+
+
 def traced_strict_model(
     wrapper: Any,
     config: InferenceConfig,
@@ -121,10 +155,9 @@ def traced_strict_model(
 
     Returns ``(model, number of factors, n_vars, layout)``; ``layout`` is ``None``
     for one output, else ``{"k": k, "factor_shapes": [...]}`` (see
-    :mod:`zpml_runtime.bundle.multi`).
+    :mod:`zpml_runtime.bundle.multi`). The graph is the traced part (computing
+    ``P``, ``Q``, ``V``) followed by :func:`decoder_model`, unchanged.
     """
-    from zpml_symbolic.emit.onnx_emit import strict_decoder_model
-
     tdtype = torch.float32 if dtype == "float32" else torch.float64
     was_training = wrapper.training
     wrapper.eval()
@@ -154,8 +187,14 @@ def traced_strict_model(
         wrapper.train(was_training)
     traced = onnx.load_model_from_string(buf.getvalue())
     taus = 0.0 if validity_taus is None else validity_taus
-    decoder = strict_decoder_model(
-        k, config=config, validity_taus=taus, dtype=dtype, opset=opset or TRACED_OPSET
+    decoder = decoder_model(
+        int(k),
+        config=config,
+        validity_taus=taus,
+        dtype=dtype,
+        opset=opset or TRACED_OPSET,
+        n_out=n_out,
+        factor_shapes=factor_shapes,
     )
     ir_version = max(traced.ir_version, decoder.ir_version)
     traced.ir_version = decoder.ir_version = ir_version
@@ -168,7 +207,9 @@ def traced_strict_model(
     onnx.helper.set_model_props(merged, {p.key: p.value for p in decoder.metadata_props})
     if n_out == 1:
         return merged, int(k), int(x.shape[-1]), None
-    _reshape_outputs(merged, n_out, factor_shapes)
+    # both parts call their leading axis "batch", but P, Q, V are [batch * k] here:
+    # the optional shape annotations of the traced part would contradict, drop them
+    del merged.graph.value_info[:]
     return merged, int(k), int(x.shape[-1]), {"k": n_out, "factor_shapes": factor_shapes}
 
 
@@ -179,10 +220,8 @@ def _reshape_outputs(model: onnx.ModelProto, k: int, factor_shapes: list[list[An
     from zpml_runtime.bundle.multi import _all_names, _fresh, _rename_everywhere
 
     graph = model.graph
-    # intermediate shapes: both parts call their leading axis "batch", but the decoder's
-    # is batch * k here; the annotations are optional, drop them
     del graph.value_info[:]
-    taken = _all_names(graph)
+    taken = _all_names(graph) | {o.name for o in graph.output}
     old = list(graph.output)
     flat = {o.name: _fresh(f"{o.name}__flat", taken) for o in old}
     _rename_everywhere(graph, flat)
@@ -206,4 +245,4 @@ def _reshape_outputs(model: onnx.ModelProto, k: int, factor_shapes: list[list[An
     graph.output.extend(outputs)
 
 
-__all__ = ["TRACED_OPSET", "traced_strict_model"]
+__all__ = ["DEFAULT_PREFIX", "TRACED_OPSET", "decoder_model", "traced_strict_model"]

@@ -17,7 +17,6 @@ import hmac
 import io
 import math
 import os
-import secrets
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -55,6 +54,10 @@ _STANDARD_DOMAINS = ("", "ai.onnx")
 class ValidatedBundle:
     """A bundle that passed validation: metadata, the exact model bytes, smoke inputs.
 
+    ``verified`` is True when the whole graph was reproduced from the recorded
+    expression and options; otherwise ``unverified_reason`` says what is not
+    verified (a traced model's computation of ``P, Q, V``, or a bundle accepted with
+    ``allow_unverified=True``). ``verification`` says what was checked.
     ``semantic`` is the recomputation report (``None`` for traced bundles, which
     carry no exact expression, or when the check was not asked for).
     """
@@ -65,6 +68,9 @@ class ValidatedBundle:
     model: onnx.ModelProto
     smoke_inputs: np.ndarray
     semantic: SemanticCheckReport | None = None
+    verified: bool = False
+    unverified_reason: str | None = "not checked (file-level validation only)"
+    verification: str = "file-level checks only"
 
 
 def _check_name(name: object, field: str, problems: list[str]) -> str | None:
@@ -571,114 +577,43 @@ def make_session(model_bytes: bytes, providers: Sequence[str], directory: str) -
         ) from None
 
 
-def _semantic(
-    bundle: Path, meta: dict[str, Any], session: Any, seed: int | None
-) -> SemanticCheckReport | None:
-    from zpml_runtime.bundle.multi import expression_views, is_multi, view_outputs
-
-    run = _session_runner(session, meta["input"]["name"])
-    seed = secrets.randbits(32) if seed is None else seed
-    if not is_multi(meta):
-        return _semantic_one(bundle, meta, run, seed)
-    if meta.get("source") != "compiled_fru":
-        return None
-    try:
-        views = expression_views(meta)
-    except BundleError as e:
-        raise BundleValidationError(str(bundle), [str(e)]) from None
-    reports, problems = [], []
-    for view, mapping in views:
-        def run_view(x: np.ndarray, view: Any = view, mapping: Any = mapping) -> dict[str, np.ndarray]:
-            return view_outputs(run(x), view, mapping)
-
-        try:
-            rep = _semantic_one(bundle, view, run_view, seed)
-        except BundleValidationError as e:
-            problems += [f"output {view['column']} ({view.get('output_name')}): {p}" for p in e.problems]
-            continue
-        if rep is not None:
-            reports.append(rep)
-    if problems:
-        raise BundleValidationError(str(bundle), problems)
-    if not reports:
-        return None
-    return SemanticCheckReport(
-        seed,
-        sum(r.rows for r in reports),
-        sum(r.zero_set_rows for r in reports),
-        sum(r.skipped for r in reports),
-        (),
-    )
-
-
-def _semantic_one(
-    bundle: Path, meta: dict[str, Any], run: Callable[[np.ndarray], dict[str, np.ndarray]], seed: int
-) -> SemanticCheckReport | None:
-    from zpml_runtime.bundle.exact import read_metadata_fru
-    from zpml_runtime.bundle.reflatten import expression_problems
-    from zpml_runtime.bundle.semantic import check_semantics
-
-    problems: list[str] = []
-    try:
-        fru = read_metadata_fru(meta)
-    except BundleError as e:
-        raise BundleValidationError(str(bundle), [str(e)]) from None
-    if fru is None:
-        return None
-    problems += expression_problems(meta)
-    try:
-        report = check_semantics(meta, fru, run, seed)
-    except BundleError as e:
-        problems.append(str(e))
-        report = None
-    except Exception as e:  # noqa: BLE001 - onnxruntime errors while running the graph
-        problems.append(f"onnxruntime failed to run model.onnx: {str(e).splitlines()[0][:300]}")
-        report = None
-    if report is not None:
-        problems += report.problems
-    if problems:
-        raise BundleValidationError(str(bundle), problems)
-    return report
-
-
-def _check_run_shapes(bundle: Path, meta: dict[str, Any], session: Any, smoke: np.ndarray) -> None:
-    """Multi-output bundles (traced ones have no exact check): run the smoke inputs and
-    compare every output's shape with the metadata (``batch`` = the number of rows)."""
-    from zpml_runtime.bundle.multi import is_multi
-
-    if not is_multi(meta):
-        return
-    try:
-        got = _session_runner(session, meta["input"]["name"])(smoke)
-    except Exception as e:  # noqa: BLE001 - onnxruntime errors while running the graph
-        raise BundleValidationError(
-            str(bundle), [f"onnxruntime failed to run model.onnx on the smoke inputs: {str(e).splitlines()[0][:300]}"]
-        ) from None
-    problems = []
-    for o in meta["outputs"]:
-        want = [len(smoke) if d == "batch" else d for d in o["shape"]]
-        if list(got[o["name"]].shape) != want:
-            problems.append(
-                f"output {o['name']} has shape {list(got[o['name']].shape)} on the {len(smoke)} smoke "
-                f"rows; metadata says {o['shape']}"
-            )
-    if problems:
-        raise BundleValidationError(str(bundle), problems)
-
-
 def open_validated(
     directory: str | os.PathLike[str],
     providers: Sequence[str] = ("CPUExecutionProvider",),
     *,
     signing_key: bytes | None = None,
     seed: int | None = None,
+    allow_unverified: bool = False,
+    require_verified: bool = False,
 ) -> tuple[ValidatedBundle, Any]:
     """Validate completely and return the bundle with the onnxruntime session that was checked."""
+    from zpml_runtime.bundle.verify import check_policy, verify_graph
+
+    check_policy(allow_unverified, require_verified)
     bundle, meta, model_bytes, model, smoke = _structural(directory, signing_key)
     session = make_session(model_bytes, providers, str(bundle))
-    _check_run_shapes(bundle, meta, session, smoke)
-    report = _semantic(bundle, meta, session, seed)
-    return ValidatedBundle(bundle, meta, model_bytes, model, smoke, report), session
+    verdict, report = verify_graph(
+        bundle,
+        meta,
+        model,
+        _session_runner(session, meta["input"]["name"]),
+        smoke,
+        seed,
+        allow_unverified=allow_unverified,
+        require_verified=require_verified,
+    )
+    validated = ValidatedBundle(
+        bundle,
+        meta,
+        model_bytes,
+        model,
+        smoke,
+        report,
+        verdict.verified,
+        verdict.unverified,
+        verdict.detail,
+    )
+    return validated, session
 
 
 def validate_bundle(
@@ -686,19 +621,40 @@ def validate_bundle(
     *,
     signing_key: bytes | None = None,
     seed: int | None = None,
+    allow_unverified: bool = False,
+    require_verified: bool = False,
 ) -> ValidatedBundle:
     """Check a bundle completely; raise :class:`BundleValidationError` listing every problem.
 
     Besides the files (checksum, strict JSON, schema, sizes, hashes, ONNX
-    checker, signature, thresholds), a compiled bundle's graph is run in
-    onnxruntime on points the validator generates (random, and on the zero set
-    of ``Q`` and of every denominator factor) and compared with the strict
-    semantics recomputed exactly from the metadata expression. ``seed`` fixes
-    those points (default: fresh random ones; the seed is in any error
-    message). ``signing_key`` (bytes) also requires a matching HMAC-SHA256
-    signature in ``metadata.sig``.
+    checker, signature, thresholds), the graph is verified by reproduction: a
+    compiled bundle's ``model.onnx`` must be exactly the graph the installed
+    compiler emits for the recorded expression, variables, parameters,
+    thresholds and options (a difference is refused, naming the first differing
+    node or initializer); a traced bundle must end with exactly the strict
+    decoder rebuilt from its thresholds. As a second line of defence a compiled
+    graph is run in onnxruntime on unpredictable points the validator generates
+    (random, huge and tiny, on the zero set of ``Q`` and of every factor, inside
+    and just above each tau band; batches of several sizes) and compared with
+    exact recomputation and with the numpy program. ``seed`` fixes those points
+    (default: fresh random ones from the OS; the seed is in any error message).
+    ``signing_key`` (bytes) also requires a matching HMAC-SHA256 signature in
+    ``metadata.sig``.
+
+    A compiled bundle that cannot be reproduced (written by another compiler
+    version, or without a usable ``fru``) is refused unless
+    ``allow_unverified=True``; the result then has ``verified=False``. Traced
+    bundles are valid but ``verified=False`` (their P, Q, V computation is the
+    user's model); ``require_verified=True`` refuses every bundle that is not
+    verified.
     """
-    return open_validated(directory, signing_key=signing_key, seed=seed)[0]
+    return open_validated(
+        directory,
+        signing_key=signing_key,
+        seed=seed,
+        allow_unverified=allow_unverified,
+        require_verified=require_verified,
+    )[0]
 
 
 def validate_structure(directory: str | os.PathLike[str]) -> ValidatedBundle:
