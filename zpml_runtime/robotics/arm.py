@@ -21,12 +21,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from zpml_runtime.errors import InvalidConfigError, ShapeMismatchError
 
-__all__ = ["DLS_TEMPLATES", "DLSSolver", "IK_TEMPLATES", "PlanarArm"]
+__all__ = ["DEFAULT_LINKS", "DLS_TEMPLATES", "DLSSolver", "IKArm", "IK_TEMPLATES", "PlanarArm", "check_positive", "dls_solve"]
+
+#: default link lengths of the two-link arm (unequal: the problem has no ``l1 == l2`` symmetry)
+DEFAULT_LINKS: tuple[float, float] = (1.0, 0.6)
 
 #: Symbolic templates of the two inverse-Jacobian entries over the features
 #: ``c1, s1, c2, s2, dx, dy`` with learnable link lengths ``l1, l2`` (text for
@@ -59,7 +63,26 @@ def _dls_templates() -> tuple[str, str]:
 DLS_TEMPLATES: tuple[str, str] = _dls_templates()
 
 
-def _positive(value: float, name: str) -> float:
+@runtime_checkable
+class IKArm(Protocol):
+    """What the data set, the fallback solver and the models need from an arm.
+
+    Inputs are rows ``(theta_1 .. theta_n, v_1 .. v_m)`` (joint angles, then the
+    commanded task-space velocity); ``det J`` depends on ``theta2`` only.
+    """
+
+    n_joints: int
+    task_dim: int
+    feature_names: tuple[str, ...]
+
+    def det_jacobian(self, theta2: np.ndarray) -> np.ndarray: ...
+    def features(self, inputs: np.ndarray) -> np.ndarray: ...
+    def inverse_velocity(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def dls_velocity(self, inputs: np.ndarray, damping: float) -> np.ndarray: ...
+
+
+def check_positive(value: float, name: str) -> float:
+    """``value`` as a float when it is a finite number > 0, else :class:`InvalidConfigError`."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         raise InvalidConfigError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
@@ -76,14 +99,20 @@ def _split(inputs: np.ndarray) -> tuple[np.ndarray, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class PlanarArm:
-    """A planar 2-link arm with link lengths ``l1`` and ``l2`` (default 1, 1)."""
+    """A planar 2-link arm with link lengths ``l1`` and ``l2`` (default :data:`DEFAULT_LINKS`).
 
-    l1: float = 1.0
-    l2: float = 1.0
+    Task: the end-effector position; inputs ``(theta1, theta2, dx, dy)``.
+    """
+
+    l1: float = DEFAULT_LINKS[0]
+    l2: float = DEFAULT_LINKS[1]
+    n_joints = 2
+    task_dim = 2
+    feature_names = ("c1", "s1", "c2", "s2", "dx", "dy")
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "l1", _positive(self.l1, "l1"))
-        object.__setattr__(self, "l2", _positive(self.l2, "l2"))
+        object.__setattr__(self, "l1", check_positive(self.l1, "l1"))
+        object.__setattr__(self, "l2", check_positive(self.l2, "l2"))
 
     def forward_kinematics(self, theta1: np.ndarray, theta2: np.ndarray) -> np.ndarray:
         """End-effector position ``[..., 2]``."""
@@ -136,25 +165,27 @@ class PlanarArm:
 
     def dls_velocity(self, inputs: np.ndarray, damping: float) -> np.ndarray:
         """Damped least squares ``J^T (J J^T + damping^2 I)^-1 (dx, dy)``: finite everywhere."""
-        lam = _positive(damping, "damping")
         t1, t2, dx, dy = _split(inputs)
-        J = self.jacobian(t1, t2)
-        JJt = J @ np.swapaxes(J, -1, -2)
-        A = JJt + (lam * lam) * np.eye(2)
-        rhs = np.stack([dx, dy], axis=-1)[..., None]
-        y = np.linalg.solve(A, rhs)
-        return (np.swapaxes(J, -1, -2) @ y)[..., 0]
+        return dls_solve(self.jacobian(t1, t2), np.stack([dx, dy], axis=-1), damping)
+
+
+def dls_solve(J: np.ndarray, v: np.ndarray, damping: float) -> np.ndarray:
+    """``J^T (J J^T + damping^2 I)^-1 v`` for ``J [n, m, k]`` and ``v [n, m]``: shape ``[n, k]``."""
+    lam = check_positive(damping, "damping")
+    A = J @ np.swapaxes(J, -1, -2) + (lam * lam) * np.eye(J.shape[-2])
+    y = np.linalg.solve(A, v[..., None])
+    return (np.swapaxes(J, -1, -2) @ y)[..., 0]
 
 
 @dataclasses.dataclass(frozen=True)
 class DLSSolver:
-    """The analytic fallback for ``route_to_analytic_solver``: ``inputs [n, 4] -> dtheta [n, 2]``."""
+    """The analytic fallback for ``route_to_analytic_solver``: ``inputs [n, joints + task] -> dtheta [n, joints]``."""
 
-    arm: PlanarArm = dataclasses.field(default_factory=PlanarArm)
+    arm: IKArm = dataclasses.field(default_factory=PlanarArm)
     damping: float = 1e-2
 
     def __post_init__(self) -> None:
-        _positive(self.damping, "damping")
+        check_positive(self.damping, "damping")
 
     def __call__(self, inputs: np.ndarray) -> np.ndarray:
         return self.arm.dls_velocity(np.asarray(inputs, dtype=np.float64), self.damping)

@@ -26,7 +26,7 @@ from zpml_runtime.errors import CalibrationError, InvalidConfigError
 from zpml_runtime.metrics import tau_infer_sweep_from_q_abs
 from zpml_runtime.metrics.tau_sweep import TauInferSweep
 
-__all__ = ["DEFAULT_TAUS", "TauChoice", "choose_thresholds"]
+__all__ = ["DEFAULT_TAUS", "TauChoice", "calibrate_model", "choose_thresholds"]
 
 #: candidate thresholds: 0 and half-decades from 1e-16 to 1e-1
 DEFAULT_TAUS: tuple[float, ...] = (0.0,) + tuple(
@@ -127,3 +127,22 @@ def choose_thresholds(
         train_sweep=train,
         target_met=met_infer and met_train,
     )
+
+
+def calibrate_model(model: Any, calib: Any, **rule: Any) -> TauChoice:
+    """:func:`choose_thresholds` for a ``(P, Q, ...)`` model on an :class:`~zpml_runtime.robotics.IKDataset` split.
+
+    ``|Q|`` per row is the minimum over the outputs; ``rule`` are the keyword
+    arguments of :func:`choose_thresholds`.
+    """
+    import torch
+
+    from zpml_runtime.robotics.evaluation import prediction_errors
+
+    with torch.no_grad():
+        P, Q, *_ = model(torch.as_tensor(calib.inputs, dtype=torch.float64))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pred = (P / Q).cpu().numpy()
+        q_abs = Q.abs().reshape(Q.shape[0], -1).amin(dim=1).cpu().numpy()
+    _, rel = prediction_errors(pred, calib.targets)
+    return choose_thresholds(q_abs, rel, calib.status == 1, calib.bucket < 5, **rule)

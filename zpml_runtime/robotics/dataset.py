@@ -1,4 +1,4 @@
-"""Seeded IK data sets for the planar arm, stratified by ``|det J|``.
+"""Seeded IK data sets for a planar arm (2-link or 3-link), stratified by ``|det J|``.
 
 Buckets (edges ``0, 1e-5, 1e-4, 1e-3, 1e-2, inf``), plus a bucket of its own
 for the **exactly** singular rows (``det J == 0`` in floating point, i.e.
@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 
 from zpml_runtime.errors import InvalidConfigError
-from zpml_runtime.robotics.arm import PlanarArm
+from zpml_runtime.robotics.arm import IKArm, PlanarArm
 
 __all__ = [
     "BUCKET_EDGES",
@@ -56,16 +56,18 @@ class IKDatasetConfig:
     seed: int = 0
     label_mode: Literal["inverse", "dls"] = "inverse"
     #: rows with ``det J == 0`` exactly
-    exact_singular_share: float = 0.05
+    exact_singular_share: float = 0.02
     #: rows with ``0 < |det J| < 1e-2``, spread evenly over the four near-singular buckets
-    near_singular_share: float = 0.4
+    near_singular_share: float = 0.2
     #: damping of the DLS labels (``label_mode="dls"``) and of the fallback solver
     damping: float = 1e-2
-    #: ``dx, dy`` are uniform in ``[-velocity_scale, velocity_scale]``
+    #: every velocity component is uniform in ``[-velocity_scale, velocity_scale]``
     velocity_scale: float = 1.0
     #: smallest ``|det J|`` of a non-singular row (lower end of the first bucket)
     min_abs_det: float = 1e-9
-    arm: PlanarArm = dataclasses.field(default_factory=PlanarArm)
+    #: the arm (:class:`~zpml_runtime.robotics.arm.PlanarArm` or
+    #: :class:`~zpml_runtime.robotics.arm3.PlanarArm3`)
+    arm: IKArm = dataclasses.field(default_factory=PlanarArm)
 
     def __post_init__(self) -> None:
         if isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int) or self.n_samples < 10:
@@ -87,14 +89,16 @@ class IKDatasetConfig:
                 raise InvalidConfigError(f"{name} must be a finite number > 0, got {v!r}")
         if self.min_abs_det >= BUCKET_EDGES[1]:
             raise InvalidConfigError(f"min_abs_det must be below {BUCKET_EDGES[1]}, got {self.min_abs_det}")
+        if not isinstance(self.arm, IKArm):
+            raise InvalidConfigError(f"arm must be a PlanarArm or PlanarArm3, got {type(self.arm).__name__}")
 
 
 @dataclasses.dataclass(frozen=True)
 class IKDataset:
-    """Rows of ``inputs (theta1, theta2, dx, dy)``, ``targets (dtheta1, dtheta2)`` and labels."""
+    """Rows of ``inputs (theta_1.., v_1..)``, ``targets (dtheta_1..)`` and labels."""
 
-    inputs: np.ndarray  # [n, 4] float64
-    targets: np.ndarray  # [n, 2] float64, NaN on bottom rows
+    inputs: np.ndarray  # [n, joints + task] float64
+    targets: np.ndarray  # [n, joints] float64, NaN on bottom rows
     status: np.ndarray  # [n] int64: 0 finite, 1 bottom
     det: np.ndarray  # [n] float64, det J as evaluated in float64
     bucket: np.ndarray  # [n] int64, index into BUCKET_LABELS
@@ -142,7 +146,7 @@ def generate_ik_dataset(config: IKDatasetConfig | None = None) -> IKDataset:
     n_near = int(round(cfg.near_singular_share * n))
     n_regular = n - n_exact - n_near
     theta2_parts = [np.zeros(n_exact)]  # det J == 0 exactly
-    scale = arm.l1 * arm.l2
+    scale = float(abs(arm.det_jacobian(np.array(math.pi / 2))))  # l1*l2, the largest |det J|
     near_edges = [(max(cfg.min_abs_det, BUCKET_EDGES[k]), BUCKET_EDGES[k + 1]) for k in range(4)]
     per = np.diff(np.round(np.linspace(0, n_near, 5)).astype(int))
     for (lo, hi), m in zip(near_edges, per, strict=True):
@@ -160,8 +164,9 @@ def generate_ik_dataset(config: IKDatasetConfig | None = None) -> IKDataset:
     order = rng.permutation(n)
     theta2 = theta2[order]
     theta1 = rng.uniform(-math.pi, math.pi, size=n)
-    v = rng.uniform(-cfg.velocity_scale, cfg.velocity_scale, size=(n, 2))
-    inputs = np.column_stack([theta1, theta2, v])
+    v = rng.uniform(-cfg.velocity_scale, cfg.velocity_scale, size=(n, arm.task_dim))
+    others = rng.uniform(-math.pi, math.pi, size=(n, arm.n_joints - 2))  # theta3.. (3-link arm)
+    inputs = np.column_stack([theta1, theta2, others, v])
     det = arm.det_jacobian(theta2)
     bucket = bucket_of(det)
     if cfg.label_mode == "inverse":

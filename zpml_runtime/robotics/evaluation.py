@@ -14,7 +14,7 @@ __all__ = ["bucket_table", "prediction_errors"]
 
 
 def prediction_errors(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row absolute error (mean over the 2 joints) and relative error ``||e|| / ||y||``.
+    """Per-row absolute error (mean over the joints) and relative error ``||e|| / ||y||``.
 
     Rows whose target is not finite (bottom labels) or whose prediction is not
     finite get NaN in both: they are counted by the bottom/route metrics, not here.
@@ -23,7 +23,7 @@ def prediction_errors(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray,
     target = np.asarray(target, dtype=np.float64)
     if pred.shape != target.shape or pred.ndim != 2:
         raise ShapeMismatchError(
-            f"predictions {tuple(pred.shape)} and targets {tuple(target.shape)} must both be [n, 2]"
+            f"predictions {tuple(pred.shape)} and targets {tuple(target.shape)} must both be [n, joints]"
         )
     ok = np.isfinite(pred).all(axis=1) & np.isfinite(target).all(axis=1)
     err = np.where(ok[:, None], pred - target, np.nan)
@@ -47,19 +47,23 @@ def bucket_table(
     accepted: Mapping[str, np.ndarray] | None = None,
     bottom_mask: np.ndarray | None = None,
     route_masks: Mapping[str, np.ndarray] | None = None,
+    bottom_masks: Mapping[str, np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per ``|det J|`` bucket with the metrics of every named predictor.
 
-    ``predictions[name]`` is ``[n, 2]``; ``accepted[name]`` (default: all rows)
+    ``predictions[name]`` is ``[n, joints]``; ``accepted[name]`` (default: all rows)
     selects the rows a predictor's accuracy is measured on (for the strict model:
     rows it did not flag bottom). ``bottom_mask`` gives bottom precision/recall
-    against the exactly singular rows; ``route_masks`` the route rate per policy.
+    against the exactly singular rows; ``route_masks`` the route rate per policy;
+    ``bottom_masks[name]`` the bottom precision/recall of other named predictors
+    (keys ``name.bottom_precision`` and ``name.bottom_recall`` of the ``"all"`` row).
     """
     rows: list[dict[str, Any]] = []
     n = len(data)
+    shape = tuple(data.targets.shape)
     for name, pred in predictions.items():
-        if np.asarray(pred).shape != (n, 2):
-            raise ShapeMismatchError(f"predictions[{name!r}] must be [{n}, 2], got {np.asarray(pred).shape}")
+        if np.asarray(pred).shape != shape:
+            raise ShapeMismatchError(f"predictions[{name!r}] must be {list(shape)}, got {list(np.asarray(pred).shape)}")
     errors = {k: prediction_errors(v, data.targets) for k, v in predictions.items()}
     for b, label in enumerate(BUCKET_LABELS):
         sel = data.bucket == b
@@ -77,19 +81,22 @@ def bucket_table(
                 rm = np.asarray(rm, dtype=bool)
                 row[f"route_rate.{policy}"] = float(rm[sel].mean()) if sel.any() else None
         rows.append(row)
-    if bottom_mask is not None:
-        bm = np.asarray(bottom_mask, dtype=bool)
-        truth = data.singular
-        tp = int((bm & truth).sum())
-        pred_pos, real_pos = int(bm.sum()), int(truth.sum())
-        rows.append(
-            {
-                "bucket": "all",
-                "n": n,
-                "bottom_precision": tp / pred_pos if pred_pos else None,
-                "bottom_recall": tp / real_pos if real_pos else None,
-                "n_bottom": pred_pos,
-                "n_singular": real_pos,
-            }
-        )
+    masks = {"": bottom_mask} if bottom_mask is not None else {}
+    masks.update({f"{k}.": v for k, v in (bottom_masks or {}).items()})
+    if masks:
+        total: dict[str, Any] = {"bucket": "all", "n": n, "n_singular": int(data.singular.sum())}
+        for prefix, mask in masks.items():
+            total.update({prefix + k: v for k, v in _precision_recall(mask, data.singular).items()})
+        rows.append(total)
     return rows
+
+
+def _precision_recall(mask: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    bm = np.asarray(mask, dtype=bool)
+    tp = int((bm & truth).sum())
+    pred_pos, real_pos = int(bm.sum()), int(truth.sum())
+    return {
+        "bottom_precision": tp / pred_pos if pred_pos else None,
+        "bottom_recall": tp / real_pos if real_pos else None,
+        "n_bottom": pred_pos,
+    }

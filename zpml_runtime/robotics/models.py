@@ -1,12 +1,12 @@
-"""IK models of the reference deployment: a compiled symbolic template, an MLP + rational head,
-and the plain-MLP baseline.
+"""IK models of the reference deployment: a generic rational head on the angle features, a
+compiled symbolic template (2-link only) and the plain-MLP baseline.
 
-All take inputs ``(theta1, theta2, dx, dy)`` of shape ``[batch, 4]`` and compute
-the features ``(c1, s1, c2, s2, dx, dy)`` themselves, so an exported bundle has
-the same input as the data set. The rational models return ``(P, Q, V)`` with
-``P, Q`` of shape ``[batch, 2]`` (one entry per joint) and ``V`` a list of
-validity factors of shape ``[batch, 2]`` (a factor is 1 on the outputs it does
-not belong to, so it can only make its own output bottom).
+All take the data set's inputs ``(theta_1 .. theta_n, v_1 .. v_m)`` and compute
+the features ``(c1, s1, .., cn, sn, v_1 .. v_m)`` themselves, so an exported
+bundle has the same input as the data set. The rational models return ``(P, Q)``
+or ``(P, Q, V)`` with ``P, Q`` of shape ``[batch, joints]`` and ``V`` a list of
+validity factors of shape ``[batch, joints]`` (a factor is 1 on the outputs it
+does not belong to, so it can only make its own output bottom).
 """
 
 from __future__ import annotations
@@ -17,21 +17,68 @@ from torch import nn
 from zpml_runtime.errors import ShapeMismatchError
 from zpml_runtime.robotics.arm import DLS_TEMPLATES, IK_TEMPLATES
 
-__all__ = ["FEATURE_NAMES", "IKFeatures", "IKMLPRationalModel", "IKTemplateModel", "MLPBaseline"]
+__all__ = [
+    "FEATURE_NAMES",
+    "ArmFeatures",
+    "GenericIKModel",
+    "IKFeatures",
+    "IKTemplateModel",
+    "MLPBaseline",
+]
 
+#: features of the 2-link arm (the template's variables)
 FEATURE_NAMES: tuple[str, ...] = ("c1", "s1", "c2", "s2", "dx", "dy")
 
 
-class IKFeatures(nn.Module):
-    """``(theta1, theta2, dx, dy) -> (cos theta1, sin theta1, cos theta2, sin theta2, dx, dy)``."""
+class ArmFeatures(nn.Module):
+    """``(theta_1 .. theta_n, v_1 .. v_m) -> (cos theta_1, sin theta_1, .., cos theta_n, sin theta_n, v_1 .. v_m)``."""
+
+    def __init__(self, n_joints: int = 2, task_dim: int = 2) -> None:
+        super().__init__()
+        self.n_joints, self.task_dim = int(n_joints), int(task_dim)
+
+    @property
+    def out_features(self) -> int:
+        """``2 * n_joints + task_dim``."""
+        return 2 * self.n_joints + self.task_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 2 or x.shape[-1] != 4:
+        width = self.n_joints + self.task_dim
+        if x.dim() != 2 or x.shape[-1] != width:
             raise ShapeMismatchError(
-                f"IK inputs must have shape [batch, 4] (theta1, theta2, dx, dy), got {tuple(x.shape)}"
+                f"IK inputs must have shape [batch, {width}] ({self.n_joints} joint angles, then "
+                f"{self.task_dim} velocity components), got {tuple(x.shape)}"
             )
-        t1, t2, dx, dy = x.unbind(-1)
-        return torch.stack([torch.cos(t1), torch.sin(t1), torch.cos(t2), torch.sin(t2), dx, dy], dim=-1)
+        t = x[:, : self.n_joints]
+        cs = torch.stack([torch.cos(t), torch.sin(t)], dim=-1).reshape(x.shape[0], 2 * self.n_joints)
+        return torch.cat([cs, x[:, self.n_joints :]], dim=-1)
+
+
+class IKFeatures(ArmFeatures):
+    """The 2-link features ``(theta1, theta2, dx, dy) -> (c1, s1, c2, s2, dx, dy)``."""
+
+    def __init__(self) -> None:
+        super().__init__(2, 2)
+
+
+class GenericIKModel(nn.Module):
+    """Angle features followed by a :class:`~zpml_runtime.layers.MultivariateRationalLayer` head.
+
+    Knows nothing about the arm beyond its joint and task counts: the head's
+    coefficients come from data (:func:`zpml_runtime.robotics.generic.fit_generic_head`).
+    Returns ``(P, Q)``, each ``[batch, joints]`` (a shared ``Q`` broadcast).
+    """
+
+    can_reach_bottom = True
+
+    def __init__(self, features: ArmFeatures, head: nn.Module) -> None:
+        super().__init__()
+        self.features = features
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.head(self.features(x))
+        return out[0], out[1]
 
 
 class IKTemplateModel(nn.Module):
@@ -91,41 +138,20 @@ class IKTemplateModel(nn.Module):
         return dict(self.rational.coefficient_values())
 
 
-class IKMLPRationalModel(nn.Module):
-    """An MLP backbone on the features with a multivariate rational head (shared ``Q``)."""
-
-    can_reach_bottom = True
-
-    def __init__(self, *, hidden: int = 64, dtype: torch.dtype = torch.float64) -> None:
-        super().__init__()
-        from zpml_runtime.layers import MultivariateRationalLayer
-
-        self.features = IKFeatures()
-        self.backbone = nn.Sequential(
-            nn.Linear(6, hidden, dtype=dtype), nn.Tanh(), nn.Linear(hidden, hidden, dtype=dtype), nn.Tanh()
-        )
-        self.head = MultivariateRationalLayer(hidden, 2, 1, 1, shared_denominator=True, dtype=dtype)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.head(self.backbone(self.features(x)))
-        P, Q = out[0], out[1]
-        if Q.shape != P.shape:
-            Q = Q.expand_as(P)
-        return P, Q
-
-
 class MLPBaseline(nn.Module):
-    """Plain MLP regression baseline of the same width: ``x -> dtheta`` (no bottom, no masks)."""
+    """Plain MLP regression baseline on the angle features: ``x -> dtheta`` (no bottom, no masks)."""
 
-    def __init__(self, *, hidden: int = 64, dtype: torch.dtype = torch.float64) -> None:
+    def __init__(
+        self, *, hidden: int = 64, n_joints: int = 2, task_dim: int = 2, dtype: torch.dtype = torch.float64
+    ) -> None:
         super().__init__()
-        self.features = IKFeatures()
+        self.features = ArmFeatures(n_joints, task_dim)
         self.net = nn.Sequential(
-            nn.Linear(6, hidden, dtype=dtype),
+            nn.Linear(self.features.out_features, hidden, dtype=dtype),
             nn.Tanh(),
             nn.Linear(hidden, hidden, dtype=dtype),
             nn.Tanh(),
-            nn.Linear(hidden, 2, dtype=dtype),
+            nn.Linear(hidden, n_joints, dtype=dtype),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
