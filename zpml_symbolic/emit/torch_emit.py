@@ -261,10 +261,17 @@ class RationalModule(nn.Module):
     def to_sympy(self) -> sp.Expr | tuple[sp.Expr, ...]:
         """The user's expression(s), structure kept, with current coefficient values.
 
-        Each coefficient becomes the exact rational of its current float value.
+        Each coefficient becomes the exact rational of its current float value
+        (``x - 17/10``, not ``x - 1*17/10``).
         """
+        from zpml_symbolic.frontend.decimal_number import fold_negated_numbers
+
         values = {n: Fraction(v) for n, v in self.coefficient_values().items()}
-        exprs = tuple(to_sympy(substitute_parameters(f.root, values)) for f in self.plan.frus)
+        with sp.evaluate(False):
+            exprs = tuple(
+                fold_negated_numbers(to_sympy(substitute_parameters(f.root, values)))
+                for f in self.plan.frus
+            )
         return exprs[0] if self.single else exprs
 
 
