@@ -147,6 +147,17 @@ def test_readable_to_sympy_compiles_to_exactly_the_decimals_shown(values: list[f
     assert lifted == sorted(abs(rounded[k]) for k in ("c0", "c0", "c1", "c2")), text
 
 
+def test_rational_layer_readable_to_sympy_is_exact_too() -> None:
+    from zpml_runtime.layers import SCMRationalLayer
+
+    layer = SCMRationalLayer(2, 2, numerator_init=[1.0, -2.5, 0.3], denominator_init=[-0.1, 1.0, 0.5])
+    shown = layer.to_sympy(digits=4)  # float32 coefficients, rounded for reading
+    assert str(shown) == "(0.3*x**2 - 2.5*x + 1.0)/(0.5*x**2 + 1.0*x - 0.1)"
+    for fru in (zs.flatten(shown), zs.flatten(zs.parse(str(shown)))):
+        assert fru.denominator == sp.sympify("5*x**2 + 10*x - 1")
+        assert fru.numerator == sp.sympify("3*x**2 - 25*x + 10")
+
+
 def test_to_sympy_refuses_a_diverged_coefficient() -> None:
     layer = RationalTemplateLayer("x/(x - c)", ["c"], init={"c": float("nan")}, dtype=F64)
     with pytest.raises(Exception, match="not finite; the layer diverged"):

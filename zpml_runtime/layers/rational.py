@@ -16,9 +16,11 @@ import sympy as sp
 import torch
 from torch import nn
 
+from zpml_symbolic.frontend.decimal_number import DecimalNumber, decimal_text
+
 from ..errors import InvalidConfigError, ShapeMismatchError
 from ._base import ProjectiveLayer, check_degree, check_input
-from ._exact import check_digits, exact_value, readable_number
+from ._exact import check_digits, exact_value
 from .gradient_policy import GradientPolicy
 from .projective import GaugePolicy
 
@@ -192,18 +194,24 @@ class SCMRationalLayer(ProjectiveLayer):
 
         ``digits=None`` keeps the exact rationals of the float coefficients
         (``float()`` of each gives the parameter back bit for bit); ``digits=k``
-        shows them rounded to ``k`` significant digits.
+        shows them rounded to ``k`` significant digits, as decimals that compile
+        to exactly those decimals (``zs.flatten`` of the result or of its text).
         """
         digits = check_digits(digits)
         P, Q = self.exact_polynomials(None)
         x = sp.Symbol("x")
 
         def show(poly: sp.Poly) -> sp.Expr:
-            terms = []
+            if digits is None:
+                terms = [c * x**k for (k,), c in sorted(poly.terms())]
+                return sp.Add(*terms) if terms else sp.Integer(0)
+            shown = []
             for (k,), c in sorted(poly.terms()):
-                num = readable_number(float(c), digits) if digits is not None else c
-                terms.append(num * x**k)
-            return sp.Add(*terms) if terms else sp.Integer(0)
+                num = DecimalNumber(decimal_text(float(c), digits))
+                shown.append(num if k == 0 else sp.Mul(num, x**k, evaluate=False))
+            if not shown:
+                return sp.Integer(0)
+            return shown[0] if len(shown) == 1 else sp.Add(*shown, evaluate=False)
 
         return sp.Mul(show(P), sp.Pow(show(Q), -1, evaluate=False), evaluate=False)
 
