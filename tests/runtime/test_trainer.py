@@ -409,3 +409,62 @@ def test_non_finite_loss_names_epoch_and_batch(mode):
     params_finite = bool(torch.isfinite(model.a).all() and torch.isfinite(model.b).all())
     # per-step checking stops before the bad update; per-epoch checking reports after it
     assert params_finite == (mode == "step")
+
+
+# ----------------------------------------------------------------------------- validation coverage
+
+
+class FixedTuple(nn.Module):
+    """Returns stored (P, Q) rows, indexed by x (a row index)."""
+
+    def __init__(self, P: torch.Tensor, Q: torch.Tensor) -> None:
+        super().__init__()
+        self.P, self.Q = P, Q
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, idx: torch.Tensor):
+        i = idx.long().squeeze(-1)
+        return self.P[i] + 0 * self.dummy, self.Q[i]
+
+
+def _coverage_case():
+    f32 = torch.float32
+    below = torch.nextafter(torch.tensor(1e-6, dtype=f32), torch.tensor(0.0, dtype=f32))  # float32 below 1e-6
+    nearest = torch.tensor(1e-6, dtype=f32)  # float32(1e-6) < 1e-6: bottom under tau_infer = 1e-6
+    Q = torch.stack([torch.tensor(math.inf), torch.tensor(-math.inf), below, nearest, torch.tensor(2e-6), torch.tensor(0.0),
+                     torch.tensor(1.0), torch.tensor(0.5)]).to(f32)
+    P = torch.tensor([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, math.nan, 3e38], dtype=f32)
+    idx = torch.arange(len(Q), dtype=f32).unsqueeze(-1)
+    y = torch.ones(len(Q))
+    return P, Q, DataLoader(TensorDataset(idx, y), batch_size=3)
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_val_coverage_is_the_deployed_bottom_mask(wrapped):
+    """Q = +-inf, NaN P and float32 |Q| just below tau_infer are bottom at deployment, so not covered."""
+    from zpml_runtime.inference import strict_inference
+
+    P, Q, loader = _coverage_case()
+    assert float(Q[3]) < 1e-6  # float32 rounding of 1e-6 is below it
+    model = FixedTuple(P, Q)
+    icfg = InferenceConfig(tau_infer=1e-6)
+    if wrapped:
+        model = SCMInferenceWrapper(model, config=icfg)
+        conf = cfg(max_epochs=0, val_loader=loader, tau_train_min=1e-4, tau_train_max=1e-4)
+    else:
+        conf = cfg(max_epochs=0, val_loader=loader, tau_infer=1e-6, tau_train_min=1e-4, tau_train_max=1e-4)
+    trainer = SCMTrainer(model, torch.optim.SGD(model.parameters(), lr=0.0), lambda o, t: o[0].sum() * 0, loader,
+                         config=conf)
+    deployed = strict_inference(P, Q, config=icfg).bottom_mask
+    # inf, -inf, below, nearest, exact 0, NaN P, overflowing quotient: 7 bottoms; only 2e-6 is covered
+    assert deployed.tolist() == [True, True, True, True, False, True, True, True]
+    assert trainer.evaluate()["val_coverage"] == pytest.approx(1 / 8)
+
+
+def test_val_coverage_with_tau_infer_zero_counts_faults_as_bottom():
+    P, Q, loader = _coverage_case()
+    model = FixedTuple(P, Q)
+    trainer = SCMTrainer(model, torch.optim.SGD(model.parameters(), lr=0.0), lambda o, t: o[0].sum() * 0, loader,
+                         config=cfg(max_epochs=0, val_loader=loader))
+    # tau_infer = 0: Q = +-inf, Q = 0, NaN P and the overflowing 3e38 / 0.5 are bottom; the three tiny Q are covered
+    assert trainer.evaluate()["val_coverage"] == pytest.approx(3 / 8)

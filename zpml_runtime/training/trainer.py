@@ -23,6 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from zpml_core.config import InferenceConfig
+from zpml_core.strict import strict_inference
+
 from ..errors import UnsupportedInputError
 from ..inference.wrapper import SCMInferenceWrapper, split_model_outputs
 from . import _distributed as D
@@ -127,6 +130,7 @@ class SCMTrainer:
             self.tau_infer = float(self.model.config.tau_infer)
         else:
             self.tau_infer = 0.0
+        self._val_config = InferenceConfig(tau_infer=self.tau_infer)
         params = list(self.model.parameters())
         self.device = params[0].device if params else torch.device("cpu")
         self.history: list[dict[str, Any]] = []
@@ -185,10 +189,15 @@ class SCMTrainer:
 
     @torch.no_grad()
     def evaluate(self, loader: Iterable[Any] | None = None) -> dict[str, float | int | None]:
-        """Mean loss and coverage (``|Q| >= tau_infer``) on ``loader`` (default: ``val_loader``).
+        """Mean loss and coverage on ``loader`` (default: ``val_loader``).
 
         Runs the raw ``(P, Q[, V])`` of the model in eval mode (``wrapped.raw``
         for a wrapper); the loss gets the midpoint of the ``tau_train`` interval.
+        ``val_coverage`` is the fraction of output entries that strict decoding
+        does *not* make bottom: the same mask deployment computes (a wrapper's
+        own ``decode``, or :func:`strict_inference` at ``tau_infer``), so
+        ``Q = +-inf``, non-finite ``P``, validity factors and the dtype rounding
+        of ``tau_infer`` count exactly as they will at inference.
         Sums are all-reduced across ranks.
         """
         loader = self.val_loader if loader is None else loader
@@ -205,14 +214,14 @@ class SCMTrainer:
                 x, y, status = split_batch(batch, where)
                 x, y, status = self._to_device(x, y, status)
                 outputs = module.raw(x) if self._is_wrapper else module(x)
-                loss, n, outputs, _targets = self._loss(outputs, y, status, tau, where)
-                Q = split_model_outputs(outputs)[1].detach()
+                loss, n, _outputs, _targets = self._loss(outputs, y, status, tau, where)
+                bottom = self._deployed_bottom(outputs)
                 sums += torch.stack(
                     [
                         loss.detach().double() * n,
                         torch.as_tensor(float(n), dtype=torch.float64, device=self.device),
-                        (Q.abs() >= self.tau_infer).sum().double() if self.tau_infer > 0 else (Q != 0).sum().double(),
-                        torch.as_tensor(float(Q.numel()), dtype=torch.float64, device=self.device),
+                        (~bottom).sum().double(),
+                        torch.as_tensor(float(bottom.numel()), dtype=torch.float64, device=self.device),
                     ]
                 )
         finally:
@@ -223,6 +232,25 @@ class SCMTrainer:
             "val_coverage": total[2] / total[3] if total[3] > 0 else None,
             "val_rows": int(total[1]),
         }
+
+    def _deployed_bottom(self, outputs: Any) -> torch.Tensor:
+        """The bottom mask deployment computes for these raw outputs (strict decoding).
+
+        A wrapper without a ``config.tau_infer`` override decodes with its own
+        configuration and validity thresholds (``wrapped.decode``); otherwise
+        :func:`strict_inference` at ``tau_infer``. Either way ``Q = +-inf``,
+        non-finite ``P`` and overflowing quotients are bottom (faults) and the
+        threshold is applied exactly in ``Q``'s dtype.
+        """
+        P, Q, V = split_model_outputs(outputs)
+        P, Q = P.detach(), Q.detach()
+        V = V.detach() if isinstance(V, torch.Tensor) else (None if V is None else [v.detach() for v in V])
+        if self._is_wrapper and self.config.tau_infer is None:
+            return self.model.decode((P, Q) if V is None else (P, Q, V)).bottom_mask
+        taus = self.model.validity_taus if self._is_wrapper else 0.0
+        return strict_inference(
+            P, Q, config=self._val_config, validity_factors=V, validity_taus=taus
+        ).bottom_mask
 
     def state_dict(self) -> dict[str, Any]:
         """Checkpoint dictionary (tensors and plain containers only)."""
