@@ -131,7 +131,7 @@ class HallOfFameEntry:
     equation: str
     layer: RationalTemplateLayer | None
     error: ZeroProofError | None = None
-    _evaluators: dict[float, Any] = field(default_factory=dict, repr=False)
+    _evaluators: dict[float, Any] = field(default_factory=dict, repr=False, init=False, compare=False)
 
     @property
     def rational(self) -> bool:
