@@ -38,6 +38,7 @@ from ._batches import (
     split_batch,
     unreachable_bottom_layers,
 )
+from ._closure import FirstEvaluation, requires_closure
 from .checkpoint import CHECKPOINT_FORMAT, check_config_hash, load_checkpoint, save_checkpoint
 from .config import TrainingConfig
 from .errors import BottomUnreachableError, LossValueError
@@ -118,6 +119,7 @@ class SCMTrainer:
             else config.val_loader
         )
         self._is_wrapper = isinstance(self.model, SCMInferenceWrapper)
+        self._closure = requires_closure(optimizer)
         self._pass_tau = accepts_tau_train(loss_fn)
         self._mask_aware = handles_loss_mask(loss_fn)
         self._unreachable = unreachable_bottom_layers(self.model)
@@ -326,43 +328,55 @@ class SCMTrainer:
             last = len(self.train_loader) - 1  # type: ignore[arg-type]
         except TypeError:
             last = -1
-        for i, batch in enumerate(self.train_loader):
-            where = f"epoch {epoch}, batch {i} (step {self.global_step})"
-            x, y, status = split_batch(batch, where)
-            x, y, status = self._to_device(x, y, status)
-            sync = self._distributed and pending + 1 < accum and i != last
-            with module.no_sync() if sync else contextlib.nullcontext():
-                outputs = module(x) if not self._is_wrapper or self._distributed else self.model.raw(x)
-                loss, _n, _outputs, targets = self._loss(outputs, y, status, tau, where)
-                if cfg.check_finite == "step" and not bool(torch.isfinite(loss)):
-                    raise LossValueError(
-                        f"{where}: the loss is {loss.item()} (not finite); the optimiser step was "
-                        "not applied. Check the targets (NaN in finite rows?), the model's P/Q, or "
-                        "the loss (a gamma > 0 avoids 0/0)"
-                    )
-                (loss / accum if accum > 1 else loss).backward()
+        group: list[tuple[Any, torch.Tensor, Any, str]] = []  # micro-batches of a closure step
+
+        def account(loss: torch.Tensor, targets: Any) -> None:
+            nonlocal n_elements
             losses.append(loss.detach())
-            y_n, y_d = targets
+            _y_n, y_d = targets
             n_elements += y_d.numel()
             y_d_sums.append(y_d.sum())
             if isinstance(targets, SemanticTargets):
                 n_missing.append((~targets.loss_mask).sum())
+
+        for i, batch in enumerate(self.train_loader):
+            where = f"epoch {epoch}, batch {i} (step {self.global_step})"
+            x, y, status = split_batch(batch, where)
+            x, y, status = self._to_device(x, y, status)
+            if self._closure:
+                group.append((x, y, status, where))
+            else:
+                sync = self._distributed and pending + 1 < accum and i != last
+                with module.no_sync() if sync else contextlib.nullcontext():
+                    loss, targets = self._forward_loss(x, y, status, tau, where)
+                    self._check_step_loss(loss, where)
+                    (loss / accum if accum > 1 else loss).backward()
+                account(loss, targets)
             pending += 1
             if pending == accum:
                 taus += tau
                 n_steps += 1
-                self._optimizer_step()
+                if self._closure:
+                    for loss, targets in self._closure_step(group, tau):
+                        account(loss, targets)
+                    group = []
+                else:
+                    self._optimizer_step()
                 pending = 0
                 tau = lo if lo == hi else self._rng.uniform(lo, hi)
                 if cfg.log_every_n_steps and self.global_step % cfg.log_every_n_steps == 0:
                     self._emit(
                         {"event": "step", "epoch": epoch, "step": self.global_step,
-                         "loss": float(loss.detach()), "tau_train": taus / max(n_steps, 1)}
+                         "loss": float(losses[-1]), "tau_train": taus / max(n_steps, 1)}
                     )
         if pending:  # a partial accumulation group at the end of the epoch
             taus += tau
             n_steps += 1
-            self._optimizer_step()
+            if self._closure:
+                for loss, targets in self._closure_step(group, tau):
+                    account(loss, targets)
+            else:
+                self._optimizer_step()
         if not losses:
             raise UnsupportedInputError(f"epoch {epoch}: train_loader yielded no batches")
         stacked = torch.stack(losses)
@@ -419,6 +433,63 @@ class SCMTrainer:
                 self.scheduler.step()
         record["time_s"] = time.perf_counter() - t0
         return record
+
+    def _forward_loss(self, x: Any, y: torch.Tensor, status: Any, tau: float, where: str) -> tuple[torch.Tensor, Any]:
+        """Forward one training micro-batch and return ``(loss, lifted targets)``."""
+        outputs = self._train_module(x) if not self._is_wrapper or self._distributed else self.model.raw(x)
+        loss, _n, _outputs, targets = self._loss(outputs, y, status, tau, where)
+        return loss, targets
+
+    def _check_step_loss(self, loss: torch.Tensor, where: str) -> None:
+        if self.config.check_finite == "step" and not bool(torch.isfinite(loss)):
+            raise LossValueError(
+                f"{where}: the loss is {loss.item()} (not finite); the optimiser step was "
+                "not applied. Check the targets (NaN in finite rows?), the model's P/Q, or "
+                "the loss (a gamma > 0 avoids 0/0)"
+            )
+
+    def _closure_step(
+        self, group: list[tuple[Any, torch.Tensor, Any, str]], tau: float
+    ) -> list[tuple[torch.Tensor, Any]]:
+        """One step of a closure optimiser over an accumulation group; returns the first evaluation.
+
+        The closure's objective is the mean of the group's micro-batch losses
+        (averaged across ranks under DDP); gradient clipping applies inside it.
+        """
+        first = FirstEvaluation()
+        module = self._train_module
+        k = len(group)
+
+        def closure() -> torch.Tensor:
+            self.optimizer.zero_grad(set_to_none=True)
+            total = torch.zeros((), dtype=torch.float64, device=self.device)
+            for j, (x, y, status, where) in enumerate(group):
+                sync = self._distributed and j + 1 < k
+                with module.no_sync() if sync else contextlib.nullcontext():
+                    loss, targets = self._forward_loss(x, y, status, tau, where)
+                    if not first.done:
+                        self._check_step_loss(loss, where)
+                    (loss / k if k > 1 else loss).backward()
+                first.add(loss, targets)
+                total = total + loss.detach().double() / k
+            first.done = True
+            if self._distributed:
+                total = D.all_reduce_sum(total.reshape(1)).reshape(()) / D.world_size()
+            if self.config.grad_clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
+            return total
+
+        self.optimizer.step(closure)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.global_step += 1
+        if self.scheduler is not None and self.config.scheduler_interval == "step" and not self._plateau:
+            self.scheduler.step()
+        if not first.done:
+            raise UnsupportedInputError(
+                f"{type(self.optimizer).__name__}.step(closure) never called the closure; the trainer "
+                "passes a closure only to optimisers that require one"
+            )
+        return first.records
 
     def _optimizer_step(self) -> None:
         if self.config.grad_clip_norm is not None:
