@@ -39,7 +39,11 @@ def assert_bottom_at_witnesses(expr: str, report: DomainReport, **flatten_kwargs
 
 # ------------------------------------------------------------ physics cases
 def test_relativistic_velocity_addition_below_nine_tenths_c() -> None:
-    box = {"u": (-NINE_TENTHS * C, NINE_TENTHS * C), "v": (-NINE_TENTHS * C, NINE_TENTHS * C), "c": C}
+    box = {
+        "u": (-NINE_TENTHS * C, NINE_TENTHS * C),
+        "v": (-NINE_TENTHS * C, NINE_TENTHS * C),
+        "c": C,
+    }
     report = zs.domain_report("(u + v)/(1 + u*v/c**2)", box)
     check_report(report, grid=5)
     assert report.defined_everywhere
@@ -64,7 +68,9 @@ def test_relativistic_velocity_addition_with_u_equal_minus_v_equal_c() -> None:
 
 def test_thin_lens_object_beyond_focal_length() -> None:
     """Image distance ``1/(1/f - 1/d)``: defined while the object stays beyond the focus."""
-    report = zs.domain_report("1/(1/f - 1/d)", {"f": (Fraction(1, 10), Fraction(1, 2)), "d": (1, 10)})
+    report = zs.domain_report(
+        "1/(1/f - 1/d)", {"f": (Fraction(1, 10), Fraction(1, 2)), "d": (1, 10)}
+    )
     check_report(report)
     assert report.defined_everywhere
     assert verdicts(report) == {"d - f": "nonzero", "f": "nonzero", "d": "nonzero"}
@@ -73,7 +79,9 @@ def test_thin_lens_object_beyond_focal_length() -> None:
 
 
 def test_thin_lens_object_at_focal_length() -> None:
-    report = zs.domain_report("1/(1/f - 1/d)", {"f": (Fraction(1, 10), Fraction(1, 2)), "d": (Fraction(1, 4), 10)})
+    report = zs.domain_report(
+        "1/(1/f - 1/d)", {"f": (Fraction(1, 10), Fraction(1, 2)), "d": (Fraction(1, 4), 10)}
+    )
     check_report(report)
     assert verdicts(report)["d - f"] == "vanishes"
     lens = report.factors[0]
@@ -91,18 +99,34 @@ def _ik_box(s2: tuple[Fraction, Fraction]) -> dict[str, tuple[Fraction, Fraction
 
 def test_two_link_inverse_jacobian_away_from_the_singular_set() -> None:
     """``theta2`` in ``[asin(1/10), pi - asin(1/10)]``: ``s2 >= 1/10``, so ``l1*l2*s2 != 0``."""
-    report = zs.domain_report(list(IK), _ik_box((Fraction(1, 10), Fraction(1))), parameters={"l1": 1, "l2": Fraction(3, 5)})
+    report = zs.domain_report(
+        list(IK),
+        _ik_box((Fraction(1, 10), Fraction(1))),
+        parameters={"l1": 1, "l2": Fraction(3, 5)},
+    )
     check_report(report, grid=3)
     assert report.defined_everywhere
-    assert {f.factor for f in report.factors} == {"s2", "l1", "l2"}  # Q = l1*l2*s2 (link lengths are parameters)
+    assert {f.factor for f in report.factors} == {
+        "s2",
+        "l1",
+        "l2",
+    }  # Q = l1*l2*s2 (link lengths are parameters)
     assert all(f.lower_bound == Fraction(1, 10) for f in report.factors if f.factor == "s2")
     assert {f.output for f in report.factors} == {0, 1}
 
 
 def test_two_link_inverse_jacobian_with_the_singular_set_inside() -> None:
-    report = zs.domain_report(list(IK), _ik_box((Fraction(-1, 2), Fraction(1, 2))), parameters={"l1": 1, "l2": Fraction(3, 5)})
+    report = zs.domain_report(
+        list(IK),
+        _ik_box((Fraction(-1, 2), Fraction(1, 2))),
+        parameters={"l1": 1, "l2": Fraction(3, 5)},
+    )
     check_report(report, grid=3)
-    assert {f.factor: f.verdict for f in report.factors} == {"s2": "vanishes", "l1": "nonzero", "l2": "nonzero"}
+    assert {f.factor: f.verdict for f in report.factors} == {
+        "s2": "vanishes",
+        "l1": "nonzero",
+        "l2": "nonzero",
+    }
     assert all(f.witness.point["s2"] == 0 for f in report.vanishing)
     assert_bottom_at_witnesses(IK[0], report, parameters=["l1", "l2"])
 
@@ -118,7 +142,10 @@ def test_two_link_inverse_jacobian_from_its_entries() -> None:
     inside = dict(away, s2=(Fraction(-1, 10), Fraction(1, 10)))
     assert verdicts(zs.domain_report(f"1/{det}", inside, parameters=params))["s2"] == "vanishes"
     everywhere = dict(away, c1=(-1, 1))  # c1 = s1 = 0 is in this box (not on the arm)
-    assert verdicts(zs.domain_report(f"1/{det}", everywhere, parameters=params))["c1**2 + s1**2"] == "vanishes"
+    assert (
+        verdicts(zs.domain_report(f"1/{det}", everywhere, parameters=params))["c1**2 + s1**2"]
+        == "vanishes"
+    )
 
 
 def test_trained_inverse_kinematics_model_uses_its_coefficients() -> None:
@@ -157,22 +184,38 @@ def test_hyperbola_inside_and_outside_the_square() -> None:
     check_report(inside)
     check_report(outside)
     assert inside.factors[0].verdict == "vanishes"
-    assert outside.defined_everywhere and outside.factors[0].lower_bound * outside.factors[0].scale == 1
+    assert (
+        outside.defined_everywhere
+        and outside.factors[0].lower_bound * outside.factors[0].scale == 1
+    )
     curve = inside.factors[0]
     assert curve.cover and curve.cover_complete
     for t in (Fraction(1), Fraction(5, 4), Fraction(3, 2), Fraction(2)):  # exact points on x*y = 2
-        assert any(b["x"][0] <= t <= b["x"][1] and b["y"][0] <= 2 / t <= b["y"][1] for b in curve.cover)
+        assert any(
+            b["x"][0] <= t <= b["x"][1] and b["y"][0] <= 2 / t <= b["y"][1] for b in curve.cover
+        )
 
 
 @pytest.mark.parametrize(
     ("box", "expected"),
     [
-        ({"x": (Fraction(1, 4), 2), "z": (Fraction(1, 2), 2)}, {"x*z + 1": "nonzero", "z": "nonzero", "x": "nonzero"}),
-        ({"x": (-2, Fraction(-1, 4)), "z": (Fraction(1, 2), 2)}, {"x*z + 1": "vanishes", "z": "nonzero", "x": "nonzero"}),
-        ({"x": (Fraction(-1, 2), Fraction(1, 2)), "z": (Fraction(1, 2), 1)}, {"x*z + 1": "nonzero", "z": "nonzero", "x": "vanishes"}),
+        (
+            {"x": (Fraction(1, 4), 2), "z": (Fraction(1, 2), 2)},
+            {"x*z + 1": "nonzero", "z": "nonzero", "x": "nonzero"},
+        ),
+        (
+            {"x": (-2, Fraction(-1, 4)), "z": (Fraction(1, 2), 2)},
+            {"x*z + 1": "vanishes", "z": "nonzero", "x": "nonzero"},
+        ),
+        (
+            {"x": (Fraction(-1, 2), Fraction(1, 2)), "z": (Fraction(1, 2), 1)},
+            {"x*z + 1": "nonzero", "z": "nonzero", "x": "vanishes"},
+        ),
     ],
 )
-def test_nested_division_boxes(box: dict[str, tuple[Fraction, Fraction]], expected: dict[str, str]) -> None:
+def test_nested_division_boxes(
+    box: dict[str, tuple[Fraction, Fraction]], expected: dict[str, str]
+) -> None:
     """``1/(1 + 1/(x*z))``: ``x*z + 1`` is in ``Q``, ``x`` and ``z`` are validity factors."""
     report = zs.domain_report("1/(1 + 1/(x*z))", box)
     check_report(report)
@@ -186,13 +229,25 @@ def test_nested_division_boxes(box: dict[str, tuple[Fraction, Fraction]], expect
 @pytest.mark.parametrize(
     ("expr", "box", "point"),
     [
-        ("1/((3*x - 1)**2 + (3*y - 1)**2)", {"x": (-1, 2), "y": (-1, 2)}, {"x": Fraction(1, 3), "y": Fraction(1, 3)}),
-        ("1/((3*x - 1)**2 + (3*y - 1)**2)", {"x": (Fraction(1, 3), 1), "y": (Fraction(1, 3), 1)}, {"x": Fraction(1, 3), "y": Fraction(1, 3)}),
+        (
+            "1/((3*x - 1)**2 + (3*y - 1)**2)",
+            {"x": (-1, 2), "y": (-1, 2)},
+            {"x": Fraction(1, 3), "y": Fraction(1, 3)},
+        ),
+        (
+            "1/((3*x - 1)**2 + (3*y - 1)**2)",
+            {"x": (Fraction(1, 3), 1), "y": (Fraction(1, 3), 1)},
+            {"x": Fraction(1, 3), "y": Fraction(1, 3)},
+        ),
         ("1/(y + x**2)", {"x": (-1, 1), "y": (0, 1)}, {"x": Fraction(0), "y": Fraction(0)}),
         ("1/(x - 1)**7", {"x": (0, 1)}, {"x": Fraction(1)}),
         ("1/(x*y - 1)**4", {"x": (Fraction(1, 2), 2), "y": (Fraction(1, 2), 2)}, None),
         ("1/(x**2 + y**2*(z + 2))", {"x": (-1, 1), "y": (-1, 1), "z": (0, 1)}, None),
-        ("1/((7*x - 3)**2 + (11*y - 5)**2 + (x - y + 2/77)**2)", {"x": (0, 1), "y": (0, 1)}, {"x": Fraction(3, 7), "y": Fraction(5, 11)}),
+        (
+            "1/((7*x - 3)**2 + (11*y - 5)**2 + (x - y + 2/77)**2)",
+            {"x": (0, 1), "y": (0, 1)},
+            {"x": Fraction(3, 7), "y": Fraction(5, 11)},
+        ),
     ],
 )
 def test_zeros_without_sign_change_are_found(expr: str, box: dict, point: dict | None) -> None:
@@ -210,27 +265,39 @@ def test_irrational_zero_without_sign_change_gets_an_isolating_box() -> None:
     assert f.verdict == "vanishes" and f.witness.kind == "isolating_box"
     (xlo, xhi), (ylo, yhi) = f.witness.box["x"], f.witness.box["y"]
     assert xlo**2 < 2 < xhi**2 and ylo <= 0 <= yhi and xhi - xlo < Fraction(1, 100)
-    three = zs.domain_report("1/((x**2 - 2)**2 + y**2 + z**2)", {"x": (0, 2), "y": (-1, 1), "z": (-1, 1)})
+    three = zs.domain_report(
+        "1/((x**2 - 2)**2 + y**2 + z**2)", {"x": (0, 2), "y": (-1, 1), "z": (-1, 1)}
+    )
     assert three.factors[0].verdict == "vanishes"
     near = zs.domain_report("1/((x**2 - 2)**2 + y**2)", {"x": (0, Fraction(7, 5)), "y": (-1, 1)})
     check_report(near)
     (g,) = near.factors
     true_min = Fraction(1, 625)  # (49/25 - 2)**2 at x = 7/5, y = 0; scale is 4 (the -4*x**2 term)
-    assert g.verdict == "nonzero" and g.lower_bound * g.scale <= true_min <= 2 * g.lower_bound * g.scale
+    assert (
+        g.verdict == "nonzero"
+        and g.lower_bound * g.scale <= true_min <= 2 * g.lower_bound * g.scale
+    )
 
 
 def test_circle_cover_contains_every_rational_point_of_the_circle() -> None:
     report = zs.domain_report("1/(x**2 + y**2 - 1)", {"x": (-2, 2), "y": (-2, 2)})
     (f,) = report.factors
     assert f.verdict == "vanishes" and f.cover_complete
-    assert all(max(b["x"][1] - b["x"][0], b["y"][1] - b["y"][0]) <= 4 * report.resolution for b in f.cover)
+    assert all(
+        max(b["x"][1] - b["x"][0], b["y"][1] - b["y"][0]) <= 4 * report.resolution for b in f.cover
+    )
     for t in [Fraction(k, 7) for k in range(-20, 21)]:
         x, y = (1 - t * t) / (1 + t * t), 2 * t / (1 + t * t)
-        assert any(b["x"][0] <= x <= b["x"][1] and b["y"][0] <= y <= b["y"][1] for b in f.cover), (x, y)
+        assert any(b["x"][0] <= x <= b["x"][1] and b["y"][0] <= y <= b["y"][1] for b in f.cover), (
+            x,
+            y,
+        )
 
 
 def test_budget_exhaustion_is_unknown_with_undecided_boxes() -> None:
-    report = zs.domain_report("1/((x - y)**4 + 10**-12)", {"x": (0, 1), "y": (0, 1)}, budget=zs.Budget(max_work=20_000))
+    report = zs.domain_report(
+        "1/((x - y)**4 + 10**-12)", {"x": (0, 1), "y": (0, 1)}, budget=zs.Budget(max_work=20_000)
+    )
     (f,) = report.factors
     assert f.verdict == "unknown" and f.undecided and f.reason.startswith("budget")
     assert not report.defined_everywhere and report.unknown_fraction == 1.0
@@ -292,7 +359,10 @@ def test_always_bottom() -> None:
 
 # ------------------------------------------------------------ JSON, text, plot
 def test_json_round_trip_is_exact() -> None:
-    report = zs.domain_report("1/(1 + 1/(x*z)) + 1/(x**2 + z**2 + 10**-30)", {"x": (-2, Fraction(1, 3)), "z": (Fraction(1, 2), 2)})
+    report = zs.domain_report(
+        "1/(1 + 1/(x*z)) + 1/(x**2 + z**2 + 10**-30)",
+        {"x": (-2, Fraction(1, 3)), "z": (Fraction(1, 2), 2)},
+    )
     text = report.to_json()
     back = DomainReport.from_json(text)
     assert back == report
@@ -312,7 +382,9 @@ def test_text_output_names_every_factor() -> None:
 
 def test_plot_writes_an_image(tmp_path: object) -> None:
     pytest.importorskip("matplotlib")
-    report = zs.domain_report("1/(x**2 + y**2 - 1) + 1/(x*y*z - 1)", {"x": (-2, 2), "y": (-2, 2), "z": (1, 2)})
+    report = zs.domain_report(
+        "1/(x**2 + y**2 - 1) + 1/(x*y*z - 1)", {"x": (-2, 2), "y": (-2, 2), "z": (1, 2)}
+    )
     path = tmp_path / "cover.png"  # type: ignore[operator]
     circle = next(i for i, f in enumerate(report.factors) if f.variables == ("x", "y"))
     report.plot(circle, path=path)

@@ -58,7 +58,10 @@ def _in_box(point: dict[str, Fraction], box: dict[str, tuple[Fraction, Fraction]
 
 
 def _grid(box: dict[str, tuple[Fraction, Fraction]], n: int = GRID) -> list[dict[str, Fraction]]:
-    axes = [[lo + (hi - lo) * Fraction(i, n - 1) for i in range(n)] if lo < hi else [lo] for lo, hi in box.values()]
+    axes = [
+        [lo + (hi - lo) * Fraction(i, n - 1) for i in range(n)] if lo < hi else [lo]
+        for lo, hi in box.values()
+    ]
     return [dict(zip(box, p, strict=True)) for p in itertools.product(*axes)]
 
 
@@ -122,7 +125,9 @@ def boxes(draw: st.DrawFn, k: int) -> dict[str, tuple[Fraction, Fraction]]:
 
 
 @st.composite
-def points_in(draw: st.DrawFn, box: dict[str, tuple[Fraction, Fraction]], where: str) -> dict[str, Fraction]:
+def points_in(
+    draw: st.DrawFn, box: dict[str, tuple[Fraction, Fraction]], where: str
+) -> dict[str, Fraction]:
     p = {}
     for n, (lo, hi) in box.items():
         q = draw(st.sampled_from([2, 3, 5, 7, 16, 97]))
@@ -139,7 +144,9 @@ def points_in(draw: st.DrawFn, box: dict[str, tuple[Fraction, Fraction]], where:
 
 @st.composite
 def polynomials(draw: st.DrawFn, k: int, max_degree: int = 3) -> sp.Expr:
-    monomials = [m for m in itertools.product(range(max_degree + 1), repeat=k) if 0 < sum(m) <= max_degree]
+    monomials = [
+        m for m in itertools.product(range(max_degree + 1), repeat=k) if 0 < sum(m) <= max_degree
+    ]
     chosen = draw(st.lists(st.sampled_from(monomials), min_size=1, max_size=5, unique=True))
     expr = sp.Integer(draw(st.integers(-4, 4)))
     for m in chosen:
@@ -155,7 +162,9 @@ def _value(expr: sp.Expr, point: dict[str, Fraction]) -> sp.Rational:
 def _report(denominator: sp.Expr, box: dict[str, tuple[Fraction, Fraction]]) -> DomainReport:
     used = {s.name for s in denominator.free_symbols}
     assume(used)
-    return zs.domain_report(1 / denominator, {n: iv for n, iv in box.items() if n in used}, budget=TEST_BUDGET)
+    return zs.domain_report(
+        1 / denominator, {n: iv for n, iv in box.items() if n in used}, budget=TEST_BUDGET
+    )
 
 
 def _restrict(point: dict[str, Fraction], report: DomainReport) -> dict[str, Fraction]:
@@ -232,7 +241,11 @@ def test_positive_definite_with_tiny_margin(data: st.DataObject) -> None:
     p = data.draw(points_in(box, "inside"))
     g, h = data.draw(polynomials(2, 1)), data.draw(polynomials(2, 1))
     eps = Fraction(1, 10 ** data.draw(st.integers(1, 12)))
-    f = sp.expand((g - _value(g, p)) ** 2 + (h - _value(h, p)) ** 2 + sp.Rational(eps.numerator, eps.denominator))
+    f = sp.expand(
+        (g - _value(g, p)) ** 2
+        + (h - _value(h, p)) ** 2
+        + sp.Rational(eps.numerator, eps.denominator)
+    )
     report = _report(f, box)
     check_report(report)
     for v in report.factors:

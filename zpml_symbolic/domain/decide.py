@@ -110,7 +110,9 @@ def _decide_free(
         out = _irreducible(pairs[0][0], free_box, run, need_bound=need_bound, need_cover=need_cover)
         return _scaled(out, content)
     sub_box = dict(zip(free, free_box, strict=True))
-    outs = [decide(h, sub_box, run, need_bound=False, need_cover=need_cover) for h, _m in pairs]
+    outs = [
+        decide(h, sub_box, run, need_bound=need_bound, need_cover=need_cover) for h, _m in pairs
+    ]
     boxes = sum(o.boxes for o in outs)
     cover = [b for o in outs for b in o.cover]
     complete = all(o.cover_complete for o in outs)
@@ -129,8 +131,16 @@ def _decide_free(
         return Outcome("unknown", cover=cover, cover_complete=False, reason=reasons, boxes=boxes)
     out = Outcome("nonzero", method=f"every one of {len(outs)} factors nonzero", boxes=boxes)
     if need_bound:
-        out.lower_bound, out.min_found, extra = nonzero_bound(g, free_box, run)
+        # |g| >= |content| * prod(bound_i ** m_i); a direct bound of g is often tighter
+        product: Fraction | None = abs(content)
+        for o, (_h, m) in zip(outs, pairs, strict=True):
+            product = (
+                None if product is None or o.lower_bound is None else product * o.lower_bound**m
+            )
+        direct, out.min_found, extra = nonzero_bound(g, free_box, run)
         out.boxes += extra
+        bounds = [b for b in (product, direct) if b is not None]
+        out.lower_bound = max(bounds) if bounds else None
     return out
 
 
@@ -335,7 +345,7 @@ def _algebraic(
     if witness is not None:
         return witness, note
     if status == "none" and complete:
-        return None, "every zero left would be a sign change"
+        return None, "no zero without a sign change (faces and critical points checked)"
     return None, note if status != "none" else "a face was left undecided"
 
 

@@ -83,7 +83,9 @@ def plot_cover(
     ax.set_xlabel(xname)
     ax.set_ylabel(yname or "")
     ax.set_title(title or f"{fac.factor} = 0: {fac.verdict}")
-    ax.legend(loc="best", fontsize="small")
+    ax.legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize="small", frameon=False
+    )
     if path is not None:
         ax.figure.savefig(str(path), bbox_inches="tight")
     return ax

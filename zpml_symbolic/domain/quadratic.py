@@ -23,12 +23,14 @@ from zpml_symbolic.flatten.budget import BudgetMeter
 Point = tuple[Fraction, ...]
 #: Faces are enumerated only up to this many variables (3**8 = 6561 faces).
 MAX_VARIABLES = 8
+#: Work units (about a microsecond each) per face and variable: exact solve and evaluation.
+FACE_COST = 25
 
 
-def _solve(a: list[list[Fraction]], b: list[Fraction]) -> list[Fraction] | None:
-    """The unique solution of ``a x = b`` (exact Gauss-Jordan), or None if ``a`` is singular."""
-    n = len(b)
-    m = [row[:] + [rhs] for row, rhs in zip(a, b, strict=True)]
+def _inverse(a: list[list[Fraction]]) -> list[list[Fraction]] | None:
+    """The exact inverse of a square matrix (Gauss-Jordan), or None if it is singular."""
+    n = len(a)
+    m = [row[:] + [Fraction(int(i == r)) for i in range(n)] for r, row in enumerate(a)]
     for col in range(n):
         pivot = next((r for r in range(col, n) if m[r][col] != 0), None)
         if pivot is None:
@@ -40,7 +42,7 @@ def _solve(a: list[list[Fraction]], b: list[Fraction]) -> list[Fraction] | None:
             if r != col and m[r][col] != 0:
                 factor = m[r][col]
                 m[r] = [v - factor * w for v, w in zip(m[r], m[col], strict=True)]
-    return [m[r][n] for r in range(n)]
+    return [row[n:] for row in m]
 
 
 def quadratic_extremes(
@@ -49,14 +51,18 @@ def quadratic_extremes(
     """``((min, argmin), (max, argmax))`` of ``poly`` (degree <= 2) on the closed box, exactly.
 
     None when the degree is above 2 or there are more than :data:`MAX_VARIABLES` variables.
+    One matrix inverse per set of free coordinates (``2**k``), one solve per face (``3**k``).
     """
     k = len(box)
     if poly.total_degree() > 2 or k > MAX_VARIABLES:
         return None
-    terms = poly.terms()
+    cost = 3**k * FACE_COST * (1 + k)
+    if meter.work + cost > meter.budget.max_work:
+        return None
+    meter.work += cost
     b = [Fraction(0)] * k
     h = [[Fraction(0)] * k for _ in range(k)]
-    for m, c in terms.items():
+    for m, c in poly.terms().items():
         nz = [i for i, e in enumerate(m) if e]
         if len(nz) == 1 and m[nz[0]] == 1:
             b[nz[0]] = c
@@ -67,28 +73,33 @@ def quadratic_extremes(
             h[i][j] = h[j][i] = c
     low: tuple[Fraction, Point] | None = None
     high: tuple[Fraction, Point] | None = None
-    for assignment in itertools.product((0, 1, 2), repeat=k):
-        meter.work += 1 + k**3
-        free = [i for i, a in enumerate(assignment) if a == 2]
-        point = [box[i][a] if a < 2 else Fraction(0) for i, a in enumerate(assignment)]
-        if free:
-            rhs = [
-                -(b[i] + sum(h[i][j] * point[j] for j in range(k) if j not in free)) for i in free
-            ]
-            sol = _solve([[h[i][j] for j in free] for i in free], rhs)
-            if sol is None or any(
-                not box[i][0] <= v <= box[i][1] for i, v in zip(free, sol, strict=True)
-            ):
-                continue
-            for i, v in zip(free, sol, strict=True):
+    for mask in itertools.product((False, True), repeat=k):
+        meter.check_time()
+        free = [i for i in range(k) if mask[i]]
+        fixed = [i for i in range(k) if not mask[i]]
+        inverse = _inverse([[h[i][j] for j in free] for i in free]) if free else []
+        if inverse is None:
+            continue  # singular: the face's extremes are candidates of lower faces
+        for sides in itertools.product((0, 1), repeat=len(fixed)):
+            point = [Fraction(0)] * k
+            for i, side in zip(fixed, sides, strict=True):
+                point[i] = box[i][side]
+            rhs = [-(b[i] + sum(h[i][j] * point[j] for j in fixed)) for i in free]
+            inside = True
+            for row, i in zip(inverse, free, strict=True):
+                v = sum((a * r for a, r in zip(row, rhs, strict=True)), Fraction(0))
+                if not box[i][0] <= v <= box[i][1]:
+                    inside = False
+                    break
                 point[i] = v
-        candidate = tuple(point)
-        value = poly(candidate)
-        if low is None or value < low[0]:
-            low = (value, candidate)
-        if high is None or value > high[0]:
-            high = (value, candidate)
-    meter.check_time()
+            if not inside:
+                continue
+            candidate = tuple(point)
+            value = poly(candidate)
+            if low is None or value < low[0]:
+                low = (value, candidate)
+            if high is None or value > high[0]:
+                high = (value, candidate)
     assert low is not None and high is not None  # the vertices are always candidates
     return low, high
 
