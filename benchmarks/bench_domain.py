@@ -48,7 +48,7 @@ SAMPLES = 10_000
 
 CASES: list[tuple[str, str, dict[str, object], dict[str, object]]] = [
     (
-        "velocity addition, |u|,|v| <= 0.9c",
+        "velocity addition, abs(u), abs(v) <= 0.9c",
         "(u + v)/(1 + u*v/c**2)",
         {"u": ("-9/10", "9/10"), "v": ("-9/10", "9/10"), "c": 1},
         {},
