@@ -165,7 +165,7 @@ def _exact_ir(node, env):  # exact value of a division-free IR node
 def test_regauge_is_an_exact_power_of_two(text: str) -> None:
     from fractions import Fraction
 
-    from zpml_symbolic.emit.gauge import regauge
+    from zpml_symbolic.emit.lowering.gauge import regauge
 
     fru = zs.flatten(zs.parse(text))
     P, Q, _, gauge = regauge(fru.numerator_ir, fru.denominator_ir, [])

@@ -1,4 +1,4 @@
-"""The generated reverse mode of compiled modules (``zpml_symbolic.emit.torch_adjoint``).
+"""The generated reverse mode of compiled modules (``zpml_symbolic.emit.backends.torch_adjoint``).
 
 Every test compares against plain autograd through the functional graph
 (``module.generated_backward = False``), an independent implementation of

@@ -25,8 +25,8 @@ from zpml_core.config import InferenceConfig
 from zpml_core.errors import ThresholdUnderflowError
 from zpml_core.spec import reference_masks
 from zpml_symbolic.emit import strict as strict_mod
-from zpml_symbolic.emit.plan import make_plan
-from zpml_symbolic.emit.underflow import product_leaves
+from zpml_symbolic.emit.lowering.plan import make_plan
+from zpml_symbolic.emit.lowering.taps import product_leaves
 from zpml_symbolic.errors import EmitError, InvalidArgumentError, ZeroProofError
 
 PI = "3.141592653589793"
@@ -164,7 +164,7 @@ def test_underflow_matches_the_spec_in_every_backend(
     ev = zs.numpy_evaluator(expr)
     P, Q, _ = ev.evaluate(x)
     plan = ev.plan
-    from zpml_symbolic.emit.numpy_emit import run_values
+    from zpml_symbolic.emit.backends.numpy_emit import run_values
 
     values = run_values(plan, x, {})
     leaves = [np.broadcast_to(values[plan.program.taps[t]], Q.shape) for t in plan.q_taps[0]]

@@ -17,9 +17,9 @@ from sym_strategies import SYMBOLS, expressions, singular_points
 import zpml_symbolic as zs
 from zpml_core.errors import ShapeMismatchError
 from zpml_runtime.inference import InferenceConfig
-from zpml_symbolic.emit.numpy_emit import NUMPY_OPS
-from zpml_symbolic.emit.program import OPS, lower
-from zpml_symbolic.emit.torch_emit import TORCH_OPS
+from zpml_symbolic.emit.backends.numpy_emit import NUMPY_OPS
+from zpml_symbolic.emit.backends.torch_emit import TORCH_OPS
+from zpml_symbolic.emit.lowering.program import OPS, lower
 
 LEAF = {"input", "param", "const"}
 EXAMPLE = "(x**2 + 1)/(x - y) + 1/(1 + 1/x)"
@@ -268,7 +268,7 @@ def test_mask_inputs_are_bit_identical_across_torch_and_numpy(expr: sp.Expr) -> 
 def test_input_columns_are_copied_once_into_contiguous_rows() -> None:
     """E2-like programs read each input column many times: the inference graph copies the
     used columns once, and a V made of input columns is a view of that copy."""
-    from zpml_symbolic.emit.torch_emit import column_layout
+    from zpml_symbolic.emit.backends.torch_emit import column_layout
 
     m = zs.to_torch(zs.parse("(x*y + z)/(x - y) + 1/(1 + 1/(x*z)) - (x**2 + y**2)/(z**2 + 1)"))
     layout = column_layout(m.plan)

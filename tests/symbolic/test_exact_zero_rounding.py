@@ -18,7 +18,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import zpml_symbolic as zs
-from zpml_symbolic.emit.certify import ErrorBounds
+from zpml_symbolic.emit.analyses.certify import ErrorBounds
 
 EXPR = "1/(x*y - z - w)"  # columns: w, x, y, z
 DT = {"float32": (torch.float32, np.float32), "float64": (torch.float64, np.float64)}

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import zpml_symbolic as zs
-from zpml_symbolic.emit.names import parameter_keys
+from zpml_symbolic.emit.lowering.names import parameter_keys
 
 NASTY = ["lambda", "def", "class", "None", "__class__", "forward", "coefficients", "training"]
 

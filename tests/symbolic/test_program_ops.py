@@ -23,21 +23,21 @@ from hypothesis import strategies as st
 from sym_strategies import BOT, SYMBOLS, expressions, ref_eval
 
 import zpml_symbolic as zs
-from zpml_symbolic.emit import program as program_mod
-from zpml_symbolic.emit.certify import ErrorBounds
-from zpml_symbolic.emit.interpreter import (
+from zpml_symbolic.emit.analyses.certify import ErrorBounds
+from zpml_symbolic.emit.analyses.underflow import torch_leaf_values
+from zpml_symbolic.emit.backends.numpy_emit import run_program
+from zpml_symbolic.emit.backends.torch_adjoint import AdjointRunner
+from zpml_symbolic.emit.backends.torch_graph import RationalGraph, _Holder, build_graph
+from zpml_symbolic.emit.lowering import program as program_mod
+from zpml_symbolic.emit.lowering.interpreter import (
     COLUMNS,
     ExactInterpreter,
     Interpreter,
     missing_ops,
 )
-from zpml_symbolic.emit.numpy_emit import run_program
-from zpml_symbolic.emit.ops import LEAVES, OPERATIONS, SPECS, Instr, OpCode, Payload
-from zpml_symbolic.emit.plan import OutputNames, Plan, make_plan
-from zpml_symbolic.emit.program import Program, lower, verify_program
-from zpml_symbolic.emit.torch_adjoint import AdjointRunner
-from zpml_symbolic.emit.torch_graph import RationalGraph, _Holder, build_graph
-from zpml_symbolic.emit.underflow import torch_leaf_values
+from zpml_symbolic.emit.lowering.ops import LEAVES, OPERATIONS, SPECS, Instr, OpCode, Payload
+from zpml_symbolic.emit.lowering.plan import OutputNames, Plan, make_plan
+from zpml_symbolic.emit.lowering.program import Program, lower, verify_program
 from zpml_symbolic.errors import IRVerificationError
 
 #: every column a back end or analysis registers (importing the modules above registers them)

@@ -1,4 +1,4 @@
-"""Exact rewrites of the lowered program (``zpml_symbolic.emit.program``)."""
+"""Exact rewrites of the lowered program (``zpml_symbolic.emit.lowering.program``)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from hypothesis import given
 from sym_strategies import SYMBOLS, expressions
 
 import zpml_symbolic as zs
-from zpml_symbolic.emit.numpy_emit import run_program
-from zpml_symbolic.emit.plan import Plan, make_plan
-from zpml_symbolic.emit.program import Program, eliminate_dead_code, fold_negations, lower
+from zpml_symbolic.emit.backends.numpy_emit import run_program
+from zpml_symbolic.emit.lowering.plan import Plan, make_plan
+from zpml_symbolic.emit.lowering.program import Program, eliminate_dead_code, fold_negations, lower
 
 
 def _unfolded(plan: Plan) -> Program:

@@ -1,6 +1,6 @@
 """The numpy program of a compiled bundle: a bit-exact reference at any input.
 
-The ONNX graph and :class:`zpml_symbolic.emit.numpy_emit.NumpyEvaluator` run
+The ONNX graph and :class:`zpml_symbolic.emit.backends.numpy_emit.NumpyEvaluator` run
 the same program (the same operations in the same order, each rounded once,
 IEEE arithmetic in both), and decode with the same strict kernel, so on every
 input they agree bit for bit: masks, provenance, ``decoded`` and the factor
@@ -30,8 +30,8 @@ def program_references(metadata: dict[str, Any], frus: list[Any]) -> list[Refere
     """Per output (one for a single-output bundle), ``x -> {output name: array}`` in the
     names of that output's single-expression view."""
     from zpml_core.config import InferenceConfig
-    from zpml_symbolic.emit.numpy_emit import NumpyEvaluator
-    from zpml_symbolic.emit.plan import coefficient_values, make_plan
+    from zpml_symbolic.emit.backends.numpy_emit import NumpyEvaluator
+    from zpml_symbolic.emit.lowering.plan import coefficient_values, make_plan
     from zpml_symbolic.errors import ZeroProofError
 
     opts = (metadata.get("emitter") or {}).get("options") or {}

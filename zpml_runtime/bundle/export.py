@@ -115,9 +115,9 @@ def _resolve(
     from zpml_runtime.inference.wrapper import SCMInferenceWrapper
 
     try:
+        from zpml_symbolic.emit.backends.torch_emit import RationalModule
         from zpml_symbolic.emit.onnx_emit import DEFAULT_TILE_ROWS, to_onnx
         from zpml_symbolic.emit.strict import StrictEvaluator
-        from zpml_symbolic.emit.torch_emit import RationalModule
     except ImportError:  # pragma: no cover - both packages ship together
         StrictEvaluator = RationalModule = None  # type: ignore[assignment,misc]
 

@@ -333,7 +333,7 @@ def _expected_thresholds(
         if len(e_v) != len(taus):
             raise BundleError(f"gauge V has {len(e_v)} exponents for {len(taus)} validity factors")
     if e_pq:
-        from zpml_symbolic.emit.plan import scaled_config
+        from zpml_symbolic.emit.lowering.plan import scaled_config
 
         cfg = scaled_config(cfg, e_pq)
     t_infer, t_train = cfg.thresholds_for(dtype)

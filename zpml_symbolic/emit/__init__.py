@@ -1,29 +1,29 @@
 """Back-ends: numpy reference, torch module, strict evaluator, ONNX graph.
 
-All of them consume one :class:`~zpml_symbolic.emit.program.Program` lowered
-from the FRU's division-free IR (see :mod:`zpml_symbolic.emit.plan`).
+All of them consume one :class:`~zpml_symbolic.emit.lowering.program.Program` lowered
+from the FRU's division-free IR (see :mod:`zpml_symbolic.emit.lowering.plan`).
 """
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from zpml_symbolic.emit.numpy_emit import NumpyEvaluator, numpy_evaluator
+    from zpml_symbolic.emit.backends.numpy_emit import NumpyEvaluator, numpy_evaluator
+    from zpml_symbolic.emit.backends.torch_emit import RationalModule, lift_float_literals, to_torch
     from zpml_symbolic.emit.onnx_emit import to_onnx
     from zpml_symbolic.emit.strict import BottomExplanation, StrictEvaluator, strict_evaluator
-    from zpml_symbolic.emit.torch_emit import RationalModule, lift_float_literals, to_torch
 
 #: back-end modules are imported on first use (numpy_emit needs no torch, onnx_emit needs onnx)
 _HOME = {
-    "NumpyEvaluator": "numpy_emit",
-    "numpy_evaluator": "numpy_emit",
+    "NumpyEvaluator": "backends.numpy_emit",
+    "numpy_evaluator": "backends.numpy_emit",
     "to_onnx": "onnx_emit",
     "BottomExplanation": "strict",
     "StrictEvaluator": "strict",
     "strict_evaluator": "strict",
-    "RationalModule": "torch_emit",
-    "lift_float_literals": "torch_emit",
-    "to_torch": "torch_emit",
+    "RationalModule": "backends.torch_emit",
+    "lift_float_literals": "backends.torch_emit",
+    "to_torch": "backends.torch_emit",
 }
 
 

@@ -1,7 +1,7 @@
 """Program -> ONNX model, built directly with ``onnx.helper`` (no tracing).
 
 The graph evaluates ``P``, ``Q`` and the retained validity factors ``V_i`` of
-one FlattenedFRU with the same :class:`~zpml_symbolic.emit.program.Program` as
+one FlattenedFRU with the same :class:`~zpml_symbolic.emit.lowering.program.Program` as
 the numpy and torch back-ends (one ONNX node per operation; ``axpy`` is
 ``Mul`` then ``Add``, two roundings, bit for bit like the numpy reference,
 whereas torch's fused ``torch.add(alpha=)`` rounds once). The input ``x`` is
@@ -67,6 +67,15 @@ from onnx import helper, numpy_helper
 
 from zpml_core.config import InferenceConfig, check_threshold
 from zpml_core.errors import InvalidConfigError
+from zpml_symbolic.emit.backends.torch_emit import RationalModule
+from zpml_symbolic.emit.lowering.plan import (
+    Plan,
+    check_constants,
+    coefficient_values,
+    make_plan,
+    scaled_config,
+    split_expression_taus,
+)
 
 #: name of the single graph input, of shape ``[batch, n_vars]``
 from zpml_symbolic.emit.onnx_graph import (  # noqa: F401 - public constants re-exported
@@ -92,15 +101,6 @@ from zpml_symbolic.emit.onnx_graph import (  # noqa: F401 - public constants re-
     _threshold_initializers,
     _tile,
 )
-from zpml_symbolic.emit.plan import (
-    Plan,
-    check_constants,
-    coefficient_values,
-    make_plan,
-    scaled_config,
-    split_expression_taus,
-)
-from zpml_symbolic.emit.torch_emit import RationalModule
 from zpml_symbolic.errors import EmitError, InvalidArgumentError
 from zpml_symbolic.flatten.coerce import as_frus
 from zpml_symbolic.flatten.fru import FlattenedFRU

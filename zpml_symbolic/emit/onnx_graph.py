@@ -23,9 +23,9 @@ from onnx import TensorProto, helper, numpy_helper
 from zpml_core.arrays import effective_threshold
 from zpml_core.config import InferenceConfig
 from zpml_core.result import STRICT_OUTPUT_NAMES
-from zpml_symbolic.emit.interpreter import Interpreter, column
-from zpml_symbolic.emit.ops import OPERATIONS
-from zpml_symbolic.emit.plan import Plan
+from zpml_symbolic.emit.lowering.interpreter import Interpreter, column
+from zpml_symbolic.emit.lowering.ops import OPERATIONS
+from zpml_symbolic.emit.lowering.plan import Plan
 
 #: name of the single graph input, of shape ``[batch, n_vars]``
 INPUT_NAME = "x"

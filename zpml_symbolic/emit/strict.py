@@ -33,17 +33,17 @@ import torch
 from torch import nn
 
 from zpml_core.errors import UnsupportedInputError
-from zpml_symbolic.emit.numpy_emit import run_program, run_values
-from zpml_symbolic.emit.plan import scaled_config, scaled_taus, split_expression_taus
-from zpml_symbolic.emit.program import lower
-from zpml_symbolic.emit.torch_emit import RationalModule, to_torch
-from zpml_symbolic.emit.underflow import (
+from zpml_symbolic.emit.analyses.underflow import (
     apply_underflow,
-    leaf_program,
     narrow_decoded,
     resolve_torch_dtype,
     torch_leaf_values,
 )
+from zpml_symbolic.emit.backends.numpy_emit import run_program, run_values
+from zpml_symbolic.emit.backends.torch_emit import RationalModule, to_torch
+from zpml_symbolic.emit.lowering.plan import scaled_config, scaled_taus, split_expression_taus
+from zpml_symbolic.emit.lowering.program import lower
+from zpml_symbolic.emit.lowering.taps import leaf_program
 from zpml_symbolic.errors import InvalidArgumentError
 from zpml_symbolic.flatten.fru import FlattenedFRU
 from zpml_symbolic.flatten.provenance import DenominatorSource
@@ -122,7 +122,7 @@ class StrictEvaluator(nn.Module):
     by ``fru.structural_validity_output_schema(prefix=...)``. A module compiled
     from several expressions gives a tuple with one result per expression
     (``schemas[k]`` names expression ``k``'s factor outputs).
-    ``x``: shape ``[*batch, n_vars]`` (see :mod:`zpml_symbolic.emit.inputs`).
+    ``x``: shape ``[*batch, n_vars]`` (see :mod:`zpml_symbolic.emit.backends.inputs`).
     """
 
     def __init__(
@@ -156,11 +156,11 @@ class StrictEvaluator(nn.Module):
         if not isinstance(certified, bool):
             raise InvalidArgumentError(f"certified must be True or False, got {certified!r}")
         #: certified masks: also bottom where |Q| or |V_i| is within the rigorous forward
-        #: error bound of the evaluation (see :mod:`zpml_symbolic.emit.certify`)
+        #: error bound of the evaluation (see :mod:`zpml_symbolic.emit.analyses.certify`)
         self.certified = certified
         self._bounds = None
         if certified:
-            from zpml_symbolic.emit.certify import ErrorBounds
+            from zpml_symbolic.emit.analyses.certify import ErrorBounds
 
             self._bounds = ErrorBounds(model.plan)
 
@@ -235,7 +235,7 @@ class StrictEvaluator(nn.Module):
 
     def _underflow(self, k: int, x: torch.Tensor, Q: torch.Tensor, r: Any) -> Any:
         """``r`` with the samples where ``Q`` underflowed to 0 (no factor of ``Q`` is 0)
-        turned into faults (see :mod:`zpml_symbolic.emit.underflow`). Eager: only the
+        turned into faults (see :mod:`zpml_symbolic.emit.analyses.underflow`). Eager: only the
         samples with ``Q == 0`` among the semantic bottoms are re-examined."""
         plan = self.model.plan
         if not plan.leaves(k):
@@ -269,7 +269,7 @@ class StrictEvaluator(nn.Module):
 
     def _certify(self, x: torch.Tensor, k: int, Q: torch.Tensor, V: Any) -> tuple[Any, Any]:
         """``Q`` and ``V_i`` with 0 wherever their non-zeroness is not certified."""
-        from zpml_symbolic.emit.certify import uncertain
+        from zpml_symbolic.emit.analyses.certify import uncertain
 
         names = self.model.plan.names[k]
         bounds = self._bounds.bounds(x, self.model.coefficient_values(), [names.Q, *names.V])

@@ -32,8 +32,8 @@ from typing import Any
 
 import torch
 
-from zpml_symbolic.emit.interpreter import Interpreter, ProgramLike, column
-from zpml_symbolic.emit.plan import Plan
+from zpml_symbolic.emit.lowering.interpreter import Interpreter, ProgramLike, column
+from zpml_symbolic.emit.lowering.plan import Plan
 
 __all__ = ["AbsoluteBound", "ErrorBounds", "RoundingDepth"]
 

@@ -1,7 +1,7 @@
 """Underflow of a product is not an exact zero: classification shared by every back end.
 
 Every back end evaluates ``Q`` as a *product of its factors* (the structural
-IR of :attr:`FlattenedFRU.denominator_ir`, regauged by :mod:`.gauge`): a tree
+IR of :attr:`FlattenedFRU.denominator_ir`, regauged by :mod:`..lowering.gauge`): a tree
 of multiplications and integer powers over constants and *leaves* (the
 irreducible factors, each a sum in Horner form or an input column). A
 mathematical product is zero only if one of its factors is, so where the
@@ -36,61 +36,21 @@ from typing import Any
 
 import numpy as np
 
-from zpml_symbolic.emit.interpreter import Interpreter, column
-from zpml_symbolic.emit.program import Program, lower
+from zpml_symbolic.emit.lowering.interpreter import Interpreter, column
+from zpml_symbolic.emit.lowering.program import Program
 from zpml_symbolic.errors import InvalidArgumentError
-from zpml_symbolic.ir.node import Node, Op
 
 __all__ = [
     "apply_underflow",
-    "leaf_program",
     "narrow_decoded",
     "numpy_underflow",
-    "product_leaves",
     "resolve_numpy_dtype",
     "resolve_torch_dtype",
-    "tap_names",
     "torch_leaf_values",
     "TorchEagerInterpreter",
     "wider_numpy",
     "wider_torch",
 ]
-
-
-def product_leaves(q: Node) -> tuple[Node, ...]:
-    """The non-constant leaves of the multiplication/power tree at the root of ``q``.
-
-    ``()`` when ``q`` is not a product (a single factor, or a constant): its zero
-    is then the zero of one polynomial and no product can underflow.
-    """
-    if q.op not in (Op.MUL, Op.POW):
-        return ()
-    out: dict[Node, None] = {}
-    stack = [q]
-    while stack:
-        n = stack.pop()
-        if n.op is Op.MUL:
-            stack.extend(reversed(n.args))
-        elif n.op is Op.POW:
-            if isinstance(n.value, int) and n.value > 0:
-                stack.append(n.args[0])
-        elif n.op is not Op.CONST:
-            out.setdefault(n, None)
-    return tuple(out)
-
-
-def tap_names(prefix: str, count: int) -> tuple[str, ...]:
-    """Program tap names of the leaves of one expression's ``Q``."""
-    return tuple(f"{prefix}QF{j}" for j in range(count))
-
-
-def leaf_program(program: Program, leaves: Sequence[Node]) -> Program:
-    """A program computing only ``leaves`` (outputs ``L0``, ``L1``, ...), same op sequence."""
-    return lower(
-        [(f"L{j}", n) for j, n in enumerate(leaves)],
-        variables=program.variables,
-        parameters=program.parameters,
-    )
 
 
 # --------------------------------------------------------------------------- dtypes
@@ -148,7 +108,7 @@ def wider_numpy(dtype: np.dtype, compute_dtype: np.dtype | None) -> np.dtype:
 
 
 def torch_leaf_values(program: Program, x: Any, params: Sequence[Any]) -> list[Any]:
-    """The outputs of ``program`` (a :func:`leaf_program`) on the torch input ``x``.
+    """The outputs of ``program`` (a :func:`~zpml_symbolic.emit.lowering.taps.leaf_program`) on the torch input ``x``.
 
     Same operations and roundings as the emitted graphs on mask inputs (``a + c*b``
     rounded twice, constants rounded to the dtype by torch), so zero tests agree

@@ -1,6 +1,6 @@
 """Program -> numpy: the floating-point reference back-end.
 
-Runs the same :class:`~zpml_symbolic.emit.program.Program` as the torch and
+Runs the same :class:`~zpml_symbolic.emit.lowering.program.Program` as the torch and
 ONNX back-ends, instruction by instruction, in the input's dtype, and decodes
 with the runtime's numpy strict kernel. Differential tests compare it with
 exact evaluation, torch and onnxruntime.
@@ -15,22 +15,22 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from zpml_symbolic.emit.inputs import check_numpy_input
-from zpml_symbolic.emit.interpreter import Interpreter, column
-from zpml_symbolic.emit.ops import OPERATIONS
-from zpml_symbolic.emit.plan import (
+from zpml_symbolic.emit.analyses.underflow import (
+    narrow_decoded,
+    numpy_underflow,
+    resolve_numpy_dtype,
+    wider_numpy,
+)
+from zpml_symbolic.emit.backends.inputs import check_numpy_input
+from zpml_symbolic.emit.lowering.interpreter import Interpreter, column
+from zpml_symbolic.emit.lowering.ops import OPERATIONS
+from zpml_symbolic.emit.lowering.plan import (
     Plan,
     check_constants,
     coefficient_values,
     make_plan,
     scaled_config,
     scaled_taus,
-)
-from zpml_symbolic.emit.underflow import (
-    narrow_decoded,
-    numpy_underflow,
-    resolve_numpy_dtype,
-    wider_numpy,
 )
 from zpml_symbolic.errors import InvalidArgumentError
 from zpml_symbolic.flatten.coerce import as_frus
@@ -162,7 +162,7 @@ class NumpyEvaluator:
 
     def evaluate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``P, Q, V`` in the emitted gauge (``V`` is ``[..., k]``, k may be 0): the canonical
-        one unless ``plan.gauge(0)`` says otherwise (see :mod:`zpml_symbolic.emit.gauge`)."""
+        one unless ``plan.gauge(0)`` says otherwise (see :mod:`zpml_symbolic.emit.lowering.gauge`)."""
         values, dt = self._values(x)
         return self._pqv(values, x.shape[:-1], dt)
 
@@ -195,7 +195,7 @@ class NumpyEvaluator:
             validity_taus=scaled_taus(self.validity_taus, gauge.v),
         )
         taps = self.plan.q_taps[0] if self.plan.q_taps else ()
-        if taps:  # Q == 0 with no zero factor: underflow, a fault (see :mod:`.underflow`)
+        if taps:  # Q == 0 with no zero factor: underflow, a fault (see :mod:`..analyses.underflow`)
             where = self.plan.program.taps
             batch = x.shape[:-1]
 

@@ -24,7 +24,7 @@ Double backward (``create_graph=True``) recomputes the outputs with the
 functional graph under autograd and differentiates that, so higher-order
 derivatives stay exact. ``torch.compile``, TorchScript and ``torch.func``
 transforms use the functional graph (see
-:meth:`~zpml_symbolic.emit.torch_emit.RationalModule.forward`).
+:meth:`~zpml_symbolic.emit.backends.torch_emit.RationalModule.forward`).
 """
 
 from __future__ import annotations
@@ -37,9 +37,14 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from zpml_symbolic.emit.ops import SPECS, OpCode
-from zpml_symbolic.emit.plan import Plan
-from zpml_symbolic.emit.torch_graph import RationalGraph, _BatchShape, emit_values, gather_columns
+from zpml_symbolic.emit.backends.torch_graph import (
+    RationalGraph,
+    _BatchShape,
+    emit_values,
+    gather_columns,
+)
+from zpml_symbolic.emit.lowering.ops import SPECS, OpCode
+from zpml_symbolic.emit.lowering.plan import Plan
 
 __all__ = ["AdjointRunner", "Layout", "needs_grad", "saved_values"]
 
@@ -405,7 +410,7 @@ class _RationalFunction(torch.autograd.Function):
 
 
 class AdjointRunner:
-    """Runs a :class:`~zpml_symbolic.emit.torch_emit.RationalModule`'s program
+    """Runs a :class:`~zpml_symbolic.emit.backends.torch_emit.RationalModule`'s program
     through :class:`_RationalFunction` (generated forward-with-saving and backward)."""
 
     def __init__(self, plan: Plan, holder: nn.Module) -> None:

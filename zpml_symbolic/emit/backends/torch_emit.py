@@ -18,18 +18,18 @@ import sympy as sp
 import torch
 from torch import fx, nn
 
-from zpml_symbolic.emit.inputs import check_torch_input
-from zpml_symbolic.emit.ops import OpCode
-from zpml_symbolic.emit.plan import Plan, check_constants, coefficient_values, make_plan
-from zpml_symbolic.emit.torch_adjoint import AdjointRunner
-from zpml_symbolic.emit.torch_graph import (  # noqa: F401 - re-exported building blocks
+from zpml_symbolic.emit.analyses.underflow import resolve_torch_dtype, wider_torch
+from zpml_symbolic.emit.backends.inputs import check_torch_input
+from zpml_symbolic.emit.backends.torch_adjoint import AdjointRunner
+from zpml_symbolic.emit.backends.torch_graph import (  # noqa: F401 - re-exported building blocks
     TORCH_OPS,
     RationalGraph,
     _Holder,
     build_graph,
     column_layout,
 )
-from zpml_symbolic.emit.underflow import resolve_torch_dtype, wider_torch
+from zpml_symbolic.emit.lowering.ops import OpCode
+from zpml_symbolic.emit.lowering.plan import Plan, check_constants, coefficient_values, make_plan
 from zpml_symbolic.errors import InvalidArgumentError
 from zpml_symbolic.flatten.coerce import as_frus
 from zpml_symbolic.flatten.fru import FlattenedFRU
@@ -222,7 +222,7 @@ class RationalModule(nn.Module):
     def gauges(self) -> tuple[Any, ...]:
         """Per expression, the power-of-two gauge of the outputs: returned ``P, Q`` are
         ``2**-gauge.pq`` times the canonical ones, ``V_i`` ``2**-gauge.v[i]`` (0 unless the
-        canonical constants leave the float range; see :mod:`zpml_symbolic.emit.gauge`)."""
+        canonical constants leave the float range; see :mod:`zpml_symbolic.emit.lowering.gauge`)."""
         return tuple(self.plan.gauge(k) for k in range(len(self.plan.frus)))
 
     @property

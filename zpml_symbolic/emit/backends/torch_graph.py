@@ -1,7 +1,7 @@
 """Program -> torch.fx graphs: the graph emitter (functional, in-place and autograd-safe forms), the graph builder.
 
-Shared by the module wrapper (:mod:`zpml_symbolic.emit.torch_emit`) and the
-generated reverse mode (:mod:`zpml_symbolic.emit.torch_adjoint`); it imports
+Shared by the module wrapper (:mod:`zpml_symbolic.emit.backends.torch_emit`) and the
+generated reverse mode (:mod:`zpml_symbolic.emit.backends.torch_adjoint`); it imports
 neither, so imports point one way: ``torch_graph`` <- ``torch_adjoint`` <- ``torch_emit``.
 """
 
@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from zpml_symbolic.emit.interpreter import Interpreter, column
-from zpml_symbolic.emit.ops import OPERATIONS, SPECS, OpCode
-from zpml_symbolic.emit.plan import Plan
+from zpml_symbolic.emit.lowering.interpreter import Interpreter, column
+from zpml_symbolic.emit.lowering.ops import OPERATIONS, SPECS, OpCode
+from zpml_symbolic.emit.lowering.plan import Plan
 
 
 def _last_uses(plan: Plan) -> list[float]:

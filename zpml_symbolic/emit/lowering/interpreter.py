@@ -1,4 +1,4 @@
-"""One interpreter skeleton for every walker of a :class:`~zpml_symbolic.emit.program.Program`.
+"""One interpreter skeleton for every walker of a :class:`~zpml_symbolic.emit.lowering.program.Program`.
 
 In the manner of :class:`torch.fx.Interpreter`: :meth:`Interpreter.run` walks the
 instructions in order and calls one method per op with the operands' values
@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any, Generic, Protocol, TypeVar
 
-from zpml_symbolic.emit.ops import SPECS, Instr, OpCode, Payload
+from zpml_symbolic.emit.lowering.ops import SPECS, Instr, OpCode, Payload
 
 __all__ = ["COLUMNS", "ExactInterpreter", "Interpreter", "ProgramLike", "column", "missing_ops"]
 
@@ -31,7 +31,7 @@ V = TypeVar("V")
 
 
 class ProgramLike(Protocol):
-    """What an interpreter reads of a :class:`~zpml_symbolic.emit.program.Program`."""
+    """What an interpreter reads of a :class:`~zpml_symbolic.emit.lowering.program.Program`."""
 
     @property
     def instrs(self) -> Sequence[Instr]: ...

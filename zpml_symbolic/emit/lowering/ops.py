@@ -1,6 +1,6 @@
 """The instruction set of the straight-line program: one spec row per op.
 
-Every back end and analysis of :class:`~zpml_symbolic.emit.program.Program`
+Every back end and analysis of :class:`~zpml_symbolic.emit.lowering.program.Program`
 reads this table instead of naming ops as strings:
 
 ========  =====  =======  ==========================  =================================
@@ -20,9 +20,9 @@ axpy      2      const    ``a + c * b``               ``1``, ``c``
 ========  =====  =======  ==========================  =================================
 
 The back ends are columns of this table: each one subclasses
-:class:`~zpml_symbolic.emit.interpreter.Interpreter` (one method per op; a
+:class:`~zpml_symbolic.emit.lowering.interpreter.Interpreter` (one method per op; a
 missing method is an error when the class is instantiated) and registers
-itself under a column name (:func:`~zpml_symbolic.emit.interpreter.column`);
+itself under a column name (:func:`~zpml_symbolic.emit.lowering.interpreter.column`);
 the reverse mode reads the ``partials`` column. ``tests/symbolic/test_program_ops.py``
 checks that every column covers every op and that the partial derivatives and
 every back end agree with the exact semantics.
@@ -94,7 +94,7 @@ class Instr:
     ``args`` are positions of earlier instructions (``SPECS[op].arity`` of them);
     the payload is ``const`` (an exact constant) or ``index`` (a column or
     parameter position) as ``SPECS[op].payload`` says, the other field is None
-    (:func:`~zpml_symbolic.emit.program.verify_program` checks all of it).
+    (:func:`~zpml_symbolic.emit.lowering.program.verify_program` checks all of it).
     """
 
     op: OpCode

@@ -16,10 +16,10 @@ from typing import Any
 
 import sympy as sp
 
-from zpml_symbolic.emit.gauge import OutputGauge, regauge
-from zpml_symbolic.emit.names import parameter_keys
-from zpml_symbolic.emit.program import Program, lower
-from zpml_symbolic.emit.underflow import product_leaves, tap_names
+from zpml_symbolic.emit.lowering.gauge import OutputGauge, regauge
+from zpml_symbolic.emit.lowering.names import parameter_keys
+from zpml_symbolic.emit.lowering.program import Program, lower
+from zpml_symbolic.emit.lowering.taps import product_leaves, tap_names
 from zpml_symbolic.errors import EmitError, InvalidArgumentError
 from zpml_symbolic.flatten.fru import FlattenedFRU
 from zpml_symbolic.ir.node import Node
@@ -46,7 +46,7 @@ class Plan:
     #: per FRU, the power-of-two gauge of the emitted outputs (see :mod:`.gauge`); () = identity
     gauges: tuple[OutputGauge, ...] = ()
     #: per FRU, the factors (leaves) its emitted ``Q`` is the product of, () when ``Q`` is
-    #: not a product; ``program.taps`` names them ``q_taps[k]`` (see :mod:`.underflow`)
+    #: not a product; ``program.taps`` names them ``q_taps[k]`` (see :mod:`..analyses.underflow`)
     q_leaves: tuple[tuple[Node, ...], ...] = ()
     q_taps: tuple[tuple[str, ...], ...] = ()
 
@@ -174,7 +174,7 @@ def check_constants(plan: Plan, dtype: str) -> None:
     """
     if dtype not in _NP_DTYPES:
         return
-    from zpml_symbolic.emit.gauge import constants_of
+    from zpml_symbolic.emit.lowering.gauge import constants_of
 
     for f in plan.frus:
         for c in constants_of(f.root):

@@ -8,8 +8,8 @@ multiplication chains (square-and-multiply, never a generic ``pow``) and uses
 fused forms for ``a + c*b`` (``axpy``), ``a + c`` (``shift``), ``c*a``
 (``scale``) and ``a - b`` (``sub``).
 
-The instruction set is the op table of :mod:`zpml_symbolic.emit.ops`
-(:class:`~zpml_symbolic.emit.ops.OpCode`, one spec row per op: arity, payload,
+The instruction set is the op table of :mod:`zpml_symbolic.emit.lowering.ops`
+(:class:`~zpml_symbolic.emit.lowering.ops.OpCode`, one spec row per op: arity, payload,
 exact semantics, partial derivatives). :func:`verify_program` checks the
 invariants (SSA order, arity, payload, outputs and taps) after lowering and
 after every rewrite (:func:`fold_negations`, :func:`eliminate_dead_code`).
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from zpml_symbolic.emit.interpreter import Interpreter, column
-from zpml_symbolic.emit.ops import SPECS, Instr, OpCode, Payload
+from zpml_symbolic.emit.lowering.interpreter import Interpreter, column
+from zpml_symbolic.emit.lowering.ops import SPECS, Instr, OpCode, Payload
 from zpml_symbolic.errors import EmitError, IRVerificationError
 from zpml_symbolic.ir.node import Node, Op
 from zpml_symbolic.ir.traverse import postorder
@@ -45,7 +45,7 @@ class Program:
     scalar: list[bool] = field(default_factory=list)
     outputs: dict[str, int] = field(default_factory=dict)
     #: named values read only by diagnostics (the factors ``Q`` is the product of, see
-    #: :func:`zpml_symbolic.emit.underflow.product_leaves`), *up to sign*: they keep their
+    #: :func:`zpml_symbolic.emit.lowering.taps.product_leaves`), *up to sign*: they keep their
     #: instructions alive but are not outputs (no back-end returns them or keeps their buffers)
     taps: dict[str, int] = field(default_factory=dict)
 
