@@ -16,6 +16,7 @@ from numpy.polynomial import polynomial as Pm
 from ..errors import InvalidConfigError, ShapeMismatchError, UnsupportedInputError
 from ._base import check_degree
 from .fitting._data import as_array, check_domain, check_nonneg_float, check_weights, lift
+from .fitting._select import DEFAULT_TOL
 from .fitting.multivariate import fit_multivariate
 from .fitting.univariate import fit_univariate
 from .multivariate import MultivariateRationalLayer
@@ -82,7 +83,7 @@ def fit_rational(
     weights: Any = None,
     basis: str = "chebyshev",
     shared_denominator: bool = True,
-    tol: float = 1e-12,
+    tol: float = DEFAULT_TOL,
     exact_bottom: bool = True,
     reduce_degree: bool = True,
     remove_spurious: bool = True,
@@ -118,7 +119,7 @@ def fit_rational(
     matrix; Sanathanan-Koerner reweighting then minimises the relative error
     ``|P/Q - y| / max(|y|, 1)``. ``reduce_degree``: the types ``[n-k/m-k]`` are
     fitted too and the smallest one that explains the data as well (an F-test,
-    or relative rms error below ``tol``) is kept, so an over-specified fit has
+    or relative rms error below ``tol``, default 1e-10) is kept, so an over-specified fit has
     no Froissart doublets; ``remove_spurious``: real poles the data do not
     support are divided out of ``Q`` (univariate); coefficients below rounding
     level are set exactly to zero. The returned layer keeps the requested
@@ -153,13 +154,28 @@ def fit_rational(
     if not np.any((yd != 0) & (w.reshape((N,) + (1,) * (ya.ndim - 1)) > 0)):
         raise InvalidConfigError("fit_rational: y has no finite target with a positive weight; nothing to fit")
     bottom_rows = int(np.count_nonzero(np.any((yd == 0).reshape(N, -1), axis=1) & (w > 0)))
+    # the matrices are tall and thin: one BLAS thread is as fast, and immune to oversubscription
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        return _fit(xa, yn, yd, w, n, m, domain, basis, shared_denominator, tol, exact_bottom,
+                    reduce_degree, remove_spurious, dtype, bottom_rows, return_info, layer_kwargs)
+
+
+def _fit(
+    xa: np.ndarray, yn: np.ndarray, yd: np.ndarray, w: np.ndarray, n: int, m: int, domain: Any,
+    basis: str, shared: bool, tol: float, exact_bottom: bool, reduce_degree: bool,
+    remove_spurious: bool, dtype: torch.dtype, bottom_rows: int, return_info: bool,
+    layer_kwargs: dict[str, Any],
+) -> Layer | tuple[Layer, FitInfo]:
+    N = xa.shape[0]
     if xa.ndim == 1:
         layer, info = _univariate(xa, yn, yd, w, n, m, domain, basis, tol, exact_bottom,
                                   reduce_degree, remove_spurious, dtype, bottom_rows, layer_kwargs)
     else:
         if domain is not None:
             raise InvalidConfigError("fit_rational: domain applies to univariate x [N]; pass domain=None for features")
-        layer, info = _multivariate(xa, yn.reshape(N, -1), yd.reshape(N, -1), w, n, m, shared_denominator,
+        layer, info = _multivariate(xa, yn.reshape(N, -1), yd.reshape(N, -1), w, n, m, shared,
                                     tol, exact_bottom, reduce_degree, dtype, bottom_rows, layer_kwargs)
     return (layer, info) if return_info else layer
 

@@ -14,9 +14,9 @@ for a simple pole) and its distance to the nearest (complex) zero of ``P``. A
 pole whose influence radius ``(|residue| / scale) ** (1 / order)`` or whose
 distance to a zero of ``P`` is below ``spurious_tol * width`` is a Froissart
 doublet: listed in ``report.spurious``, not in ``report.poles``. With
-``data=(x, y)`` every pole is also tested against the data: a pole the data
-explain as well without (divide its factor out of ``Q``, refit ``P``) is
-spurious too.
+``data=(x, y)`` the data decide instead: a pole is spurious when the data are
+explained as well without it (divide its factor out of ``Q``, refit ``P``, an
+F-test on the relative error), whatever its residue.
 """
 
 from __future__ import annotations
@@ -334,7 +334,7 @@ def _classify(
         zero_distance = float(np.min(np.abs(p_roots - location))) if p_roots.size else math.inf
         radius_of_influence = (abs(residue) / S) ** (1.0 / order) if math.isfinite(residue) else math.inf
         doublet = radius_of_influence <= spurious_tol * width or zero_distance <= spurious_tol * width
-        kind = SPURIOUS if doublet else POLE
+        kind = SPURIOUS if doublet and data is None else POLE
         entries.append((g, Pole(interval, location, k, order, kind, residue, zero_distance, bool(g.exact))))
     if data is not None:
         entries = _data_test(entries, PF, QF, data)
@@ -351,6 +351,7 @@ def _data_test(entries: list[tuple[_Group, Pole]], PF: ChebForm, QF: ChebForm, d
 
     from .fitting._core import Problem
     from .fitting._data import as_array, lift
+    from .fitting._select import DEFAULT_TOL
     from .fitting._spurious import spurious_clusters
 
     try:
@@ -371,7 +372,7 @@ def _data_test(entries: list[tuple[_Group, Pole]], PF: ChebForm, QF: ChebForm, d
     tested = [g.cluster for g, p in entries if p.kind == POLE]
     if not tested or not np.all(np.isfinite(a)):
         return entries
-    _, spurious = spurious_clusters(prob, a, b, tol=1e-12, candidates=tested)
+    _, spurious = spurious_clusters(prob, a, b, tol=DEFAULT_TOL, candidates=tested)
     ids = {id(c) for c in spurious}
     return [(g, replace(p, kind=SPURIOUS) if id(g.cluster) in ids else p) for g, p in entries]
 
@@ -418,7 +419,7 @@ def pole_report(
     *,
     digits: int | None = None,
     data: tuple[Any, Any] | None = None,
-    spurious_tol: float = 1e-4,
+    spurious_tol: float = 1e-6,
     cluster_tol: float = 1e-5,
     scale: float | None = None,
 ) -> PoleReport:
@@ -430,9 +431,10 @@ def pole_report(
     closer than ``cluster_tol * width`` form one pole. A pole is spurious when
     its influence radius ``(|residue| / scale) ** (1 / order)`` or its distance
     to the nearest zero of ``P`` is below ``spurious_tol * width`` (``scale``:
-    default the median ``|P/Q|`` on the interval), or, with ``data=(x, y)``
-    (targets may hold ``+-inf``/NaN), when the data are fitted as well without
-    it. Zeros of the validity factors of a template are in ``validity_zeros``.
+    default the median ``|P/Q|`` on the interval). With ``data=(x, y)``
+    (targets may hold ``+-inf``/NaN) the data decide instead: a pole is
+    spurious when removing it (divide its factor out of ``Q``, refit ``P``)
+    fits the data as well (F-test on the relative error). Zeros of the validity factors of a template are in ``validity_zeros``.
     """
     digits = check_digits(digits)
     lo, hi, floats = _interval(interval)

@@ -167,6 +167,6 @@ def _slices(
         Qp = sp.Poly(sp.expand(Q.xreplace(subs)), x, domain=sp.QQ)
         if Qp.is_zero:
             raise InvalidConfigError(f"zero_set_report: Q vanishes identically on this slice (output {j})")
-        zeros, S = _classify(Pp, Qp, lo, hi, spurious_tol=1e-4, cluster_tol=1e-5, scale=None, data=None)
+        zeros, S = _classify(Pp, Qp, lo, hi, spurious_tol=1e-6, cluster_tol=1e-5, scale=None, data=None)
         out.append(PoleReport(floats, Pp, Qp, tuple(zeros), (), S, False))
     return tuple(out)

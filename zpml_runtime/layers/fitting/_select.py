@@ -18,7 +18,11 @@ import numpy as np
 
 from ._core import Fit, Problem, evaluate, refit_fixed_q, rms_error, sk_fit, solve
 
-__all__ = ["Candidate", "acceptable", "select_degrees", "snap"]
+__all__ = ["DEFAULT_TOL", "Candidate", "acceptable", "select_degrees", "snap"]
+
+#: relative rms error treated as exact (the rounding floor of a linearised fit of
+#: well-scaled float64 data is around 1e-13..1e-11)
+DEFAULT_TOL = 1e-10
 
 #: margin of the F-test: a reduction may raise the residual sum of squares by
 #: ``F * (parameters removed) / (equations - parameters)`` relative to the best fit

@@ -29,7 +29,6 @@ def remove_spurious_poles(
     y: Any,
     *,
     interval: tuple[float, float] | None = None,
-    spurious_tol: float = 1e-4,
     cluster_tol: float = 1e-5,
 ) -> tuple[SCMRationalLayer, PoleReport]:
     """A copy of ``layer`` without its spurious real poles, and the report of the result.
@@ -49,7 +48,7 @@ def remove_spurious_poles(
     xa = as_array(x, "x").reshape(-1)
     ya = as_array(y, "y").reshape(-1)
     interval = check_domain(interval, xa)
-    report = pole_report(layer, interval, data=(xa, ya), spurious_tol=spurious_tol, cluster_tol=cluster_tol)
+    report = pole_report(layer, interval, data=(xa, ya), cluster_tol=cluster_tol)
     out = copy.deepcopy(layer)
     if not report.spurious:
         return out, report
@@ -79,7 +78,7 @@ def remove_spurious_poles(
     with torch.no_grad():
         out.numerator.copy_(torch.as_tensor(a, dtype=out.numerator.dtype))
         out.denominator.copy_(torch.as_tensor(bq, dtype=out.denominator.dtype))
-    return out, pole_report(out, interval, data=(xa, ya), spurious_tol=spurious_tol, cluster_tol=cluster_tol)
+    return out, pole_report(out, interval, data=(xa, ya), cluster_tol=cluster_tol)
 
 
 def _monomial(c: np.ndarray, dom: tuple[float, float], degree: int) -> np.ndarray:
