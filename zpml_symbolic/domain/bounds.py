@@ -48,22 +48,27 @@ def _corner_indices(shape: tuple[int, ...]) -> tuple[tuple[tuple[int, ...], tupl
     )
 
 
-def _to_power_of_t(degree: int, lo: Fraction, w: Fraction) -> np.ndarray:
-    """Coefficients in ``t`` of ``x**i`` under ``x = lo + w*t``: ``M[j, i] = C(i, j) lo**(i-j) w**j``."""
-    m = np.zeros((degree + 1, degree + 1), dtype=object)
-    for i in range(degree + 1):
-        for j in range(degree + 1):
-            m[j, i] = Fraction(math.comb(i, j)) * lo ** (i - j) * w**j if j <= i else Fraction(0)
-    return m
+@lru_cache(maxsize=256)
+def _bernstein_matrix(degree: int, a: int, b: int, c: int) -> tuple[np.ndarray, int]:
+    """Integer ``M`` and ``D`` such that the Bernstein coefficients on ``[a/c, (a+b)/c]`` of
+    ``sum_i p_i x**i`` are ``(M @ p) / D``.
 
-
-def _power_to_bernstein(degree: int) -> np.ndarray:
-    """``b_k = sum_{j<=k} C(k, j) / C(d, j) a_j`` (monomial to Bernstein basis on [0, 1])."""
-    m = np.zeros((degree + 1, degree + 1), dtype=object)
-    for k in range(degree + 1):
-        for j in range(degree + 1):
-            m[k, j] = Fraction(math.comb(k, j), math.comb(degree, j)) if j <= k else Fraction(0)
-    return m
+    ``x = (a + b*t)/c`` gives ``c**d * p(x) = sum_j t**j sum_i C(i, j) a**(i-j) b**j c**(d-i) p_i``
+    (integers), and ``bern_k = sum_{j<=k} C(k, j)/C(d, j) coef_j`` becomes integer after
+    multiplying by ``d!`` (``d!/C(d, j) = j! (d-j)!``); so ``D = c**d * d!``.
+    """
+    d = degree
+    shift = np.zeros((d + 1, d + 1), dtype=object)
+    for i in range(d + 1):
+        for j in range(i + 1):
+            shift[j, i] = math.comb(i, j) * a ** (i - j) * b**j * c ** (d - i)
+    bern = np.zeros((d + 1, d + 1), dtype=object)
+    for k in range(d + 1):
+        for j in range(k + 1):
+            bern[k, j] = math.comb(k, j) * math.factorial(j) * math.factorial(d - j)
+    for m in (shift, bern):  # zeros as Python ints
+        m[m == 0] = 0
+    return bern @ shift, c**d * math.factorial(d)
 
 
 @lru_cache(maxsize=512)
@@ -189,21 +194,22 @@ def make_patch(poly: Poly, box: Sequence[Interval]) -> Patch:
     degrees = poly.degrees()
     if len(degrees) != len(box):
         raise ValueError("box and polynomial have different numbers of variables")
-    tensor = np.empty(tuple(d + 1 for d in degrees), dtype=object)
-    tensor.fill(Fraction(0))
-    for m, c in poly.terms().items():
-        tensor[m] = c
+    terms = poly.terms()
+    den = reduce(math.lcm, (c.denominator for c in terms.values()), 1)
+    tensor = np.zeros(tuple(d + 1 for d in degrees), dtype=object)
+    tensor[...] = 0
+    for m, c in terms.items():
+        tensor[m] = int(c * den)
+    scale = Fraction(1, den)
     for axis, (d, (lo, hi)) in enumerate(zip(degrees, box, strict=True)):
         if hi <= lo:
             raise ValueError("make_patch needs lo < hi on every axis")
-        matrix = _power_to_bernstein(d) @ _to_power_of_t(d, lo, hi - lo)
+        c = math.lcm(lo.denominator, hi.denominator)
+        a, b = int(lo * c), int((hi - lo) * c)
+        matrix, divisor = _bernstein_matrix(d, a, b, c)
         tensor = _apply(matrix, tensor, axis)
-    den = reduce(math.lcm, (v.denominator for v in tensor.flat), 1)
-    ints = np.empty(tensor.shape, dtype=object)
-    flat_in, flat_out = tensor.reshape(-1), ints.reshape(-1)
-    for i, v in enumerate(flat_in):
-        flat_out[i] = int(v * den)
-    return Patch(box, ints, Fraction(1, den))
+        scale /= divisor
+    return Patch(box, tensor, scale)
 
 
 def range_enclosure(poly: Poly, box: Sequence[Interval]) -> tuple[Fraction, Fraction]:

@@ -22,7 +22,7 @@ from zpml_symbolic.domain.polys import Poly
 from zpml_symbolic.domain.quadratic import quadratic_extremes
 from zpml_symbolic.domain.report import Witness
 from zpml_symbolic.domain.search import Subdivision, refine_sign_change
-from zpml_symbolic.domain.univariate import decide_univariate, nonzero_bound
+from zpml_symbolic.domain.univariate import MAX_ISOLATION_DEGREE, decide_univariate, nonzero_bound
 
 #: Share of the remaining work the first subdivision pass may use before the algebraic step.
 FIRST_PASS_SHARE = 0.25
@@ -205,7 +205,7 @@ def _irreducible(
     h: Poly, box: tuple[Interval, ...], run: Run, *, need_bound: bool, need_cover: bool
 ) -> Outcome:
     """Decide an irreducible ``h`` on a box (every axis nondegenerate, every variable used)."""
-    if len(box) == 1:
+    if len(box) == 1 and h.total_degree() <= MAX_ISOLATION_DEGREE:
         return decide_univariate(h, box[0], run, need_bound=need_bound, need_cover=need_cover)
     names = h.names
     if h.total_degree() <= 2:

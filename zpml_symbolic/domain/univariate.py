@@ -19,8 +19,9 @@ from zpml_symbolic.domain.polys import Poly
 from zpml_symbolic.domain.report import Witness
 from zpml_symbolic.domain.search import Subdivision
 
-#: Degrees above this are left to subdivision (isolation cost grows fast with the degree).
-MAX_ISOLATION_DEGREE = 200
+#: Degrees above this are left to subdivision (an irreducible polynomial's roots are simple, so
+#: subdivision finds each as a sign change); exact isolation slows down fast with the degree.
+MAX_ISOLATION_DEGREE = 64
 
 
 def _rat(v: Fraction) -> sp.Rational:
@@ -64,13 +65,6 @@ def decide_univariate(
     name = poly.names[0]
     lo, hi = interval
     degree = poly.total_degree()
-    if degree > MAX_ISOLATION_DEGREE:
-        return Outcome(
-            "unknown",
-            reason=f"degree {degree} above {MAX_ISOLATION_DEGREE}",
-            cover=[{name: interval}],
-            cover_complete=False,
-        )
     run.meter.work += (degree + 1) ** 2
     run.meter.check_time()
     eps = run.resolution * (hi - lo)
