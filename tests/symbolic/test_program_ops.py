@@ -383,3 +383,27 @@ def test_count_ops_names_ops_as_plain_strings() -> None:
     counts = _ok().count_ops()
     assert all(type(k) is str for k in counts) and counts["input"] == 2
     assert list(itertools.chain(counts)) == list(dict.fromkeys(str(i.op) for i in _ok().instrs))
+
+
+def test_emit_folders_import_downwards() -> None:
+    """``lowering/`` imports nothing from ``analyses/`` or ``backends/``; ``analyses/``
+    nothing from ``backends/`` (every import, lazy ones included)."""
+    import ast
+    from pathlib import Path
+
+    emit = Path(zs.__file__).parent / "emit"
+    allowed = {"lowering": ("lowering",), "analyses": ("lowering", "analyses")}
+    for folder, ok in allowed.items():
+        for path in (emit / folder).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = (
+                    [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else []
+                )
+                for name in names:
+                    parts = name.split(".")
+                    if parts[:2] == ["zpml_symbolic", "emit"] and len(parts) > 2:
+                        assert parts[2] in ok, f"{path.name} imports {name}"
