@@ -285,9 +285,7 @@ def _column(g: _Graph, j: int, n: int, base: str) -> str:
     return g.node("Squeeze", [cols[j], axes], base, rank=1)
 
 
-def _lower_program(
-    g: _Graph, plan: Plan, param_names: dict[str, str] | None = None
-) -> list[str]:
+def _lower_program(g: _Graph, plan: Plan, param_names: dict[str, str] | None = None) -> list[str]:
     """One value name per instruction (nodes for operations, initializers otherwise).
 
     ``param_names``: initializer name of each parameter (default: the parameter's name).
@@ -301,9 +299,7 @@ class OnnxLowering(Interpreter[str]):
     plan (``P``, ``Q``, ``V_i``) keep their names, other temporaries are ``t{i}``; exact
     constants become shared initializers named after their value."""
 
-    def __init__(
-        self, g: _Graph, plan: Plan, param_names: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, g: _Graph, plan: Plan, param_names: dict[str, str] | None = None) -> None:
         super().__init__(plan.program)
         self.g = g
         self.param_names = param_names
@@ -358,9 +354,7 @@ class OnnxLowering(Interpreter[str]):
 
 #: op -> how to build it in the ONNX graph (the operations of the ``onnx`` column;
 #: ``input``, ``param`` and ``const`` become Split/Squeeze nodes and initializers)
-ONNX_OPS: dict[str, Callable[..., str]] = {
-    op: getattr(OnnxLowering, op.value) for op in OPERATIONS
-}
+ONNX_OPS: dict[str, Callable[..., str]] = {op: getattr(OnnxLowering, op.value) for op in OPERATIONS}
 
 
 def _strict(
@@ -502,7 +496,11 @@ def _underflow(
     fault_out, semantic_out = g.fresh("fault_Q_checked"), g.fresh("semantic_Q_checked")
     g.nodes.append(
         helper.make_node(
-            "If", [cond], [fault_out, semantic_out], then_branch=then_branch, else_branch=else_branch
+            "If",
+            [cond],
+            [fault_out, semantic_out],
+            then_branch=then_branch,
+            else_branch=else_branch,
         )
     )
     for n in (fault_out, semantic_out):

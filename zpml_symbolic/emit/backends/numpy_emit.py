@@ -232,4 +232,11 @@ def numpy_evaluator(
     return NumpyEvaluator(plan, coefficient_values(plan, init), config, validity_taus, wide)
 
 
-__all__ = ["NUMPY_OPS", "NumpyEvaluator", "NumpyInterpreter", "numpy_evaluator", "run_program", "run_values"]
+__all__ = [
+    "NUMPY_OPS",
+    "NumpyEvaluator",
+    "NumpyInterpreter",
+    "numpy_evaluator",
+    "run_program",
+    "run_values",
+]

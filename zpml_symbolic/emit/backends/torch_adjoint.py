@@ -134,7 +134,6 @@ def _contributions(ins: Any) -> list[tuple[int, float, int | None]]:
     return out
 
 
-
 @dataclass(slots=True)
 class _Buf:
     """An adjoint tensor in the backward graph; in-place updates need ``owned and refs == 1``."""
@@ -428,7 +427,6 @@ class AdjointRunner:
         """``forward(x) -> (outputs, saved)`` for the gradient needs ``key`` (cached)."""
         gm = self._forward.get(key)
         if gm is None:
-
             saved = saved_values(self.plan, self._needs(key))
             gm = RationalGraph(
                 self.holder, self._flat_graph(saved, inplace=True), "RationalForward"

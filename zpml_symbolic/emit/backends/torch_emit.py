@@ -157,7 +157,9 @@ class RationalModule(nn.Module):
         for names in self.plan.names:
             P, Q = out(names.P), out(names.Q)
             if not names.V and uniform:
-                results.append((P, Q, () if not stack_factors else x.new_zeros(x.shape[:-1] + (0,))))
+                results.append(
+                    (P, Q, () if not stack_factors else x.new_zeros(x.shape[:-1] + (0,)))
+                )
             elif not names.V:
                 results.append((P, Q))
             elif not stack_factors:

@@ -269,9 +269,7 @@ class GraphEmitter(Interpreter[Any]):
         fusion = self.fused.get(i)
         if fusion is not None:
             reuse = self.dead if self.inplace else self.dead_unsaved if self.autograd else _never
-            return _emit_addcmul(
-                self.g, self.program, self.values, i, fusion, reuse, self.inplace
-            )
+            return _emit_addcmul(self.g, self.program, self.values, i, fusion, reuse, self.inplace)
         return super().execute(i, ins)
 
     # -- leaves
@@ -362,9 +360,7 @@ class GraphEmitter(Interpreter[Any]):
             return self._axpy_in_place(a, b, f, self.dead)
         # a + (c*b) with two roundings, like numpy and ONNX (torch.add(..., alpha=c) fuses
         # the multiply-add and would round once, so back-ends could disagree in the last bit)
-        return self.g.call_function(
-            operator.add, (a, self.g.call_function(operator.mul, (b, f)))
-        )
+        return self.g.call_function(operator.add, (a, self.g.call_function(operator.mul, (b, f))))
 
     def _axpy_in_place(self, a: Any, b: Any, f: float, dead: Callable[[int, int], bool]) -> Any:
         """``a + c*b`` with two roundings into the buffer of a dead ``b`` (else ``a``)."""

@@ -124,9 +124,7 @@ def verify_program(program: Program) -> Program:
                 raise _bad(i, ins, f"needs an index in [0, {limit}) and no constant")
         elif ins.const is not None or ins.index is not None:
             raise _bad(i, ins, "takes no constant and no index")
-        scalar = (
-            not spec.per_sample if spec.is_leaf else all(program.scalar[a] for a in ins.args)
-        )
+        scalar = not spec.per_sample if spec.is_leaf else all(program.scalar[a] for a in ins.args)
         if program.scalar[i] != scalar:
             raise _bad(i, ins, f"scalar flag {program.scalar[i]} should be {scalar}")
     for kind, named in (("output", program.outputs), ("tap", program.taps)):
@@ -333,7 +331,11 @@ class _FoldNegations(Interpreter[_Signed]):
         self.cse: dict[tuple[object, ...], int] = {}
 
     def emit(
-        self, op: OpCode, args: tuple[int, ...] = (), const: Fraction | None = None, index: int | None = None
+        self,
+        op: OpCode,
+        args: tuple[int, ...] = (),
+        const: Fraction | None = None,
+        index: int | None = None,
     ) -> int:
         return _emit(self.out, self.cse, op, args, const, index)
 
