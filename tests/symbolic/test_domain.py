@@ -457,3 +457,17 @@ def test_bad_options_are_refused() -> None:
         zs.domain_report("1/x", box, budget=5)  # type: ignore[arg-type]
     with pytest.raises(zs.InputTypeError, match="domain_report needs"):
         zs.domain_report(42, box)
+
+
+def test_cover_option() -> None:
+    """``"auto"`` covers factors in at most two free variables; ``True`` covers the others too."""
+    expr, box = "1/(x*y*z - 1)", {"x": (0, 2), "y": (0, 2), "z": (0, 2)}
+    auto = zs.domain_report(expr, box).factors[0]
+    assert auto.verdict == "vanishes" and not auto.cover and not auto.cover_complete
+    full = zs.domain_report(expr, box, cover=True, resolution=Fraction(1, 8)).factors[0]
+    assert full.cover
+    for t in (Fraction(1, 2), Fraction(1), Fraction(2)):  # exact points of x*y*z = 1
+        p = {"x": t, "y": 1 / t, "z": Fraction(1)}
+        assert any(all(b[n][0] <= p[n] <= b[n][1] for n in p) for b in full.cover)
+    none = zs.domain_report("1/(x*y - 2)", {"x": (0, 2), "y": (0, 2)}, cover=False).factors[0]
+    assert none.verdict == "vanishes" and not none.cover and not none.cover_complete

@@ -184,7 +184,7 @@ def _verdict(
         min_found=None if out.min_found is None else out.min_found / scale,
         witness=witness,
         cover=tuple({n: b[n] for n in free} for b in out.cover),
-        cover_complete=out.cover_complete,
+        cover_complete=out.cover_complete and (need_cover or out.status != "vanishes"),
         provenance=fac.provenance,
         method=out.method,
         reason=out.reason,

@@ -186,7 +186,9 @@ class FactorVerdict:
 
     ``cover``: boxes over ``variables`` whose union contains every zero of the factor in the box
     (for ``"nonzero"`` empty; for ``"unknown"`` the undecided sub-boxes); ``cover_complete`` is
-    False when the cover was cut short by the budget (still a valid cover, only coarser).
+    False when the cover was cut short by the budget (still a valid cover, only coarser) and
+    for a vanishing factor whose cover was not computed (``cover=False``, or ``"auto"`` with
+    more than two free variables: ``cover`` is then empty and says nothing).
     """
 
     index: int

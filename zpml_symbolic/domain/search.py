@@ -119,7 +119,10 @@ class Subdivision:
         return self.certified[0][0] if self.certified else None
 
     def undecided_boxes(self) -> list[tuple[Interval, ...]]:
-        """The undecided leaves (they cover every zero not yet excluded)."""
+        """The undecided leaves (they cover every zero not yet excluded); the whole box before
+        the root patch could be built."""
+        if not self.started:
+            return [self.box]
         return [p.box for _, _, p in self.undecided]
 
     def max_relative_width(self) -> float:
