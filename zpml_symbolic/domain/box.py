@@ -12,6 +12,7 @@ import math
 import numbers
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from fractions import Fraction
 
 import sympy as sp
@@ -48,6 +49,10 @@ def exact_number(value: object, *, field: str) -> Fraction:
                 field=field,
             ) from None
         return out
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise BoxError(f"box bound for {field!r} must be finite, got {value!r}", field=field)
+        return Fraction(value)
     if isinstance(value, sp.Rational):
         return Fraction(int(value.p), int(value.q))
     if isinstance(value, sp.Float):

@@ -351,7 +351,7 @@ class DomainReport:
         if self.always_bottom:
             return "undefined everywhere: a division by an identically zero polynomial"
         if self.defined_everywhere:
-            outputs = sorted({f.output for f in self.factors}) or [0]
+            outputs = list(range(max(len(self.expressions), 1)))
             bounds = []
             for k in outputs:
                 q = self.min_abs_q(k)
