@@ -345,8 +345,11 @@ class Divided(nn.Module):
         return out[0] / out[1]
 
 
-def count_aten_ops(fn: Callable[[], Any]) -> int:
-    """Number of aten kernels one call of ``fn`` dispatches (excluding views)."""
+def count_aten_ops(fn: Callable[[], Any], rows: int = 0) -> int | tuple[int, int]:
+    """Number of aten kernels one call of ``fn`` dispatches (excluding views), the backward
+    included when ``fn`` runs one; with ``rows``, also the number of fresh tensors of at
+    least ``rows`` elements (allocations of a batch-sized buffer: not views, in-place or
+    ``out=`` results)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     views = {"select", "slice", "view", "unsqueeze", "expand", "alias", "detach", "t", "as_strided"}
@@ -355,15 +358,24 @@ def count_aten_ops(fn: Callable[[], Any]) -> int:
         def __init__(self) -> None:
             super().__init__()
             self.n = 0
+            self.allocations = 0
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
-            if func.overloadpacket.__name__ not in views:
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            name = func.overloadpacket.__name__
+            if name not in views:
                 self.n += 1
-            return func(*args, **(kwargs or {}))
+                if rows and not name.endswith("_") and "out" not in kwargs:
+                    outs = out if isinstance(out, tuple | list) else (out,)
+                    self.allocations += sum(
+                        isinstance(o, torch.Tensor) and o.numel() >= rows for o in outs
+                    )
+            return out
 
     with Counter() as c:
         fn()
-    return c.n
+    return (c.n, c.allocations) if rows else c.n
 
 
 def measure(
@@ -665,6 +677,22 @@ def run_case(
         info["aten_hand"] = count_aten_ops(lambda: hand(small))
         info["aten_ours_div"] = count_aten_ops(lambda: ours_div(ours, small))
         info["aten_strict"] = count_aten_ops(lambda: strict(small))
+    # fwd+bwd: kernels and batch-sized allocations per call (deterministic, unlike the times)
+    for key in ("hand_bwd", "ours_bwd", "ours_strict_bwd"):
+        model = hand_l if key == "hand_bwd" else ours_l
+        value = {
+            "hand_bwd": hand_l,
+            "ours_bwd": lambda x: ours_div(ours_l, x),
+            "ours_strict_bwd": lambda x: strict_l(x).decoded,
+        }[key]
+        xg = small.clone().requires_grad_(True)
+
+        def step(model: nn.Module = model, value: Any = value, xg: torch.Tensor = xg) -> None:
+            model.zero_grad(set_to_none=True)
+            value(xg).sum().backward()
+
+        step()  # build the cached graphs first
+        info[f"aten_{key}"] = count_aten_ops(step, rows=len(small))
     info["program_ops"] = ours.plan.program.count_ops()
     info["program_ops_learnable"] = ours_l.plan.program.count_ops()
 
@@ -810,7 +838,16 @@ def report(
             f"Our program: {ops} ({arith} arithmetic instructions); learnable program: "
             f"{info['program_ops_learnable']}. Aten kernels per forward call (views excluded): "
             f"hand-written {info['aten_hand']}, ours + P/Q {info['aten_ours_div']}, strict evaluator "
-            f"{info['aten_strict']}.",
+            f"{info['aten_strict']}. Per fwd+bwd call, aten kernels / batch-sized allocations: "
+            + ", ".join(
+                f"{who} {info[f'aten_{key}'][0]} / {info[f'aten_{key}'][1]}"
+                for who, key in (
+                    ("hand-written", "hand_bwd"),
+                    ("ours P/Q", "ours_bwd"),
+                    ("ours strict", "ours_strict_bwd"),
+                )
+            )
+            + ".",
             "",
             "| candidate | best ms | median ms | ratio | paired [IQR] | page faults | vs |",
             "|---|---:|---:|---:|---:|---:|---|",
