@@ -24,8 +24,10 @@ from zpml_runtime.losses import (
     censored_loss,
     coverage,
     implicit_loss,
+    implicit_residual,
     margin_loss,
     rejection_loss,
+    relative_weight,
     sign_consistency_loss,
     soft_coverage_loss,
 )
@@ -480,6 +482,9 @@ def test_scm_training_loss_errors() -> None:
         ("temperature", 0.0, "temperature must be finite and > 0"),
         ("tau_infer", 1.0, "tau_train=0.0001 is below tau_infer=1.0"),
         ("detach_scale", 1, "detach_scale must be a bool"),
+        ("weighting", "angle", "weighting must be 'uniform' or 'relative'"),
+        ("weight_cap", 1.5, "weight_cap must be >= 2"),
+        ("weight_power", 0.0, "weight_power must be in"),
     ],
 )
 def test_loss_config_validation(field, value, match) -> None:
@@ -508,3 +513,73 @@ def test_fit_through_a_pole_with_bottom_targets() -> None:
     pole = -(a[2] / a[3]).item()
     assert abs(pole + 0.1) < 1e-6  # measured 5.7e-10
     assert loss.last_terms["implicit"] < 1e-4
+
+
+# --------------------------------------------------------------------------- relative weighting
+
+
+@given(y=st.floats(1e-6, 1e6) | st.floats(-1e6, -1e-6), scale=st.floats(1e-3, 1e3), cap=st.floats(2.0, 1e4))
+def test_relative_weight_is_abs_y_plus_reciprocal_capped(y, scale, cap) -> None:
+    """Independent reference in exact rationals: 1/|sin cos| of phi = acot(y) is |y| + 1/|y|."""
+    Yn = torch.tensor([y * scale], dtype=f64)
+    Yd = torch.tensor([scale], dtype=f64)
+    fy = Fraction(abs(y))
+    ref = min(fy + 1 / fy, Fraction(cap))
+    got = relative_weight(Yn, Yd, cap)
+    assert abs(Fraction(got.item()) - ref) <= Fraction(1, 10**12) * ref
+    # symmetric under y -> 1/y (zeros and poles alike) and under the sign of either component
+    torch.testing.assert_close(relative_weight(Yd, Yn, cap), got, rtol=1e-12, atol=0)
+    torch.testing.assert_close(relative_weight(-Yn, Yd, cap), got, rtol=0, atol=0)
+
+
+def test_relative_weight_caps_bottom_zero_and_null_rows() -> None:
+    Yn = torch.tensor([1.0, -1.0, 0.0, 0.0, 1.0], dtype=f64)
+    Yd = torch.tensor([0.0, 0.0, 1.0, 0.0, 1.0], dtype=f64)
+    assert relative_weight(Yn, Yd, 30.0).tolist() == [30.0, 30.0, 30.0, 30.0, 2.0]
+    with pytest.raises(InvalidConfigError, match="cap must be >= 2"):
+        relative_weight(Yn, Yd, 1.0)
+    with pytest.raises(InvalidConfigError, match="cap"):
+        relative_weight(Yn, Yd, NAN)
+
+
+def test_relative_weighting_power_2_is_the_relative_error() -> None:
+    """v = y (1 + e) on rows of very different |y|: with power 2 every row's weighted residual is
+    within 2x of e**2 (relative error); uniform rows differ by > 100x, power 1 lies in between."""
+    y = torch.tensor([0.05, 0.5, 1.0, 3.0, 20.0], dtype=f64)
+    e = 1e-4
+    P, Q = y * (1 + e), torch.ones_like(y)
+    Yn, Yd = lift_targets(y)
+    E = implicit_residual(P, Q, Yn, Yd, 0.0)
+    for power, lo, hi in ((2.0, 1.0, 2.0 + 1e-3), (1.0, 0.04, 1.0 + 1e-3)):
+        scaled = E * relative_weight(Yn, Yd, cap=1e9, power=power) / e**2
+        assert lo * 0.999 < float(scaled.min()) and float(scaled.max()) < hi, (power, scaled)
+    assert float(E.max() / E.min()) > 100  # the uniform residual barely sees y = 20 and y = 0.05
+    with pytest.raises(InvalidConfigError, match="power must be in"):
+        relative_weight(Yn, Yd, power=3.0)
+
+
+def test_relative_weighting_combines_with_weight_and_mask() -> None:
+    torch.manual_seed(3)
+    P, Q, Yn = (torch.randn(6, dtype=f64) for _ in range(3))
+    Yd = torch.ones(6, dtype=f64)
+    Yn[5] = NAN  # masked out: must not poison the weighted mean
+    w = torch.tensor([1.0, 2.0, 0.5, 1.0, 3.0, 1.0], dtype=f64)
+    mask = torch.tensor([True, True, True, True, True, False])
+    got = implicit_loss(P, Q, Yn, Yd, mask=mask, weight=w, weighting="relative", weight_cap=50.0)
+    rw = relative_weight(Yn[:5], Yd[:5], 50.0) * w[:5]
+    ref = implicit_loss(P[:5], Q[:5], Yn[:5], Yd[:5], weight=rw)
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=0)
+    # a weighted mean: scaling every weight leaves it unchanged
+    torch.testing.assert_close(implicit_loss(P[:5], Q[:5], Yn[:5], Yd[:5], weight=7 * rw), ref, rtol=1e-12, atol=0)
+    with pytest.raises(InvalidConfigError, match="weighting must be one of"):
+        implicit_loss(P, Q, Yn, Yd, weighting="angle")
+
+
+def test_scm_training_loss_passes_the_weighting() -> None:
+    y = torch.tensor([0.05, 0.5, 2.0, 40.0], dtype=f64)
+    targets = lift_targets(y)
+    P, Q = y * 1.01, torch.ones_like(y)
+    cfg = LossConfig(margin=0.0, sign=0.0, validity=0.0, weighting="relative", weight_cap=100.0)
+    got = SCMTrainingLoss(cfg)((P, Q), targets, tau_train=1e-4)
+    torch.testing.assert_close(got, implicit_loss(P, Q, *targets, weighting="relative", weight_cap=100.0))
+    assert got.item() != SCMTrainingLoss(LossConfig(margin=0.0, sign=0.0, validity=0.0))((P, Q), targets).item()

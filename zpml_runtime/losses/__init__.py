@@ -9,7 +9,7 @@ from __future__ import annotations
 from .combined import SCMTrainingLoss
 from .config import LossConfig
 from .coverage import coverage, rejection_loss, soft_coverage_loss
-from .implicit import cross_product_loss, implicit_loss, implicit_residual
+from .implicit import cross_product_loss, implicit_loss, implicit_residual, relative_weight
 from .terms import censored_loss, margin_loss, sign_consistency_loss
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "implicit_residual",
     "margin_loss",
     "rejection_loss",
+    "relative_weight",
     "sign_consistency_loss",
     "soft_coverage_loss",
 ]

@@ -25,7 +25,9 @@ class LossConfig:
     * ``censored``: :func:`censored_loss` on censored targets.
     * ``validity``: hinge ``relu(tau_train - |V|)**2`` on the validity factors of
       rows with finite targets (acts only when ``V`` has learnable parameters).
-    * ``gamma``, ``detach_scale``: passed to :func:`implicit_loss`.
+    * ``gamma``, ``detach_scale``, ``weighting``, ``weight_cap``, ``weight_power``: passed to
+      :func:`implicit_loss` (``weighting="relative"`` weights rows by
+      :func:`~zpml_runtime.losses.relative_weight` of their targets).
     * ``target_coverage``, ``temperature``: passed to :func:`soft_coverage_loss`.
     * ``tau_train``: used when the call gives none (the trainer always gives one).
     * ``tau_infer``: if set, a call with ``tau_train < tau_infer`` is refused
@@ -40,6 +42,9 @@ class LossConfig:
     validity: float = 0.1
     gamma: float = 1e-9
     detach_scale: bool = False
+    weighting: str = "uniform"
+    weight_cap: float = 30.0
+    weight_power: float = 1.0
     target_coverage: float = 0.95
     temperature: float = 1.0
     tau_train: float = 1e-4
@@ -59,6 +64,16 @@ class LossConfig:
             raise InvalidConfigError(
                 f"LossConfig.detach_scale must be a bool, got {self.detach_scale!r}"
             )
+        if self.weighting not in ("uniform", "relative"):
+            raise InvalidConfigError(
+                f"LossConfig.weighting must be 'uniform' or 'relative', got {self.weighting!r}"
+            )
+        _nonneg("weight_cap", self.weight_cap)
+        if self.weight_cap < 2:
+            raise InvalidConfigError(f"LossConfig.weight_cap must be >= 2, got {self.weight_cap!r}")
+        _nonneg("weight_power", self.weight_power)
+        if not 0 < self.weight_power <= 2:
+            raise InvalidConfigError(f"LossConfig.weight_power must be in (0, 2], got {self.weight_power!r}")
         c = self.target_coverage
         if isinstance(c, bool) or not isinstance(c, int | float) or not 0.0 <= c <= 1.0:
             raise InvalidConfigError(f"LossConfig.target_coverage must be in [0, 1], got {c!r}")

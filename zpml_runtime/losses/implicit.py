@@ -22,7 +22,10 @@ from typing import Any
 
 import torch
 
+from zpml_runtime.errors import InvalidConfigError
+
 from ._common import (
+    align_weight,
     check_nonneg_number,
     check_tuples,
     combine,
@@ -32,9 +35,21 @@ from ._common import (
     unit_scale,
 )
 
-__all__ = ["cross_product_loss", "implicit_loss", "implicit_residual"]
+__all__ = [
+    "RELATIVE_WEIGHT_CAP",
+    "WEIGHTINGS",
+    "cross_product_loss",
+    "implicit_loss",
+    "implicit_residual",
+    "relative_weight",
+]
 
 Tensor = torch.Tensor
+
+#: row weightings of :func:`implicit_loss`
+WEIGHTINGS = ("uniform", "relative")
+#: default cap of ``1 / |sin cos|`` in :func:`relative_weight` (at least 2: rows differ by at most 15x at power 1)
+RELATIVE_WEIGHT_CAP = 30.0
 
 
 class _ImplicitResidual(torch.autograd.Function):
@@ -99,6 +114,39 @@ def implicit_residual(
     return out
 
 
+def relative_weight(
+    Y_n: Tensor, Y_d: Tensor, cap: float = RELATIVE_WEIGHT_CAP, power: float = 1.0
+) -> Tensor:
+    """Per-entry weight ``min(1 / |sin(phi) cos(phi)|, cap) ** power`` of the target angle ``phi``.
+
+    ``(Y_n, Y_d)`` is read as the direction ``(cos phi, sin phi)`` (up to scale),
+    so a finite target ``y = Y_n / Y_d = cot(phi)`` has ``1 / |sin cos| = |y| + 1/|y|``.
+    The implicit residual is (within a factor 2) the squared angle error
+    ``d**2`` between prediction and target, and ``d / |sin(phi) cos(phi)|`` is
+    the relative error of the value (and of its reciprocal). So ``power=2``
+    turns the residual into the squared relative error; ``power=1`` (default)
+    into the product of angle and relative error, halfway between the two.
+    The weight is smallest at ``|y| = 1``, grows for large targets (near
+    poles) and small ones (near zeros), symmetric under ``y -> 1/y``;
+    ``cap`` (``>= 2``) bounds ``1 / |sin cos|``, and applies to bottom
+    targets (``Y_d = 0``), zeros (``Y_n = 0``) and the null tuple ``(0, 0)``.
+    No gradient flows into the weight.
+    """
+    func = "relative_weight"
+    cap = check_nonneg_number(cap, name="cap", func=func)
+    if cap < 2.0:
+        raise InvalidConfigError(f"{func}: cap must be >= 2 (the smallest weight, at |y| = 1), got {cap!r}")
+    power = check_nonneg_number(power, name="power", func=func)
+    if not 0.0 < power <= 2.0:
+        raise InvalidConfigError(f"{func}: power must be in (0, 2], got {power!r}")
+    yn, yd = unit_scale(Y_n.detach(), Y_d.detach())
+    num = yn * yn + yd * yd
+    den = (yn * yd).abs()
+    capped = den * cap <= num  # also every den == 0 row
+    w = torch.where(capped, torch.full_like(num, cap), num / torch.where(capped, torch.ones_like(den), den))
+    return w if power == 1.0 else w.pow(power)
+
+
 def implicit_loss(
     P: Tensor,
     Q: Tensor,
@@ -109,6 +157,9 @@ def implicit_loss(
     detach_scale: bool = False,
     mask: Tensor | None = None,
     weight: Tensor | None = None,
+    weighting: str = "uniform",
+    weight_cap: float = RELATIVE_WEIGHT_CAP,
+    weight_power: float = 1.0,
 ) -> Tensor:
     """Mean implicit loss between predictions ``(P, Q)`` and targets ``(Y_n, Y_d)``.
 
@@ -119,10 +170,27 @@ def implicit_loss(
     shapes) weights them; excluded entries get an exact zero gradient even if
     they hold NaN/inf. Returns a 0-d tensor (0 when nothing is included).
     No Python loops and no device synchronisation.
+
+    ``weighting``: ``"uniform"`` (default) averages the residual, a uniform
+    error in the angle of the projective point; ``"relative"`` multiplies each
+    entry by :func:`relative_weight` of its target (``weight_cap``,
+    ``weight_power``), which moves it towards the relative error of the value
+    (and of its reciprocal) and places poles and zeros more precisely (see
+    ``docs/losses.md``). It combines with ``weight`` by multiplication; the
+    result is a weighted mean.
     """
     func = "implicit_loss"
     P, Q, Y_n, Y_d = check_tuples(P, Q, Y_n, Y_d, func=func)
     gamma = check_nonneg_number(gamma, name="gamma", func=func)
+    if weighting not in WEIGHTINGS:
+        raise InvalidConfigError(
+            f"{func}: weighting must be one of {WEIGHTINGS}, got {weighting!r}"
+        )
+    if weighting == "relative":
+        rel = relative_weight(Y_n, Y_d, weight_cap, weight_power)
+        if weight is not None:
+            rel = rel * align_weight(weight, P, func=func)
+        weight = rel
     m, w = combine(None, mask, weight, P, func=func)
     if m is not None:
         P, Q = sanitize(P, m), sanitize(Q, m)
