@@ -107,6 +107,7 @@ class _Graph:
         self, value: Any, kind: str | None = None, *, hint: str | None = None, exact: str = ""
     ) -> str:
         """A shared 0-d constant initializer (float dtype unless ``kind``); ``exact`` is documented."""
+        arr: np.ndarray
         with np.errstate(over="ignore"):
             arr = np.asarray(value, dtype=self.np_type if kind is None else _NP[kind])
         key = (str(arr.dtype), arr.tobytes())

@@ -208,6 +208,8 @@ def narrow_decoded(result: Any, dtype: Any, *, check: bool = True) -> Any:
     import torch
 
     d = result.decoded
+    narrow: Any
+    over: Any
     if isinstance(d, torch.Tensor):
         if d.dtype == dtype:
             return result

@@ -40,6 +40,7 @@ from torch import fx, nn
 from zpml_symbolic.emit.backends.torch_graph import (
     RationalGraph,
     _BatchShape,
+    _columns,
     emit_values,
     gather_columns,
 )
@@ -202,7 +203,7 @@ class _Backward:
         if ins.op is OpCode.INPUT:
             if k not in self.columns:
                 self.columns[k] = self.g.call_function(
-                    operator.getitem, (self.x, (Ellipsis, ins.index))
+                    operator.getitem, (self.x, _columns(ins.index or 0))
                 )
             return self.columns[k]
         return self.saved[k]
@@ -245,7 +246,9 @@ class _Backward:
                 self.adj[target] = _Adj(_Buf(node, owned=True), c)
             return
         ratio = c / cur.coef
-        kw = {} if ratio == 1.0 else ({"alpha": ratio} if other is None else {"value": ratio})
+        kw: dict[str, Any] = (
+            {} if ratio == 1.0 else ({"alpha": ratio} if other is None else {"value": ratio})
+        )
         B = cur.buf
         if B.owned and B.refs == 1:
             if other is None:
@@ -343,8 +346,8 @@ def build_backward(
         cols: list[Any] = []
         inputs = {ins.index: k for k, ins in enumerate(program.instrs) if ins.op is OpCode.INPUT}
         for j in range(len(plan.variables)):
-            k = inputs.get(j)
-            cols.append(None if k is None else b.materialise(k))
+            col = inputs.get(j)
+            cols.append(None if col is None else b.materialise(col))
         if all(c is None for c in cols):
             results.append(g.call_function(torch.zeros_like, (x,)))
         elif len(cols) == 1:
@@ -359,8 +362,8 @@ def build_backward(
         results.append(None)
     params = {ins.index: k for k, ins in enumerate(program.instrs) if ins.op is OpCode.PARAM}
     for j, need in enumerate(param_needs):
-        k = params.get(j)
-        results.append(b.materialise(k) if need and k is not None else None)
+        p = params.get(j)
+        results.append(b.materialise(p) if need and p is not None else None)
     g.output(tuple(results))
     g.eliminate_dead_code()
     g.lint()

@@ -54,6 +54,11 @@ class RationalModule(nn.Module):
     ``torch.jit.script(module)`` scripts the functional graph.
     """
 
+    # set with object.__setattr__ (not submodules: they share this module's parameters)
+    _functional: RationalGraph
+    _inplace: RationalGraph
+    _adjoint: AdjointRunner
+
     def __init__(
         self,
         plan: Plan,
@@ -152,7 +157,7 @@ class RationalModule(nn.Module):
                 return x[..., ins.index].clone(memory_format=torch.contiguous_format)
             return x.new_full(x.shape[:-1], float(ins.const or 0))
 
-        results = []
+        results: list[tuple[Any, ...]] = []
         uniform = len(self.plan.names) > 1  # several expressions: every entry is (P, Q, V)
         for names in self.plan.names:
             P, Q = out(names.P), out(names.Q)

@@ -20,6 +20,11 @@ from zpml_symbolic.emit.lowering.ops import OPERATIONS, SPECS, OpCode
 from zpml_symbolic.emit.lowering.plan import Plan
 
 
+def _columns(j: int | slice) -> Any:
+    """The index ``(..., j)``: column(s) ``j`` of the last dimension (an FX argument)."""
+    return (Ellipsis, j)
+
+
 def _last_uses(plan: Plan) -> list[float]:
     program = plan.program
     last: list[float] = [-1] * len(program.instrs)
@@ -154,7 +159,7 @@ def gather_columns(
     layout = column_layout(plan)
     if layout is None:
         return None, None
-    cols = [g.call_function(operator.getitem, (x, (Ellipsis, j))) for j in layout]
+    cols = [g.call_function(operator.getitem, (x, _columns(j))) for j in layout]
     return g.call_function(torch.stack, (cols,)), layout
 
 
@@ -277,7 +282,7 @@ class GraphEmitter(Interpreter[Any]):
         if self.columns is not None and self.layout is not None:
             row = self.layout.index(column)
             return self.g.call_function(operator.getitem, (self.columns, row))
-        return self.g.call_function(operator.getitem, (self.x, (Ellipsis, column)))
+        return self.g.call_function(operator.getitem, (self.x, _columns(column)))
 
     def param(self, index: int) -> Any:
         key = self.plan.parameter_keys[index]  # the user's name, or zpml_p{i} if unsafe
@@ -444,7 +449,7 @@ def build_graph(
         exposed.add(idx)
         return v
 
-    results = []
+    results: list[tuple[Any, ...]] = []
     for names in plan.names:
         P = full(program.outputs[names.P])
         Q = full(program.outputs[names.Q])
@@ -469,7 +474,7 @@ def build_graph(
             results.append((P, Q, V))
         elif len(plan.names) > 1:  # several expressions: every entry is (P, Q, V), V may be empty
             if stack_factors:
-                empty = g.call_function(operator.getitem, (x, (Ellipsis, slice(None, 0))))
+                empty = g.call_function(operator.getitem, (x, _columns(slice(None, 0))))
                 results.append((P, Q, g.call_function(torch.zeros_like, (empty,))))
             else:
                 results.append((P, Q, ()))

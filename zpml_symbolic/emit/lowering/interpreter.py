@@ -158,7 +158,7 @@ def column(name: str) -> Callable[[C], C]:
 
 def missing_ops(cls: type) -> list[OpCode]:
     """The ops ``cls`` has no concrete method for (empty for a complete column)."""
-    abstract = getattr(cls, "__abstractmethods__", frozenset())
+    abstract: frozenset[str] = getattr(cls, "__abstractmethods__", frozenset())
     return [
         op for op in OpCode if op.value in abstract or not callable(getattr(cls, op.value, None))
     ]

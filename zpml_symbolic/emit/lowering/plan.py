@@ -81,10 +81,10 @@ def make_plan(
     if clash:
         raise EmitError(f"{sorted(clash)} are inputs of one expression and parameters of another")
     var_names = tuple(names_seen) if variables is None else _variable_order(variables, names_seen)
-    clash = sorted(set(var_names) & set(params_seen))
-    if clash:
+    listed = sorted(set(var_names) & set(params_seen))
+    if listed:
         raise InvalidArgumentError(
-            f"variables= lists {clash}, which are parameters (learnable coefficients), not inputs"
+            f"variables= lists {listed}, which are parameters (learnable coefficients), not inputs"
         )
     outputs = []
     out_names = []

@@ -248,7 +248,11 @@ class _Lowering:
         return Fraction(1), self.memo[node]
 
     def _sum(self, args: Sequence[Node]) -> int:
-        consts = sum((a.value for a in args if a.op is Op.CONST), Fraction(0))  # type: ignore[misc]
+        consts = Fraction(0)
+        for a in args:
+            if a.op is Op.CONST:
+                assert isinstance(a.value, Fraction)
+                consts += a.value
         terms = [self._term(a) for a in args if a.op is not Op.CONST]
         if not terms:
             return self.const(consts)
