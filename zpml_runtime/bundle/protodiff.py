@@ -65,6 +65,12 @@ def _tensor_difference(got: onnx.TensorProto, want: onnx.TensorProto) -> str | N
     return _message_difference(got, want, "")
 
 
+def _repeated(field: Any) -> bool:
+    if hasattr(field, "is_repeated"):
+        return bool(field.is_repeated)
+    return field.label == field.LABEL_REPEATED  # older protobuf releases
+
+
 def _message_difference(got: Message, want: Message, path: str) -> str | None:
     """The first differing field of two messages of the same type, as text (or None)."""
     if got == want:
@@ -73,7 +79,7 @@ def _message_difference(got: Message, want: Message, path: str) -> str | None:
         name = field.name
         a, b = getattr(got, name), getattr(want, name)
         here = f"{path}.{name}" if path else name
-        if field.label == field.LABEL_REPEATED:
+        if _repeated(field):
             if field.type == field.TYPE_MESSAGE:
                 for i, (x, y) in enumerate(zip(a, b, strict=False)):
                     diff = _message_difference(x, y, f"{here}[{i}]")

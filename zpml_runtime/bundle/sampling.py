@@ -240,41 +240,50 @@ def band_points(
     assert isinstance(root, Fraction)
     deriv = [k * c for k, c in enumerate(along)][1:]
     slope = abs(_horner(deriv, root)) if deriv else Fraction(0)
-    steps: list[tuple[str, Fraction]] = []
+    # one point per goal: inside each band, just above it, next to the root
+    goals: list[tuple[str, list[Fraction]]] = []
     for label, t in target.thresholds:
         if slope:
-            for factor, where in ((Fraction(1, 2), "inside"), (Fraction(9, 10), "inside"), (Fraction(2), "above")):
-                steps.append((f"{where}:{label}", t * factor / slope))
+            goals.append((f"inside {label}", [t * f / slope for f in (Fraction(1, 2), Fraction(9, 10), Fraction(1, 8))]))
+            goals.append((f"above {label}", [t * f / slope for f in (Fraction(2), Fraction(3, 2))]))
     ulp = _ulp(root, dtype)
-    steps += [("tiny", ulp), ("tiny", 3 * ulp)]
+    goals.append(("tiny", [ulp, 3 * ulp]))
     out: list[Point] = []
     seen: set[Fraction] = set()
-    for label, step in steps:
-        for sign in (1, -1):
-            cand = to_dtype(float(root + sign * step), dtype)
-            if cand is None or cand == root or cand in seen:
-                continue
-            seen.add(cand)
-            v = abs(_horner(along, cand))
-            origin = _band_origin(label, v, target)
-            if origin is not None:
-                values = list(base.values)
-                values[j] = cand
-                out.append(Point(tuple(values), origin))
+    for goal, steps in goals:
+        found = None
+        for step in steps:
+            for sign in (1, -1):
+                try:
+                    cand = to_dtype(float(root + sign * step), dtype)
+                except OverflowError:
+                    continue
+                if cand is None or cand == root or cand in seen:
+                    continue
+                seen.add(cand)
+                origin = _band_origin(goal, abs(_horner(along, cand)), target)
+                if origin is not None:
+                    found = (cand, origin)
+                    break
+            if found:
                 break
-    return out
+        if found:
+            values = list(base.values)
+            values[j] = found[0]
+            out.append(Point(tuple(values), found[1]))
+    return dedupe(out)
 
 
-def _band_origin(label: str, v: Fraction, target: Target) -> str | None:
+def _band_origin(goal: str, v: Fraction, target: Target) -> str | None:
+    """Where a candidate with ``|T| = v`` lies, if that is the ``goal``; else None."""
     if v == 0:
         return None
     for name, t in target.thresholds:
-        if v < t:
+        if goal == f"inside {name}" and v < t:
             return f"inside the tau band of {target.name} (0 < |{target.name}| < {name})"
-    for name, t in target.thresholds:
-        if v < 4 * t:
+        if goal == f"above {name}" and t <= v < 4 * t:
             return f"just above the tau band of {target.name} ({name} <= |{target.name}| < 4 {name})"
-    if label == "tiny":
+    if goal == "tiny":
         return f"next to the zero set of {target.name} (smallest non-zero values)"
     return None
 
