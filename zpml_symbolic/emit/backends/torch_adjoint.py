@@ -37,13 +37,8 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from zpml_symbolic.emit.backends.torch_graph import (
-    RationalGraph,
-    _BatchShape,
-    _columns,
-    emit_values,
-    gather_columns,
-)
+from zpml_symbolic.emit.backends.torch_columns import _columns, gather_columns
+from zpml_symbolic.emit.backends.torch_graph import RationalGraph, _BatchShape, emit_values
 from zpml_symbolic.emit.lowering.ops import SPECS, OpCode
 from zpml_symbolic.emit.lowering.plan import Plan
 

@@ -21,12 +21,12 @@ from torch import fx, nn
 from zpml_symbolic.emit.analyses.underflow import resolve_torch_dtype, wider_torch
 from zpml_symbolic.emit.backends.inputs import check_torch_input
 from zpml_symbolic.emit.backends.torch_adjoint import AdjointRunner
+from zpml_symbolic.emit.backends.torch_columns import column_layout  # noqa: F401 - re-exported
 from zpml_symbolic.emit.backends.torch_graph import (  # noqa: F401 - re-exported building blocks
     TORCH_OPS,
     RationalGraph,
     _Holder,
     build_graph,
-    column_layout,
 )
 from zpml_symbolic.emit.lowering.ops import OpCode
 from zpml_symbolic.emit.lowering.plan import Plan, check_constants, coefficient_values, make_plan
