@@ -203,7 +203,7 @@ def zero_set_points(
     dtype: str,
     rng: np.random.Generator,
     attempts: int,
-    per_target: int = 2,
+    per_target: int = 3,
 ) -> list[tuple[Point, int, list[Fraction]]]:
     """Points on the zero set of ``target``; each with the solved coordinate and the
     univariate coefficients of the emitted polynomial along it (for the band)."""
@@ -211,18 +211,21 @@ def zero_set_points(
     used_gens = {i for _, mono in target.zero_poly for i, _ in mono}
     used = [j for j in range(n) if var_gen[j] in used_gens]
     out: list[tuple[Point, int, list[Fraction]]] = []
+    kinds = ("grid", None, "uniform", "magnitude")  # the other coordinates: every scale
     for attempt in range(attempts):
         if not used or len(out) >= per_target:
             break
         j = used[int(rng.integers(0, len(used)))]
-        kind = "grid" if attempt % 3 == 0 else None
+        kind = kinds[attempt % len(kinds)]
         point: list[Fraction | None] = [wide_coordinate(rng, dtype, kind) for _ in range(n)]
         point[j] = None
         gens = gen_values(point)
         for root in rational_roots(univariate(target.zero_poly, gens, var_gen[j])):
             if representable(root, dtype):
                 point[j] = root
-                where = "a full-precision point" if kind is None else "a grid point"
+                where = {"grid": "a grid point", "magnitude": "huge or tiny coordinates"}.get(
+                    str(kind), "full-precision coordinates"
+                )
                 origin = f"on the zero set of {target.name} ({where})"
                 along = univariate(target.emitted, gens, var_gen[j])
                 out.append((Point(tuple(point), origin), j, along))  # type: ignore[arg-type]
@@ -329,30 +332,42 @@ MAX_TILE_BOUNDARY_ROWS = 1 << 17
 
 
 def batches(
-    n_points: int, rng: np.random.Generator, tile_rows: int | None
+    n_points: int,
+    rng: np.random.Generator,
+    tile_rows: int | None,
+    focus: Sequence[int] = (),
 ) -> list[tuple[str, np.ndarray, tuple[int, int]]]:
     """Runs of the graph: ``(label, row indices into the points, (lo, hi))``; the rows
     ``lo:hi`` of the run are the distinct points compared exactly (all rows of a run
     are compared with the numpy program).
 
-    Sizes: every point in one batch (shuffled), batches of 1 (twice), 2 and 7, and,
-    for a tiled graph, ``tile_rows + 1 + r`` rows with every point placed on both
-    sides of the first tile boundary.
+    Sizes: every point in one batch (shuffled); batches of 1 (twice), 2 and 7 whose rows
+    are half ``focus`` points (the zero-set rows, where a mask matters; the first batch
+    of 1 is one of them) and half any; and, for a tiled graph, ``tile_rows + 1 + r``
+    rows with every point placed on both sides of the first tile boundary.
     """
     if n_points == 0:
         return []
     order = rng.permutation(n_points)
     runs: list[tuple[str, np.ndarray, tuple[int, int]]] = [("all rows", order, (0, n_points))]
-    for size in (1, 1, 2, 7):
-        ids = rng.choice(n_points, size=size, replace=n_points < size)
-        runs.append((f"a batch of {size}", ids, (0, size)))
+    focus = list(focus) or list(range(n_points))
+    for k, size in enumerate((1, 1, 2, 7)):
+        n_focus = 1 if k == 0 else size // 2
+        ids = np.concatenate(
+            [
+                rng.choice(focus, size=n_focus, replace=len(focus) < n_focus),
+                rng.choice(n_points, size=size - n_focus, replace=n_points < size - n_focus),
+            ]
+        ).astype(np.int64)
+        runs.append((f"a batch of {size}", rng.permutation(ids), (0, size)))
     if tile_rows is not None and 1 <= tile_rows <= MAX_TILE_BOUNDARY_ROWS:
         total = tile_rows + 1 + int(rng.integers(0, 7))
         ids = rng.integers(0, n_points, size=total)
         start = max(tile_rows - n_points // 2, 0)
         window = order[: max(min(n_points, total - start), 0)]
         ids[start : start + len(window)] = window
-        runs.append((f"a batch of {total} rows (across the row-tile boundary at {tile_rows})", ids, (start, start + len(window))))
+        label = f"a batch of {total} rows (across the row-tile boundary at {tile_rows})"
+        runs.append((label, ids, (start, start + len(window))))
     return runs
 
 

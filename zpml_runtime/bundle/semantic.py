@@ -607,7 +607,8 @@ def check_semantics(
     prefix_names = order[6:]
     exact_bad: list[str] = []
     program_bad: list[str] = []
-    runs = batches(len(points), np.random.default_rng([seed, 1]), _tile_rows(metadata))
+    focus = [i for i, p in enumerate(points) if p.origin.startswith("on the zero set")]
+    runs = batches(len(points), np.random.default_rng([seed, 1]), _tile_rows(metadata), focus)
     differential_rows = 0
     for label, ids, (lo, hi) in runs:
         x = np.ascontiguousarray(x_all[ids])
