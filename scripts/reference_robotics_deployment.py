@@ -1,4 +1,4 @@
-"""Seed 000's command: ``python scripts/reference_robotics_deployment.py --device cpu --epochs 2 --n-samples 6000``.
+"""The documented command: ``python scripts/reference_robotics_deployment.py --device cpu --epochs 2 --n-samples 6000``.
 
 A thin launcher for :mod:`zpml_runtime.reference_robotics_deployment` (same flags;
 ``--help`` lists them). Artifacts go to ``results/reference_deploy_robotics/``.

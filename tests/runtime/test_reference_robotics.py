@@ -43,7 +43,8 @@ def _assert_generic_targets(summary: dict) -> None:
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("rr") / "default"
-    return run_reference_robotics_deployment(ReferenceRoboticsDeploymentConfig(output_dir=out))
+    # the default command, with a shorter MLP baseline (500 L-BFGS iterations in the slow tests)
+    return run_reference_robotics_deployment(ReferenceRoboticsDeploymentConfig(output_dir=out, baseline_iterations=100))
 
 
 def test_default_command_deploys_the_generic_head(default_run) -> None:
@@ -208,8 +209,10 @@ def test_targets_on_three_seeds(seed, scenario, tmp_path) -> None:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_dls_labels_on_three_seeds(seed, tmp_path) -> None:
     a = run_reference_robotics_deployment(
-        ReferenceRoboticsDeploymentConfig(output_dir=tmp_path / "r", seed=seed, label_mode="dls", variant="template")
+        ReferenceRoboticsDeploymentConfig(output_dir=tmp_path / "r", seed=seed, label_mode="dls")
     )
     b = _buckets(a.summary)
-    assert all(r["predict_zero.mae"] >= 2 * r["model_unmasked.mae"] for k, r in b.items() if k != "all")
-    assert b["[1e-2,inf)"]["route_rate.bottom"] <= 0.01
+    for k, r in b.items():
+        if k != "all":
+            assert r["model.median_rel_err"] <= 1e-6 and r["route_rate.bottom"] == 0.0, k
+            assert r["predict_zero.mae"] >= 2 * r["template.mae"], k  # the DLS template, same run
