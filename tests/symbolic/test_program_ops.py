@@ -79,6 +79,18 @@ def test_the_table_has_one_consistent_row_per_op() -> None:
     assert OpCode.AXPY == "axpy" and {OpCode.ADD: 1} == {"add": 1}
 
 
+def test_the_documented_table_is_the_table() -> None:
+    """The table in ``ops.py``'s docstring lists every op with its arity and payload."""
+    from zpml_symbolic.emit.lowering import ops
+
+    rows = {
+        line.split()[0]: line.split()[1:3]
+        for line in (ops.__doc__ or "").splitlines()
+        if line.split() and line.split()[0] in set(OpCode)
+    }
+    assert rows == {op.value: [str(s.arity), s.payload.value] for op, s in SPECS.items()}
+
+
 def test_a_column_missing_an_op_cannot_be_built() -> None:
     class Partial(Interpreter[int]):
         def input(self, column: int) -> int:
