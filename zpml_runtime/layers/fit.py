@@ -15,7 +15,14 @@ from numpy.polynomial import polynomial as Pm
 
 from ..errors import InvalidConfigError, ShapeMismatchError, UnsupportedInputError
 from ._base import check_degree
-from .fitting._data import as_array, check_domain, check_nonneg_float, check_weights, lift
+from .fitting._data import (
+    as_array,
+    check_domain,
+    check_nonneg_float,
+    check_weights,
+    lift,
+    target_scale,
+)
 from .fitting._select import DEFAULT_TOL
 from .fitting.multivariate import fit_multivariate
 from .fitting.univariate import fit_univariate
@@ -32,14 +39,17 @@ class FitInfo:
     * ``effective_degrees``: highest nonzero coefficient degree of ``P`` and ``Q``
       (below the requested degrees when the data did not need them);
     * ``error`` / ``max_error``: root-mean-square / max over the data of the
-      relative error ``|P/Q - y| / max(|y|, 1)`` (``|Q/P|`` on bottom rows);
+      relative error ``|P/Q - y| / max(|y|, s)`` (``s/|P/Q|`` on bottom rows),
+      ``s`` the target scale;
     * ``candidates``: every type ``(n, m, error)`` fitted during degree selection;
     * ``bottom_rows``: rows with a non-finite target; ``bottom_constraint``:
       ``"exact"`` (``Q = 0`` imposed there), ``"soft"`` (fitted as equations:
       ``Q`` could not vanish on all of them) or ``"none"``;
     * ``snapped``: coefficients set exactly to zero; ``removed_poles``: spurious
       real poles divided out of ``Q`` (univariate);
-    * ``domain`` (univariate) / ``feature_scale`` (multivariate, powers of two).
+    * ``domain`` (univariate) / ``feature_scale`` (multivariate, powers of two);
+    * ``target_scale``: per output, the median ``|y|`` of the finite targets
+      rounded to a power of two (the fit is invariant to the units of ``y``).
     """
 
     numerator_degree: int
@@ -54,6 +64,7 @@ class FitInfo:
     removed_poles: tuple[float, ...]
     domain: tuple[float, float] | None
     feature_scale: tuple[float, ...] | None
+    target_scale: tuple[float, ...] = (1.0,)
 
 
 Layer = SCMRationalLayer | MultivariateRationalLayer
@@ -117,7 +128,7 @@ def fit_rational(
     Method: every row gives ``P(x) y_d - Q(x) y_n = 0``; ``P`` is eliminated by
     projection and ``Q`` is the smallest right singular vector of the reduced
     matrix; Sanathanan-Koerner reweighting then minimises the relative error
-    ``|P/Q - y| / max(|y|, 1)``. ``reduce_degree``: the types ``[n-k/m-k]`` are
+    ``|P/Q - y| / max(|y|, s)`` (``s``: median ``|y|`` as a power of two). ``reduce_degree``: the types ``[n-k/m-k]`` are
     fitted too and the smallest one that explains the data as well (an F-test,
     or relative rms error below ``tol``, default 1e-10) is kept, so an over-specified fit has
     no Froissart doublets; ``remove_spurious``: real poles the data do not
@@ -150,33 +161,36 @@ def fit_rational(
         want = "[N]" if xa.ndim == 1 else "[N] or [N, k]"
         raise ShapeMismatchError(f"fit_rational: y must have shape {want} with N = {N}, got {list(ya.shape)}")
     w = check_weights(weights, N)
-    yn, yd = lift(ya)
+    scale = target_scale(ya)
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+        yn, yd = lift(ya / (scale if ya.ndim == 2 else scale[0]))
     if not np.any((yd != 0) & (w.reshape((N,) + (1,) * (ya.ndim - 1)) > 0)):
         raise InvalidConfigError("fit_rational: y has no finite target with a positive weight; nothing to fit")
     bottom_rows = int(np.count_nonzero(np.any((yd == 0).reshape(N, -1), axis=1) & (w > 0)))
     # the matrices are tall and thin: one BLAS thread is as fast, and immune to oversubscription
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(1, user_api="blas"):
+    with threadpool_limits(1, user_api="blas"), np.errstate(under="ignore"):
         return _fit(xa, yn, yd, w, n, m, domain, basis, shared_denominator, tol, exact_bottom,
-                    reduce_degree, remove_spurious, dtype, bottom_rows, return_info, layer_kwargs)
+                    reduce_degree, remove_spurious, dtype, bottom_rows, return_info, scale, layer_kwargs)
 
 
 def _fit(
     xa: np.ndarray, yn: np.ndarray, yd: np.ndarray, w: np.ndarray, n: int, m: int, domain: Any,
     basis: str, shared: bool, tol: float, exact_bottom: bool, reduce_degree: bool,
-    remove_spurious: bool, dtype: torch.dtype, bottom_rows: int, return_info: bool,
+    remove_spurious: bool, dtype: torch.dtype, bottom_rows: int, return_info: bool, scale: np.ndarray,
     layer_kwargs: dict[str, Any],
 ) -> Layer | tuple[Layer, FitInfo]:
     N = xa.shape[0]
     if xa.ndim == 1:
         layer, info = _univariate(xa, yn, yd, w, n, m, domain, basis, tol, exact_bottom,
-                                  reduce_degree, remove_spurious, dtype, bottom_rows, layer_kwargs)
+                                  reduce_degree, remove_spurious, dtype, bottom_rows, float(scale[0]),
+                                  layer_kwargs)
     else:
         if domain is not None:
             raise InvalidConfigError("fit_rational: domain applies to univariate x [N]; pass domain=None for features")
         layer, info = _multivariate(xa, yn.reshape(N, -1), yd.reshape(N, -1), w, n, m, shared,
-                                    tol, exact_bottom, reduce_degree, dtype, bottom_rows, layer_kwargs)
+                                    tol, exact_bottom, reduce_degree, dtype, bottom_rows, scale, layer_kwargs)
     return (layer, info) if return_info else layer
 
 
@@ -189,10 +203,12 @@ def _unit(b: np.ndarray) -> float:
     return float(np.sign(b[i]) * np.exp2(-np.ceil(np.log2(top))))
 
 
-def _max_error(layer: Layer, xa: np.ndarray, yn: np.ndarray, yd: np.ndarray, w: np.ndarray) -> float:
+def _max_error(
+    layer: Layer, xa: np.ndarray, yn: np.ndarray, yd: np.ndarray, w: np.ndarray, scale: np.ndarray
+) -> float:
     with torch.no_grad():
         P, Q = layer(torch.as_tensor(xa, dtype=torch.float64).to(layer_dtype(layer)))[:2]
-    P = P.to(torch.float64).numpy().reshape(yn.shape)
+    P = P.to(torch.float64).numpy().reshape(yn.shape) / (scale if yn.ndim == 2 else scale[0])
     Q = Q.to(torch.float64).numpy().reshape(yn.shape)
     num = np.abs(P * yd - Q * yn)
     den = np.where(yd == 0, np.abs(P), np.abs(Q))
@@ -210,7 +226,7 @@ def layer_dtype(layer: Layer) -> torch.dtype:
 def _univariate(
     xa: np.ndarray, yn: np.ndarray, yd: np.ndarray, w: np.ndarray, n: int, m: int, domain: Any,
     basis: str, tol: float, exact_bottom: bool, reduce: bool, remove_spurious: bool,
-    dtype: torch.dtype, bottom_rows: int, layer_kwargs: dict[str, Any],
+    dtype: torch.dtype, bottom_rows: int, y_scale: float, layer_kwargs: dict[str, Any],
 ) -> tuple[SCMRationalLayer, FitInfo]:
     if basis not in BASES:
         raise InvalidConfigError(f"fit_rational: unknown basis {basis!r}; expected one of {', '.join(map(repr, BASES))}")
@@ -218,7 +234,7 @@ def _univariate(
     res = fit_univariate(xa, yn, yd, w, n, m, dom, tol=tol, exact_bottom=exact_bottom,
                          reduce=reduce, remove_spurious=remove_spurious)
     s = _unit(res.denominator)
-    a, b = res.numerator * s, res.denominator * s
+    a, b = res.numerator * (s * y_scale), res.denominator * s
     if basis == "monomial":
         lo, hi = dom
         a = _to_monomial(a, lo, hi, n)
@@ -226,8 +242,9 @@ def _univariate(
     layer = SCMRationalLayer(n, m, basis=basis, domain=dom, numerator_init=a.tolist(),
                              denominator_init=b.tolist(), dtype=torch.float64, **layer_kwargs)
     info = FitInfo(
-        n, m, res.effective_degrees, res.error, _max_error(layer, xa, yn, yd, w), res.candidates,
-        bottom_rows, _constraint(bottom_rows, res.constrained), res.snapped, res.removed_poles, dom, None,
+        n, m, res.effective_degrees, res.error, _max_error(layer, xa, yn, yd, w, np.array([y_scale])),
+        res.candidates, bottom_rows, _constraint(bottom_rows, res.constrained), res.snapped,
+        res.removed_poles, dom, None, (y_scale,),
     )
     return layer.to(dtype), info
 
@@ -248,7 +265,7 @@ def _constraint(bottom_rows: int, constrained: bool) -> str:
 def _multivariate(
     h: np.ndarray, yn: np.ndarray, yd: np.ndarray, w: np.ndarray, n: int, m: int, shared: bool,
     tol: float, exact_bottom: bool, reduce: bool, dtype: torch.dtype, bottom_rows: int,
-    layer_kwargs: dict[str, Any],
+    y_scale: np.ndarray, layer_kwargs: dict[str, Any],
 ) -> tuple[MultivariateRationalLayer, FitInfo]:
     d, k = h.shape[1], yn.shape[1]
     res = fit_multivariate(h, yn, yd, w, n, m, shared=shared, tol=tol, exact_bottom=exact_bottom, reduce=reduce)
@@ -259,6 +276,7 @@ def _multivariate(
         cols = list(range(k)) if kq == 1 else [q]
         coef[:, k + q] *= s
         coef[:, cols] *= s
+    coef[:, :k] *= y_scale[None, :]
     try:
         layer = MultivariateRationalLayer(d, k, n, m, shared_denominator=shared, dtype=torch.float64,
                                           **layer_kwargs)
@@ -266,8 +284,8 @@ def _multivariate(
         raise UnsupportedInputError(f"fit_rational: unknown layer option: {e}") from e
     layer.set_monomial_coefficients(torch.as_tensor(coef))
     info = FitInfo(
-        n, m, res.effective_degrees, res.error, _max_error(layer, h, yn, yd, w), res.candidates,
+        n, m, res.effective_degrees, res.error, _max_error(layer, h, yn, yd, w, y_scale), res.candidates,
         bottom_rows, _constraint(bottom_rows, res.constrained), res.snapped, (), None,
-        tuple(float(v) for v in res.feature_scale),
+        tuple(float(v) for v in res.feature_scale), tuple(float(v) for v in y_scale),
     )
     return layer.to(dtype), info

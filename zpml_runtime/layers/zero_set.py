@@ -57,13 +57,22 @@ class ZeroSetReport:
             if not fac:
                 lines.append(f"{label} is a nonzero constant: no singular set")
                 continue
-            conds = " or ".join(f"{f} = 0" for f, _ in fac)
+            conds = " or ".join(f"{_readable(f)} = 0" for f, _ in fac)
             lines.append(f"{label} = 0  <=>  {conds}   (depends on {', '.join(map(str, self.depends_on[i]))})")
             if self.cancelled[i]:
                 lines.append(f"  shared with the numerators (removable): {', '.join(map(str, self.cancelled[i]))}")
         for j, rep in enumerate(self.slices):
             lines.append(f"slice, output {j}: " + str(rep).replace("\n", "\n  "))
         return "\n".join(lines)
+
+
+def _readable(f: sp.Expr) -> str:
+    """A factor divided by its leading coefficient, with 8 significant digits (exact factors stay exact)."""
+    poly = sp.Poly(f, *sorted(f.free_symbols, key=lambda s: s.name))
+    monic = sp.expand(f / poly.LC())
+    if all(sp.Rational(c).q < 10**6 for c in sp.Poly(monic, *poly.gens).coeffs()):
+        return str(monic)
+    return str(sp.N(monic, 8))
 
 
 def _names(names: Any, d: int) -> tuple[sp.Symbol, ...]:

@@ -10,7 +10,7 @@ import torch
 
 from ...errors import InvalidConfigError, ShapeMismatchError, UnsupportedInputError
 
-__all__ = ["as_array", "check_domain", "check_nonneg_float", "lift", "power_of_two_scale"]
+__all__ = ["as_array", "check_domain", "check_nonneg_float", "lift", "power_of_two_scale", "target_scale"]
 
 
 def as_array(value: Any, name: str) -> np.ndarray:
@@ -41,6 +41,25 @@ def lift(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     yn, yd = lift_targets(y)
     scale = np.maximum(np.abs(yn), np.abs(yd))
     return yn / scale, yd / scale
+
+
+def target_scale(y: np.ndarray) -> np.ndarray:
+    """Per output column: the median ``|y|`` of the finite targets, rounded to a power of two.
+
+    Dividing the targets by it makes the fit scale invariant: the relative error
+    ``|r - y| / max(|y|, s)`` treats values below the typical size ``s`` as
+    absolute, whatever the units (1 for an all-zero column).
+    """
+    cols = y.reshape(y.shape[0], -1)
+    out = np.ones(cols.shape[1])
+    for j in range(cols.shape[1]):
+        a = np.abs(cols[:, j][np.isfinite(cols[:, j])])
+        med = float(np.median(a)) if a.size else 0.0
+        if med == 0 and a.size:
+            med = float(a.max())
+        if med > 0 and np.isfinite(med):
+            out[j] = float(np.exp2(np.round(np.log2(med))))
+    return out
 
 
 def check_domain(domain: Any, x: np.ndarray) -> tuple[float, float]:
