@@ -182,6 +182,7 @@ def _fit(
     layer_kwargs: dict[str, Any],
 ) -> Layer | tuple[Layer, FitInfo]:
     N = xa.shape[0]
+    layer: Layer
     if xa.ndim == 1:
         layer, info = _univariate(xa, yn, yd, w, n, m, domain, basis, tol, exact_bottom,
                                   reduce_degree, remove_spurious, dtype, bottom_rows, float(scale[0]),

@@ -315,12 +315,14 @@ def _classify(
     entries: list[tuple[_Group, Pole]] = []
     for g in groups:
         k = g.size
+        at: Fraction
         if g.exact and sum(m for _, m in g.exact) == k:
-            mean = sum(((a + b) / 2) * m for (a, b), m in g.exact) / k
-            location, at = float(mean), mean
+            at = sum((((a + b) / 2) * m for (a, b), m in g.exact), Fraction(0)) / k
+            location = float(at)
         else:
             location = float(QF.to_x(g.cluster.centre.real))
             at = Fraction(location)
+        interval: tuple[Fraction, Fraction]
         if g.exact:
             interval = (min(iv[0] for iv, _ in g.exact), max(iv[1] for iv, _ in g.exact))
         else:

@@ -113,7 +113,7 @@ def _triangle(M: np.ndarray) -> np.ndarray:
     keep = np.einsum("ij,ij->i", M, M)
     order = np.argsort(-keep, kind="stable")
     order = order[keep[order] > 0]
-    R = np.linalg.qr(M[order], mode="r") if order.size else np.zeros((0, M.shape[1]))
+    R = np.asarray(np.linalg.qr(M[order], mode="r")) if order.size else np.zeros((0, M.shape[1]))
     if R.shape[0] < M.shape[1]:
         R = np.vstack([R, np.zeros((M.shape[1] - R.shape[0], M.shape[1]))])
     return R

@@ -59,7 +59,7 @@ def smallest_singular(R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     if R.shape[0] > R.shape[1]:
         order = np.argsort(-np.einsum("ij,ij->i", R, R), kind="stable")
-        R = np.linalg.qr(R[order], mode="r")
+        R = np.asarray(np.linalg.qr(R[order], mode="r"))
     _, s, Vt = np.linalg.svd(R, full_matrices=True)
     if s.size < Vt.shape[0]:
         s = np.concatenate([s, np.zeros(Vt.shape[0] - s.size)])

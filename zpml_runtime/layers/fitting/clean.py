@@ -65,8 +65,8 @@ def remove_spurious_poles(
     b = deflate(QF.coef, targets)
     n, m = layer.numerator_degree, layer.denominator_degree
     yn, yd = lift(ya)
-    t = QF.to_t(xa)
-    prob = Problem(C.chebvander(t, n), C.chebvander(t, m), yn[:, None], yd[:, None], np.ones((xa.size, 1)))
+    ts = QF.to_t(xa)
+    prob = Problem(C.chebvander(ts, n), C.chebvander(ts, m), yn[:, None], yd[:, None], np.ones((xa.size, 1)))
     bq = np.zeros(m + 1)
     bq[: b.size] = b[: m + 1]
     a = refit_fixed_q(prob, bq[:, None])[:, 0]
