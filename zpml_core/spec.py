@@ -223,9 +223,7 @@ def classify(
     ]
 
     factor_faults = tuple(not is_finite(v) for v in factors)
-    factor_semantics = tuple(
-        below_threshold(v, t) for v, t in zip(factors, t_factors, strict=True)
-    )
+    factor_semantics = tuple(below_threshold(v, t) for v, t in zip(factors, t_factors, strict=True))
 
     quotient: float | Fraction = math.nan
     overflow = False

@@ -177,13 +177,16 @@ def _align(P: Any, Q: Any, backend: Backend) -> tuple[Any, Any]:
             f"shapes that broadcast to the shape of P or of Q"
         )
     if backend == "torch":
-        return tuple(torch.broadcast_tensors(P, Q))  # type: ignore[return-value]
-    return tuple(np.broadcast_arrays(P, Q))  # type: ignore[return-value]
+        P, Q = torch.broadcast_tensors(P, Q)
+    else:
+        P, Q = np.broadcast_arrays(P, Q)
+    return P, Q
 
 
 def _split_factors(factors: Any, backend: Backend, P: Any) -> tuple[Any, ...]:
     if factors is None:
         return ()
+    items: tuple[Any, ...]  # tensors or arrays, checked against the backend below
     if isinstance(factors, torch.Tensor | np.ndarray):
         if factors.ndim == 0:
             raise ShapeMismatchError(
@@ -338,7 +341,7 @@ class _StrictQuotient(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         P: torch.Tensor,
         Q: torch.Tensor,
@@ -362,7 +365,7 @@ class _StrictQuotient(torch.autograd.Function):
         return (d, *masks)
 
     @staticmethod
-    def backward(ctx: Any, g: torch.Tensor, *_: Any) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, g: torch.Tensor, *_: Any) -> tuple[Any, ...]:
         P, Q, bottom = ctx.saved_tensors
         need_p, need_q = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         none = (None, None, None, None)

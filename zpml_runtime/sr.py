@@ -131,7 +131,9 @@ class HallOfFameEntry:
     equation: str
     layer: RationalTemplateLayer | None
     error: ZeroProofError | None = None
-    _evaluators: dict[float, Any] = field(default_factory=dict, repr=False, init=False, compare=False)
+    _evaluators: dict[float, Any] = field(
+        default_factory=dict, repr=False, init=False, compare=False
+    )
 
     @property
     def rational(self) -> bool:
@@ -169,7 +171,9 @@ class HallOfFameEntry:
         out = []
         for src in layer.fru.denominator_provenance:
             factor = with_decimals(src.factor, values, digits)
-            out.append(f"{factor} = 0  (dividing {with_decimals(_text(src.source), values, digits)})")
+            out.append(
+                f"{factor} = 0  (dividing {with_decimals(_text(src.source), values, digits)})"
+            )
         return tuple(out)
 
     def undefined_fraction(self, X: Any, *, tau: float = 0.0) -> UndefinedReport:
@@ -223,7 +227,12 @@ class HallOfFameEntry:
         import zpml_symbolic as zs
         from zpml_core.config import InferenceConfig
 
-        if isinstance(tau, bool) or not isinstance(tau, int | float) or not math.isfinite(tau) or tau < 0:
+        if (
+            isinstance(tau, bool)
+            or not isinstance(tau, int | float)
+            or not math.isfinite(tau)
+            or tau < 0
+        ):
             raise UnsupportedInputError(f"tau must be a finite number >= 0, got {tau!r}")
         ev = self._evaluators.get(float(tau))
         if ev is None:
@@ -235,12 +244,16 @@ class HallOfFameEntry:
         return ev
 
     def __str__(self) -> str:
-        head = f"line {self.line}: complexity {self.complexity}, loss {self.loss:.6g}: {self.equation}"
+        head = (
+            f"line {self.line}: complexity {self.complexity}, loss {self.loss:.6g}: {self.equation}"
+        )
         if self.layer is None:
             return f"{head}\n  not compiled: {str(self.error).splitlines()[0]}"
         where = self.undefined_where()
-        return head + "".join(f"\n  undefined where {w}" for w in where) if where else (
-            head + "\n  defined everywhere"
+        return (
+            head + "".join(f"\n  undefined where {w}" for w in where)
+            if where
+            else (head + "\n  defined everywhere")
         )
 
 
@@ -266,9 +279,10 @@ class HallOfFame(Sequence[HallOfFameEntry]):
         return tuple(e for e in self.entries if e.layer is not None)
 
     def __str__(self) -> str:
-        return "\n".join([f"{self.path}: {len(self)} equations, inputs {list(self.variables)}"] + [
-            str(e) for e in self.entries
-        ])
+        return "\n".join(
+            [f"{self.path}: {len(self)} equations, inputs {list(self.variables)}"]
+            + [str(e) for e in self.entries]
+        )
 
 
 def _rows_text(n: int) -> str:
@@ -353,7 +367,9 @@ def _rows(path: str, text: str) -> Iterator[tuple[int, int, float, str]]:
     try:
         header = next(reader, None)
         if header is None or not any(h.strip() for h in header):
-            raise HallOfFameError(f"{path}: the file is empty (expected a Complexity,Loss,Equation header)")
+            raise HallOfFameError(
+                f"{path}: the file is empty (expected a Complexity,Loss,Equation header)"
+            )
         columns = _header(path, header)
         width = len(header)
         last = columns["equation"] == width - 1
@@ -378,7 +394,9 @@ def _rows(path: str, text: str) -> Iterator[tuple[int, int, float, str]]:
             try:
                 loss = float(raw_l)
             except ValueError:
-                raise HallOfFameError(f"{path}, line {line}: Loss {raw_l!r} is not a number") from None
+                raise HallOfFameError(
+                    f"{path}, line {line}: Loss {raw_l!r} is not a number"
+                ) from None
             yield line, complexity, loss, row[columns["equation"]].strip()
     except csv.Error as exc:
         raise HallOfFameError(f"{path}, line {reader.line_num}: malformed CSV: {exc}") from None
@@ -406,7 +424,9 @@ def read_hall_of_fame(
     """
     name = os.fspath(path)
     if not isinstance(name, str):
-        raise UnsupportedInputError(f"read_hall_of_fame: path must be a str or os.PathLike, got {path!r}")
+        raise UnsupportedInputError(
+            f"read_hall_of_fame: path must be a str or os.PathLike, got {path!r}"
+        )
     rows = list(_rows(name, _read_text(name)))
     if variables is None:
         seen: list[str] = []
@@ -427,8 +447,10 @@ def read_hall_of_fame(
                 equation, variables=variables or None, prefix=prefix, dtype=dtype
             )
         except (ZeroProofError, RecursionError) as exc:
-            error = exc if isinstance(exc, ZeroProofError) else SymbolicRegressionError(
-                f"equation is nested too deeply to compile: {exc}"
+            error = (
+                exc
+                if isinstance(exc, ZeroProofError)
+                else SymbolicRegressionError(f"equation is nested too deeply to compile: {exc}")
             )
         entries.append(HallOfFameEntry(name, line, complexity, loss, equation, layer, error))
     return HallOfFame(name, tuple(variables), tuple(entries))

@@ -42,7 +42,12 @@ class NotRationalTextError(ParseError, NotRationalError):
     """
 
     def __init__(
-        self, message: str, *, text: str = "", column: int = 0, subexpression: str = "",
+        self,
+        message: str,
+        *,
+        text: str = "",
+        column: int = 0,
+        subexpression: str = "",
         function: str | None = None,
     ) -> None:
         ParseError.__init__(self, message, text=text, column=column)

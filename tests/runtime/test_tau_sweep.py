@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -138,6 +139,17 @@ def test_recommendation():
         recommend_tau_infer(c, max_false_bottom_rate=0.1)
     with pytest.raises(InvalidConfigError, match="must lie in"):
         recommend_tau_infer(c, max_false_bottom_rate=1.5)
+
+
+def test_recommendation_refuses_a_sweep_with_undefined_rates_but_in_range_samples():
+    q, r = _data()
+    c = tau_infer_sweep_from_q_abs(q_abs=q, is_in_range=r, taus=TAUS)
+    rates = list(c.false_bottom_rate)
+    rates[2] = None
+    bad = dataclasses.replace(c, false_bottom_rate=tuple(rates))
+    for target in (0.34, 0.1):  # with and without a threshold that meets the target
+        with pytest.raises(CalibrationError, match="4 defined rates for 5 swept thresholds"):
+            recommend_tau_infer(bad, max_false_bottom_rate=target)
 
 
 @pytest.mark.parametrize("fmt", ["svg", "png"])

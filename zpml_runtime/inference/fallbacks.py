@@ -406,9 +406,9 @@ def _classes(bottom: Any, direction: Any, backend: Backend) -> Any:
         cls = torch.where(bottom, CENSOR_UNKNOWN, cls)
         cls = torch.where(bottom & (direction > 0), CENSOR_ABOVE, cls)
         return torch.where(bottom & (direction < 0), CENSOR_BELOW, cls)
-    cls = np.full(bottom.shape, CENSOR_IN_RANGE, dtype=np.int64)
-    cls[bottom] = CENSOR_UNKNOWN
+    out = np.full(bottom.shape, CENSOR_IN_RANGE, dtype=np.int64)
+    out[bottom] = CENSOR_UNKNOWN
     with np.errstate(invalid="ignore"):
-        cls[bottom & (direction > 0)] = CENSOR_ABOVE
-        cls[bottom & (direction < 0)] = CENSOR_BELOW
-    return cls
+        out[bottom & (direction > 0)] = CENSOR_ABOVE
+        out[bottom & (direction < 0)] = CENSOR_BELOW
+    return out

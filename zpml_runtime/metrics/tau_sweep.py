@@ -211,12 +211,19 @@ def recommend_tau_infer(
             "no in-range samples in the sweep: the false-bottom rate is undefined; "
             "calibrate on held-out data that contains accepted (in-range) samples"
         )
-    ok = [i for i, f in enumerate(curves.false_bottom_rate) if f is not None and f <= target]
+    # with in-range samples every rate is defined (None only marks a rate over zero samples)
+    rates = [f for f in curves.false_bottom_rate if f is not None]
+    if len(rates) != len(curves.taus):
+        raise CalibrationError(
+            f"curves.false_bottom_rate has {len(rates)} defined rates for {len(curves.taus)} "
+            f"swept thresholds although n_in_range={curves.n_in_range}: not a sweep result"
+        )
+    ok = [i for i, f in enumerate(rates) if f <= target]
     if not ok:
-        best = min(range(len(curves.taus)), key=lambda i: curves.false_bottom_rate[i])
+        best = min(range(len(curves.taus)), key=lambda i: rates[i])
         raise CalibrationError(
             f"no swept tau_infer keeps the false-bottom rate <= {target}: the smallest is "
-            f"{curves.false_bottom_rate[best]:.4g} at tau_infer={curves.taus[best]!r} "
+            f"{rates[best]:.4g} at tau_infer={curves.taus[best]!r} "
             f"({curves.n_false_bottom[best]} of {curves.n_in_range} in-range samples are bottom); "
             "sweep smaller thresholds or check the in-range labels (zeros and NaN/Inf are always bottom)"
         )
@@ -224,12 +231,12 @@ def recommend_tau_infer(
     return TauRecommendation(
         tau_infer=curves.taus[i],
         max_false_bottom_rate=target,
-        false_bottom_rate=curves.false_bottom_rate[i],  # type: ignore[arg-type]
+        false_bottom_rate=rates[i],
         unsafe_accept_rate=curves.unsafe_accept_rate[i],
         coverage=curves.coverage[i],
         reason=(
             f"largest of {len(curves.taus)} swept thresholds with false-bottom rate "
-            f"{curves.false_bottom_rate[i]:.4g} <= {target} on {curves.n_in_range} in-range samples"
+            f"{rates[i]:.4g} <= {target} on {curves.n_in_range} in-range samples"
         ),
     )
 

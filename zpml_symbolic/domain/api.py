@@ -174,11 +174,11 @@ def _verdict(
         factor=fac.text,
         factor_terms=tuple(sorted(fac.poly.terms().items(), reverse=True)),
         generators=fac.poly.names,
-        role=fac.role,  # type: ignore[arg-type]
+        role=fac.role,
         multiplicity=fac.multiplicity,
         output=fac.output,
         variables=free,
-        verdict=out.status,  # type: ignore[arg-type]
+        verdict=out.status,
         scale=scale,
         lower_bound=None if out.lower_bound is None else out.lower_bound / scale,
         min_found=None if out.min_found is None else out.min_found / scale,
@@ -206,11 +206,19 @@ def _checked(out: Outcome, poly: Poly, box: dict[str, Interval]) -> Outcome:
     def value(p: Mapping[str, Fraction]) -> Fraction:
         return poly(tuple(p[n] for n in poly.names))
 
+    def zero_at(p: Mapping[str, Fraction] | None) -> bool:
+        return p is not None and inside(p) and value(p) == 0
+
+    def sign_change(neg: Mapping[str, Fraction] | None, pos: Mapping[str, Fraction] | None) -> bool:
+        if neg is None or pos is None:
+            return False
+        return inside(neg) and inside(pos) and value(neg) < 0 < value(pos)
+
     ok = False
     if w is not None and w.kind in ("zero", "identically_zero"):
-        ok = inside(w.point) and value(w.point) == 0  # type: ignore[arg-type]
+        ok = zero_at(w.point)
     elif w is not None and w.kind == "sign_change":
-        ok = inside(w.negative) and inside(w.positive) and value(w.negative) < 0 < value(w.positive)  # type: ignore[arg-type]
+        ok = sign_change(w.negative, w.positive)
     elif w is not None and w.kind == "isolating_box" and w.box is not None:
         ok = all(box[n][0] <= w.box[n][0] <= w.box[n][1] <= box[n][1] for n in box)
     if ok:

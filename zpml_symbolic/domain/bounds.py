@@ -204,9 +204,9 @@ def make_patch(poly: Poly, box: Sequence[Interval]) -> Patch:
     for axis, (d, (lo, hi)) in enumerate(zip(degrees, box, strict=True)):
         if hi <= lo:
             raise ValueError("make_patch needs lo < hi on every axis")
-        c = math.lcm(lo.denominator, hi.denominator)
-        a, b = int(lo * c), int((hi - lo) * c)
-        matrix, divisor = _bernstein_matrix(d, a, b, c)
+        lcd = math.lcm(lo.denominator, hi.denominator)
+        a, b = int(lo * lcd), int((hi - lo) * lcd)
+        matrix, divisor = _bernstein_matrix(d, a, b, lcd)
         tensor = _apply(matrix, tensor, axis)
         scale /= divisor
     return Patch(box, tensor, scale)

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 import sympy as sp
 
@@ -73,10 +74,11 @@ def exact_number(value: object, *, field: str) -> Fraction:
     )
 
 
-def normalize_box(box: Mapping[object, object]) -> BoxDict:
+def normalize_box(box: Mapping[Any, object] | str) -> BoxDict:
     """Validate a box ``{name: (lo, hi) or value}`` and return exact intervals.
 
-    Keys are names or sympy Symbols; a single number fixes the variable.
+    Keys are names or sympy Symbols; a single number fixes the variable. A string is parsed
+    by :func:`parse_box`.
     """
     if isinstance(box, str):
         return parse_box(box)

@@ -44,7 +44,7 @@ REFINE_STEPS = 12
 
 
 def _frac(v: object) -> Fraction:
-    r = sp.Rational(v)  # type: ignore[arg-type]
+    r = sp.Rational(v)
     return Fraction(int(r.p), int(r.q))
 
 

@@ -170,12 +170,15 @@ def _recheck(g: Poly, w: Witness | None) -> Witness | None:
             box=w.box,
             note=w.note,
         )
-    box = w.box or {n: tuple(sorted((w.negative[n], w.positive[n]))) for n in g.names}
+    negative, positive = w.negative, w.positive
+    box = w.box or {
+        n: (min(negative[n], positive[n]), max(negative[n], positive[n])) for n in g.names
+    }
     return Witness(
         kind="isolating_box",
         box=box,
         note="a factor of the restricted polynomial changes sign in this box",
-    )  # type: ignore[arg-type]
+    )
 
 
 def _scaled(out: Outcome, c: Fraction) -> Outcome:

@@ -16,6 +16,7 @@ from typing import Any
 import sympy as sp
 
 from zpml_symbolic.domain.polys import Poly
+from zpml_symbolic.domain.report import Role
 from zpml_symbolic.flatten.fru import FlattenedFRU
 from zpml_symbolic.flatten.provenance import DenominatorSource
 from zpml_symbolic.flatten.text import expr_text
@@ -27,7 +28,7 @@ class CollectedFactor:
 
     poly: Poly
     text: str
-    role: str
+    role: Role
     multiplicity: int
     output: int
     provenance: tuple[dict[str, Any], ...]

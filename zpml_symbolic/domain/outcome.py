@@ -7,7 +7,7 @@ from fractions import Fraction
 from typing import Any
 
 from zpml_symbolic.domain.box import Interval
-from zpml_symbolic.domain.report import Witness
+from zpml_symbolic.domain.report import Verdict, Witness
 from zpml_symbolic.flatten.budget import BudgetMeter
 
 
@@ -19,7 +19,7 @@ class Outcome:
     cover boxes are over the names of the box it was decided on.
     """
 
-    status: str
+    status: Verdict
     lower_bound: Fraction | None = None
     min_found: Fraction | None = None
     witness: Witness | None = None

@@ -29,7 +29,7 @@ def _rat(v: Fraction) -> sp.Rational:
 
 
 def _frac(v: object) -> Fraction:
-    r = sp.Rational(v)  # type: ignore[arg-type]
+    r = sp.Rational(v)
     return Fraction(int(r.p), int(r.q))
 
 

@@ -14,6 +14,7 @@ numbers.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Mapping
 from decimal import Decimal
@@ -121,7 +122,7 @@ def fold_negated_numbers(expr: sp.Expr) -> sp.Expr:
                 del args[minus[0]]
         if len(args) == 1 and isinstance(node, sp.Mul | sp.Add):
             done[node] = args[0]
-        elif all(a is b for a, b in zip(args, node.args, strict=False)) and len(args) == len(node.args):
+        elif len(args) == len(node.args) and all(map(operator.is_, args, node.args)):
             done[node] = node
         else:
             done[node] = node.func(*args, evaluate=False)

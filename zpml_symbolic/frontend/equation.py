@@ -85,8 +85,9 @@ def default_variables(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     sort order (``a2`` before ``a10``); pass ``variables=`` to be sure.
     """
     names = list(dict.fromkeys(names))
-    if names and all(_PYSR_NAME.fullmatch(n) for n in names):
-        top = max(int(_PYSR_NAME.fullmatch(n).group(1)) for n in names)  # type: ignore[union-attr]
+    pysr = [m for m in map(_PYSR_NAME.fullmatch, names) if m is not None]
+    if names and len(pysr) == len(names):
+        top = max(int(m.group(1)) for m in pysr)
         return tuple(f"x{k}" for k in range(top + 1))
     return tuple(
         sorted(names, key=lambda n: [int(p) if p.isdigit() else p for p in _NATURAL.split(n)])
@@ -102,7 +103,9 @@ def parse_equation(text: str, *, prefix: str = "c", dialect: str = "pysr") -> Eq
     ``sin(x)``, ``x**2.5``).
     """
     if not isinstance(text, str):
-        raise InputTypeError(f"parse_equation() expects the equation as a str, got {type(text).__name__}")
+        raise InputTypeError(
+            f"parse_equation() expects the equation as a str, got {type(text).__name__}"
+        )
     if not isinstance(prefix, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix):
         raise InvalidArgumentError(f"prefix must be an ASCII identifier, got {prefix!r}")
     pysr = _check_dialect(dialect)

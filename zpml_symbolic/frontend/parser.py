@@ -208,8 +208,10 @@ def _tokenize_into(text: str, tokens: list[_Token], julia: bool = False) -> None
             if exp_match is not None:
                 exp_text = exp_match.group("exp")
                 end = exp_match.end()
-            if end < n and _WORD_TAIL.match(text, end).end() > end:
-                bad = text[i : _WORD_TAIL.match(text, end).end()]
+            tail = _WORD_TAIL.match(text, end)
+            assert tail is not None  # the pattern also matches the empty string
+            if end < n and tail.end() > end:
+                bad = text[i : tail.end()]
                 nxt = text[end]
                 if nxt in exponent_letters and exp_match is None:
                     why = f"{nxt!r} must be followed by an integer exponent, as in 1e-3"
@@ -230,7 +232,9 @@ def _tokenize_into(text: str, tokens: list[_Token], julia: bool = False) -> None
             i = end
             continue
         if ch.isascii() and (ch.isalpha() or ch == "_"):
-            end = _IDENT_RE.match(text, i).end()
+            ident = _IDENT_RE.match(text, i)
+            assert ident is not None  # ch is a letter or '_', which starts an identifier
+            end = ident.end()
             tokens.append(_Token(_IDENT, text[i:end], column))
             i = end
             continue
@@ -338,7 +342,9 @@ def _sign_run(text: str, i: int, tokens: list[_Token]) -> int:
     position after the run.
     """
     tokens.append(_Token(_OP, text[i], i + 1))
-    j = _SIGN_RUN.match(text, i + 1).end()  # type: ignore[union-attr]
+    run = _SIGN_RUN.match(text, i + 1)
+    assert run is not None  # the pattern also matches the empty string
+    j = run.end()
     if text.count("-", i + 1, j) % 2:
         first = min(k for k in (text.find("-", i + 1, j), text.find("+", i + 1, j)) if k >= 0)
         tokens.append(_Token(_OP, "-", first + 1))
@@ -521,7 +527,8 @@ class _Parser:
             "only integer exponents are allowed: the exponent must be a number literal "
             "with an integer value, such as 2, -3, (-3) or 2.0"
         )
-        sign, opened = 1, []
+        sign = 1
+        opened: list[int] = []  # columns of the '(' still open
         while True:
             if pos >= len(tokens):
                 if opened:
@@ -806,7 +813,9 @@ def run_parser(
     gc.disable()
     try:
         tokens, lexical_error = _tokenize(text, julia=pysr)
-        parser = _Parser(text, tokens, lexical_error, symbols, constants, pysr=pysr, literal=literal)
+        parser = _Parser(
+            text, tokens, lexical_error, symbols, constants, pysr=pysr, literal=literal
+        )
         return parser.run()
     finally:
         if was_enabled:

@@ -272,7 +272,9 @@ def to_sympy(root: Node) -> sp.Expr:
             assert isinstance(value, Fraction)
             out[node] = sp.Rational(value.numerator, value.denominator)
         elif op is Op.POW:
-            out[node] = sp.Pow(out[node.args[0]], sp.Integer(int(node.value)), evaluate=False)  # type: ignore[arg-type]
+            exponent = node.value
+            assert isinstance(exponent, int)
+            out[node] = sp.Pow(out[node.args[0]], sp.Integer(exponent), evaluate=False)
         elif op is Op.ADD:
             out[node] = sp.Add(*(out[a] for a in node.args), evaluate=False)
         else:

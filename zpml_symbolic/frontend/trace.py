@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import sympy
@@ -51,12 +51,11 @@ def _as_names(value: object, what: str) -> list[str | sympy.Symbol]:
         raise InvalidArgumentError(
             f"{what} must be a sequence of names, not a single string; use [{value!r:.60}]"
         )
-    try:
-        return list(value)  # type: ignore[call-overload]
-    except TypeError:
+    if not isinstance(value, Iterable):
         raise InvalidArgumentError(
             f"{what} must be a sequence of names or sympy Symbols, got {type(value).__name__}"
-        ) from None
+        )
+    return list(value)
 
 
 def _variable_symbol(spec: str | sympy.Symbol) -> sympy.Symbol:

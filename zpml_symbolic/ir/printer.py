@@ -139,7 +139,8 @@ def _product(args: tuple[Node, ...], names: dict[Node, str] | None) -> list[Piec
     if not numer and not out:
         out.append("1")
     for d in denom:
-        k = -int(d.value)  # type: ignore[arg-type]
+        assert isinstance(d.value, int)  # a POW node's value is its int exponent
+        k = -d.value
         out.append("/")
         if k == 1:
             out += _wrap(d.args[0], POW, names)
