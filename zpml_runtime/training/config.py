@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from ..errors import InvalidConfigError, UnsupportedInputError
 
-__all__ = ["HASHED_FIELDS", "TrainingConfig", "UnknownConfigFieldError"]
+__all__ = ["HASHED_FIELDS", "HEAD_FIT_FIELDS", "TrainingConfig", "UnknownConfigFieldError"]
 
 
 class UnknownConfigFieldError(InvalidConfigError, TypeError):
@@ -35,7 +35,13 @@ HASHED_FIELDS = (
     "scheduler_interval",
 )
 
+#: Fields hashed in addition when ``head_fit != "off"`` (so the hash of a config without
+#: head fitting is the same as before these fields existed).
+HEAD_FIT_FIELDS = ("head_fit", "head_fit_batches", "head_fit_max_iter", "head_fit_weighting")
+
 _CHOICES = {
+    "head_fit": ("off", "init", "epoch"),
+    "head_fit_weighting": ("uniform", "relative"),
     "scheduler_interval": ("epoch", "step"),
     "check_finite": ("epoch", "step"),
     "distributed": ("auto", "off"),
@@ -104,6 +110,15 @@ class TrainingConfig:
         distributed: ``"auto"`` wraps the model in DDP and shards a plain
             ``DataLoader`` when ``torch.distributed`` is initialised with more
             than one process; ``"off"`` never does.
+        head_fit: fit the model's projective head from data with the rest of
+            the model fixed (:func:`~zpml_runtime.training.fit_head`):
+            ``"init"`` once before the first epoch, ``"epoch"`` also after every
+            epoch (variable projection), ``"off"`` (default) never.
+        head_fit_batches: batches of ``train_loader`` the head fit uses (``None``: all).
+        head_fit_max_iter: L-BFGS evaluations per head fit (five times as many
+            for the first fit, before training).
+        head_fit_weighting: the head fit's ``implicit_loss`` weighting
+            (``"relative"`` default, or ``"uniform"``).
     """
 
     max_epochs: int = 100
@@ -127,6 +142,10 @@ class TrainingConfig:
     scheduler_interval: Literal["epoch", "step"] = "epoch"
     check_finite: Literal["epoch", "step"] = "epoch"
     distributed: Literal["auto", "off"] = "auto"
+    head_fit: Literal["off", "init", "epoch"] = "off"
+    head_fit_batches: int | None = None
+    head_fit_max_iter: int = 20
+    head_fit_weighting: Literal["uniform", "relative"] = "relative"
 
     def __new__(cls, *args: Any, **kwargs: Any) -> TrainingConfig:
         if args:
@@ -171,6 +190,8 @@ class TrainingConfig:
             )
         _int(self.log_every_n_steps, "log_every_n_steps", 1, optional=True)
         _int(self.checkpoint_every, "checkpoint_every", 1)
+        _int(self.head_fit_batches, "head_fit_batches", 1, optional=True)
+        _int(self.head_fit_max_iter, "head_fit_max_iter", 0)
         if not _is_int(self.seed):
             raise InvalidConfigError(f"TrainingConfig.seed={self.seed!r}: expected an integer")
         for field in ("restore_best", "progress"):
@@ -209,8 +230,10 @@ class TrainingConfig:
         return dataclasses.replace(self, **changes)
 
     def hashed_fields(self) -> dict[str, Any]:
-        """The fields covered by :meth:`config_hash` (see :data:`HASHED_FIELDS`)."""
-        return {name: getattr(self, name) for name in HASHED_FIELDS}
+        """The fields covered by :meth:`config_hash` (:data:`HASHED_FIELDS`, plus
+        :data:`HEAD_FIT_FIELDS` when ``head_fit`` is on)."""
+        fields = HASHED_FIELDS + (HEAD_FIT_FIELDS if self.head_fit != "off" else ())
+        return {name: getattr(self, name) for name in fields}
 
     def config_hash(self) -> str:
         """SHA-256 (hex, 16 chars) of :meth:`hashed_fields`; stored in and checked against checkpoints."""

@@ -13,6 +13,7 @@ checkpoints. See ``docs/training.md``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 import time
@@ -42,6 +43,7 @@ from ._closure import FirstEvaluation, requires_closure
 from .checkpoint import CHECKPOINT_FORMAT, check_config_hash, load_checkpoint, save_checkpoint
 from .config import TrainingConfig
 from .errors import BottomUnreachableError, LossValueError
+from .head_fit import HeadFitResult, fit_head
 from .targets import SemanticTargets
 
 __all__ = ["SCMTrainer"]
@@ -160,6 +162,8 @@ class SCMTrainer:
             }
         )
         bar = self._progress_bar()
+        if cfg.head_fit != "off" and self.epoch == 0 and cfg.max_epochs > 0:
+            self._fit_head(0)
         try:
             while self.epoch < cfg.max_epochs and not self.stopped_early:
                 record = self._run_epoch()
@@ -419,6 +423,8 @@ class SCMTrainer:
             "n_bottom_rows": int(total[2] - total[3]),  # Y_d == 0, minus the excluded (0, 0) rows
             "n_missing_rows": int(total[3]),
         }
+        if cfg.head_fit == "epoch":
+            record["head_fit_objective"] = self._fit_head(epoch).objective_after
         terms = getattr(self.loss_fn, "last_terms", None)
         if isinstance(terms, dict) and terms:
             record["loss_terms"] = dict(terms)
@@ -433,6 +439,19 @@ class SCMTrainer:
                 self.scheduler.step()
         record["time_s"] = time.perf_counter() - t0
         return record
+
+    def _fit_head(self, epoch: int) -> HeadFitResult:
+        """Fit the projective head on the training data (``TrainingConfig.head_fit``); logs a record."""
+        cfg = self.config
+        result = fit_head(
+            self.model,
+            self.train_loader,
+            max_batches=cfg.head_fit_batches,
+            weighting=cfg.head_fit_weighting,
+            max_iter=cfg.head_fit_max_iter * (5 if epoch == 0 else 1),
+        )
+        self._emit({"event": "head_fit", "epoch": epoch, **dataclasses.asdict(result)})
+        return result
 
     def _forward_loss(self, x: Any, y: torch.Tensor, status: Any, tau: float, where: str) -> tuple[torch.Tensor, Any]:
         """Forward one training micro-batch and return ``(loss, lifted targets)``."""
