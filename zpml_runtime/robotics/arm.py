@@ -71,9 +71,13 @@ class IKArm(Protocol):
     commanded task-space velocity); ``det J`` depends on ``theta2`` only.
     """
 
-    n_joints: int
-    task_dim: int
-    feature_names: tuple[str, ...]
+    @property
+    def n_joints(self) -> int: ...
+    @property
+    def task_dim(self) -> int: ...
+    @property
+    def feature_names(self) -> tuple[str, ...]: ...
+
 
     def det_jacobian(self, theta2: np.ndarray) -> np.ndarray: ...
     def features(self, inputs: np.ndarray) -> np.ndarray: ...
@@ -108,7 +112,7 @@ class PlanarArm:
     l2: float = DEFAULT_LINKS[1]
     n_joints = 2
     task_dim = 2
-    feature_names = ("c1", "s1", "c2", "s2", "dx", "dy")
+    feature_names: tuple[str, ...] = ("c1", "s1", "c2", "s2", "dx", "dy")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "l1", check_positive(self.l1, "l1"))

@@ -55,7 +55,7 @@ class PlanarArm3:
     l3: float = DEFAULT_LINKS_3[2]
     n_joints = 3
     task_dim = 3
-    feature_names = ("c1", "s1", "c2", "s2", "c3", "s3", "dx", "dy", "dphi")
+    feature_names: tuple[str, ...] = ("c1", "s1", "c2", "s2", "c3", "s3", "dx", "dy", "dphi")
 
     def __post_init__(self) -> None:
         for name in ("l1", "l2", "l3"):

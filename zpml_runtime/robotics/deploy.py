@@ -45,7 +45,7 @@ def recorded_warnings(into: list[str]) -> Iterator[None]:
 def row_any(mask: Any) -> np.ndarray:
     """``[n]``: a row is flagged when any of its outputs is."""
     m = np.asarray(mask, dtype=bool)
-    return m.reshape(m.shape[0], -1).any(axis=1)
+    return np.asarray(m.reshape(m.shape[0], -1).any(axis=1))
 
 
 def export_validated_bundle(

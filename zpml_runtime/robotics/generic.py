@@ -143,7 +143,10 @@ def _refit_numerators(model: GenericIKModel, train: IKDataset, q_column: np.ndar
 def _fit_rational(x: np.ndarray, y: np.ndarray, num: int, den: int) -> MultivariateRationalLayer:
     from zpml_runtime.layers import fit_rational
 
-    return fit_rational(x, y, num, den)
+    head = fit_rational(x, y, num, den)
+    if not isinstance(head, MultivariateRationalLayer):  # x is [N, d]: always multivariate
+        raise InvalidConfigError(f"fit_rational returned {type(head).__name__} for [N, d] features")
+    return head
 
 
 def fit_generic_head(

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from zpml_runtime.errors import ShapeMismatchError
+from zpml_runtime.layers import MultivariateRationalLayer
 from zpml_runtime.robotics.arm import DLS_TEMPLATES, IK_TEMPLATES
 
 __all__ = [
@@ -71,7 +72,9 @@ class GenericIKModel(nn.Module):
 
     can_reach_bottom = True
 
-    def __init__(self, features: ArmFeatures, head: nn.Module) -> None:
+    head: MultivariateRationalLayer
+
+    def __init__(self, features: ArmFeatures, head: MultivariateRationalLayer) -> None:
         super().__init__()
         self.features = features
         self.head = head

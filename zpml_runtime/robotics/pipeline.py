@@ -113,7 +113,7 @@ def run_reference_robotics_deployment(
     timings["generic_fit_s"] = time.perf_counter() - t0
     _log_generic_fit(generic, training_log)
     degree_plot = _plot_degree_search(generic, out / "degree_search.svg")
-    template, history = None, []
+    template, history = None, list[dict[str, Any]]()
     if cfg.has_template:
         t0 = time.perf_counter()
         template, history = train_template(
