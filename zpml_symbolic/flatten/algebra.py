@@ -93,6 +93,7 @@ class PolyContext:
         self.zero = self.ring.zero
         self.gen_nodes = gen_nodes or tuple(ir_node.var(n) for n in gen_names)
         self._factor_ir: dict[PolyElement, Node] = {}
+        self._factor_degree: dict[PolyElement, int] = {}
 
     # ----------------------------------------------------------------- basics
     def const(self, value: Fraction) -> Frac:
@@ -128,6 +129,13 @@ class PolyContext:
     def poly_ir(self, p: PolyElement) -> Node:
         """Horner IR of any polynomial."""
         return horner(p, self.gen_nodes, self.meter)
+
+    def degree(self, f: PolyElement) -> int:
+        """Total degree of a denominator factor (cached, like its Horner form)."""
+        d = self._factor_degree.get(f)
+        if d is None:
+            d = self._factor_degree[f] = _deg(f)
+        return d
 
     def product_ir(self, den: dict[PolyElement, int]) -> Node:
         """IR of ``prod(f**e)``."""

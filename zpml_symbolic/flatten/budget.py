@@ -34,6 +34,11 @@ WORK_BITS = 2048
 WORK_BITS_EXPONENT = 1.35
 #: How often (in loop iterations) long pure-Python loops look at the clock.
 CLOCK_STRIDE = 4096
+#: Generators per extra work unit of one term of a polynomial product: sympy adds the
+#: exponent tuples of the two monomials element by element in Python (about 50 ns
+#: per generator) and hashes the result, so a product in 1200 generators costs about
+#: 75 times one in a few.
+WIDTH_GENS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +49,9 @@ class Budget:
     ``max_terms``: number of terms of any intermediate polynomial.
     ``max_work``: total work, in coefficient multiplications of small numbers
     (a product of polynomials costs ``terms(a) * terms(b)``, more for big
-    coefficients; factoring, Horner forms and the front end are charged per
-    term or node; 5e6 is a few seconds of pure-Python arithmetic).
+    coefficients and for monomials in many generators; factoring, Horner forms
+    and the front end are charged per term or node; 5e6 is a few seconds of
+    pure-Python arithmetic).
     ``max_seconds``: wall-clock time.
     ``max_coefficient_bits``: bits of any exact coefficient (numerator or
     denominator), checked before constant powers such as ``2**100000`` are
@@ -79,6 +85,11 @@ def work_weight(bits: int) -> int:
     if bits <= WORK_BITS // 2:
         return 1
     return 1 + math.ceil((bits / WORK_BITS) ** WORK_BITS_EXPONENT)
+
+
+def width_weight(ngens: int) -> int:
+    """Cost of one term product of monomials in ``ngens`` generators, in small-product units."""
+    return 1 + max(0, ngens) // WIDTH_GENS
 
 
 def power_bits(base_bits: float, exponent: int) -> int:
@@ -175,7 +186,13 @@ class BudgetMeter:
                 bits + max(0, min(terms_a, terms_b) - 1).bit_length(),
                 "a product (upper bound on its coefficients)",
             )
-        self.charge(cost * work_weight(bits), "the total work so far")
+        self.charge(cost * work_weight(bits) * width_weight(ngens), "the total work so far")
+
+    def check_degree(self, degree: int, what: str) -> None:
+        """Refuse an intermediate numerator or denominator of total degree ``degree``
+        beyond ``max_degree`` (``what`` names it)."""
+        if degree > self.budget.max_degree:
+            raise self._refuse("max_degree", self.budget.max_degree, degree, what)
 
     def check_power(self, degree: int, exponent: int) -> None:
         """Check ``p**exponent`` for ``p`` of total degree ``degree``."""
@@ -217,5 +234,6 @@ __all__ = [
     "dense_term_bound",
     "log2_abs",
     "power_bits",
+    "width_weight",
     "work_weight",
 ]

@@ -192,9 +192,11 @@ def _walk(
             assert isinstance(node.value, Fraction)
             values[node] = ctx.const(node.value)
         elif op is Op.ADD:
-            acc = values[node.args[0]]
-            for arg in node.args[1:]:
-                acc = ctx.add(acc, values[arg])
+            terms = [values[a] for a in node.args]
+            _check_sum_degree(terms, ctx, meter)
+            acc = terms[0]
+            for term in terms[1:]:
+                acc = ctx.add(acc, term)
             values[node] = acc
         elif op is Op.MUL and node in divisor_only:
             factored[node] = ctx.factored_product([values[a] for a in node.args])
@@ -219,6 +221,27 @@ def _walk(
                 node, values[base_node], -exponent, ctx, front, node_id[node], records
             )
     return values, records, order
+
+
+def _check_sum_degree(terms: list[Frac], ctx: PolyContext, meter: BudgetMeter) -> None:
+    """Refuse a sum whose common denominator will exceed ``max_degree``, before adding.
+
+    A denominator factor of exactly one term cannot cancel while the terms are added
+    (the sum keeps its pole there), so the last step of the left-to-right sum forms a
+    denominator of at least the total degree of those factors, and the budget would
+    refuse it then: ``1/v0 + ... + 1/v1199`` is refused here instead of after 512
+    ever wider additions. Nothing that would be accepted is refused.
+    """
+    if len(terms) < 2:
+        return
+    seen: dict[PolyElement, int] = {}
+    exponent: dict[PolyElement, int] = {}
+    for t in terms:
+        for f, e in t.den.items():
+            seen[f] = seen.get(f, 0) + 1
+            exponent[f] = e
+    degree = sum(exponent[f] * ctx.degree(f) for f, n in seen.items() if n == 1)
+    meter.check_degree(degree, "a sum (the common denominator of its terms)")
 
 
 def _divisor_only_products(order: list[Node], root: Node) -> set[Node]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from fractions import Fraction
+from itertools import compress, count, islice
 from typing import TYPE_CHECKING
 
 from sympy.polys.rings import PolyElement
@@ -93,15 +94,16 @@ def horner(poly: PolyElement, gens: tuple[Node, ...], meter: BudgetMeter | None 
     before parameters in every ring here), so coefficient subexpressions in
     parameters only are scalars at run time. Sparse gaps use powers. The
     recursion runs on an explicit stack (a polynomial in 1000 variables is
-    fine); ``meter`` is charged :data:`HORNER_WORK` units of work per term.
+    fine); ``meter`` is charged :data:`HORNER_WORK` units of work per term, plus
+    one unit per term at every level of the recursion that groups it (a chain
+    such as ``x0*x1 + x1*x2 + ...`` regroups its terms at every level). Levels
+    no term uses are skipped at C speed, so a polynomial in 1000 generators
+    costs no Python-level pass per unused generator.
     """
     terms: list[_Term] = []
     for m, c in poly.terms():
         mono = tuple(m)
-        last = len(mono)
-        while last and not mono[last - 1]:
-            last -= 1
-        terms.append((mono, Fraction(int(c.numerator), int(c.denominator)), last))
+        terms.append((mono, Fraction(int(c.numerator), int(c.denominator)), _end(mono)))
     if meter is not None:
         meter.charge(HORNER_WORK * len(terms), "the total work so far (Horner form)")
     result: Node = ZERO
@@ -114,14 +116,27 @@ def horner(poly: PolyElement, gens: tuple[Node, ...], meter: BudgetMeter | None 
             stack.pop()
             value = result = done.value
             continue
-        if meter is not None:
-            meter.tick()
+        if meter is not None:  # each level groups its terms once: one unit per term
+            meter.charge(len(request[0]), "the total work so far (Horner form)")
         stack.append(_horner(request[0], gens, request[1]))
         value = None
     return result
 
 
 _Term = tuple[tuple[int, ...], Fraction, int]  # (monomial, coefficient, 1 + last nonzero index)
+
+
+def _end(mono: tuple[int, ...]) -> int:
+    """1 + the index of the last nonzero exponent (0 for a constant), scanned at C speed."""
+    n = len(mono)
+    return n - next(compress(count(), reversed(mono)), n)
+
+
+def _next_used(terms: list[_Term], k: int) -> int:
+    """The first generator index ``>= k`` with a nonzero exponent in some term
+    (``len`` of the monomials when there is none), scanned at C speed."""
+    n = len(terms[0][0])
+    return min(next(compress(count(k), islice(mono, k, None)), n) for mono, _, _ in terms)
 
 
 def _horner(
@@ -139,7 +154,9 @@ def _horner(
         for t in terms:
             groups.setdefault(t[0][k], []).append(t)
         if len(groups) == 1 and 0 in groups:
-            k += 1
+            # no term uses generator k: skip to the next one some term uses (the same
+            # result as stepping k by one, without a pass per unused generator)
+            k = min(_next_used(terms, k + 1), len(gens))
             continue
         break
     degrees = sorted(groups, reverse=True)
