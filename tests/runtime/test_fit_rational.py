@@ -347,6 +347,8 @@ def test_typed_errors_name_the_culprit():
         fit_rational(x, x, 1, 1, tol=-1.0)
     with pytest.raises(InvalidConfigError, match="exact_bottom must be a bool"):
         fit_rational(x, x, 1, 1, exact_bottom=1)
+    with pytest.raises(UnsupportedInputError, match="unknown layer option"):
+        fit_rational(x, x, 1, 1, bogus=1)
 
 
 def test_inputs_as_tensors_and_layer_options():

@@ -128,10 +128,11 @@ def fit_rational(
     Method: every row gives ``P(x) y_d - Q(x) y_n = 0``; ``P`` is eliminated by
     projection and ``Q`` is the smallest right singular vector of the reduced
     matrix; Sanathanan-Koerner reweighting then minimises the relative error
-    ``|P/Q - y| / max(|y|, s)`` (``s``: median ``|y|`` as a power of two). ``reduce_degree``: the types ``[n-k/m-k]`` are
-    fitted too and the smallest one that explains the data as well (an F-test,
-    or relative rms error below ``tol``, default 1e-10) is kept, so an over-specified fit has
-    no Froissart doublets; ``remove_spurious``: real poles the data do not
+    ``|P/Q - y| / max(|y|, s)`` (``s``: median ``|y|`` as a power of two).
+    ``reduce_degree``: the types ``[n-k/m-k]`` are fitted too and the smallest
+    one that explains the data as well (an F-test, or relative rms error below
+    ``tol``, default 1e-10) is kept, so an over-specified fit has no Froissart
+    doublets; ``remove_spurious``: real poles the data do not
     support are divided out of ``Q`` (univariate); coefficients below rounding
     level are set exactly to zero. The returned layer keeps the requested
     degrees (unused leading coefficients are exactly 0), has dtype ``dtype``
@@ -240,8 +241,11 @@ def _univariate(
         lo, hi = dom
         a = _to_monomial(a, lo, hi, n)
         b = _to_monomial(b, lo, hi, m)
-    layer = SCMRationalLayer(n, m, basis=basis, domain=dom, numerator_init=a.tolist(),
-                             denominator_init=b.tolist(), dtype=torch.float64, **layer_kwargs)
+    try:
+        layer = SCMRationalLayer(n, m, basis=basis, domain=dom, numerator_init=a.tolist(),
+                                 denominator_init=b.tolist(), dtype=torch.float64, **layer_kwargs)
+    except TypeError as e:
+        raise UnsupportedInputError(f"fit_rational: unknown layer option: {e}") from e
     info = FitInfo(
         n, m, res.effective_degrees, res.error, _max_error(layer, xa, yn, yd, w, np.array([y_scale])),
         res.candidates, bottom_rows, _constraint(bottom_rows, res.constrained), res.snapped,
