@@ -509,11 +509,15 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from zpml_runtime.bundle.exact import read_metadata_fru
     from zpml_runtime.bundle.multi import expression_views, is_multi
 
-    vb = validate_bundle(args.dir, signing_key=_signing_key(args))
+    vb = validate_bundle(args.dir, signing_key=_signing_key(args), **_policy(args))
     m = vb.metadata
     cfg, eff = m["inference_config"], m["effective_thresholds"]
     rows = [
-        ("bundle", f"{vb.path} (valid)"),
+        ("bundle", f"{vb.path} (valid{'' if vb.verified else ', UNVERIFIED'})"),
+        (
+            "verified",
+            f"yes: {vb.verification}" if vb.verified else f"UNVERIFIED: {vb.unverified_reason}",
+        ),
         ("bundle_id", m["bundle_id"]),
         ("source", m["source"]),
         ("dtype", m["input"]["dtype"]),
@@ -584,11 +588,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def _cmd_explain(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from zpml_runtime.bundle import load_onnx_runtime_bundle
     from zpml_runtime.bundle.exact import read_metadata_fru
     from zpml_runtime.bundle.multi import expression_views, is_multi, view_outputs
 
-    runtime = load_onnx_runtime_bundle(args.dir, signing_key=_signing_key(args))
+    runtime = _load_quietly(args.dir, _signing_key(args), args)
     variables = runtime.variables
     points = [parse_exact_input(text, variables) for text in args.input]
     x = np.array([[float(v) for v in p] for p in points], dtype=np.float64)
@@ -744,16 +747,25 @@ def _explain_agreement(
 
 
 def _cmd_report_bundle(args: argparse.Namespace) -> int:
+    import warnings
+
+    from zpml_runtime.bundle import UnverifiedBundleWarning
     from zpml_runtime.bundle.report import write_bundle_report
     from zpml_runtime.bundle.userfiles import NotARegularFileError, NotNpyFileError
 
     signing_key = _signing_key(args)
     try:
-        report = write_bundle_report(args.dir, inputs=args.inputs, signing_key=signing_key)
+        with warnings.catch_warnings():  # the report says UNVERIFIED itself (printed below)
+            warnings.simplefilter("ignore", UnverifiedBundleWarning)
+            report = write_bundle_report(
+                args.dir, inputs=args.inputs, signing_key=signing_key, **_policy(args)
+            )
     except (NotNpyFileError, NotARegularFileError) as e:  # --inputs is not a .npy file
         raise UsageError(str(e)) from None
     s = report.summary
     print(f"validation report for {report.path} ({s['inputs']['samples']} samples)")
+    if not s["validation"]["verified"]:
+        print(f"  UNVERIFIED: {s['validation']['unverified']}")
     print(
         f"  bottom rate {s['rates']['bottom_rate']:.4g}, gap rate {s['rates']['gap_rate']:.4g}, "
         f"fault rate {s['rates']['fault_rate']:.4g}"
@@ -813,6 +825,7 @@ def _add_report_bundle(sub: Any) -> None:
         "--inputs", metavar="FILE.npy", help="inputs [n, n_vars] (default: smoke inputs)"
     )
     _add_signing_key(p, "require a valid metadata.sig under the key in FILE")
+    _add_verification_flags(p)
     p.set_defaults(func=_cmd_report_bundle)
 
 
@@ -824,6 +837,42 @@ def _add_signing_key(p: Any, what: str) -> None:
         help=f"{what} (HMAC-SHA256). The key is the file's bytes without one trailing "
         "newline, so 'echo KEY > FILE' gives the key b'KEY'; a regular file of at most 64 KiB",
     )
+
+
+def _add_verification_flags(p: Any) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="accept a bundle whose graph cannot be verified by reproduction (written by another "
+        "zpml version, or without its exact expression); everything then says UNVERIFIED",
+    )
+    group.add_argument(
+        "--require-verified",
+        action="store_true",
+        help="refuse every bundle whose graph is not verified, traced models included",
+    )
+
+
+def _policy(args: argparse.Namespace) -> dict[str, bool]:
+    return {
+        "allow_unverified": bool(getattr(args, "allow_unverified", False)),
+        "require_verified": bool(getattr(args, "require_verified", False)),
+    }
+
+
+def _load_quietly(directory: str, signing_key: bytes | None, args: argparse.Namespace) -> Any:
+    """load_onnx_runtime_bundle; its UNVERIFIED warning becomes a line the command prints."""
+    import warnings
+
+    from zpml_runtime.bundle import UnverifiedBundleWarning, load_onnx_runtime_bundle
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnverifiedBundleWarning)
+        runtime = load_onnx_runtime_bundle(directory, signing_key=signing_key, **_policy(args))
+    if not runtime.verified:
+        print(f"UNVERIFIED: {runtime.unverified_reason}")
+    return runtime
 
 
 def build_parser(prog: str = "zpml") -> argparse.ArgumentParser:
@@ -878,6 +927,7 @@ def build_parser(prog: str = "zpml") -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="validate a bundle and print its metadata and provenance")
     p.add_argument("dir", help="bundle directory")
     _add_signing_key(p, "require a valid metadata.sig under the key in FILE")
+    _add_verification_flags(p)
     p.set_defaults(func=_cmd_inspect)
 
     p = sub.add_parser("explain", help="run a bundle on inputs and explain its bottoms exactly")
@@ -890,6 +940,7 @@ def build_parser(prog: str = "zpml") -> argparse.ArgumentParser:
         help="values in variable order",
     )
     _add_signing_key(p, "require a valid metadata.sig under the key in FILE")
+    _add_verification_flags(p)
     p.set_defaults(func=_cmd_explain)
 
     p = sub.add_parser("report", help="validation reports")

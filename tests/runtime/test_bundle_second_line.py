@@ -96,18 +96,23 @@ def test_points_cover_the_tau_band_and_every_scale(honest: dict[str, Path], dtyp
             assert 0 < abs(value(q, list(p.values))) < t_infer
         above = [p for p in finite if "just above the tau band of Q" in p.origin]
         assert above and all(t_infer <= abs(value(q, list(p.values))) < 4 * t_infer for p in above)
-        zero = [p for p in finite if p.origin.startswith("on the zero set of Q")]
-        assert any(value(q, list(p.values)) == 0 for p in zero)
-        # not a grid: full-precision coordinates, on the zero set too
+        zero = [p for p in finite if p.origin.startswith("on the zero set")]
+        on_q = [p for p in zero if "factor x (" not in p.origin]  # Q, x - y, x + 1 divide Q
+        assert on_q and all(value(q, list(p.values)) == 0 for p in on_q)
+        assert all(p.values[0] == 0 for p in zero if "factor x (" in p.origin)
+        # not a grid: full-precision coordinates (many significant bits), on the zero set too
         mantissa = {"float32": 24, "float64": 53}[dtype]
-        bits = [Fraction(v).denominator.bit_length() for p in finite for v in p.values]
-        assert max(bits) > mantissa // 2
-        assert any(
-            max(Fraction(v).denominator.bit_length() for v in p.values) > 12 for p in zero
-        )
+        assert max(_significant_bits(v) for p in finite for v in p.values) > mantissa // 2
+        assert any(max(_significant_bits(v) for v in p.values) > 12 for p in zero)
+        assert any(max(abs(v) for v in p.values) > 4 for p in zero)  # beyond the old grid
         magnitudes = [abs(float(v)) for p in finite for v in p.values if v]
         assert max(magnitudes) > 1e15 and min(magnitudes) < 1e-15
         assert any(p.origin == "at an all-NaN input" for p in points)
+
+
+def _significant_bits(v: Fraction) -> int:
+    n = abs(v.numerator)
+    return (n // (n & -n)).bit_length() if n else 0
 
 
 def test_seed_is_unpredictable() -> None:

@@ -210,7 +210,8 @@ def test_zero_set_rows_hit_bottoms(sessions: list) -> None:
     assert report.passed and report.zero_set_rows >= 2
     rows = seen[0]
     assert np.any(np.abs(rows[:, 0]) == 2.0)  # x = +-2 is on the zero set of x**2 - 4
-    assert np.any(rows[:, 0] * rows[:, 1] == 3.0)
+    with np.errstate(over="ignore"):  # rows of huge magnitude are among the points too
+        assert np.any(rows[:, 0] * rows[:, 1] == 3.0)
 
 
 def test_graph_that_runs_but_is_wrong_on_one_factor_only(sessions: list) -> None:

@@ -89,18 +89,20 @@ def bits_equal(got: np.ndarray, want: np.ndarray) -> np.ndarray:
 
 
 def mismatched_rows(
-    got: dict[str, np.ndarray], want: dict[str, np.ndarray]
+    got: dict[str, np.ndarray], want: dict[str, np.ndarray], limit: int = 8
 ) -> list[tuple[int, str, Any, Any]]:
-    """``(row, output, got, want)`` of every output value that differs (first per row)."""
+    """``(row, output, got, want)`` for the first ``limit`` rows where an output value
+    differs (the first differing output of each row)."""
     bad: dict[int, tuple[int, str, Any, Any]] = {}
     for name, w in want.items():
         g = got.get(name)
         if g is None or np.shape(g) != np.shape(w):
             return [(-1, name, None if g is None else np.shape(g), np.shape(w))]
         eq = bits_equal(g, w)
-        for row in np.flatnonzero(~eq.reshape(len(eq), -1).all(axis=1)) if eq.ndim else []:
+        rows = np.flatnonzero(~eq.reshape(len(eq), -1).all(axis=1)) if eq.ndim else []
+        for row in rows[:limit]:
             bad.setdefault(int(row), (int(row), name, g[row].tolist(), w[row].tolist()))
-    return [bad[r] for r in sorted(bad)]
+    return [bad[r] for r in sorted(bad)[:limit]]
 
 
 __all__ = ["Reference", "bits_equal", "mismatched_rows", "program_references"]

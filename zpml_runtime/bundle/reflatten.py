@@ -29,7 +29,7 @@ def reflatten(metadata: dict[str, Any]) -> tuple[Any, list[str]]:
     # parameters in the FRU's own order (its generators), then the ones it does not use
     params = [g for g in gens if g in all_params] + [p for p in all_params if p not in gens]
     try:
-        expr = _recorded_tree(fru_meta, params)
+        expr = recorded_expression(fru_meta, params)
         fru = zs.flatten(
             expr,
             parameters=params,
@@ -87,7 +87,7 @@ def _factor_records(fru: Any, terms: Any) -> list[tuple[Any, Any]]:
     return [(terms(poly) if poly else [], src.retained) for src, poly in sources]
 
 
-def _recorded_tree(fru_meta: dict[str, Any], params: list[str]) -> Any:
+def recorded_expression(fru_meta: dict[str, Any], params: list[str]) -> Any:
     """The expression to flatten: the recorded tree (``fru.ir``, whose text must be
     ``fru.expression``), or the text through the safe parser when no tree is recorded."""
     import zpml_symbolic as zs
@@ -129,4 +129,4 @@ def own_variables(metadata: dict[str, Any]) -> list[str]:
     return [g for g in gens if g in columns]
 
 
-__all__ = ["expression_problems", "own_variables", "reflatten"]
+__all__ = ["expression_problems", "own_variables", "recorded_expression", "reflatten"]

@@ -28,6 +28,7 @@ import io
 import os
 import re
 import uuid
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ from zpml_runtime.bundle.runtime import (
     run_bundle_reference_smoke_test,
 )
 from zpml_runtime.bundle.validate import validate_bundle
+from zpml_runtime.bundle.verify import UnverifiedBundleWarning
 
 REPORT_SCHEMA = "zpml.validation_report/v1"
 REPORT_MD, REPORT_JSON, REPORT_SVG = REPORT_FILES
@@ -114,7 +116,7 @@ def _program_q_abs(metadata: dict[str, Any], x: np.ndarray) -> np.ndarray | None
     off by orders of magnitude near poles). ``None`` when the expression cannot be rebuilt
     or rebuilds to a different ``Q``."""
     import zpml_symbolic as zs
-    from zpml_runtime.bundle.reflatten import own_variables
+    from zpml_runtime.bundle.reflatten import own_variables, recorded_expression
 
     fru_meta = metadata["fru"]
     params = list(metadata.get("parameters") or {})
@@ -122,7 +124,7 @@ def _program_q_abs(metadata: dict[str, Any], x: np.ndarray) -> np.ndarray | None
     columns = [list(metadata["input"]["variables"]).index(v) for v in variables]
     try:
         fru = zs.flatten(
-            zs.parse(fru_meta["expression"], parameters=params),
+            recorded_expression(fru_meta, params),
             parameters=params,
             variables=variables,
             mode=fru_meta.get("mode", "scm_strict"),
@@ -133,7 +135,7 @@ def _program_q_abs(metadata: dict[str, Any], x: np.ndarray) -> np.ndarray | None
         init = {k: v for k, v in (metadata.get("parameters") or {}).items() if k in used}
         evaluator = zs.numpy_evaluator(fru, init=init or None)
         _, Q, _ = evaluator.evaluate(np.ascontiguousarray(x[:, columns]))
-    except (zs.ZeroProofError, ValueError, KeyError, TypeError):
+    except (zs.ZeroProofError, BundleError, ValueError, KeyError, TypeError):
         return None
     return np.abs(Q.astype(np.float64))
 
@@ -296,7 +298,7 @@ def recommend_fallback(
 
 
 def _reference_smoke_test(
-    directory: Path, metadata: dict[str, Any], x: np.ndarray
+    directory: Path, metadata: dict[str, Any], x: np.ndarray, policy: dict[str, bool]
 ) -> dict[str, Any]:
     """Rebuild a reference from the metadata expression (safe parser) and compare outputs."""
     if metadata.get("source") != "compiled_fru" or not (
@@ -311,7 +313,7 @@ def _reference_smoke_test(
 
     import zpml_symbolic as zs
     from zpml_runtime.bundle.multi import expression_views, is_multi
-    from zpml_runtime.bundle.reflatten import own_variables
+    from zpml_runtime.bundle.reflatten import own_variables, recorded_expression
     from zpml_runtime.inference import InferenceConfig
 
     params = list(metadata.get("parameters") or {})
@@ -327,7 +329,7 @@ def _reference_smoke_test(
         for view in views:
             fru_meta = view["fru"]
             fru = zs.flatten(
-                zs.parse(fru_meta["expression"], parameters=params),
+                recorded_expression(fru_meta, params),
                 parameters=params,
                 variables=own_variables(view),
                 mode=fru_meta.get("mode", "scm_strict"),
@@ -353,7 +355,7 @@ def _reference_smoke_test(
             prefix=schema.get("prefix", "structural_validity_factor"),
             variables=metadata["input"]["variables"],  # the bundle's column order
         )
-    except (zs.ZeroProofError, ValueError, KeyError, TypeError) as e:
+    except (zs.ZeroProofError, BundleError, ValueError, KeyError, TypeError) as e:
         # A compiled bundle whose own expression cannot be rebuilt is not verified: fail.
         return {"status": "failed", "detail": f"cannot rebuild a reference from metadata: {e}"}
     if not all(exact.values()):
@@ -366,7 +368,9 @@ def _reference_smoke_test(
     try:
         # inf - inf in its max-abs-diff would warn; the comparison itself handles inf.
         with np.errstate(invalid="ignore"):
-            rep = run_bundle_reference_smoke_test(directory, reference, (x,))
+            with warnings.catch_warnings():  # the report itself says UNVERIFIED
+                warnings.simplefilter("ignore", UnverifiedBundleWarning)
+                rep = run_bundle_reference_smoke_test(directory, reference, (x,), **policy)
     except BundleSmokeTestError as e:
         return {"status": "failed", "exact_terms_match": exact, "detail": str(e)}
     return {
@@ -492,7 +496,13 @@ def build_bundle_summary(
             "outputs": list(meta["output_order"]),
             "model_sha256": meta["model_sha256"],
         },
-        "validation": {"validate_bundle": "passed", "after_report": "passed"},
+        "validation": {
+            "validate_bundle": "passed",
+            "after_report": "passed",
+            "verified": runtime.verified,
+            "unverified": runtime.unverified_reason,
+            "verification": runtime.verification,
+        },
         "inputs": {"source": input_source, "samples": n, "dtype": str(x.dtype)},
         "counts": counts,
         "rates": rates,
@@ -564,25 +574,32 @@ def write_bundle_report(
     inputs: str | os.PathLike[str] | np.ndarray | None = None,
     providers: Sequence[str] = ("CPUExecutionProvider",),
     signing_key: bytes | None = None,
+    allow_unverified: bool = False,
+    require_verified: bool = False,
 ) -> BundleReport:
     """Validate and run the bundle, then write the three report files into it.
 
     ``inputs``: an array or ``.npy`` file of shape ``[n, n_vars]`` (default:
     the stored smoke inputs). ``signing_key`` also requires a matching
-    ``metadata.sig``. Raises :class:`BundleValidationError` for an invalid
-    bundle and :class:`BundleError` for unusable inputs.
+    ``metadata.sig``; ``allow_unverified`` / ``require_verified`` as in
+    :func:`validate_bundle` (an unverified bundle's report says UNVERIFIED at
+    the top). Raises :class:`BundleValidationError` for an invalid bundle and
+    :class:`BundleError` for unusable inputs.
     """
     from zpml_runtime.logging import dumps_strict
 
     bundle = Path(directory)
-    runtime = load_onnx_runtime_bundle(bundle, providers=providers, signing_key=signing_key)
+    policy = {"allow_unverified": allow_unverified, "require_verified": require_verified}
+    runtime = load_onnx_runtime_bundle(
+        bundle, providers=providers, signing_key=signing_key, **policy
+    )
     if inputs is None:
         x, source = runtime.smoke_inputs, runtime.metadata["smoke_inputs"]["file"]
     else:
         x = load_report_inputs(inputs, runtime)
         source = "array" if isinstance(inputs, np.ndarray) else str(inputs)
     summary, q = build_bundle_summary(runtime, x, input_source=source)
-    summary["reference_smoke_test"] = _reference_smoke_test(bundle, runtime.metadata, x)
+    summary["reference_smoke_test"] = _reference_smoke_test(bundle, runtime.metadata, x, policy)
     summary["recommended_fallback"] = recommend_fallback(summary["rates"], summary["counts"])
     summary["checklist"] = _checklist(summary)
     files = {
@@ -602,7 +619,7 @@ def write_bundle_report(
         ):
             _write_text(files[key], text)
             written.append(files[key])
-        validate_bundle(bundle, signing_key=signing_key)
+        validate_bundle(bundle, signing_key=signing_key, **policy)
     except BaseException:
         for p in written:
             p.unlink(missing_ok=True)

@@ -27,11 +27,16 @@ def _pct(v: float | None) -> str:
 def render_markdown(summary: dict[str, Any]) -> str:
     """The ``VALIDATION_REPORT.md`` text for a summary."""
     b, c, r, q = summary["bundle"], summary["counts"], summary["rates"], summary["q_abs"]
+    v = summary["validation"]
     lines = [
         f"# Validation report: bundle `{b['bundle_id']}`",
         "",
         f"Generated {summary['generated_at']} by `python -m zpml_runtime.report bundle`.",
         "",
+    ]
+    if not v.get("verified"):
+        lines += [f"**UNVERIFIED**: {v.get('unverified')}", ""]
+    lines += [
         "## Bundle",
         "",
         f"- source: `{b['source']}`, dtype `{b['dtype']}`, variables `{', '.join(b['variables'])}`",
@@ -53,6 +58,9 @@ def render_markdown(summary: dict[str, Any]) -> str:
         "",
         "`validate_bundle` passed (checksum, strict JSON + schema, file hashes and sizes, no path "
         "traversal, onnx checker, signature, baked thresholds), and again after this report was written.",
+        "",
+        f"Graph: {'verified' if v.get('verified') else '**UNVERIFIED**'}: {v.get('verification')}."
+        + ("" if v.get("verified") else f" Not verified: {v.get('unverified')}."),
         "",
         "## Outcomes",
         "",

@@ -81,17 +81,25 @@ def _special(dtype: str) -> list[Fraction]:
     return [Fraction(v) for v in values]
 
 
-def wide_coordinate(rng: np.random.Generator, dtype: str, kind: str | None = None) -> Fraction:
-    """A coordinate from one of the four distributions (chosen at random unless ``kind``)."""
+def exponent_range(dtype: str) -> tuple[int, int]:
+    """Binary exponents of the dtype's finite values: smallest subnormal to the largest."""
+    info = np.finfo(dtype)
+    return int(info.minexp) - int(info.nmant), int(info.maxexp)
+
+
+def wide_coordinate(
+    rng: np.random.Generator, dtype: str, kind: str | None = None, exponent: int | None = None
+) -> Fraction:
+    """A coordinate from one of the four distributions (chosen at random unless ``kind``);
+    ``exponent`` fixes the binary exponent of a ``"magnitude"`` coordinate."""
     kind = kind or str(rng.choice(["grid", "uniform", "uniform", "magnitude", "special"]))
     if kind == "grid":
         return grid_coordinate(rng, dtype)
     if kind == "uniform":
         out = to_dtype(float(rng.uniform(-4.0, 4.0)), dtype)
     elif kind == "magnitude":
-        info = np.finfo(dtype)
-        low = int(info.minexp) - int(info.nmant)  # the smallest subnormal's exponent
-        e = int(rng.integers(low, int(info.maxexp)))
+        low, high = exponent_range(dtype)
+        e = int(rng.integers(low, high)) if exponent is None else exponent
         mant = 1.0 + float(rng.random())
         out = to_dtype(float(np.ldexp(mant, e)) * (1 if rng.random() < 0.5 else -1), dtype)
     else:
@@ -196,6 +204,33 @@ def _random_point(rng: np.random.Generator, n: int, dtype: str, kind: str | None
     return Point(coords, labels[kind])
 
 
+class ScaleSchedule:
+    """Binary-exponent ranges of the dtype (moderate to extreme, large and small) in a
+    random order, handed out in turn: consecutive zero-set attempts at huge or tiny
+    scale cover every range instead of clustering where a uniform draw would."""
+
+    _EDGES = (1, 8, 32, 128)
+
+    def __init__(self, rng: np.random.Generator, dtype: str) -> None:
+        low, high = exponent_range(dtype)
+        edges = [e for e in self._EDGES if e < high] + [high]
+        big = list(zip(edges[:-1], edges[1:], strict=True))
+        small = [(-b, -a + 1) for a, b in big]
+        small[-1] = (low, small[-1][1])  # the smallest scale reaches the smallest subnormal
+        self.buckets = [big[i] for i in rng.permutation(len(big))] + [
+            small[i] for i in rng.permutation(len(small))
+        ]
+        order = rng.permutation(len(self.buckets))
+        self.buckets = [self.buckets[i] for i in order]
+        self.k = 0
+
+    def next(self) -> tuple[int, int]:
+        """The next ``(low, high)`` exponent range (``high`` exclusive)."""
+        bucket = self.buckets[self.k % len(self.buckets)]
+        self.k += 1
+        return bucket
+
+
 def zero_set_points(
     var_gen: Sequence[int],
     gen_values: Any,
@@ -203,7 +238,8 @@ def zero_set_points(
     dtype: str,
     rng: np.random.Generator,
     attempts: int,
-    per_target: int = 3,
+    per_target: int = 4,
+    scales: ScaleSchedule | None = None,
 ) -> list[tuple[Point, int, list[Fraction]]]:
     """Points on the zero set of ``target``; each with the solved coordinate and the
     univariate coefficients of the emitted polynomial along it (for the band)."""
@@ -211,24 +247,38 @@ def zero_set_points(
     used_gens = {i for _, mono in target.zero_poly for i, _ in mono}
     used = [j for j in range(n) if var_gen[j] in used_gens]
     out: list[tuple[Point, int, list[Fraction]]] = []
-    kinds = ("grid", None, "uniform", "magnitude")  # the other coordinates: every scale
+    # the other coordinates at every scale: the grid (whose roots are most often
+    # representable), huge and tiny magnitudes (low and high halves of the exponent range
+    # in turn), full precision, mixed
+    kinds = ("grid", "magnitude", "grid", "magnitude", "uniform", "grid", None, "grid")
+    scales = scales or ScaleSchedule(rng, dtype)
     for attempt in range(attempts):
         if not used or len(out) >= per_target:
             break
-        j = used[int(rng.integers(0, len(used)))]
         kind = kinds[attempt % len(kinds)]
-        point: list[Fraction | None] = [wide_coordinate(rng, dtype, kind) for _ in range(n)]
-        point[j] = None
-        gens = gen_values(point)
-        for root in rational_roots(univariate(target.zero_poly, gens, var_gen[j])):
-            if representable(root, dtype):
-                point[j] = root
+        if kind == "magnitude":
+            lo, hi = scales.next()
+            base: list[Fraction | None] = [
+                wide_coordinate(rng, dtype, kind, int(rng.integers(lo, hi))) for _ in range(n)
+            ]
+        else:
+            base = [wide_coordinate(rng, dtype, kind) for _ in range(n)]
+        for j in rng.permutation(used):  # solve for any coordinate whose root the dtype holds
+            point = list(base)
+            point[j] = None
+            gens = gen_values(point)
+            roots = [
+                r for r in rational_roots(univariate(target.zero_poly, gens, var_gen[j]))
+                if representable(r, dtype)
+            ]
+            if roots:
+                point[j] = roots[int(rng.integers(0, len(roots)))]
                 where = {"grid": "a grid point", "magnitude": "huge or tiny coordinates"}.get(
                     str(kind), "full-precision coordinates"
                 )
                 origin = f"on the zero set of {target.name} ({where})"
                 along = univariate(target.emitted, gens, var_gen[j])
-                out.append((Point(tuple(point), origin), j, along))  # type: ignore[arg-type]
+                out.append((Point(tuple(point), origin), int(j), along))  # type: ignore[arg-type]
                 break
     return out
 
@@ -299,10 +349,27 @@ def _ulp(x: Fraction, dtype: str) -> Fraction:
 
 
 def random_points(rng: np.random.Generator, n: int, dtype: str, counts: dict[str | None, int]) -> list[Point]:
-    """``counts[kind]`` random points per distribution (``None``: mixed per coordinate)."""
+    """``counts[kind]`` random points per distribution (``None``: mixed per coordinate).
+
+    The ``"magnitude"`` coordinates are stratified: their exponents are spread evenly
+    over the dtype's whole range (one per stratum, shuffled), so every scale from the
+    smallest subnormal to overflow is hit on every call, not just likely.
+    """
     out = []
     for kind, count in counts.items():
-        out += [_random_point(rng, n, dtype, kind) for _ in range(count if n else min(count, 1))]
+        count = count if n else min(count, 1)
+        if kind == "magnitude" and n:
+            low, high = exponent_range(dtype)
+            total = count * n
+            exps = [int(low + (high - low) * (k + rng.random()) / total) for k in range(total)]
+            order = rng.permutation(total)
+            for i in range(count):
+                coords = tuple(
+                    wide_coordinate(rng, dtype, "magnitude", exps[order[i * n + c]]) for c in range(n)
+                )
+                out.append(Point(coords, "at a random point of huge or tiny magnitude"))
+            continue
+        out += [_random_point(rng, n, dtype, kind) for _ in range(count)]
     return out
 
 
@@ -374,6 +441,7 @@ def batches(
 __all__ = [
     "MAX_TILE_BOUNDARY_ROWS",
     "Point",
+    "ScaleSchedule",
     "Target",
     "band_points",
     "batches",

@@ -35,6 +35,7 @@ import numpy as np
 from zpml_runtime.bundle.exact import MetadataFRU, Terms
 from zpml_runtime.bundle.sampling import (
     Point,
+    ScaleSchedule,
     Target,
     band_points,
     batches,
@@ -191,7 +192,7 @@ def generate_points(
     seed: int,
     *,
     metadata: dict[str, Any] | None = None,
-    attempts: int = 6,
+    attempts: int = 12,
 ) -> list[Point]:
     """The validator's own rows (see :mod:`zpml_runtime.bundle.sampling`): random points of
     several distributions, zero-set points of ``Q`` and of every factor, points inside and
@@ -206,8 +207,10 @@ def generate_points(
     def gen_values(point: Sequence[Any]) -> list[Any]:
         return _gen_values(fru, point, params)
 
+    scales = ScaleSchedule(rng, dtype)  # shared: the targets' huge/tiny attempts cover every scale
     for target in _targets(fru, metadata):
-        for base, j, along in zero_set_points(var_gen, gen_values, target, dtype, rng, attempts):
+        found = zero_set_points(var_gen, gen_values, target, dtype, rng, attempts, scales=scales)
+        for base, j, along in found:
             points.append(base)
             points += band_points(base, j, along, target, dtype)
     points += nonfinite_points(n)
