@@ -354,6 +354,12 @@ def test_missing_or_foreign_emitter_record_is_refused(sources: dict, tmp_path: P
     _edit_emitter(b, format=999)
     with pytest.raises(BundleValidationError, match="emitter format 999"):
         validate_bundle(b)
+    d = tmp_path / "d"  # same version string, another emitter (a development build)
+    shutil.copytree(sources["compiled", "float64"], d)
+    _edit_emitter(d, fingerprint="0123456789abcdef")
+    with pytest.raises(BundleValidationError, match="fingerprint '0123456789abcdef'"):
+        validate_bundle(d)
+    assert not validate_bundle(d, allow_unverified=True).verified
     c = tmp_path / "c"
     shutil.copytree(sources["compiled", "float64"], c)
     _edit_emitter(c, kind="traced_decoder")
@@ -418,3 +424,37 @@ def test_single_output_traced_bundle_runs_its_smoke_inputs(sources: dict, tmp_pa
     rehash(bundle, lambda m: m["smoke_inputs"].__setitem__("shape", [5, 2]))
     with pytest.raises(BundleValidationError, match="on the smoke inputs|on the 5 smoke rows"):
         validate_bundle(bundle)
+
+
+def test_seed_deployment_flow_for_traced_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deployment calls of the original docs, unchanged, on a traced (non-compiled) model."""
+    from zpml_runtime.inference import (
+        export_bundle,
+        load_onnx_runtime_bundle,
+        run_bundle_reference_smoke_test,
+        validate_bundle,
+    )
+
+    monkeypatch.chdir(tmp_path)
+    wrapped = SCMInferenceWrapper(
+        ExprModel(), config=InferenceConfig(tau_infer=1e-6, tau_train=1e-4)
+    ).eval()
+    x_example = torch.tensor([[2.0, 1.0], [1.0, 1.0], [0.0, 3.0], [0.5, -0.5]])
+    x_numpy, x_smoke = x_example.numpy(), x_example[:3]
+
+    export_bundle(wrapped, "bundle_dir", example_inputs=(x_example,))
+    validate_bundle("bundle_dir")
+
+    with pytest.warns(UserWarning, match="UNVERIFIED: traced model"):
+        runtime = load_onnx_runtime_bundle(
+            "bundle_dir",
+            providers=["CPUExecutionProvider"],
+        )
+    decoded, bottom_mask, gap_mask = runtime.run(x_numpy)
+
+    with pytest.warns(UserWarning, match="UNVERIFIED"):
+        run_bundle_reference_smoke_test("bundle_dir", wrapped, (x_smoke,))
+    assert bottom_mask.tolist() == [False, True, True, False]
+    assert not runtime.verified and "traced model" in runtime.unverified_reason

@@ -164,6 +164,7 @@ METADATA_JSON_SCHEMA: dict[str, Any] = {
                 "compiler": {"type": "string"},
                 "version": {"type": "string"},
                 "format": {"type": "integer"},
+                "fingerprint": {"type": "string"},
                 "kind": {"enum": ["compiled_fru", "traced_decoder"]},
                 "options": {"type": "object"},
             },
