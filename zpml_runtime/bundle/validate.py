@@ -6,9 +6,10 @@ through one directory descriptor (no links, sizes checked before reading).
 Checks: the checksum file, an optional HMAC signature, ``metadata.json``
 (nesting depth, strict JSON, JSON schema), plain file names, sizes and SHA-256,
 the ONNX model (checker, standard operator domains only, no unused
-initializers, input/output signature, baked thresholds), and for compiled
-bundles the semantic recomputation of :mod:`zpml_runtime.bundle.semantic`. All
-problems found are reported together in one :class:`BundleValidationError`.
+initializers, input/output signature, baked thresholds), then the graph itself
+(:mod:`zpml_runtime.bundle.verify`): verification by reproduction
+(:mod:`.reproduce`) and the sampling second line of defence (:mod:`.semantic`).
+All problems found are reported together in one :class:`BundleValidationError`.
 """
 
 from __future__ import annotations
