@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,24 +17,79 @@ from zpml_runtime.bundle.format import STRICT_OUTPUTS, BundleError, BundleSmokeT
 from zpml_runtime.bundle.validate import ValidatedBundle, make_session, open_validated
 from zpml_runtime.bundle.verify import UnverifiedBundleWarning
 
+_FACTOR_OUTPUT = re.compile(
+    r"^(?P<prefix>.+)_(?P<index>\d+)_(?P<what>value|fault_mask|semantic_bottom_mask)$"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class BundleResult:
-    """Outputs of a bundle run; unpacks as ``(decoded, bottom_mask, gap_mask)``."""
+    """Outputs of a bundle run, with the protocol of the torch ``StrictInferenceResult``.
+
+    Unpacks, iterates and indexes as exactly three items, ``(decoded, bottom_mask,
+    gap_mask)`` (``res[0]``, ``res[-1]``, ``res[:2]``, ``len(res) == 3``); every graph
+    output is an attribute (``res.fault_mask``, ``res.semantic_bottom_mask``,
+    ``res.bottom_provenance``, ``res.structural_validity_factor_0_value``), and the
+    per-factor outputs are also grouped as ``factor_values``, ``factor_fault_masks`` and
+    ``factor_semantic_masks`` (in factor order), as on the torch result. Arrays are numpy.
+    """
 
     outputs: OrderedDict[str, np.ndarray]
 
-    def __iter__(self):  # noqa: ANN204
-        return iter((self.decoded, self.bottom_mask, self.gap_mask))
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter(self._triple())
 
     def __len__(self) -> int:
         return 3
 
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, str):
+            raise TypeError(
+                f"BundleResult indices are 0, 1, 2 (decoded, bottom_mask, gap_mask) or slices; "
+                f"for the output {index!r} use res.{index} or res.as_dict()[{index!r}]"
+            )
+        return self._triple()[index]
+
+    def _triple(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (self.outputs["decoded"], self.outputs["bottom_mask"], self.outputs["gap_mask"])
+
     def __getattr__(self, name: str) -> np.ndarray:
+        if name == "outputs":  # not set yet (copy/unpickling): no recursion
+            raise AttributeError(name)
         try:
             return self.outputs[name]
         except KeyError:
-            raise AttributeError(name) from None
+            raise AttributeError(
+                f"BundleResult has no output {name!r}; outputs: {list(self.outputs)}"
+            ) from None
+
+    def _factor_outputs(self, what: str) -> tuple[np.ndarray, ...]:
+        found: dict[int, np.ndarray] = {}
+        for key, value in self.outputs.items():
+            m = _FACTOR_OUTPUT.match(key)
+            if m and m["what"] == what:
+                found[int(m["index"])] = value
+        return tuple(found[i] for i in sorted(found))
+
+    @property
+    def factor_values(self) -> tuple[np.ndarray, ...]:
+        """The validity factor values ``V_i`` (per-factor ``*_value`` outputs, in order)."""
+        return self._factor_outputs("value")
+
+    @property
+    def factor_fault_masks(self) -> tuple[np.ndarray, ...]:
+        """``~isfinite(V_i)`` per factor."""
+        return self._factor_outputs("fault_mask")
+
+    @property
+    def factor_semantic_masks(self) -> tuple[np.ndarray, ...]:
+        """``isfinite(V_i) & ((V_i == 0) | (|V_i| < tau_i))`` per factor."""
+        return self._factor_outputs("semantic_bottom_mask")
+
+    @property
+    def num_factors(self) -> int:
+        """Number of validity factors the graph evaluates."""
+        return len(self.factor_values)
 
     def as_dict(self) -> OrderedDict[str, np.ndarray]:
         """All outputs in the bundle's canonical order."""
