@@ -14,8 +14,10 @@
 * **traced bundles** (``source: traced_model``): the strict decoder at the end
   of the graph is rebuilt and compared; the traced model's computation of
   ``P, Q, V`` cannot be verified, so the bundle is valid but **unverified**
-  (refused with ``require_verified=True``). Its smoke inputs are run and the
-  outputs checked for shape and for the decode's invariants.
+  (refused with ``require_verified=True``).
+
+Every bundle's stored smoke inputs are run and the outputs checked for shape
+and for the decode's invariants.
 
 No metadata field switches a check off: what a bundle claims must verify, or
 the bundle is refused.
@@ -97,6 +99,7 @@ def verify_graph(
     problems = unknown_field_problems(model) + kind_problems(meta)
     if meta.get("source") == "compiled_fru":
         verdict, report = _compiled(meta, model, run, seed, problems)
+        problems += smoke_problems(meta, run, smoke)
     else:
         verdict, report = _traced(meta, model, run, smoke, problems)
     if verdict.unverified is not None and not problems:
