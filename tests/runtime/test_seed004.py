@@ -8,6 +8,13 @@ rule (the seed's literal ``tau_infer=1e-6`` would need the learned pole placed
 to ~1e-6, see docs/training.md): the largest swept threshold with *zero* false
 bottoms on a held-out grid whose in-range points are ``|x + 0.1| > 1e-3``
 (``recommend_tau_infer(..., max_false_bottom_rate=0)``).
+
+The library-side improvement is ``TrainingConfig(head_fit="epoch")``: the
+example's code is unchanged, only its config line gains the option (the head
+is solved from data after every epoch, variable projection). Seeds 0-9 are
+measured in ``benchmarks/bench_training.py``; here two seeds run fast and all
+ten as a slow test, against the targets: pole within 1e-3 with a calibrated
+bottom on >= 9/10 seeds, median relative error <= 2e-3 on >= 8/10.
 """
 
 from __future__ import annotations
@@ -174,3 +181,33 @@ def test_seed_fit_200_epochs_issue_targets(seed):
     assert m["median"] <= 1e-3 and m["max"] <= 1e-2, m
     assert m["pole_error"] <= 1e-3, m
     assert m["bottom_at_pole"] and m["bottom_far"] == 0, m
+
+
+HEAD_FIT_LINE = 'TrainingConfig(max_epochs=200, progress=False, head_fit="epoch")'
+
+
+def _meets_targets(m: dict) -> tuple[bool, bool]:
+    pole = m["pole_error"] <= 1e-3 and m["bottom_at_pole"] and m["bottom_far"] == 0
+    return pole, m["median"] <= 2e-3
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_seed_example_with_head_fit_meets_the_targets(seed):
+    ns = run_seed_example(seed=seed, config_line=HEAD_FIT_LINE)
+    m = evaluate_pole_fit(ns["wrapped"])
+    pole_ok, median_ok = _meets_targets(m)
+    assert pole_ok and median_ok, m
+    assert m["n_sign_changes"] <= 2 and m["max"] <= 3e-2, m
+    # the head was solved, not descended: AdamW holds no state for its parameters
+    head = ns["model"].head
+    opt = ns["opt"]
+    assert all(len(opt.state[p]) == 0 for p in head.parameters())
+    assert all(len(opt.state[p]) > 0 for p in ns["model"].backbone.parameters())
+
+
+@pytest.mark.slow
+def test_seed_example_with_head_fit_ten_seeds():
+    results = [evaluate_pole_fit(run_seed_example(seed=s, config_line=HEAD_FIT_LINE)["wrapped"]) for s in range(10)]
+    flags = [_meets_targets(m) for m in results]
+    assert sum(p for p, _ in flags) >= 9, results
+    assert sum(med for _, med in flags) >= 8, results

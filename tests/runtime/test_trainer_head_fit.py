@@ -345,3 +345,29 @@ def test_pole_grid_helper_is_a_real_check():
     layer = SCMRationalLayer(1, 1, numerator_init=[1.0, 0.0], denominator_init=[0.1001, 1.0], dtype=torch.float64)
     assert fine_grid_error(Elementwise(layer)) > 1e-2
     assert np.isfinite(fine_grid_error(Elementwise(layer)))
+
+
+def test_head_fit_epoch_solves_the_head_instead_of_descending_it():
+    """With head_fit="epoch" the optimiser never updates the head (its gradients are dropped);
+    with "init" it does."""
+    x, y, loader = pole_data(n=64, batch=16, dtype=torch.float32)
+    for mode, head_state in (("epoch", False), ("init", True)):
+        torch.manual_seed(0)
+        model = Backboned(AngularProjectiveHead(8), width=8)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        SCMTrainer(model, opt, loss_fn, loader, config=TrainingConfig(max_epochs=2, progress=False, head_fit=mode,
+                                                                      head_fit_max_iter=5)).fit()
+        assert all((len(opt.state[p]) > 0) == head_state for p in model.head.parameters())
+        assert all(len(opt.state[p]) > 0 for p in model.backbone.parameters())
+
+
+def test_fit_head_leaves_torch_rng_alone():
+    """A shuffled loader draws from torch's RNG; fit_head undoes that, so a trainer with a head fit
+    sees the same batch order as one without."""
+    x, y, loader = pole_data(n=64, batch=16, shuffle=True)
+    model = Elementwise(random_layer(0))
+    torch.manual_seed(123)
+    fit_head(model, loader)
+    after = torch.rand(3)
+    torch.manual_seed(123)
+    assert torch.equal(after, torch.rand(3))

@@ -307,7 +307,9 @@ def fit_head(
     and it lowers the objective; then L-BFGS (strong Wolfe, ``max_iter``
     evaluations) polishes. Parameters are only replaced when the objective
     improves and stays finite, so a fit never makes the head worse on these
-    data. Returns a :class:`HeadFitResult`. Under ``torch.distributed`` rank 0's
+    data. torch's global RNG is left as it was (a shuffled loader's draws are
+    undone), so a run with a head fit shuffles its batches as one without.
+    Returns a :class:`HeadFitResult`. Under ``torch.distributed`` rank 0's
     fit is broadcast so every rank holds the same head.
     """
     if weighting not in WEIGHTINGS:
@@ -328,12 +330,13 @@ def fit_head(
     was_training = raw.training
     raw.eval()
     try:
-        first = next(iter(loader), None)
-        if first is None:
-            raise HeadFitError("fit_head: the loader yielded no batches")
-        x0 = split_batch(first, "fit_head batch 0")[0]
-        name, mod = find_head(raw, x0.to(device) if isinstance(x0, torch.Tensor) else x0, head=head)
-        cache = _cache(raw, mod, loader, max_batches, device)
+        with torch.random.fork_rng(devices=[]):  # shuffled loaders draw from torch's RNG: leave it untouched
+            first = next(iter(loader), None)
+            if first is None:
+                raise HeadFitError("fit_head: the loader yielded no batches")
+            x0 = split_batch(first, "fit_head batch 0")[0]
+            name, mod = find_head(raw, x0.to(device) if isinstance(x0, torch.Tensor) else x0, head=head)
+            cache = _cache(raw, mod, loader, max_batches, device)
         _weights(cache, options)
         rows = int(sum(int(m.sum()) for _, _, m in cache.targets))
         if rows == 0:

@@ -43,7 +43,7 @@ from ._closure import FirstEvaluation, requires_closure
 from .checkpoint import CHECKPOINT_FORMAT, check_config_hash, load_checkpoint, save_checkpoint
 from .config import TrainingConfig
 from .errors import BottomUnreachableError, LossValueError
-from .head_fit import HeadFitResult, fit_head
+from .head_fit import HeadFitResult, find_head, fit_head
 from .targets import SemanticTargets
 
 __all__ = ["SCMTrainer"]
@@ -122,6 +122,7 @@ class SCMTrainer:
         )
         self._is_wrapper = isinstance(self.model, SCMInferenceWrapper)
         self._closure = requires_closure(optimizer)
+        self._solved: list[nn.Parameter] = []  # head parameters solved by head_fit="epoch"
         self._pass_tau = accepts_tau_train(loss_fn)
         self._mask_aware = handles_loss_mask(loss_fn)
         self._unreachable = unreachable_bottom_layers(self.model)
@@ -164,6 +165,8 @@ class SCMTrainer:
         bar = self._progress_bar()
         if cfg.head_fit != "off" and self.epoch == 0 and cfg.max_epochs > 0:
             self._fit_head(0)
+        elif cfg.head_fit == "epoch" and not self._solved and self.epoch < cfg.max_epochs:
+            self._locate_head()  # resumed: the head stays solved, not descended
         try:
             while self.epoch < cfg.max_epochs and not self.stopped_early:
                 record = self._run_epoch()
@@ -451,7 +454,32 @@ class SCMTrainer:
             max_iter=cfg.head_fit_max_iter * (5 if epoch == 0 else 1),
         )
         self._emit({"event": "head_fit", "epoch": epoch, **dataclasses.asdict(result)})
+        if cfg.head_fit == "epoch":
+            raw = self.model.model if self._is_wrapper else self.model
+            self._solved = [p for p in dict(raw.named_modules())[result.head].parameters() if p.requires_grad]
         return result
+
+    def _locate_head(self) -> None:
+        """Find the head ``head_fit="epoch"`` solves (on the first training batch), without fitting it."""
+        with torch.random.fork_rng(devices=[]):  # a shuffled loader draws from torch's RNG: leave it alone
+            first = next(iter(self.train_loader), None)
+        if first is None:
+            raise UnsupportedInputError("SCMTrainer: train_loader yielded no batches")
+        x = split_batch(first, "head_fit")[0]
+        x = x.to(self.device) if isinstance(x, torch.Tensor) else x
+        raw = self.model.model if self._is_wrapper else self.model
+        was_training = raw.training
+        raw.eval()
+        try:
+            _name, head = find_head(raw, x)
+        finally:
+            raw.train(was_training)
+        self._solved = [p for p in head.parameters() if p.requires_grad]
+
+    def _drop_solved_grads(self) -> None:
+        """``head_fit="epoch"``: the head is solved after every epoch, not descended (variable projection)."""
+        for p in self._solved:
+            p.grad = None
 
     def _forward_loss(self, x: Any, y: torch.Tensor, status: Any, tau: float, where: str) -> tuple[torch.Tensor, Any]:
         """Forward one training micro-batch and return ``(loss, lifted targets)``."""
@@ -492,6 +520,8 @@ class SCMTrainer:
                 first.add(loss, targets)
                 total = total + loss.detach().double() / k
             first.done = True
+            if self._solved:
+                self._drop_solved_grads()
             if self._distributed:
                 total = D.all_reduce_sum(total.reshape(1)).reshape(()) / D.world_size()
             if self.config.grad_clip_norm is not None:
@@ -511,6 +541,8 @@ class SCMTrainer:
         return first.records
 
     def _optimizer_step(self) -> None:
+        if self._solved:
+            self._drop_solved_grads()
         if self.config.grad_clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
         self.optimizer.step()
