@@ -458,3 +458,46 @@ def test_seed_deployment_flow_for_traced_models(
         run_bundle_reference_smoke_test("bundle_dir", wrapped, (x_smoke,))
     assert bottom_mask.tolist() == [False, True, True, False]
     assert not runtime.verified and "traced model" in runtime.unverified_reason
+
+
+_CHILD = """
+import hashlib, sys, torch
+import zpml_symbolic as zs
+from zpml_runtime.bundle import export_bundle, validate_bundle
+from zpml_runtime.inference import InferenceConfig
+vb = validate_bundle(sys.argv[1])                    # the parent's bundle, reproduced here
+assert vb.verified, vb.unverified_reason
+params = ["p0", "p1", "q1"]
+ev = zs.strict_evaluator(
+    zs.parse("(p0 + p1*x)/(1 + q1*x*y) + 1/(x*y*z - 1)", parameters=params), parameters=params,
+    init={"p0": 1.0, "p1": 2.0, "q1": 0.5}, config=InferenceConfig(tau_infer=1e-6), variables=["z", "y", "x"],
+)
+p = export_bundle(ev, sys.argv[2], (torch.ones(2, 3),), bundle_id="h").path
+print(hashlib.sha256((p / "model.onnx").read_bytes()).hexdigest())
+"""
+
+
+def test_exports_are_identical_across_processes_and_hash_seeds(tmp_path: Path) -> None:
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    params = ["p0", "p1", "q1"]
+    ev = zs.strict_evaluator(
+        zs.parse("(p0 + p1*x)/(1 + q1*x*y) + 1/(x*y*z - 1)", parameters=params),
+        parameters=params,
+        init={"p0": 1.0, "p1": 2.0, "q1": 0.5},
+        config=InferenceConfig(tau_infer=1e-6),
+        variables=["z", "y", "x"],
+    )
+    mine = export_bundle(ev, tmp_path / "parent", (torch.ones(2, 3),), bundle_id="h").path
+    want = hashlib.sha256((mine / "model.onnx").read_bytes()).hexdigest()
+    for seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        out = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(mine), str(tmp_path / f"child{seed}")],
+            env=env, capture_output=True, text=True, timeout=300,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.split()[-1] == want
