@@ -376,7 +376,7 @@ class _RationalFunction(torch.autograd.Function):
         key: tuple[bool, ...],
         x: torch.Tensor,
         *params: torch.Tensor,
-    ) -> Any:  # type: ignore[override]
+    ) -> Any:
         fwd = runner.forward_graph(key)
         outs, saved = fwd(x)
         ctx.runner = runner
@@ -387,7 +387,7 @@ class _RationalFunction(torch.autograd.Function):
         return tuple(outs)
 
     @staticmethod
-    def backward(ctx: Any, *grads: torch.Tensor | None) -> Any:  # type: ignore[override]
+    def backward(ctx: Any, *grads: torch.Tensor | None) -> Any:
         runner: AdjointRunner = ctx.runner
         tensors = ctx.saved_tensors
         x = tensors[0]
