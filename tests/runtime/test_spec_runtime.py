@@ -29,7 +29,7 @@ from zpml_core import spec
 from zpml_runtime.bundle.exact import read_metadata_fru
 from zpml_runtime.bundle.export import fru_metadata
 from zpml_runtime.bundle.report import _q_summary
-from zpml_runtime.cli import _explain_exact
+from zpml_runtime.cli.exact import explain_exact as _explain_exact
 from zpml_runtime.inference import InferenceConfig
 from zpml_runtime.inference.monitor import StrictInferenceMonitor
 from zpml_runtime.metrics import tau_infer_sweep_from_q_abs

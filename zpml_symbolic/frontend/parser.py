@@ -72,6 +72,7 @@ __all__ = [
     "NON_RATIONAL_FUNCTIONS",
     "RATIONAL_FUNCTIONS",
     "InputTypeError",
+    "ascii_spelling",
     "parse",
 ]
 
@@ -306,6 +307,21 @@ def _ascii_letter(ch: str) -> str | None:
             return word.capitalize() if upper else word
     plain = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
     return plain if plain and (plain.isalnum() or plain == "_") else None
+
+
+def ascii_spelling(ch: str) -> str | None:
+    """The ASCII text to write for one non-ASCII character of an expression, or None.
+
+    Operators (``−`` -> ``-``, ``×`` -> ``*``), superscript digits (``²`` -> ``**2``)
+    and identifier characters (``λ`` -> ``lam``, ``ω`` -> ``omega``, ``₀`` -> ``0``);
+    the same spellings the parser's error hints use.
+    """
+    if ch in _ASCII_OPERATORS:
+        return _ASCII_OPERATORS[ch]
+    digit = unicodedata.digit(ch, None)
+    if digit is not None and "SUPERSCRIPT" in unicodedata.name(ch, ""):
+        return f"**{digit}"
+    return _ascii_letter(ch)
 
 
 def _unicode_hint(text: str, i: int) -> str:
