@@ -7,13 +7,13 @@ import sys
 from collections.abc import Sequence
 
 from zpml_core.errors import ThresholdUnderflowError, ZeroProofError
-from zpml_runtime.cli import calibrate, compile, explain, inspect, report
+from zpml_runtime.cli import calibrate, compile, explain, inspect, report, run
 from zpml_runtime.cli.errors import ArgParser, UsageError, one_line
 
 __all__ = ["build_parser", "main", "report_main"]
 
 #: subcommands in the order ``zpml --help`` lists them
-_COMMANDS = (compile, inspect, explain, report, calibrate)
+_COMMANDS = (compile, inspect, explain, run, report, calibrate)
 
 
 def build_parser(prog: str = "zpml") -> argparse.ArgumentParser:
@@ -21,7 +21,7 @@ def build_parser(prog: str = "zpml") -> argparse.ArgumentParser:
     from zpml_core.version import __version__
 
     parser = ArgParser(
-        prog=prog, description="Compile, inspect, explain and report strict ONNX bundles."
+        prog=prog, description="Compile, inspect, explain, run and report strict ONNX bundles."
     )
     parser.add_argument("--version", action="version", version=f"zpml {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
