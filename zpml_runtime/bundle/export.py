@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -399,6 +399,7 @@ def export_bundle(
     signing_key: bytes | None = None,
     lock_timeout: float = 60.0,
     output_names: Sequence[str] | None = None,
+    input_box: Mapping[str, Any] | str | None = None,
 ) -> ExportedBundle:
     """Write ``model.onnx``, ``metadata.json``, ``metadata.sha256`` and smoke inputs to ``out_dir``.
 
@@ -420,6 +421,14 @@ def export_bundle(
     several expressions, or a wrapped model whose ``P`` is ``[batch, k]``) gives
     a multi-output bundle (see :mod:`zpml_runtime.bundle.multi`);
     ``output_names`` names its outputs (default ``e0, e1, ...``).
+
+    ``input_box`` declares the operating box, ``{variable: (lo, hi) or value}`` or text
+    ``"x=0:1,y=-2:2"`` with exact bounds, covering every input variable (an unknown or
+    missing name is an :class:`~zpml_runtime.bundle.domain.InputBoxError` naming it). It is
+    recorded exactly as ``metadata["input_box"]``, with ``metadata["domain"]``, the certified
+    domain report of the recorded expression over the box (see :mod:`.domain`); validation
+    recomputes that report. Compiled models only: a traced model has no exact expression, so
+    ``input_box`` is refused for it.
     """
     out = Path(out_dir)
     if os.path.lexists(out) and not overwrite:
@@ -428,6 +437,13 @@ def export_bundle(
         raise BundleError("signing_key must be non-empty bytes")
     dt = _dtype_of(example_inputs, dtype)
     resolved = _resolve(model, config, validity_taus, dt, opset, example_inputs, output_names)
+    box = None
+    if input_box is not None:
+        from zpml_runtime.bundle.domain import check_input_box
+
+        box = check_input_box(
+            input_box, resolved.variables, resolved.parameters, source=resolved.source
+        )
     smoke = _smoke_array(example_inputs, smoke_inputs, dt, len(resolved.variables))
     smoke_bytes = _npy_bytes(smoke)
     inp, outputs = _signature(resolved.model)
@@ -477,6 +493,11 @@ def export_bundle(
     onnx_model = resolved.model
     if resolved.source == "compiled_fru":
         onnx_model = _reproducible_graph(metadata, onnx_model)
+    if box is not None:
+        from zpml_runtime.bundle.domain import export_domain, input_box_metadata
+
+        metadata["input_box"] = input_box_metadata(box)
+        metadata["domain"] = export_domain(metadata, box)
     model_bytes = onnx_model.SerializeToString()
     metadata["model_sha256"], metadata["model_size"] = sha256_bytes(model_bytes), len(model_bytes)
     meta_bytes = dumps_metadata(metadata)

@@ -38,6 +38,8 @@ REPORT_FILES = (
 )
 STRICT_OUTPUTS: tuple[str, ...] = STRICT_OUTPUT_NAMES
 FLOAT_DTYPES = ("float32", "float64")
+#: ``zpml_symbolic.domain.report.SCHEMA``: the JSON schema name of ``metadata["domain"]``
+DOMAIN_REPORT_SCHEMA = "zpml.domain_report/1"
 
 MASK_SEMANTICS: dict[str, str] = {
     "decoded": "P/Q where not bottom; NaN where bottom",
@@ -157,6 +159,22 @@ METADATA_JSON_SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": {"type": "string"},
         },
+        "input_box": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 4096},
+        },
+        "domain": {
+            "type": "object",
+            "required": ["schema", "box", "factors", "defined_everywhere", "summary"],
+            "properties": {
+                "schema": {"const": DOMAIN_REPORT_SCHEMA},
+                "box": {"type": "object"},
+                "factors": {"type": "array", "items": {"type": "object"}},
+                "defined_everywhere": {"type": "boolean"},
+                "summary": {"type": "string"},
+            },
+        },
         "emitter": {
             "type": "object",
             "required": ["compiler", "version", "format", "kind", "options"],
@@ -170,6 +188,8 @@ METADATA_JSON_SCHEMA: dict[str, Any] = {
             },
         },
     },
+    # the operating box and its domain report are recorded together (see bundle/domain.py)
+    "dependentRequired": {"input_box": ["domain"], "domain": ["input_box"]},
 }
 
 

@@ -10,7 +10,9 @@ still validates afterwards, which is re-checked):
   numbers, never ``NaN``), schema ``zpml.validation_report/v1`` with the keys
   ``schema``, ``generated_at``, ``bundle``, ``validation``, ``inputs``,
   ``counts``, ``rates``, ``q_abs``, ``factors``, ``reference_smoke_test``,
-  ``recommended_fallback``, ``checklist`` and ``files``;
+  ``recommended_fallback``, ``checklist`` and ``files`` (and ``domain`` when the
+  bundle declares an operating box: the certified domain report the validator
+  recomputed, see :func:`domain_summary`);
 * ``VALIDATION_REPORT.summary.svg``: outcome counts, histogram of
   ``log10|Q|`` with the thresholds, and bottom counts per denominator factor.
 
@@ -509,11 +511,57 @@ def build_bundle_summary(
         "q_abs": q_summary,
         "factors": factors,
     }
+    if "input_box" in meta:
+        summary["domain"] = domain_summary(meta, getattr(runtime, "domain", None))
     if per_output is not None:
         summary["bundle"]["outputs_per_sample"] = runtime.num_outputs
         summary["bundle"]["output_names"] = list(runtime.result_names)
         summary["per_output"] = per_output
     return summary, q
+
+
+def domain_summary(meta: dict[str, Any], report: Any) -> dict[str, Any]:
+    """The report's ``domain`` section: the declared operating box and the domain report
+    the validator recomputed from the recorded expression (``report``, a
+    :class:`~zpml_symbolic.domain.DomainReport`, or ``None`` when it could not be recomputed)."""
+    from zpml_symbolic.domain.report import fraction_text
+
+    box = ",".join(f"{k}={v}" for k, v in (meta.get("input_box") or {}).items())
+    if report is None:
+        return {
+            "input_box": box,
+            "recomputed": False,
+            "defined_everywhere": None,
+            "summary": "not checked: the recorded expression could not be re-read (unverified "
+            "bundle), so the domain report was not recomputed",
+            "min_abs_q": None,
+            "factors": [],
+        }
+    outputs = range(max(len(report.expressions), 1))
+    min_q = [report.min_abs_q(k) for k in outputs]
+    return {
+        "input_box": box,
+        "recomputed": True,
+        "defined_everywhere": report.defined_everywhere,
+        "summary": report.summary(),
+        "min_abs_q": [None if q is None else fraction_text(q) for q in min_q],
+        "factors": [
+            {
+                "index": f.index,
+                "factor": f.factor,
+                "role": f.role,
+                "multiplicity": f.multiplicity,
+                "output": f.output,
+                "verdict": f.verdict,
+                "lower_bound": None if f.lower_bound is None else fraction_text(f.lower_bound),
+                "scale": fraction_text(f.scale),
+                "witness": None if f.witness is None else f.witness.describe(),
+                "reason": f.reason or None,
+                "describe": f.describe(),
+            }
+            for f in report.factors
+        ],
+    }
 
 
 def _counts_rates(out: dict[str, np.ndarray], n: int) -> tuple[dict[str, int], dict[str, Any]]:
@@ -635,6 +683,7 @@ __all__ = [
     "FactorInfo",
     "MetadataFRU",
     "build_bundle_summary",
+    "domain_summary",
     "eval_terms_exact",
     "eval_terms_float",
     "load_report_inputs",

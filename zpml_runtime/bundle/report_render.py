@@ -62,6 +62,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"Graph: {'verified' if v.get('verified') else '**UNVERIFIED**'}: {v.get('verification')}."
         + ("" if v.get("verified") else f" Not verified: {v.get('unverified')}."),
         "",
+        *_domain_lines(summary.get("domain")),
         "## Outcomes",
         "",
         f"{c['samples']} samples from `{summary['inputs']['source']}` (cast to {b['dtype']}), run with onnxruntime.",
@@ -142,6 +143,24 @@ def render_markdown(summary: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _domain_lines(domain: dict[str, Any] | None) -> list[str]:
+    """The "Operating box" section (nothing when the bundle declares no box)."""
+    if domain is None:
+        return []
+    lines = ["## Operating box", "", f"Declared operating box: `{domain['input_box']}`.", ""]
+    if not domain["recomputed"]:
+        return lines + [f"**{domain['summary']}**", ""]
+    lines += [
+        "Domain report recomputed by the validator from the recorded exact expression "
+        "(exact rational arithmetic; the report stored in the bundle is only compared):",
+        "",
+        f"**{domain['summary']}**",
+        "",
+    ]
+    lines += [f"- {f['describe']}" for f in domain["factors"]]
+    return lines + [""]
 
 
 def render_svg(

@@ -112,6 +112,9 @@ class OnnxRuntimeBundle:
         self.unverified_reason = validated.unverified_reason
         #: what validation checked, in one sentence
         self.verification = validated.verification
+        #: the domain report over the declared operating box, recomputed by the validator
+        #: (``None`` when the bundle declares no ``input_box``)
+        self.domain = validated.domain
         # The exact bytes that were hashed and checked go to onnxruntime.
         if session is None:
             session = make_session(validated.model_bytes, providers, str(validated.path))

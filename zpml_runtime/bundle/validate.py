@@ -22,7 +22,7 @@ import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import numpy as np
@@ -43,6 +43,9 @@ from zpml_runtime.bundle.format import (
 )
 from zpml_runtime.bundle.semantic import SemanticCheckReport
 
+if TYPE_CHECKING:
+    from zpml_symbolic.domain import DomainReport
+
 _MAX_FILE_BYTES = 2**31 - 1  # protobuf's limit for one model
 _MAX_METADATA_BYTES = 64 * 2**20
 _MAX_CHECKSUM_BYTES = 4096
@@ -61,6 +64,9 @@ class ValidatedBundle:
     ``allow_unverified=True``). ``verification`` says what was checked.
     ``semantic`` is the recomputation report (``None`` for traced bundles, which
     carry no exact expression, or when the check was not asked for).
+    ``domain`` is the certified domain report over the declared operating box
+    (``metadata["input_box"]``), recomputed from the recorded expression by the
+    validator (never read from the bundle); ``None`` without an operating box.
     """
 
     path: Path
@@ -72,6 +78,7 @@ class ValidatedBundle:
     verified: bool = False
     unverified_reason: str | None = "not checked (file-level validation only)"
     verification: str = "file-level checks only"
+    domain: DomainReport | None = None
 
 
 def _check_name(name: object, field: str, problems: list[str]) -> str | None:
@@ -588,21 +595,30 @@ def open_validated(
     require_verified: bool = False,
 ) -> tuple[ValidatedBundle, Any]:
     """Validate completely and return the bundle with the onnxruntime session that was checked."""
+    from zpml_runtime.bundle.domain import check_domain
     from zpml_runtime.bundle.verify import check_policy, verify_graph
 
     check_policy(allow_unverified, require_verified)
     bundle, meta, model_bytes, model, smoke = _structural(directory, signing_key)
+    domain, domain_problems = check_domain(meta)
     session = make_session(model_bytes, providers, str(bundle))
-    verdict, report = verify_graph(
-        bundle,
-        meta,
-        model,
-        _session_runner(session, meta["input"]["name"]),
-        smoke,
-        seed,
-        allow_unverified=allow_unverified,
-        require_verified=require_verified,
-    )
+    try:
+        verdict, report = verify_graph(
+            bundle,
+            meta,
+            model,
+            _session_runner(session, meta["input"]["name"]),
+            smoke,
+            seed,
+            allow_unverified=allow_unverified,
+            require_verified=require_verified,
+        )
+    except BundleValidationError as e:
+        if not domain_problems:
+            raise
+        raise BundleValidationError(str(bundle), e.problems + domain_problems) from None
+    if domain_problems:
+        raise BundleValidationError(str(bundle), domain_problems)
     validated = ValidatedBundle(
         bundle,
         meta,
@@ -613,6 +629,7 @@ def open_validated(
         verdict.verified,
         verdict.unverified,
         verdict.detail,
+        domain,
     )
     return validated, session
 
@@ -648,6 +665,10 @@ def validate_bundle(
     bundles are valid but ``verified=False`` (their P, Q, V computation is the
     user's model); ``require_verified=True`` refuses every bundle that is not
     verified.
+
+    A bundle that declares an operating box (``input_box``) gets its domain report
+    recomputed from the recorded expression (the result's ``domain``); a stored report
+    that differs from it is refused, naming the first differing field.
     """
     return open_validated(
         directory,
