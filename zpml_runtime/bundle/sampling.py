@@ -140,10 +140,18 @@ def univariate(poly: Sparse, gens: Sequence[Fraction | None], j: int) -> list[Fr
 
 
 def _horner(coeffs: Sequence[Fraction], z: Fraction) -> Fraction:
-    out = Fraction(0)
+    try:
+        import flint
+    except ImportError:  # pragma: no cover - python-flint is a dependency
+        out = Fraction(0)
+        for c in reversed(coeffs):
+            out = out * z + c
+        return out
+    acc = flint.fmpq(0)
+    zz = flint.fmpq(z.numerator, z.denominator)
     for c in reversed(coeffs):
-        out = out * z + c
-    return out
+        acc = acc * zz + flint.fmpq(c.numerator, c.denominator)
+    return Fraction(int(acc.p), int(acc.q))
 
 
 def rational_roots(coeffs: list[Fraction]) -> list[Fraction]:

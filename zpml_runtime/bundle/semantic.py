@@ -180,6 +180,10 @@ def _targets(fru: MetadataFRU, metadata: dict[str, Any] | None) -> list[Target]:
 RANDOM_POINTS: dict[str | None, int] = {"grid": 8, "uniform": 6, "magnitude": 5, "special": 3, None: 6}
 
 
+#: zero-set points per target that the tau-band points start from
+BAND_BASES = 2
+
+
 def generate_points(
     fru: MetadataFRU,
     dtype: str,
@@ -204,9 +208,10 @@ def generate_points(
     scales = ScaleSchedule(rng, dtype)  # shared: the targets' huge/tiny attempts cover every scale
     for target in _targets(fru, metadata):
         found = zero_set_points(var_gen, gen_values, target, dtype, rng, attempts, scales=scales)
-        for base, j, along in found:
+        for k, (base, j, along) in enumerate(found):
             points.append(base)
-            points += band_points(base, j, along, target, dtype)
+            if k < BAND_BASES:
+                points += band_points(base, j, along, target, dtype)
     points += nonfinite_points(n)
     return dedupe(points)
 
