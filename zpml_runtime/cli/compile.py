@@ -1,4 +1,11 @@
-"""``zpml compile EXPR --onnx DIR``: parse, flatten and export a strict ONNX bundle."""
+"""``zpml compile EXPR --bundle DIR``: parse, flatten and export a strict ONNX bundle.
+
+``--bundle DIR`` writes a bundle directory (``model.onnx``, ``metadata.json``,
+its hash and the smoke inputs), what ``inspect``, ``explain``, ``run`` and
+``report`` read; ``--onnx DIR`` is the same option under its former name.
+``--onnx-file FILE.onnx`` writes the bundle's ``model.onnx`` alone (no metadata,
+so it cannot be validated or inspected); both may be given.
+"""
 
 from __future__ import annotations
 
@@ -39,8 +46,20 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--variables", metavar="x,y", help="input column order (default: sorted names)")
     p.add_argument("--smoke-inputs", metavar="FILE.npy", help="smoke inputs [n, n_vars]")
-    p.add_argument("--onnx", required=True, metavar="DIR", help="bundle directory to write")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    p.add_argument(
+        "--bundle", "--onnx", dest="bundle", action=_StoreSpelling, metavar="DIR",
+        help="bundle directory to write (model.onnx, metadata.json, metadata.sha256, smoke "
+        "inputs); --onnx is the former name of this option",
+    )
+    p.add_argument(
+        "--onnx-file", metavar="FILE.onnx",
+        help="also (or only) write the bundle's model.onnx to this file: a bare ONNX model "
+        "without metadata, which zpml cannot validate or inspect",
+    )
+    p.add_argument("--box", metavar="x=0:1,y=-2:2",
+                   help="operating box (exact bounds) recorded in the bundle with its certified "
+                   "domain report; printed after compiling")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle or file")
     options.add_budget_options(p)
     options.add_signing_key(p, "sign metadata.json with the key in FILE")
     p.set_defaults(func=run)
@@ -50,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``zpml compile``."""
     from zpml_runtime.cli.compile_steps import compile_fru, print_summary
 
-    if not args.onnx:
-        raise UsageError("--onnx is an empty path; give the bundle directory to write")
+    _check_targets(args)
+    args.parsed_box = None if args.box is None else cli_args.parse_box_option(args.box)
     thresholds = {
         "tau_infer": cli_args.threshold_value(args.tau_infer, "--tau-infer", args.dtype),
         "tau_train": None
@@ -72,13 +91,51 @@ def run(args: argparse.Namespace) -> int:
     )
     export = _export(args, fru, evaluator, key)
     print_summary(args.expression, fru, evaluator, config, thresholds, args.dtype, export)
+    if args.onnx_file is not None:
+        print(f"onnx file written to {args.onnx_file} (the bundle's model.onnx, without metadata)")
     if key is not None:
         print("signed     metadata.sig (HMAC-SHA256 with the key from --signing-key-file)")
     return 0
 
 
+class _StoreSpelling(argparse.Action):
+    """Store the value and the spelling the user typed (``--bundle`` or ``--onnx``)."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.bundle_option = option_string or "--bundle"
+
+
+def _check_targets(args: argparse.Namespace) -> None:
+    """At least one of ``--bundle``/``--onnx-file``; each a usable path (before compiling)."""
+    import os
+
+    option = getattr(args, "bundle_option", "--bundle")
+    if args.bundle is None and args.onnx_file is None:
+        raise UsageError(
+            "the following arguments are required: --bundle DIR (or its former name --onnx "
+            "DIR), or --onnx-file FILE.onnx"
+        )
+    if args.bundle is not None and not args.bundle:
+        raise UsageError(f"{option} is an empty path; give the bundle directory to write")
+    if args.onnx_file is not None:
+        path = args.onnx_file
+        if not path.lower().endswith(".onnx"):
+            raise UsageError(f"--onnx-file {path!r} must end in .onnx (for a bundle directory use --bundle)")
+        if os.path.isdir(path):
+            raise UsageError(f"--onnx-file {path} is a directory; give a file name ending in .onnx")
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise UsageError(f"--onnx-file {path}: the directory {parent} does not exist")
+        if os.path.lexists(path) and not args.overwrite:
+            raise CliError(f"{path} already exists; pass --overwrite to replace it")
+
+
 def _export(args: argparse.Namespace, fru: Any, evaluator: Any, key: bytes | None) -> Any:
     """Write the bundle; returns ``(exported, smoke)``."""
+    import contextlib
+    import os
+    import tempfile
     from pathlib import Path
 
     import torch
@@ -88,23 +145,50 @@ def _export(args: argparse.Namespace, fru: Any, evaluator: Any, key: bytes | Non
     from zpml_runtime.cli.compile_steps import default_smoke_inputs
     from zpml_runtime.cli.userfiles import load_npy
 
-    out_dir = Path(args.onnx)
-    if out_dir.exists() and not args.overwrite:
-        raise CliError(f"{out_dir} already exists; pass --overwrite to replace it")
+    if args.bundle is not None:
+        out_dir = Path(args.bundle)
+        if out_dir.exists() and not args.overwrite:
+            raise CliError(f"{out_dir} already exists; pass --overwrite to replace it")
     values = evaluator.model.coefficient_values()
     if args.smoke_inputs is not None:
         smoke = load_npy(args.smoke_inputs, "--smoke-inputs")
     else:
         smoke = default_smoke_inputs(fru, values, args.dtype)
-    try:
-        exported = export_bundle(
-            evaluator,
-            args.onnx,
-            (torch.from_numpy(smoke.astype(args.dtype)),),
-            dtype=args.dtype,
-            overwrite=args.overwrite,
-            signing_key=key,
-        )
-    except BundlePathError as e:  # --onnx names a place where no bundle can be written
-        raise UsageError(f"--onnx {args.onnx}: {e}") from None
+    option = getattr(args, "bundle_option", "--bundle")
+    box = {"input_box": args.parsed_box} if getattr(args, "parsed_box", None) is not None else {}
+    with contextlib.ExitStack() as stack:
+        target = args.bundle
+        if target is None:  # --onnx-file only: a temporary bundle beside the file
+            parent = os.path.dirname(os.path.abspath(args.onnx_file))
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix=".zpml-compile-", dir=parent))
+            target = os.path.join(tmp, "bundle")
+        try:
+            exported = export_bundle(
+                evaluator,
+                target,
+                (torch.from_numpy(smoke.astype(args.dtype)),),
+                dtype=args.dtype,
+                overwrite=args.overwrite,
+                signing_key=key,
+                **box,
+            )
+        except BundlePathError as e:  # --bundle names a place where no bundle can be written
+            raise UsageError(f"{option} {args.bundle}: {e}") from None
+        if args.onnx_file is not None:
+            _copy_model(Path(exported.path) / exported.metadata["model_file"], args.onnx_file)
+    if args.bundle is None:
+        exported = None
     return exported, smoke
+
+
+def _copy_model(source: Any, path: str) -> None:
+    """Copy the bundle's ``model.onnx`` to ``path`` atomically (temporary file + rename)."""
+    import shutil
+
+    from zpml_runtime.cli.userfiles import write_atomically
+
+    def write(out: Any) -> None:
+        with open(source, "rb") as src:
+            shutil.copyfileobj(src, out)
+
+    write_atomically(path, write)

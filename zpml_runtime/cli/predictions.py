@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
@@ -98,23 +96,22 @@ def _texts(column: Any) -> list[str]:
 def write_predictions(path: str, outputs: dict[str, Any], result_names: Sequence[str]) -> None:
     """Write ``outputs`` to ``path`` (``.npz``: one array per output, no pickled objects;
     ``.csv``: a header row and one row per input), atomically (temporary file + rename)."""
+    import io
+
     import numpy as np
 
-    directory = os.path.dirname(os.path.abspath(path))
-    suffix = os.path.splitext(path)[1].lower()
-    fd, tmp = tempfile.mkstemp(prefix=".zpml-run-", suffix=suffix, dir=directory)
-    try:
-        if suffix == ".npz":
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **{k: np.asarray(v) for k, v in outputs.items()})
-        else:
-            cols = _columns(outputs, result_names)
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-                writer = csv.writer(fh)
-                writer.writerow([h for h, _ in cols])
-                writer.writerows(zip(*(_texts(c) for _, c in cols), strict=True))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from zpml_runtime.cli.userfiles import write_atomically
+
+    def npz(fh: Any) -> None:
+        np.savez(fh, **{k: np.asarray(v) for k, v in outputs.items()})
+
+    def text(fh: Any) -> None:
+        cols = _columns(outputs, result_names)
+        out = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+        writer = csv.writer(out)
+        writer.writerow([h for h, _ in cols])
+        writer.writerows(zip(*(_texts(c) for _, c in cols), strict=True))
+        out.flush()
+        out.detach()  # the binary file stays open: write_atomically closes it
+
+    write_atomically(path, npz if path.lower().endswith(".npz") else text)

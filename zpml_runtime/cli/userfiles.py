@@ -10,13 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from zpml_runtime.cli.errors import CliError, UsageError
 
-__all__ = ["BatchTable", "load_npy", "read_batch_table", "read_calibration_csv"]
+__all__ = ["BatchTable", "load_npy", "read_batch_table", "read_calibration_csv", "write_atomically"]
 
 _TRUE, _FALSE = {"1", "true", "t", "yes", "y"}, {"0", "false", "f", "no", "n"}
 
@@ -221,3 +221,24 @@ def _batch_csv(path: str, option: str) -> BatchTable:
                 )
             out[i, j] = v
     return BatchTable(path, out, header)
+
+
+def write_atomically(path: str, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file by ``write(binary file)`` to a temporary file beside ``path``, then
+    rename it over ``path``: readers never see a partial file. Mode as ``open`` would give."""
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    suffix = os.path.splitext(path)[1]
+    fd, tmp = tempfile.mkstemp(prefix=".zpml-", suffix=suffix, dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
