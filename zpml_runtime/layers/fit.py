@@ -139,7 +139,9 @@ def fit_rational(
     (float64 default; ``.to(torch.float32)`` for deployment) and takes the
     other layer options (``gradient_policy``, ``tau_train``, ``gauge``,
     ``clamp_value``) as ``layer_kwargs``. ``return_info=True`` returns
-    ``(layer, FitInfo)``. Check the result with :func:`pole_report`.
+    ``(layer, FitInfo)``. Check the result with :func:`pole_report` (univariate,
+    ``data=(x, y)`` to test each pole against the data) or
+    :func:`zero_set_report` (the exact factors of a multivariate ``Q``).
     """
     n = check_degree(numerator_degree, "numerator_degree", "fit_rational")
     m = check_degree(denominator_degree, "denominator_degree", "fit_rational")
