@@ -78,6 +78,8 @@ def test_report_files_say_unverified(
         assert "**UNVERIFIED**" in md.splitlines()[4]
         summary = json.loads((bundle / "VALIDATION_REPORT.summary.json").read_text())
         assert summary["validation"]["verified"] is False and summary["validation"]["unverified"]
+        (check,) = [c for c in summary["checklist"] if c["item"] == "Run validate_bundle(...)."]
+        assert check["status"] == "unverified" and "UNVERIFIED" in check["detail"]
     bundle = tmp_path / "compiled"
     shutil.copytree(bundles["compiled"], bundle)
     code, out, _ = _run(["report", "bundle", str(bundle)], capsys)

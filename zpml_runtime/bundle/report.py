@@ -403,8 +403,13 @@ def _checklist(summary: dict[str, Any]) -> list[dict[str, str]]:
         },
         {
             "item": "Run validate_bundle(...).",
-            "status": "checked",
-            "detail": "passed before the report was written and again after",
+            "status": "checked" if summary["validation"]["verified"] else "unverified",
+            "detail": "passed before the report was written and again after; "
+            + (
+                "the graph is verified by reproduction"
+                if summary["validation"]["verified"]
+                else f"UNVERIFIED: {summary['validation']['unverified']}"
+            ),
         },
         {
             "item": "Run run_bundle_reference_smoke_test(...) against saved smoke inputs.",
