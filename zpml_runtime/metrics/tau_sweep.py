@@ -93,6 +93,8 @@ class TauRecommendation:
     unsafe_accept_rate: float | None
     coverage: float | None
     reason: str
+    #: the certified ceiling that capped the recommendation (``None``: not capped)
+    certified_ceiling: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
@@ -191,16 +193,23 @@ def tau_infer_sweep_from_q_abs(
 
 
 def recommend_tau_infer(
-    curves: TauInferSweep, *, max_false_bottom_rate: float
+    curves: TauInferSweep, *, max_false_bottom_rate: float, ceiling: Any = None
 ) -> TauRecommendation:
     """Largest swept ``tau_infer`` whose false-bottom rate on in-range data is ``<= max_false_bottom_rate``.
 
     The largest admissible threshold rejects the most near-singular samples
     (unsafe accepts never increase with ``tau``) within the stated coverage loss.
 
+    ``ceiling`` caps the recommendation: a :class:`~zpml_runtime.metrics.CertifiedTauCeiling`
+    (from :func:`~zpml_runtime.metrics.certified_tau_ceiling` on a region declared safe, so
+    the recommended threshold provably flags no point of it) or a plain number. Only swept
+    thresholds ``<= ceiling`` are then candidates (sweep the ceiling itself to be offered it).
+
     Raises:
-        CalibrationError: no in-range samples, or no swept ``tau`` meets the target.
+        CalibrationError: no in-range samples, or no swept ``tau`` meets the target (below
+        the ceiling, when one is given).
     """
+    cap = _ceiling_value(ceiling)
     target = check_threshold(max_false_bottom_rate, "max_false_bottom_rate")
     if target > 1.0:
         raise InvalidConfigError(f"max_false_bottom_rate={target} is a rate and must lie in [0, 1]")
@@ -227,6 +236,19 @@ def recommend_tau_infer(
             f"({curves.n_false_bottom[best]} of {curves.n_in_range} in-range samples are bottom); "
             "sweep smaller thresholds or check the in-range labels (zeros and NaN/Inf are always bottom)"
         )
+    reason_cap = ""
+    if cap is not None:
+        capped = [i for i in ok if curves.taus[i] <= cap]
+        if not capped:
+            raise CalibrationError(
+                f"no swept tau_infer that keeps the false-bottom rate <= {target} is at or below "
+                f"the certified ceiling {cap!r} (the largest threshold proved to flag no point of "
+                f"the safe region; the smallest admissible swept one is "
+                f"{min(curves.taus[i] for i in ok)!r}): add {cap!r} to the swept thresholds"
+            )
+        if len(capped) < len(ok):
+            reason_cap = f"; capped by the certified ceiling {cap:.6g} of the safe region"
+        ok = capped
     i = max(ok, key=lambda j: (curves.taus[j], -j))
     return TauRecommendation(
         tau_infer=curves.taus[i],
@@ -236,9 +258,23 @@ def recommend_tau_infer(
         coverage=curves.coverage[i],
         reason=(
             f"largest of {len(curves.taus)} swept thresholds with false-bottom rate "
-            f"{rates[i]:.4g} <= {target} on {curves.n_in_range} in-range samples"
+            f"{rates[i]:.4g} <= {target} on {curves.n_in_range} in-range samples{reason_cap}"
         ),
+        certified_ceiling=cap,
     )
+
+
+def _ceiling_value(ceiling: Any) -> float | None:
+    """The cap of :func:`recommend_tau_infer`: ``None``, a number, or a certified ceiling."""
+    if ceiling is None:
+        return None
+    value = getattr(ceiling, "tau_infer", ceiling)
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
+        raise UnsupportedInputError(
+            "ceiling must be a CertifiedTauCeiling (certified_tau_ceiling(...)) or a number, got "
+            f"{type(ceiling).__name__}"
+        )
+    return check_threshold(float(value), "ceiling")
 
 
 def write_tau_infer_sweep(
