@@ -111,3 +111,19 @@ def test_zero_and_cancelling_multiplicands_in_a_divisor() -> None:
     kinds = {(str(s.factor), s.kind) for s in fru.denominator_provenance}
     # after x cancels the divisor has no denominator left: both are explicit denominators
     assert kinds == {("y + 1", "explicit_denominator"), ("x", "explicit_denominator")}
+
+
+def test_huge_integer_coefficients_factor_exactly() -> None:
+    """FLINT's factor sort overflows on huge coefficients; the exact fallback gives the same answer."""
+    import sympy as sp
+
+    import zpml_symbolic as zs
+
+    fru = zs.flatten("1/(x**2 - 1/10**20)")
+    x = sp.Symbol("x")
+    assert sp.expand(fru.denominator**2 - (10**20 * x**2 - 1) ** 2) == 0  # Q = +-(10**20 x**2 - 1)
+    # Q vanishes exactly at x = +-1/10**10 and nowhere else
+    assert fru.evaluate({"x": sp.Rational(1, 10**10)}) is zs.BOTTOM
+    assert fru.evaluate({"x": -sp.Rational(1, 10**10)}) is zs.BOTTOM
+    assert fru.evaluate({"x": 0}) == -(10**20)
+    assert sp.Poly(fru.denominator, x).degree() == 2

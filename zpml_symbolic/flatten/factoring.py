@@ -36,7 +36,13 @@ def factor_integer_poly(g: PolyElement, *, use_flint: bool = True) -> list[tuple
         ring = g.ring
         ctx = _ctx(ring.ngens)
         fp = ctx.from_dict({m: int(c) for m, c in g.terms()})  # type: ignore[attr-defined]
-        _, pairs = fp.factor()
+        try:
+            _, pairs = fp.factor()
+        except OverflowError:
+            # python-flint sorts the factors by a key it converts to a machine int; huge
+            # coefficients (e.g. x**2 - 10**-20 scaled to integers) overflow it: sympy factors
+            # the same polynomial exactly, only slower
+            return factor_integer_poly(g, use_flint=False)
         return [
             (
                 ring.from_dict(
