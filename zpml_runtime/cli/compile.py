@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from zpml_runtime.cli.compile_steps import compile_fru, print_summary
 
     _check_targets(args)
-    args.parsed_box = None if args.box is None else cli_args.parse_box_option(args.box)
+    if args.box is not None:
+        cli_args.parse_box_option(args.box)  # syntax first: before compiling
     thresholds = {
         "tau_infer": cli_args.threshold_value(args.tau_infer, "--tau-infer", args.dtype),
         "tau_train": None
@@ -89,10 +90,15 @@ def run(args: argparse.Namespace) -> int:
     fru, evaluator, config = compile_fru(
         args.expression, params, init, constants, variables, budget, thresholds, args.dtype
     )
-    export = _export(args, fru, evaluator, key)
-    print_summary(args.expression, fru, evaluator, config, thresholds, args.dtype, export)
+    exported, smoke = _export(args, fru, evaluator, key)
+    written = exported if args.bundle is not None else None
+    print_summary(args.expression, fru, evaluator, config, thresholds, args.dtype, (written, smoke))
     if args.onnx_file is not None:
         print(f"onnx file written to {args.onnx_file} (the bundle's model.onnx, without metadata)")
+    if args.box is not None:
+        from zpml_runtime.cli.domain import print_domain, recorded_domain
+
+        print_domain(recorded_domain(exported.metadata), "operating box")
     if key is not None:
         print("signed     metadata.sig (HMAC-SHA256 with the key from --signing-key-file)")
     return 0
@@ -155,7 +161,7 @@ def _export(args: argparse.Namespace, fru: Any, evaluator: Any, key: bytes | Non
     else:
         smoke = default_smoke_inputs(fru, values, args.dtype)
     option = getattr(args, "bundle_option", "--bundle")
-    box = {"input_box": args.parsed_box} if getattr(args, "parsed_box", None) is not None else {}
+    box = {} if args.box is None else {"input_box": _input_box(args.box, fru, values)}
     with contextlib.ExitStack() as stack:
         target = args.bundle
         if target is None:  # --onnx-file only: a temporary bundle beside the file
@@ -176,9 +182,17 @@ def _export(args: argparse.Namespace, fru: Any, evaluator: Any, key: bytes | Non
             raise UsageError(f"{option} {args.bundle}: {e}") from None
         if args.onnx_file is not None:
             _copy_model(Path(exported.path) / exported.metadata["model_file"], args.onnx_file)
-    if args.bundle is None:
-        exported = None
     return exported, smoke
+
+
+def _input_box(text: str, fru: Any, values: dict[str, float]) -> Any:
+    """``--box`` checked against the compiled variables (a usage error naming the field)."""
+    from zpml_runtime.bundle.domain import InputBoxError, check_input_box
+
+    try:
+        return check_input_box(text, [v.name for v in fru.variables], values)
+    except InputBoxError as e:
+        raise UsageError(f"--box ({e.field}): {e}") from e
 
 
 def _copy_model(source: Any, path: str) -> None:

@@ -9,21 +9,33 @@ from fractions import Fraction
 from typing import Any
 
 from zpml_runtime.cli import options
-from zpml_runtime.cli.args import parse_exact_input
+from zpml_runtime.cli.args import parse_box_option, parse_exact_input
+from zpml_runtime.cli.errors import UsageError
 
 __all__ = ["add_parser", "output_parts", "run"]
 
 
 def add_parser(sub: Any) -> None:
     """Register ``zpml explain``."""
-    p = sub.add_parser("explain", help="run a bundle on inputs and explain its bottoms exactly")
-    p.add_argument("dir", help="bundle directory")
+    p = sub.add_parser(
+        "explain",
+        help="run a bundle on inputs and explain its bottoms exactly; with --box, say where a "
+        "bundle or expression can be undefined on a box",
+    )
+    p.add_argument(
+        "dir", metavar="BUNDLE_OR_EXPR",
+        help="bundle directory, or (with --box only) an expression such as '1/(x*y - 2)'",
+    )
     p.add_argument(
         "--input",
         action="append",
-        required=True,
+        default=None,
         metavar="V1,V2,...",
-        help="values in variable order",
+        help="values in variable order (repeatable; needs a bundle)",
+    )
+    p.add_argument(
+        "--box", metavar="x=0:1,y=-2:2",
+        help="print the certified domain report on this box (exact bounds, every variable)",
     )
     options.add_signing_key(p, "require a valid metadata.sig under the key in FILE")
     options.add_verification_flags(p)
@@ -58,11 +70,29 @@ def output_parts(meta: dict[str, Any], out: dict[str, Any]) -> list[tuple[str | 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``zpml explain``."""
+    import os
+
     import numpy as np
 
+    from zpml_runtime.cli.domain import bundle_domain, expression_domain, print_domain
     from zpml_runtime.cli.exact import explain_one
 
+    if not args.input and args.box is None:
+        raise UsageError(
+            "give --input V1,V2,... (inputs of a bundle to explain) or --box x=lo:hi,... "
+            "(where it can be undefined) (see 'zpml explain --help')"
+        )
+    if not args.input and not os.path.isdir(args.dir):  # an expression and its box
+        hint = f" ({args.dir!r} is not a bundle directory either)"
+        print_domain(expression_domain(args.dir, args.box, hint=hint), "box")
+        return 0
+    if args.box is not None:
+        parse_box_option(args.box)  # a typo fails before validation
     runtime = options.load_quietly(args.dir, options.signing_key(args), args)
+    if args.box is not None:
+        print_domain(bundle_domain(runtime.metadata, args.box), "box")
+        if not args.input:
+            return 0
     variables = runtime.variables
     points = [parse_exact_input(text, variables) for text in args.input]
     x = np.array([[float(v) for v in p] for p in points], dtype=np.float64)

@@ -15,6 +15,11 @@ def add_parser(sub: Any) -> None:
     """Register ``zpml inspect``."""
     p = sub.add_parser("inspect", help="validate a bundle and print its metadata and provenance")
     p.add_argument("dir", help="bundle directory")
+    p.add_argument(
+        "--box", metavar="x=0:1,y=-2:2",
+        help="also print the certified domain report of the bundle's expression on this box "
+        "(exact bounds, every input variable)",
+    )
     options.add_signing_key(p, "require a valid metadata.sig under the key in FILE")
     options.add_verification_flags(p)
     p.set_defaults(func=run)
@@ -106,8 +111,13 @@ def print_provenance(views: list[tuple[str | None, Any]]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``zpml inspect``."""
     import zpml_runtime.bundle as bundle  # looked up at call time (tests replace it)
+    from zpml_runtime.cli.args import parse_box_option
+    from zpml_runtime.cli.domain import bundle_domain
 
+    if args.box is not None:
+        parse_box_option(args.box)  # a typo fails before validation
     vb = bundle.validate_bundle(args.dir, signing_key=options.signing_key(args), **options.policy(args))
+    requested = None if args.box is None else bundle_domain(vb.metadata, args.box)
     rows = _rows(vb, args)
     views, extra = expression_views(vb.metadata)
     rows += extra
@@ -118,4 +128,17 @@ def run(args: argparse.Namespace) -> int:
     for key, value in rows:
         print(f"{key.ljust(width)}  {value}")
     print_provenance(views)
+    _print_domains(getattr(vb, "domain", None), requested)
     return 0
+
+
+def _print_domains(declared: Any, requested: Any) -> None:
+    """The bundle's declared operating box (validated) and the ``--box`` report."""
+    from zpml_runtime.cli.domain import print_domain
+
+    if declared is not None:
+        print()
+        print_domain(declared, "declared operating box")
+    if requested is not None:
+        print()
+        print_domain(requested, "box")
