@@ -4,12 +4,13 @@ and loading a bundle the way every subcommand does."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, TypedDict
 
 from zpml_runtime.cli.errors import CliError, UsageError
 
 __all__ = [
     "BUDGET_OPTIONS",
+    "Policy",
     "add_budget_options",
     "add_signing_key",
     "add_verification_flags",
@@ -84,12 +85,19 @@ def add_verification_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def policy(args: argparse.Namespace) -> dict[str, bool]:
+class Policy(TypedDict):
     """The verification keywords of ``validate_bundle``/``load_onnx_runtime_bundle``."""
-    return {
-        "allow_unverified": bool(getattr(args, "allow_unverified", False)),
-        "require_verified": bool(getattr(args, "require_verified", False)),
-    }
+
+    allow_unverified: bool
+    require_verified: bool
+
+
+def policy(args: argparse.Namespace) -> Policy:
+    """The verification keywords of ``validate_bundle``/``load_onnx_runtime_bundle``."""
+    return Policy(
+        allow_unverified=bool(getattr(args, "allow_unverified", False)),
+        require_verified=bool(getattr(args, "require_verified", False)),
+    )
 
 
 def signing_key(args: argparse.Namespace) -> bytes | None:

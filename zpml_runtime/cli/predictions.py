@@ -103,7 +103,8 @@ def write_predictions(path: str, outputs: dict[str, Any], result_names: Sequence
     from zpml_runtime.cli.userfiles import write_atomically
 
     def npz(fh: Any) -> None:
-        np.savez(fh, **{k: np.asarray(v) for k, v in outputs.items()})
+        savez: Any = np.savez  # arrays by keyword: mypy takes them for savez's own options
+        savez(fh, **{k: np.asarray(v) for k, v in outputs.items()})
 
     def text(fh: Any) -> None:
         cols = _columns(outputs, result_names)
