@@ -383,3 +383,20 @@ def test_first_difference_names_paths() -> None:
         "domain.z is not a field of the report (stored 0)"
     )
     assert first_difference({"a": True}, {"a": 1}) == "domain.a: stored true, recomputed 1"
+
+
+def test_another_zpml_version_uses_the_recomputed_report(safe: Path, tmp_path: Path) -> None:
+    """A bundle from another compiler version is refused unless allow_unverified; then its
+    stored report (another analysis may differ) is not compared, the recomputed one is used."""
+    bundle = _copy(safe, tmp_path)
+
+    def edit(m: dict) -> None:
+        m["emitter"]["version"] = "0.0.1-other"
+        m["domain"]["factors"][0]["lower_bound"] = "1/2"
+
+    rehash(bundle, edit)
+    assert "the bundle was written by zpml '0.0.1-other'" in _problems(bundle)
+    with pytest.warns(UserWarning):
+        runtime = load_onnx_runtime_bundle(bundle, allow_unverified=True)
+    assert not runtime.verified
+    assert runtime.domain.factors[0].lower_bound == Fraction(19, 100)  # recomputed, not 1/2
