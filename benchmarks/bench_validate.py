@@ -120,6 +120,7 @@ def main() -> int:
     repeats = args.repeats or (5 if args.quick else 10)
     rounds = 1 if args.quick else 4
     rows = []
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         commit = _baseline_tree(base)
@@ -132,6 +133,13 @@ def main() -> int:
                 after["times"] += _measure(ROOT, dtype, repeats)["times"]
             rows.append((dtype, before, after))
             print(dtype, before and _ms(before["times"]), _ms(after["times"]), flush=True)
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load = (
+        f" 1-minute load average {load_start:.1f} at the start and {load_end:.1f} at the end on "
+        f"{os.cpu_count()} CPUs (a busy machine inflates both columns alike)."
+        if load_start is not None and load_end is not None
+        else ""
+    )
     lines = [
         "## bundle validation",
         "",
@@ -143,7 +151,7 @@ def main() -> int:
         "grid); \"after\": this tree (the graph re-emitted from the recorded expression and options "
         "and compared node by node, then exact recomputation and a bit-exact differential check "
         "against the numpy program on wide random, zero-set and tau-band points in batches of "
-        "1, 2, 7, the full set and across a row-tile boundary).",
+        "1, 2, 7, the full set and across a row-tile boundary)." + load,
         "",
         "| dtype | before median (ms) | before min (ms) | after median (ms) | after min (ms) | after / before |",
         "|---|---:|---:|---:|---:|---:|",

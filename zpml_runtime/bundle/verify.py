@@ -313,19 +313,11 @@ def smoke_problems(meta: dict[str, Any], run: RunGraph, smoke: np.ndarray) -> li
     return problems
 
 
-def describe(verdict: Verification) -> str:
-    """One line for people: ``verified`` or ``UNVERIFIED (why)``."""
-    if verdict.verified:
-        return "verified (reproduced)"
-    return f"UNVERIFIED ({verdict.unverified})"
-
-
 __all__ = [
     "TRACED_UNVERIFIED",
     "UnverifiedBundleWarning",
     "Verification",
     "check_policy",
-    "describe",
     "new_seed",
     "smoke_problems",
     "verify_graph",
