@@ -493,7 +493,7 @@ def test_exports_are_identical_across_processes_and_hash_seeds(tmp_path: Path) -
     )
     mine = export_bundle(ev, tmp_path / "parent", (torch.ones(2, 3),), bundle_id="h").path
     want = hashlib.sha256((mine / "model.onnx").read_bytes()).hexdigest()
-    for seed in ("1", "2"):
+    for seed in ("12345",):  # the parent runs with its own (random) hash seed
         env = dict(os.environ, PYTHONHASHSEED=seed)
         out = subprocess.run(
             [sys.executable, "-c", _CHILD, str(mine), str(tmp_path / f"child{seed}")],
