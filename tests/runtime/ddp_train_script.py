@@ -32,11 +32,36 @@ class Moebius(nn.Module):
         return self.a[0] + self.a[1] * x, self.b[0] + self.b[1] * x
 
 
+def _thread_names() -> list[str] | None:
+    """Names of this process's threads (Linux ``/proc``), or None elsewhere."""
+    task = Path("/proc/self/task")
+    if not task.is_dir():
+        return None
+    names = []
+    for t in task.iterdir():
+        try:
+            names.append((t / "comm").read_text().strip())
+        except OSError:  # a thread that just ended
+            pass
+    return sorted(names)
+
+
 def main(out: Path) -> None:
     torch.set_num_threads(1)
     if "WORLD_SIZE" in os.environ:
         dist.init_process_group("gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
+    try:
+        result = train(out, rank)
+    finally:  # also on an error: a rank that exits with live gloo threads can abort at exit,
+        if dist.is_initialized():  # hiding its traceback behind "SIGABRT"
+            dist.destroy_process_group()
+    # the gloo group must really be gone: threads left running abort the interpreter's exit
+    result["threads_after_destroy"] = _thread_names()
+    (out / f"rank{rank}.json").write_text(json.dumps(result))
+
+
+def train(out: Path, rank: int) -> dict:
     torch.manual_seed(100 + rank)  # different inits: DDP must broadcast rank 0's
     x = torch.linspace(-1, 1, 256).unsqueeze(-1)
     y = (2.0 - x.squeeze(-1)) / (x.squeeze(-1) + 1.5)
@@ -70,9 +95,7 @@ def main(out: Path) -> None:
         "train_rows_per_epoch": sum(rows[True]) / epochs,
         "val_rows_per_epoch": sum(rows[False]) / epochs,
     }
-    (out / f"rank{rank}.json").write_text(json.dumps(result))
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    return result
 
 
 if __name__ == "__main__":

@@ -2,6 +2,18 @@
 
 Everything is a no-op in a single process, so the same script runs unchanged
 under ``python`` and ``torchrun --nproc_per_node=N``.
+
+Teardown: ``torch.distributed.nn.functional`` binds the default process group
+as a default argument value (``group=group.WORLD``) when it is first imported,
+and ``DistributedDataParallel`` first imports it (through ``torch._dynamo``)
+when the first model is wrapped, i.e. after ``init_process_group``. Those
+default values then keep the gloo group alive after
+``destroy_process_group()``: its worker threads outlive the script, and at
+interpreter exit a worker releasing the last collective's Python-owned tensor
+needs the GIL while the interpreter finalizes, which aborts the process
+(SIGABRT, "terminate called without an active exception"). Importing that
+module here, when this module is imported (normally before any group exists),
+binds ``None`` instead, so ``destroy_process_group()`` really stops the group.
 """
 
 from __future__ import annotations
@@ -13,6 +25,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler
+
+if dist.is_available():  # see the module docstring: bind no live process group
+    import torch.distributed.nn.functional  # noqa: F401
 
 __all__ = [
     "all_reduce_max",
