@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from zpml_symbolic.emit.lowering.interpreter import Interpreter, column
+from zpml_symbolic.emit.lowering.interpreter import OperatorInterpreter, column
 from zpml_symbolic.emit.lowering.program import Program
 from zpml_symbolic.errors import InvalidArgumentError
 
@@ -119,7 +119,7 @@ def torch_leaf_values(program: Program, x: Any, params: Sequence[Any]) -> list[A
 
 
 @column("torch_eager")
-class TorchEagerInterpreter(Interpreter[Any]):
+class TorchEagerInterpreter(OperatorInterpreter[Any]):
     """The program evaluated eagerly on a torch input ``x`` (``params``: one 0-d tensor per
     parameter), with the emitted graphs' operations on mask inputs."""
 
@@ -135,21 +135,6 @@ class TorchEagerInterpreter(Interpreter[Any]):
 
     def const(self, value: Fraction) -> Any:
         return float(value)
-
-    def add(self, a: Any, b: Any) -> Any:
-        return a + b
-
-    def sub(self, a: Any, b: Any) -> Any:
-        return a - b
-
-    def mul(self, a: Any, b: Any) -> Any:
-        return a * b
-
-    def square(self, a: Any) -> Any:
-        return a * a
-
-    def neg(self, a: Any) -> Any:
-        return -a
 
     def scale(self, a: Any, c: Fraction) -> Any:
         return a * float(c)

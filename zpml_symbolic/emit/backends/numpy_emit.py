@@ -22,7 +22,7 @@ from zpml_symbolic.emit.analyses.underflow import (
     wider_numpy,
 )
 from zpml_symbolic.emit.backends.inputs import check_numpy_input
-from zpml_symbolic.emit.lowering.interpreter import Interpreter, column
+from zpml_symbolic.emit.lowering.interpreter import OperatorInterpreter, column
 from zpml_symbolic.emit.lowering.ops import OPERATIONS
 from zpml_symbolic.emit.lowering.plan import (
     Plan,
@@ -38,7 +38,7 @@ from zpml_symbolic.flatten.fru import FlattenedFRU
 
 
 @column("numpy")
-class NumpyInterpreter(Interpreter[Any]):
+class NumpyInterpreter(OperatorInterpreter[Any]):
     """The program on a numpy input ``x`` in dtype ``dt``: one array (or 0-d scalar of ``dt``)
     per instruction, constants rounded once to ``dt``."""
 
@@ -59,21 +59,6 @@ class NumpyInterpreter(Interpreter[Any]):
 
     def const(self, value: Fraction) -> Any:
         return self._c(value)
-
-    def add(self, a: Any, b: Any) -> Any:
-        return a + b
-
-    def sub(self, a: Any, b: Any) -> Any:
-        return a - b
-
-    def mul(self, a: Any, b: Any) -> Any:
-        return a * b
-
-    def square(self, a: Any) -> Any:
-        return a * a
-
-    def neg(self, a: Any) -> Any:
-        return -a
 
     def scale(self, a: Any, c: Fraction) -> Any:
         return self._c(c) * a

@@ -164,6 +164,27 @@ def missing_ops(cls: type) -> list[OpCode]:
     ]
 
 
+class OperatorInterpreter(Interpreter[V]):
+    """Walkers whose values support Python's arithmetic operators (numpy arrays, tensors):
+    ``add``, ``sub``, ``mul``, ``square`` and ``neg`` are the operators themselves, in this
+    order of operands, so every such back end rounds the same way."""
+
+    def add(self, a: V, b: V) -> V:
+        return a + b  # type: ignore[operator]
+
+    def sub(self, a: V, b: V) -> V:
+        return a - b  # type: ignore[operator]
+
+    def mul(self, a: V, b: V) -> V:
+        return a * b  # type: ignore[operator]
+
+    def square(self, a: V) -> V:
+        return a * a  # type: ignore[operator]
+
+    def neg(self, a: V) -> V:
+        return -a  # type: ignore[operator]
+
+
 @column("exact")
 class ExactInterpreter(Interpreter[Fraction]):
     """The exact value of every instruction (the ``exact`` column of the op table)."""
