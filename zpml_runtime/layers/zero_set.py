@@ -39,7 +39,10 @@ class ZeroSetReport:
     * ``depends_on``: per ``Q``, the variables it involves;
     * ``cancelled``: per ``Q``, the factors it shares with every numerator it
       divides (removable: ``P`` vanishes there too);
-    * ``slices``: with ``fixed``, one :class:`PoleReport` per output along the free variable.
+    * ``slices``: with ``fixed``, one :class:`PoleReport` per output along the free variable;
+    * ``domain``: with ``box``, one certified
+      :class:`~zpml_symbolic.domain.DomainReport` per ``Q`` over that box (does ``Q``
+      vanish there, with a witness, or how far from 0 is it, proved).
     """
 
     variables: tuple[sp.Symbol, ...]
@@ -49,6 +52,7 @@ class ZeroSetReport:
     depends_on: tuple[tuple[sp.Symbol, ...], ...]
     cancelled: tuple[tuple[sp.Expr, ...], ...]
     slices: tuple[PoleReport, ...] = ()
+    domain: tuple[Any, ...] = ()
 
     def __str__(self) -> str:
         lines = []
@@ -63,6 +67,9 @@ class ZeroSetReport:
                 lines.append(f"  shared with the numerators (removable): {', '.join(map(str, self.cancelled[i]))}")
         for j, rep in enumerate(self.slices):
             lines.append(f"slice, output {j}: " + str(rep).replace("\n", "\n  "))
+        for i, dom in enumerate(self.domain):
+            label = "Q" if len(self.domain) == 1 else f"Q_{i}"
+            lines.append(f"{label} on the box: {dom.summary()}")
         return "\n".join(lines)
 
 
@@ -111,6 +118,7 @@ def zero_set_report(
     fixed: dict[str, float] | None = None,
     interval: tuple[float, float] | None = None,
     digits: int | None = None,
+    box: Any = None,
 ) -> ZeroSetReport:
     """Exact denominators of ``layer``, their factors over QQ and the variables they involve.
 
@@ -118,6 +126,10 @@ def zero_set_report(
     ``fixed`` (with ``interval``): values for all features but one; the report
     then holds, per output, the :class:`PoleReport` of ``P_j/Q`` along the free
     feature on ``interval``. ``digits`` rounds the coefficients first.
+    ``box``: ``{name: (lo, hi)}`` or ``"h0=0:1,h1=-2:2"`` over the features; each
+    ``Q`` is then analysed on it by :func:`zpml_symbolic.domain_report` (exact
+    coefficients, certified verdicts; a degenerate interval fixes a feature, so a
+    slice is a box too). Features a ``Q`` does not involve are left out of its box.
     """
     if not isinstance(layer, MultivariateRationalLayer):
         raise UnsupportedInputError(
@@ -142,7 +154,35 @@ def zero_set_report(
     slices: tuple[PoleReport, ...] = ()
     if fixed is not None:
         slices = _slices(P, Qs, syms, fixed, interval)
-    return ZeroSetReport(syms, tuple(P), tuple(Qs), tuple(factors), tuple(depends), tuple(cancelled), slices)
+    domain: tuple[Any, ...] = ()
+    if box is not None:
+        domain = _domain(Qs, syms, box)
+    return ZeroSetReport(
+        syms, tuple(P), tuple(Qs), tuple(factors), tuple(depends), tuple(cancelled), slices, domain
+    )
+
+
+def _domain(Qs: list[sp.Expr], syms: tuple[sp.Symbol, ...], box: Any) -> tuple[Any, ...]:
+    from zpml_symbolic.domain import domain_report as certify
+    from zpml_symbolic.domain import normalize_box
+
+    names = {s.name for s in syms}
+    full = normalize_box(box)
+    unknown = sorted(str(k) for k in full if str(k) not in names)
+    if unknown:
+        raise InvalidConfigError(
+            f"zero_set_report: box names {', '.join(unknown)}, which are not features of the layer "
+            f"(features: {', '.join(sorted(names))})"
+        )
+    out = []
+    for Q in Qs:
+        used = {s.name for s in Q.free_symbols}
+        sub = {k: v for k, v in full.items() if str(k) in used}
+        missing = sorted(used - {str(k) for k in sub})
+        if missing:
+            raise InvalidConfigError(f"zero_set_report: box has no interval for {', '.join(missing)}")
+        out.append(certify(sp.Integer(1) / Q, sub))
+    return tuple(out)
 
 
 def _slices(
