@@ -442,7 +442,7 @@ def main() -> int:
 
     print("  dynamic range ...", flush=True)
     lines += [
-        "### Dynamic range (issue 10): SI-sized inputs in float32",
+        "### Dynamic range: SI-sized inputs in float32",
         "",
         f"{n_points:,} float32 points with every input uniform within +-20% of its nominal SI "
         "value; relative error of `decoded` against the exact value of the original tree. "
