@@ -348,10 +348,10 @@ def test_pole_grid_helper_is_a_real_check():
 
 
 def test_head_fit_epoch_solves_the_head_instead_of_descending_it():
-    """With head_fit="epoch" the optimiser never updates the head (its gradients are dropped);
-    with "init" it does."""
+    """With head_fit="epoch" or "step" the optimiser never updates the head (its gradients are
+    dropped); with "init" it does."""
     x, y, loader = pole_data(n=64, batch=16, dtype=torch.float32)
-    for mode, head_state in (("epoch", False), ("init", True)):
+    for mode, head_state in (("epoch", False), ("step", False), ("init", True)):
         torch.manual_seed(0)
         model = Backboned(AngularProjectiveHead(8), width=8)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -371,3 +371,59 @@ def test_fit_head_leaves_torch_rng_alone():
     after = torch.rand(3)
     torch.manual_seed(123)
     assert torch.equal(after, torch.rand(3))
+
+
+def test_head_fit_step_refits_after_every_step_and_resumes(tmp_path, monkeypatch):
+    import zpml_runtime.training.trainer as trainer_module
+
+    x, y, loader = pole_data(n=64, batch=16)
+    calls = []
+    real = trainer_module.fit_head
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("max_iter"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "fit_head", counting)
+
+    def run(epochs, resume=None, ckpt=None):
+        torch.manual_seed(0)
+        model = Backboned(AngularProjectiveHead(8), width=8).double()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        conf = TrainingConfig(max_epochs=epochs, progress=False, head_fit="step", head_fit_max_iter=3,
+                              resume_from=resume, checkpoint_dir=ckpt)
+        history = SCMTrainer(model, opt, loss_fn, loader, config=conf).fit()
+        return torch.cat([p.detach().reshape(-1) for p in model.parameters()]), history
+
+    full, history = run(2)
+    assert calls == [15] + [3] * 8  # one first fit (5x), then one per optimiser step (4 per epoch)
+    assert all(h["head_fit_objective"] <= history[0]["head_fit_objective"] * 10 for h in history)
+    run(1, ckpt=tmp_path)
+    resumed, _ = run(2, resume=tmp_path / "last.pt")
+    assert torch.equal(full, resumed)
+
+
+def test_head_fit_restores_the_best_fitted_epoch_without_validation():
+    """No val_loader, head_fit="epoch": restore_best returns the epoch with the lowest head-fit objective."""
+    x, y, loader = pole_data(n=128, batch=16, dtype=torch.float32, shuffle=True)
+    torch.manual_seed(3)
+    model = Backboned(AngularProjectiveHead(8), width=8)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-2)  # large steps: the objective is not monotone
+    trainer = SCMTrainer(model, opt, loss_fn, loader,
+                         config=TrainingConfig(max_epochs=7, progress=False, head_fit="epoch", head_fit_max_iter=10))
+    history = trainer.fit()
+    objectives = [h["head_fit_objective"] for h in history]
+    best = min(range(len(objectives)), key=objectives.__getitem__)
+    assert best < len(objectives) - 1  # the case this test is about: the last epoch is not the best
+    assert trainer.best_epoch == history[best]["epoch"] and trainer.best_head_fit_objective == objectives[best]
+    assert [h["best"] for h in history] == [o == min(objectives[: i + 1]) for i, o in enumerate(objectives)]
+    # the restored parameters are the best epoch's: their objective is the best one
+    again = fit_head(model, loader, max_iter=0, linear_start=False)
+    assert again.objective_before == pytest.approx(objectives[best], rel=1e-5)
+    # restore_best=False keeps the last epoch
+    torch.manual_seed(3)
+    model2 = Backboned(AngularProjectiveHead(8), width=8)
+    conf = TrainingConfig(max_epochs=7, progress=False, head_fit="epoch", head_fit_max_iter=10, restore_best=False)
+    SCMTrainer(model2, torch.optim.Adam(model2.parameters(), lr=3e-2), loss_fn, loader, config=conf).fit()
+    assert fit_head(model2, loader, max_iter=0, linear_start=False).objective_before == pytest.approx(
+        objectives[-1], rel=1e-5)

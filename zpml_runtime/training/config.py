@@ -40,7 +40,7 @@ HASHED_FIELDS = (
 HEAD_FIT_FIELDS = ("head_fit", "head_fit_batches", "head_fit_max_iter", "head_fit_weighting")
 
 _CHOICES = {
-    "head_fit": ("off", "init", "epoch"),
+    "head_fit": ("off", "init", "epoch", "step"),
     "head_fit_weighting": ("uniform", "relative"),
     "scheduler_interval": ("epoch", "step"),
     "check_finite": ("epoch", "step"),
@@ -93,7 +93,9 @@ class TrainingConfig:
         early_stopping_patience: stop after this many epochs without a validation
             improvement larger than ``early_stopping_min_delta`` (needs ``val_loader``).
         restore_best: at the end of ``fit()``, load the parameters of the epoch with
-            the lowest validation loss (only with ``val_loader``).
+            the lowest validation loss (with ``val_loader``), or without one and
+            with ``head_fit`` ``"epoch"``/``"step"``, the lowest head-fit
+            objective on the training data.
         log_hook: called with every history record (a dict) on rank 0.
         logger: a :class:`~zpml_runtime.logging.JsonlLogger` receiving the same records.
         log_every_n_steps: also emit a ``"step"`` record every n optimiser steps
@@ -113,8 +115,11 @@ class TrainingConfig:
         head_fit: fit the model's projective head from data with the rest of
             the model fixed (:func:`~zpml_runtime.training.fit_head`):
             ``"init"`` once before the first epoch, ``"epoch"`` also after every
-            epoch (variable projection), ``"off"`` (default) never.
-        head_fit_batches: batches of ``train_loader`` the head fit uses (``None``: all).
+            epoch, ``"step"`` after every optimiser step (variable projection;
+            with ``"epoch"`` and ``"step"`` the optimiser never updates the
+            head), ``"off"`` (default) never.
+        head_fit_batches: batches of ``train_loader`` the head fit uses (``None``: all;
+            ``"step"`` keeps them in memory).
         head_fit_max_iter: L-BFGS evaluations per head fit (five times as many
             for the first fit, before training).
         head_fit_weighting: the head fit's ``implicit_loss`` weighting
@@ -142,7 +147,7 @@ class TrainingConfig:
     scheduler_interval: Literal["epoch", "step"] = "epoch"
     check_finite: Literal["epoch", "step"] = "epoch"
     distributed: Literal["auto", "off"] = "auto"
-    head_fit: Literal["off", "init", "epoch"] = "off"
+    head_fit: Literal["off", "init", "epoch", "step"] = "off"
     head_fit_batches: int | None = None
     head_fit_max_iter: int = 20
     head_fit_weighting: Literal["uniform", "relative"] = "relative"

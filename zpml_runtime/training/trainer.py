@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import math
 import random
 import time
@@ -70,7 +71,9 @@ class SCMTrainer:
     Attributes:
         history: list of per-epoch records (what :meth:`fit` returns).
         epoch: epochs completed; ``global_step``: optimiser steps taken.
-        best_epoch, best_val_loss, stopped_early: early-stopping state.
+        best_epoch, best_val_loss, stopped_early: early-stopping state;
+        best_head_fit_objective: the best epoch's head-fit objective when
+        ``head_fit`` is ``"epoch"``/``"step"`` and there is no validation loader.
     """
 
     def __init__(
@@ -122,7 +125,10 @@ class SCMTrainer:
         )
         self._is_wrapper = isinstance(self.model, SCMInferenceWrapper)
         self._closure = requires_closure(optimizer)
-        self._solved: list[nn.Parameter] = []  # head parameters solved by head_fit="epoch"
+        self._solved: list[nn.Parameter] = []  # head parameters solved by head_fit="epoch"/"step"
+        self._head: nn.Module | None = None
+        self._head_batches: list[Any] | None = None
+        self._last_step_fit: HeadFitResult | None = None
         self._pass_tau = accepts_tau_train(loss_fn)
         self._mask_aware = handles_loss_mask(loss_fn)
         self._unreachable = unreachable_bottom_layers(self.model)
@@ -143,6 +149,7 @@ class SCMTrainer:
         self.global_step = 0
         self.best_epoch: int | None = None
         self.best_val_loss: float | None = None
+        self.best_head_fit_objective: float | None = None
         self.stopped_early = False
         self._bad_epochs = 0
         self._best_state: dict[str, torch.Tensor] | None = None
@@ -165,7 +172,7 @@ class SCMTrainer:
         bar = self._progress_bar()
         if cfg.head_fit != "off" and self.epoch == 0 and cfg.max_epochs > 0:
             self._fit_head(0)
-        elif cfg.head_fit == "epoch" and not self._solved and self.epoch < cfg.max_epochs:
+        elif cfg.head_fit in ("epoch", "step") and not self._solved and self.epoch < cfg.max_epochs:
             self._locate_head()  # resumed: the head stays solved, not descended
         try:
             while self.epoch < cfg.max_epochs and not self.stopped_early:
@@ -191,6 +198,7 @@ class SCMTrainer:
                 "stopped_early": self.stopped_early,
                 "best_epoch": self.best_epoch,
                 "best_val_loss": self.best_val_loss,
+                "best_head_fit_objective": self.best_head_fit_objective,
                 "restored_best": restored,
             }
         )
@@ -276,6 +284,7 @@ class SCMTrainer:
             "tau_rng_state": _rng_state(self._rng),
             "best_epoch": self.best_epoch,
             "best_val_loss": self.best_val_loss,
+            "best_head_fit_objective": self.best_head_fit_objective,
             "bad_epochs": self._bad_epochs,
             "best_model": self._best_state,
         }
@@ -304,6 +313,7 @@ class SCMTrainer:
             self._rng.setstate(_rng_from_state(state["tau_rng_state"]))
         self.best_epoch = state.get("best_epoch")
         self.best_val_loss = state.get("best_val_loss")
+        self.best_head_fit_objective = state.get("best_head_fit_objective")
         self._bad_epochs = int(state.get("bad_epochs", 0))
         self._best_state = state.get("best_model")
 
@@ -369,6 +379,8 @@ class SCMTrainer:
                     group = []
                 else:
                     self._optimizer_step()
+                if cfg.head_fit == "step":
+                    self._refit_step()
                 pending = 0
                 tau = lo if lo == hi else self._rng.uniform(lo, hi)
                 if cfg.log_every_n_steps and self.global_step % cfg.log_every_n_steps == 0:
@@ -384,6 +396,8 @@ class SCMTrainer:
                     account(loss, targets)
             else:
                 self._optimizer_step()
+            if cfg.head_fit == "step":
+                self._refit_step()
         if not losses:
             raise UnsupportedInputError(f"epoch {epoch}: train_loader yielded no batches")
         stacked = torch.stack(losses)
@@ -428,6 +442,10 @@ class SCMTrainer:
         }
         if cfg.head_fit == "epoch":
             record["head_fit_objective"] = self._fit_head(epoch).objective_after
+        elif cfg.head_fit == "step" and self._last_step_fit is not None:
+            record["head_fit_objective"] = self._last_step_fit.objective_after
+        if "head_fit_objective" in record and self.val_loader is None:
+            self._track_best_fit(record)
         terms = getattr(self.loss_fn, "last_terms", None)
         if isinstance(terms, dict) and terms:
             record["loss_terms"] = dict(terms)
@@ -448,19 +466,40 @@ class SCMTrainer:
         cfg = self.config
         result = fit_head(
             self.model,
-            self.train_loader,
+            self._head_data(),
             max_batches=cfg.head_fit_batches,
             weighting=cfg.head_fit_weighting,
             max_iter=cfg.head_fit_max_iter * (5 if epoch == 0 else 1),
         )
         self._emit({"event": "head_fit", "epoch": epoch, **dataclasses.asdict(result)})
-        if cfg.head_fit == "epoch":
+        if cfg.head_fit in ("epoch", "step"):
             raw = self.model.model if self._is_wrapper else self.model
-            self._solved = [p for p in dict(raw.named_modules())[result.head].parameters() if p.requires_grad]
+            self._head = dict(raw.named_modules())[result.head]
+            self._solved = [p for p in self._head.parameters() if p.requires_grad]
         return result
 
+    def _head_data(self) -> Iterable[Any]:
+        """Batches of the head fit: the loader, or (``head_fit="step"``) its batches cached once."""
+        if self.config.head_fit != "step":
+            return self.train_loader
+        if self._head_batches is None:
+            with torch.random.fork_rng(devices=[]):  # leave the training shuffle alone
+                limit = self.config.head_fit_batches
+                self._head_batches = list(itertools.islice(self.train_loader, limit))
+        return self._head_batches
+
+    def _refit_step(self) -> None:
+        """``head_fit="step"``: solve the head again after an optimiser step (warm start, no log record)."""
+        self._last_step_fit = fit_head(
+            self.model,
+            self._head_data(),
+            head=self._head,
+            weighting=self.config.head_fit_weighting,
+            max_iter=self.config.head_fit_max_iter,
+        )
+
     def _locate_head(self) -> None:
-        """Find the head ``head_fit="epoch"`` solves (on the first training batch), without fitting it."""
+        """Find the head ``head_fit="epoch"``/``"step"`` solves (on the first training batch), without fitting it."""
         with torch.random.fork_rng(devices=[]):  # a shuffled loader draws from torch's RNG: leave it alone
             first = next(iter(self.train_loader), None)
         if first is None:
@@ -474,10 +513,11 @@ class SCMTrainer:
             _name, head = find_head(raw, x)
         finally:
             raw.train(was_training)
+        self._head = head
         self._solved = [p for p in head.parameters() if p.requires_grad]
 
     def _drop_solved_grads(self) -> None:
-        """``head_fit="epoch"``: the head is solved after every epoch, not descended (variable projection)."""
+        """``head_fit="epoch"``/``"step"``: the head is solved, not descended (variable projection)."""
         for p in self._solved:
             p.grad = None
 
@@ -591,6 +631,26 @@ class SCMTrainer:
                 "scalar (0-d) tensor: reduce per-row losses with .mean() or .sum()"
             )
         return loss.reshape(()), n, call_outputs, targets
+
+    def _track_best_fit(self, record: dict[str, Any]) -> None:
+        """Without a validation loader, the epoch with the lowest head-fit objective is the best one.
+
+        Adam's steps on the rest of the model are not monotone (the loss spikes
+        now and then); ``restore_best`` then returns the best fitted state
+        instead of whatever the last epoch left.
+        """
+        value = record["head_fit_objective"]
+        improved = math.isfinite(value) and (
+            self.best_head_fit_objective is None or value < self.best_head_fit_objective
+        )
+        if self._distributed:  # rank 0's objective decides (its head was broadcast), so ranks agree
+            flag = torch.tensor([1.0 if improved and self._rank0 else 0.0], device=self.device)
+            improved = bool(D.all_reduce_max(flag).item() > 0)
+        if improved:
+            self.best_head_fit_objective = float(value)
+            self.best_epoch = record["epoch"]
+            self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        record["best"] = improved
 
     def _early_stopping(self, record: dict[str, Any]) -> None:
         val = record.get("val_loss")
