@@ -133,6 +133,7 @@ def test_three_link_scenario_the_template_cannot_express(tmp_path) -> None:
     assert audit["bottom_rows"] == audit["true_singular_rows"]
 
 
+@pytest.mark.slow  # ~75 s: both alternative variants end to end (the default command stays in the fast suite)
 def test_template_variant_and_dls_labels(tmp_path) -> None:
     t = run_reference_robotics_deployment(
         ReferenceRoboticsDeploymentConfig(output_dir=tmp_path / "t", variant="template", epochs=8, **FAST)
