@@ -204,8 +204,9 @@ def _cache(
 
 def _objective(head: nn.Module, cache: _Cache, gamma: float) -> torch.Tensor:
     """Weighted mean of the implicit residual over every cached entry (float64 accumulation)."""
-    num = torch.zeros((), dtype=torch.float64)
-    den = torch.zeros((), dtype=torch.float64)
+    device = cache.weights[0].device
+    num = torch.zeros((), dtype=torch.float64, device=device)
+    den = torch.zeros((), dtype=torch.float64, device=device)
     for h, (y_n, y_d, _mask), w in zip(cache.inputs, cache.targets, cache.weights, strict=True):
         out = head(h)
         P, Q = out[0].reshape(y_n.shape), out[1].reshape(y_n.shape)
