@@ -206,8 +206,8 @@ def recommend_tau_infer(
     thresholds ``<= ceiling`` are then candidates (sweep the ceiling itself to be offered it).
 
     Raises:
-        CalibrationError: no in-range samples, or no swept ``tau`` meets the target (below
-        the ceiling, when one is given).
+        CalibrationError: no in-range samples, or no swept ``tau`` meets the target
+            (below the ceiling, when one is given).
     """
     cap = _ceiling_value(ceiling)
     target = check_threshold(max_false_bottom_rate, "max_false_bottom_rate")

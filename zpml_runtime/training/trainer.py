@@ -73,7 +73,7 @@ class SCMTrainer:
         epoch: epochs completed; ``global_step``: optimiser steps taken.
         best_epoch, best_val_loss, stopped_early: early-stopping state;
         best_head_fit_objective: the best epoch's head-fit objective when
-        ``head_fit`` is ``"epoch"``/``"step"`` and there is no validation loader.
+            ``head_fit`` is ``"epoch"``/``"step"`` and there is no validation loader.
     """
 
     def __init__(
