@@ -374,7 +374,7 @@ def test_fit_head_leaves_torch_rng_alone():
 
 
 def test_head_fit_step_refits_after_every_step_and_resumes(tmp_path, monkeypatch):
-    import zpml_runtime.training.trainer as trainer_module
+    import zpml_runtime.training._head_schedule as trainer_module
 
     x, y, loader = pole_data(n=64, batch=16)
     calls = []

@@ -11,12 +11,19 @@ calls the closure equally often.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-__all__ = ["requires_closure"]
+from ..errors import UnsupportedInputError
+from . import _distributed as D
+
+if TYPE_CHECKING:
+    from .trainer import SCMTrainer
+
+__all__ = ["closure_step", "requires_closure"]
 
 
 def requires_closure(optimizer: torch.optim.Optimizer) -> bool:
@@ -42,3 +49,50 @@ class FirstEvaluation:
         """Record one micro-batch of the first evaluation."""
         if not self.done:
             self.records.append((loss.detach(), targets))
+
+
+def closure_step(
+    trainer: SCMTrainer, group: list[tuple[Any, torch.Tensor, Any, str]], tau: float
+) -> list[tuple[torch.Tensor, Any]]:
+    """One step of the trainer's closure optimiser over an accumulation group; returns the first evaluation.
+
+    The closure's objective is the mean of the group's micro-batch losses
+    (averaged across ranks under DDP); solved head gradients are dropped and
+    gradient clipping applies inside it.
+    """
+    t = trainer
+    first = FirstEvaluation()
+    module = t._train_module
+    k = len(group)
+
+    def closure() -> torch.Tensor:
+        t.optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), dtype=torch.float64, device=t.device)
+        for j, (x, y, status, where) in enumerate(group):
+            sync = t._distributed and j + 1 < k
+            with module.no_sync() if sync else contextlib.nullcontext():
+                loss, targets = t._forward_loss(x, y, status, tau, where)
+                if not first.done:
+                    t._check_step_loss(loss, where)
+                (loss / k if k > 1 else loss).backward()
+            first.add(loss, targets)
+            total = total + loss.detach().double() / k
+        first.done = True
+        t._heads.before_step()
+        if t._distributed:
+            total = D.all_reduce_sum(total.reshape(1)).reshape(()) / D.world_size()
+        if t.config.grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(t.model.parameters(), t.config.grad_clip_norm)
+        return total
+
+    t.optimizer.step(closure)
+    t.optimizer.zero_grad(set_to_none=True)
+    t.global_step += 1
+    if t.scheduler is not None and t.config.scheduler_interval == "step" and not t._plateau:
+        t.scheduler.step()
+    if not first.done:
+        raise UnsupportedInputError(
+            f"{type(t.optimizer).__name__}.step(closure) never called the closure; the trainer "
+            "passes a closure only to optimisers that require one"
+        )
+    return first.records

@@ -13,8 +13,6 @@ checkpoints. See ``docs/training.md``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import itertools
 import math
 import random
 import time
@@ -26,7 +24,6 @@ import torch
 from torch import nn
 
 from zpml_core.config import InferenceConfig
-from zpml_core.strict import strict_inference
 
 from ..errors import UnsupportedInputError
 from ..inference.wrapper import SCMInferenceWrapper, split_model_outputs
@@ -40,11 +37,12 @@ from ._batches import (
     split_batch,
     unreachable_bottom_layers,
 )
-from ._closure import FirstEvaluation, requires_closure
+from ._closure import closure_step, requires_closure
+from ._evaluate import evaluate
+from ._head_schedule import HeadSchedule
 from .checkpoint import CHECKPOINT_FORMAT, check_config_hash, load_checkpoint, save_checkpoint
 from .config import TrainingConfig
 from .errors import BottomUnreachableError, LossValueError
-from .head_fit import HeadFitResult, find_head, fit_head
 from .targets import SemanticTargets
 
 __all__ = ["SCMTrainer"]
@@ -125,10 +123,7 @@ class SCMTrainer:
         )
         self._is_wrapper = isinstance(self.model, SCMInferenceWrapper)
         self._closure = requires_closure(optimizer)
-        self._solved: list[nn.Parameter] = []  # head parameters solved by head_fit="epoch"/"step"
-        self._head: nn.Module | None = None
-        self._head_batches: list[Any] | None = None
-        self._last_step_fit: HeadFitResult | None = None
+        self._heads = HeadSchedule(self)
         self._pass_tau = accepts_tau_train(loss_fn)
         self._mask_aware = handles_loss_mask(loss_fn)
         self._unreachable = unreachable_bottom_layers(self.model)
@@ -170,10 +165,7 @@ class SCMTrainer:
             }
         )
         bar = self._progress_bar()
-        if cfg.head_fit != "off" and self.epoch == 0 and cfg.max_epochs > 0:
-            self._fit_head(0)
-        elif cfg.head_fit in ("epoch", "step") and not self._solved and self.epoch < cfg.max_epochs:
-            self._locate_head()  # resumed: the head stays solved, not descended
+        self._heads.start()
         try:
             while self.epoch < cfg.max_epochs and not self.stopped_early:
                 record = self._run_epoch()
@@ -204,7 +196,6 @@ class SCMTrainer:
         )
         return self.history
 
-    @torch.no_grad()
     def evaluate(self, loader: Iterable[Any] | None = None) -> dict[str, float | int | None]:
         """Mean loss and coverage on ``loader`` (default: ``val_loader``).
 
@@ -217,57 +208,7 @@ class SCMTrainer:
         of ``tau_infer`` count exactly as they will at inference.
         Sums are all-reduced across ranks.
         """
-        loader = self.val_loader if loader is None else loader
-        if loader is None:
-            raise UnsupportedInputError("SCMTrainer.evaluate: no loader given and config.val_loader is None")
-        module = self.model
-        was_training = module.training
-        module.eval()
-        tau = 0.5 * (self.config.tau_train_min + self.config.tau_train_max)
-        sums = torch.zeros(4, dtype=torch.float64, device=self.device)  # loss*n, n, covered, n_q
-        try:
-            for i, batch in enumerate(loader):
-                where = f"validation batch {i} (epoch {self.epoch + 1})"
-                x, y, status = split_batch(batch, where)
-                x, y, status = self._to_device(x, y, status)
-                outputs = module.raw(x) if self._is_wrapper else module(x)
-                loss, n, _outputs, _targets = self._loss(outputs, y, status, tau, where)
-                bottom = self._deployed_bottom(outputs)
-                sums += torch.stack(
-                    [
-                        loss.detach().double() * n,
-                        torch.as_tensor(float(n), dtype=torch.float64, device=self.device),
-                        (~bottom).sum().double(),
-                        torch.as_tensor(float(bottom.numel()), dtype=torch.float64, device=self.device),
-                    ]
-                )
-        finally:
-            module.train(was_training)
-        total = D.all_reduce_sum(sums).tolist()
-        return {
-            "val_loss": total[0] / total[1] if total[1] > 0 else None,
-            "val_coverage": total[2] / total[3] if total[3] > 0 else None,
-            "val_rows": int(total[1]),
-        }
-
-    def _deployed_bottom(self, outputs: Any) -> torch.Tensor:
-        """The bottom mask deployment computes for these raw outputs (strict decoding).
-
-        A wrapper without a ``config.tau_infer`` override decodes with its own
-        configuration and validity thresholds (``wrapped.decode``); otherwise
-        :func:`strict_inference` at ``tau_infer``. Either way ``Q = +-inf``,
-        non-finite ``P`` and overflowing quotients are bottom (faults) and the
-        threshold is applied exactly in ``Q``'s dtype.
-        """
-        P, Q, V = split_model_outputs(outputs)
-        P, Q = P.detach(), Q.detach()
-        V = V.detach() if isinstance(V, torch.Tensor) else (None if V is None else [v.detach() for v in V])
-        if self._is_wrapper and self.config.tau_infer is None:
-            return self.model.decode((P, Q) if V is None else (P, Q, V)).bottom_mask
-        taus = self.model.validity_taus if self._is_wrapper else 0.0
-        return strict_inference(
-            P, Q, config=self._val_config, validity_factors=V, validity_taus=taus
-        ).bottom_mask
+        return evaluate(self, loader)
 
     def state_dict(self) -> dict[str, Any]:
         """Checkpoint dictionary (tensors and plain containers only)."""
@@ -374,13 +315,12 @@ class SCMTrainer:
                 taus += tau
                 n_steps += 1
                 if self._closure:
-                    for loss, targets in self._closure_step(group, tau):
+                    for loss, targets in closure_step(self, group, tau):
                         account(loss, targets)
                     group = []
                 else:
                     self._optimizer_step()
-                if cfg.head_fit == "step":
-                    self._refit_step()
+                self._heads.after_step()
                 pending = 0
                 tau = lo if lo == hi else self._rng.uniform(lo, hi)
                 if cfg.log_every_n_steps and self.global_step % cfg.log_every_n_steps == 0:
@@ -392,12 +332,11 @@ class SCMTrainer:
             taus += tau
             n_steps += 1
             if self._closure:
-                for loss, targets in self._closure_step(group, tau):
+                for loss, targets in closure_step(self, group, tau):
                     account(loss, targets)
             else:
                 self._optimizer_step()
-            if cfg.head_fit == "step":
-                self._refit_step()
+            self._heads.after_step()
         if not losses:
             raise UnsupportedInputError(f"epoch {epoch}: train_loader yielded no batches")
         stacked = torch.stack(losses)
@@ -440,12 +379,7 @@ class SCMTrainer:
             "n_bottom_rows": int(total[2] - total[3]),  # Y_d == 0, minus the excluded (0, 0) rows
             "n_missing_rows": int(total[3]),
         }
-        if cfg.head_fit == "epoch":
-            record["head_fit_objective"] = self._fit_head(epoch).objective_after
-        elif cfg.head_fit == "step" and self._last_step_fit is not None:
-            record["head_fit_objective"] = self._last_step_fit.objective_after
-        if "head_fit_objective" in record and self.val_loader is None:
-            self._track_best_fit(record)
+        self._heads.after_epoch(epoch, record)
         terms = getattr(self.loss_fn, "last_terms", None)
         if isinstance(terms, dict) and terms:
             record["loss_terms"] = dict(terms)
@@ -461,66 +395,6 @@ class SCMTrainer:
         record["time_s"] = time.perf_counter() - t0
         return record
 
-    def _fit_head(self, epoch: int) -> HeadFitResult:
-        """Fit the projective head on the training data (``TrainingConfig.head_fit``); logs a record."""
-        cfg = self.config
-        result = fit_head(
-            self.model,
-            self._head_data(),
-            max_batches=cfg.head_fit_batches,
-            weighting=cfg.head_fit_weighting,
-            max_iter=cfg.head_fit_max_iter * (5 if epoch == 0 else 1),
-        )
-        self._emit({"event": "head_fit", "epoch": epoch, **dataclasses.asdict(result)})
-        if cfg.head_fit in ("epoch", "step"):
-            raw = self.model.model if self._is_wrapper else self.model
-            self._head = dict(raw.named_modules())[result.head]
-            self._solved = [p for p in self._head.parameters() if p.requires_grad]
-        return result
-
-    def _head_data(self) -> Iterable[Any]:
-        """Batches of the head fit: the loader, or (``head_fit="step"``) its batches cached once."""
-        if self.config.head_fit != "step":
-            return self.train_loader
-        if self._head_batches is None:
-            with torch.random.fork_rng(devices=[]):  # leave the training shuffle alone
-                limit = self.config.head_fit_batches
-                self._head_batches = list(itertools.islice(self.train_loader, limit))
-        return self._head_batches
-
-    def _refit_step(self) -> None:
-        """``head_fit="step"``: solve the head again after an optimiser step (warm start, no log record)."""
-        self._last_step_fit = fit_head(
-            self.model,
-            self._head_data(),
-            head=self._head,
-            weighting=self.config.head_fit_weighting,
-            max_iter=self.config.head_fit_max_iter,
-        )
-
-    def _locate_head(self) -> None:
-        """Find the head ``head_fit="epoch"``/``"step"`` solves (on the first training batch), without fitting it."""
-        with torch.random.fork_rng(devices=[]):  # a shuffled loader draws from torch's RNG: leave it alone
-            first = next(iter(self.train_loader), None)
-        if first is None:
-            raise UnsupportedInputError("SCMTrainer: train_loader yielded no batches")
-        x = split_batch(first, "head_fit")[0]
-        x = x.to(self.device) if isinstance(x, torch.Tensor) else x
-        raw = self.model.model if self._is_wrapper else self.model
-        was_training = raw.training
-        raw.eval()
-        try:
-            _name, head = find_head(raw, x)
-        finally:
-            raw.train(was_training)
-        self._head = head
-        self._solved = [p for p in head.parameters() if p.requires_grad]
-
-    def _drop_solved_grads(self) -> None:
-        """``head_fit="epoch"``/``"step"``: the head is solved, not descended (variable projection)."""
-        for p in self._solved:
-            p.grad = None
-
     def _forward_loss(self, x: Any, y: torch.Tensor, status: Any, tau: float, where: str) -> tuple[torch.Tensor, Any]:
         """Forward one training micro-batch and return ``(loss, lifted targets)``."""
         outputs = self._train_module(x) if not self._is_wrapper or self._distributed else self.model.raw(x)
@@ -535,54 +409,8 @@ class SCMTrainer:
                 "the loss (a gamma > 0 avoids 0/0)"
             )
 
-    def _closure_step(
-        self, group: list[tuple[Any, torch.Tensor, Any, str]], tau: float
-    ) -> list[tuple[torch.Tensor, Any]]:
-        """One step of a closure optimiser over an accumulation group; returns the first evaluation.
-
-        The closure's objective is the mean of the group's micro-batch losses
-        (averaged across ranks under DDP); gradient clipping applies inside it.
-        """
-        first = FirstEvaluation()
-        module = self._train_module
-        k = len(group)
-
-        def closure() -> torch.Tensor:
-            self.optimizer.zero_grad(set_to_none=True)
-            total = torch.zeros((), dtype=torch.float64, device=self.device)
-            for j, (x, y, status, where) in enumerate(group):
-                sync = self._distributed and j + 1 < k
-                with module.no_sync() if sync else contextlib.nullcontext():
-                    loss, targets = self._forward_loss(x, y, status, tau, where)
-                    if not first.done:
-                        self._check_step_loss(loss, where)
-                    (loss / k if k > 1 else loss).backward()
-                first.add(loss, targets)
-                total = total + loss.detach().double() / k
-            first.done = True
-            if self._solved:
-                self._drop_solved_grads()
-            if self._distributed:
-                total = D.all_reduce_sum(total.reshape(1)).reshape(()) / D.world_size()
-            if self.config.grad_clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
-            return total
-
-        self.optimizer.step(closure)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.global_step += 1
-        if self.scheduler is not None and self.config.scheduler_interval == "step" and not self._plateau:
-            self.scheduler.step()
-        if not first.done:
-            raise UnsupportedInputError(
-                f"{type(self.optimizer).__name__}.step(closure) never called the closure; the trainer "
-                "passes a closure only to optimisers that require one"
-            )
-        return first.records
-
     def _optimizer_step(self) -> None:
-        if self._solved:
-            self._drop_solved_grads()
+        self._heads.before_step()
         if self.config.grad_clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
         self.optimizer.step()
@@ -631,26 +459,6 @@ class SCMTrainer:
                 "scalar (0-d) tensor: reduce per-row losses with .mean() or .sum()"
             )
         return loss.reshape(()), n, call_outputs, targets
-
-    def _track_best_fit(self, record: dict[str, Any]) -> None:
-        """Without a validation loader, the epoch with the lowest head-fit objective is the best one.
-
-        Adam's steps on the rest of the model are not monotone (the loss spikes
-        now and then); ``restore_best`` then returns the best fitted state
-        instead of whatever the last epoch left.
-        """
-        value = record["head_fit_objective"]
-        improved = math.isfinite(value) and (
-            self.best_head_fit_objective is None or value < self.best_head_fit_objective
-        )
-        if self._distributed:  # rank 0's objective decides (its head was broadcast), so ranks agree
-            flag = torch.tensor([1.0 if improved and self._rank0 else 0.0], device=self.device)
-            improved = bool(D.all_reduce_max(flag).item() > 0)
-        if improved:
-            self.best_head_fit_objective = float(value)
-            self.best_epoch = record["epoch"]
-            self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        record["best"] = improved
 
     def _early_stopping(self, record: dict[str, Any]) -> None:
         val = record.get("val_loss")
