@@ -1,8 +1,10 @@
-"""SCMTrainer + L-BFGS under ``torchrun --nproc_per_node=2`` (used by ``test_trainer_closure.py``).
+"""SCMTrainer + L-BFGS, or + ``head_fit="epoch"``, under ``torchrun --nproc_per_node=2``.
 
-Each rank sees its own shard of the data, so the closure's local losses differ;
-the trainer averages them across ranks, so both ranks take the same line-search
-decisions and end with identical parameters. Writes ``OUT_DIR/rank{r}.json``.
+Used by ``test_trainer_closure.py``: ``ddp_lbfgs_script.py OUT_DIR [lbfgs|head_fit]``.
+Each rank sees its own shard of the data, so local losses (and local head fits)
+differ; the trainer averages the closure's loss across ranks and broadcasts
+rank 0's head fit, so both ranks take the same decisions and end with
+identical parameters. Writes ``OUT_DIR/rank{r}.json``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from zpml_runtime.layers import AngularProjectiveHead
 from zpml_runtime.losses import implicit_loss
 from zpml_runtime.training import SCMTrainer, TrainingConfig
 
@@ -32,7 +35,18 @@ class Moebius(nn.Module):
         return self.a[0] + self.a[1] * x, self.b[0] + self.b[1] * x
 
 
-def main(out: Path) -> None:
+class Backboned(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Linear(1, 8), nn.ReLU())
+        self.head = AngularProjectiveHead(8, dtype=torch.float64)
+
+    def forward(self, x):
+        p, q = self.head(self.backbone(x))
+        return p.squeeze(-1), q.squeeze(-1)
+
+
+def main(out: Path, mode: str) -> None:
     torch.set_num_threads(1)
     if "WORLD_SIZE" in os.environ:
         dist.init_process_group("gloo")
@@ -49,11 +63,19 @@ def main(out: Path) -> None:
         p, q = outputs
         return implicit_loss(p, q, *targets)
 
-    model = Moebius()
-    opt = torch.optim.LBFGS(model.parameters(), max_iter=10, line_search_fn="strong_wolfe")
-    history = SCMTrainer(model, opt, loss_fn, loader, config=TrainingConfig(max_epochs=3, progress=False)).fit()
+    if mode == "lbfgs":
+        model = Moebius()
+        opt = torch.optim.LBFGS(model.parameters(), max_iter=10, line_search_fn="strong_wolfe")
+        config = TrainingConfig(max_epochs=3, progress=False)
+    else:
+        model = Backboned().double()
+        opt = torch.optim.Adam(model.parameters(), lr=3e-2)
+        config = TrainingConfig(max_epochs=4, progress=False, head_fit="epoch", head_fit_max_iter=5)
+    trainer = SCMTrainer(model, opt, loss_fn, loader, config=config)
+    history = trainer.fit()
     result = {
-        "params": [float(v) for v in torch.cat([model.a.detach(), model.b.detach()])],
+        "params": [float(v) for v in torch.cat([p.detach().reshape(-1) for p in model.parameters()])],
+        "best_epoch": trainer.best_epoch,
         "history": history,
         "loss_calls": calls[0],
     }
@@ -63,4 +85,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "lbfgs")

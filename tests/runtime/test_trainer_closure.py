@@ -197,7 +197,8 @@ def test_lbfgs_checkpoint_resume_matches_uninterrupted(tmp_path):
 @pytest.mark.skipif(
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(), reason="gloo needed"
 )
-def test_lbfgs_under_torchrun_keeps_ranks_in_lockstep(tmp_path):
+@pytest.mark.parametrize("mode", ["lbfgs", "head_fit"])
+def test_lbfgs_and_head_fit_under_torchrun_keep_ranks_in_lockstep(tmp_path, mode):
     import json
     import os
     import socket
@@ -210,11 +211,15 @@ def test_lbfgs_under_torchrun_keeps_ranks_in_lockstep(tmp_path):
         port = int(s.getsockname()[1])
     script = Path(__file__).with_name("ddp_lbfgs_script.py")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-           "--master_addr=127.0.0.1", f"--master_port={port}", str(script), str(tmp_path)]
+           "--master_addr=127.0.0.1", f"--master_port={port}", str(script), str(tmp_path), mode]
     proc = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert r0["params"] == r1["params"]
+    if mode == "head_fit":  # rank 0's head fit was broadcast and its objective chose the best epoch
+        assert r0["best_epoch"] == r1["best_epoch"] is not None
+        assert [h["head_fit_objective"] for h in r0["history"]] == [h["head_fit_objective"] for h in r1["history"]]
+        return
     # equal numbers of closure evaluations (else gloo would have deadlocked or diverged)
     assert r0["loss_calls"] == r1["loss_calls"] > 3 * 2
     assert [h["train_loss"] for h in r0["history"]] == [h["train_loss"] for h in r1["history"]]

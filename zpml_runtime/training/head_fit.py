@@ -311,7 +311,7 @@ def fit_head(
     data. torch's global RNG is left as it was (a shuffled loader's draws are
     undone), so a run with a head fit shuffles its batches as one without.
     Returns a :class:`HeadFitResult`. Under ``torch.distributed`` rank 0's
-    fit is broadcast so every rank holds the same head.
+    fit (and its objective values) is broadcast so every rank holds the same head.
     """
     if weighting not in WEIGHTINGS:
         raise InvalidConfigError(f"fit_head: weighting must be one of {WEIGHTINGS}, got {weighting!r}")
@@ -346,8 +346,8 @@ def fit_head(
         result = _fit(mod, cache, gamma, max_iter, linear_start)
     finally:
         raw.train(was_training)
-    _broadcast(mod)
-    return HeadFitResult(name, rows, result[0], result[1], result[2], result[3], time.perf_counter() - t0)
+    before, after = _broadcast(mod, result[0], result[1])
+    return HeadFitResult(name, rows, before, after, result[2], result[3], time.perf_counter() - t0)
 
 
 def _fit(
@@ -394,12 +394,16 @@ def _fit(
     return before, best, used_linear, evaluations
 
 
-def _broadcast(head: nn.Module) -> None:
-    """Rank 0's head parameters on every rank (no-op without an initialised process group)."""
+def _broadcast(head: nn.Module, before: float, after: float) -> tuple[float, float]:
+    """Rank 0's head parameters and objectives on every rank (no-op without a process group)."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
-        return
+        return before, after
+    device = next(head.parameters()).device
     with torch.no_grad():
         for p in head.parameters():
             dist.broadcast(p.data, src=0)
+        values = torch.tensor([before, after], dtype=torch.float64, device=device)
+        dist.broadcast(values, src=0)
+    return float(values[0]), float(values[1])

@@ -112,7 +112,11 @@ class SCMTrainer:
         self.scheduler = scheduler
         self.config = config
         self._distributed = config.distributed == "auto" and D.is_distributed()
-        self._train_module = D.wrap_ddp(model) if self._distributed else model
+        # the DDP wrapper this trainer makes lives only during fit(): a wrapper kept afterwards would
+        # hold the process group, so destroy_process_group() could not stop it and the script would
+        # hang at exit (a DDP module the caller passed in is the caller's)
+        self._owns_ddp = self._distributed and D.unwrap_ddp(model) is model
+        self._train_module: nn.Module = model
         self.train_loader = (
             D.shard_loader(train_loader, shuffle_seed=config.seed, train=True) if self._distributed else train_loader
         )
@@ -165,8 +169,10 @@ class SCMTrainer:
             }
         )
         bar = self._progress_bar()
-        self._heads.start()
+        if self._owns_ddp:
+            self._train_module = D.wrap_ddp(self.model)
         try:
+            self._heads.start()
             while self.epoch < cfg.max_epochs and not self.stopped_early:
                 record = self._run_epoch()
                 self.history.append(record)
@@ -178,6 +184,8 @@ class SCMTrainer:
         finally:
             if bar is not None:
                 bar.close()
+            if self._owns_ddp:
+                self._train_module = self.model
         restored = False
         if cfg.restore_best and self._best_state is not None:
             self.model.load_state_dict(self._best_state)
