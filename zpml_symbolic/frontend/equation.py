@@ -19,12 +19,8 @@ import sympy as sp
 
 from zpml_symbolic.errors import InputTypeError, InvalidArgumentError
 from zpml_symbolic.frontend.coefficient import Coefficient
-from zpml_symbolic.frontend.parser import (
-    _IDENT_RE,
-    _check_dialect,
-    _Token,
-    run_parser,
-)
+from zpml_symbolic.frontend.lexer import IDENT_RE, Token
+from zpml_symbolic.frontend.parser import check_dialect, run_parser
 
 __all__ = ["Equation", "default_variables", "equation_identifiers", "parse_equation"]
 
@@ -66,7 +62,7 @@ def equation_identifiers(text: str) -> tuple[str, ...]:
     if not isinstance(text, str):
         raise InputTypeError(f"an equation must be a str, got {type(text).__name__}")
     out: dict[str, None] = {}
-    for m in _IDENT_RE.finditer(text):
+    for m in IDENT_RE.finditer(text):
         start, end = m.span()
         if start > 0 and (text[start - 1].isalnum() or text[start - 1] in "._"):
             continue  # inside a number such as 1e5 or 1.5f0
@@ -108,13 +104,13 @@ def parse_equation(text: str, *, prefix: str = "c", dialect: str = "pysr") -> Eq
         )
     if not isinstance(prefix, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix):
         raise InvalidArgumentError(f"prefix must be an ASCII identifier, got {prefix!r}")
-    pysr = _check_dialect(dialect)
-    taken = set(_IDENT_RE.findall(text))
+    pysr = check_dialect(dialect)
+    taken = set(IDENT_RE.findall(text))
     constants: dict[str, Fraction] = {}
     literals: dict[str, str] = {}
     counter = [0]
 
-    def lift(tok: _Token, negated: bool) -> sp.Expr | None:
+    def lift(tok: Token, negated: bool) -> sp.Expr | None:
         if tok.is_integer_literal:
             return None
         assert tok.value is not None
