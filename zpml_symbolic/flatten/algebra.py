@@ -14,21 +14,24 @@ polynomial GCD (not only monomials): ``((x+1)(x+2))/((x+1)(x+3))`` reduces to
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from fractions import Fraction
 
-import sympy as sp
 from sympy.polys.domains import QQ
-from sympy.polys.rings import PolyElement, PolyRing
+from sympy.polys.rings import PolyElement
 
 from zpml_symbolic.errors import BudgetExceededError
 from zpml_symbolic.flatten.budget import Budget, BudgetMeter
 from zpml_symbolic.flatten.factoring import factor_integer_poly, integer_gcd
-from zpml_symbolic.flatten.numeric_ir import ONE, ZERO, horner, n_add, n_mul, n_pow, product
+from zpml_symbolic.flatten.numeric_ir import ONE, n_add, n_mul, n_pow
+from zpml_symbolic.flatten.polyring import (
+    FactoredProduct,
+    Factorisation,
+    Frac,
+    RingArithmetic,
+    fresh_hash,
+    total_degree,
+)
 from zpml_symbolic.ir import node as ir_node
-from zpml_symbolic.ir.node import Node
-
-Factorisation = tuple[object, tuple[tuple[PolyElement, int], ...]]
 
 #: A product whose factors are all known is expanded and handed to the
 #: factoriser only to reproduce its factor *order*, within this many terms and
@@ -37,167 +40,8 @@ ORDER_PROBE_TERMS = 50_000
 ORDER_PROBE_WORK = 1_000_000
 
 
-@dataclass(slots=True)
-class Frac:
-    """``num / prod(den)`` with coprime numerator and factored denominator.
-
-    ``num_ir`` and ``den_ir`` are division-free IRs exactly equal to ``num``
-    and the expanded denominator, in the structural form of
-    :mod:`zpml_symbolic.flatten.numeric_ir` (what emitters evaluate).
-    """
-
-    num: PolyElement
-    den: dict[PolyElement, int]
-    den_expanded: PolyElement | None
-    num_ir: Node
-    den_ir: Node
-
-
-@dataclass(slots=True)
-class FactoredProduct:
-    """A product of fractions kept factored, for a divisor: ``content*prod(h**m) / prod(den)``.
-
-    What :meth:`PolyContext.mul` would give for the same product, except
-    that the numerator is never expanded: ``pairs`` is its irreducible
-    factorisation, in the order :meth:`PolyContext.factor` gives for the
-    expanded numerator. ``zero`` is True when some multiplicand is zero.
-    """
-
-    zero: bool
-    content: object
-    pairs: tuple[tuple[PolyElement, int], ...]
-    den: dict[PolyElement, int]
-    den_expanded: PolyElement | None
-    den_ir: Node
-
-
-class PolyContext:
+class PolyContext(RingArithmetic):
     """The polynomial ring of one flatten call plus exact, budgeted arithmetic."""
-
-    def __init__(
-        self, gen_names: tuple[str, ...], meter: BudgetMeter, gen_nodes: tuple[Node, ...] = ()
-    ) -> None:
-        symbols = [sp.Symbol(f"g{i}") for i in range(len(gen_names))]
-        self.ring: PolyRing = (
-            PolyRing(symbols, QQ, "lex") if symbols else PolyRing([sp.Dummy("g")], QQ, "lex")
-        )
-        self.gen_names = gen_names
-        self.gens: dict[str, PolyElement] = dict(zip(gen_names, self.ring.gens, strict=False))
-        self.meter = meter
-        self.ngens = max(1, len(gen_names))
-        self._factor_cache: dict[PolyElement, Factorisation] = {}
-        # products whose multiplicands are known, by id (hashing big polynomials is
-        # slow): id(p) -> (p, "mul", a, b) or (p, "pow", a, n); p is kept alive here
-        self._hints: dict[int, tuple[PolyElement, str, PolyElement, PolyElement | int]] = {}
-        self.one = self.ring.one
-        self.zero = self.ring.zero
-        self.gen_nodes = gen_nodes or tuple(ir_node.var(n) for n in gen_names)
-        self._factor_ir: dict[PolyElement, Node] = {}
-        self._factor_degree: dict[PolyElement, int] = {}
-
-    # ----------------------------------------------------------------- basics
-    def const(self, value: Fraction) -> Frac:
-        """A constant as a fraction with empty denominator."""
-        self.meter.check_bits(
-            max(value.numerator.bit_length(), value.denominator.bit_length()), "a constant"
-        )
-        return Frac(
-            self.ring(QQ(value.numerator, value.denominator)),
-            {},
-            self.one,
-            ir_node.const(value),
-            ONE,
-        )
-
-    def gen(self, name: str) -> Frac:
-        """A generator (variable or parameter)."""
-        node = self.gen_nodes[self.gen_names.index(name)]
-        return Frac(self.gens[name], {}, self.one, node, ONE)
-
-    def zero_frac(self) -> Frac:
-        """The fraction ``0/1``."""
-        return Frac(self.zero, {}, self.one, ZERO, ONE)
-
-    # ------------------------------------------------------------- numeric IR
-    def factor_ir(self, f: PolyElement) -> Node:
-        """Horner IR of a canonical factor (cached)."""
-        node = self._factor_ir.get(f)
-        if node is None:
-            node = self._factor_ir[f] = horner(f, self.gen_nodes, self.meter)
-        return node
-
-    def poly_ir(self, p: PolyElement) -> Node:
-        """Horner IR of any polynomial."""
-        return horner(p, self.gen_nodes, self.meter)
-
-    def degree(self, f: PolyElement) -> int:
-        """Total degree of a denominator factor (cached, like its Horner form)."""
-        d = self._factor_degree.get(f)
-        if d is None:
-            d = self._factor_degree[f] = _deg(f)
-        return d
-
-    def product_ir(self, den: dict[PolyElement, int]) -> Node:
-        """IR of ``prod(f**e)``."""
-        return product([(self.factor_ir(f), e) for f, e in den.items()])
-
-    def mul_poly(self, a: PolyElement, b: PolyElement) -> PolyElement:
-        """``a * b`` after a budget check (degree, terms, coefficient bits, work)."""
-        if a.is_ground and b.is_ground:
-            if a and b:
-                self.meter.check_bits(_bits(a) + _bits(b), "a constant product")
-            return a * b
-        if a.is_ground or b.is_ground:
-            c, p = (a, b) if a.is_ground else (b, a)
-            if not c or _unit(c.LC):
-                return a * b
-            self.meter.check_product(0, _deg(p), 1, len(p), self.ngens, _bits(c), _bits(p))
-            return a * b
-        self.meter.check_product(_deg(a), _deg(b), len(a), len(b), self.ngens, _bits(a), _bits(b))
-        out = a * b
-        self.meter.check_terms(len(out))
-        return out
-
-    def pow_poly(self, a: PolyElement, n: int) -> PolyElement:
-        """``a ** n`` by repeated squaring, every product budget-checked.
-
-        A constant power is checked against ``max_coefficient_bits`` before it
-        is computed (``2**9999999999999`` is refused, not attempted).
-        """
-        if n == 0:
-            return self.one
-        if a.is_ground:
-            if not a:
-                return self.zero
-            c = a.LC
-            if _unit(c):
-                return self.one if c > 0 or n % 2 == 0 else -self.one
-            self.meter.check_constant_power(int(c.numerator), int(c.denominator), n)
-            return a**n
-        self.meter.check_power(_deg(a), n)
-        self.meter.check_bits(_bits(a) * n, "a power (estimate of its coefficients)")
-        result = self.one
-        base = a
-        while True:
-            if n & 1:
-                result = self.mul_poly(result, base)
-            n >>= 1
-            if not n:
-                return result
-            base = self.mul_poly(base, base)
-
-    def product(self, factors: dict[PolyElement, int]) -> PolyElement:
-        """Expand ``prod(f**e)``."""
-        out = self.one
-        for f, e in factors.items():
-            out = self.mul_poly(out, self.pow_poly(f, e))
-        return out
-
-    def expanded_den(self, a: Frac) -> PolyElement:
-        """The expanded denominator of ``a`` (cached)."""
-        if a.den_expanded is None:
-            a.den_expanded = self.product(a.den)
-        return a.den_expanded
 
     # ------------------------------------------------------- normal form, factoring
     def normalize(self, f: PolyElement) -> tuple[object, PolyElement]:
@@ -218,7 +62,7 @@ class PolyContext:
         if f.LC < 0:
             content = -content
         g = f if content == 1 else f.quo_ground(content)
-        return content, _fresh(g)
+        return content, fresh_hash(g)
 
     def factor(self, f: PolyElement) -> Factorisation:
         """Irreducible factorisation ``f = c * prod(g**m)`` with normalised ``g``.
@@ -254,7 +98,7 @@ class PolyContext:
         tail: list[tuple[PolyElement, int]] = []
         while True:
             self.meter.charge(len(g), "the total work so far (factoring)")
-            if _deg(g) == 1:
+            if total_degree(g) == 1:
                 head: tuple[tuple[PolyElement, int], ...] = ((g, 1),)
                 break
             i = next((i for i, d in enumerate(g.degrees()) if d == 1), None)
@@ -350,7 +194,7 @@ class PolyContext:
         tail: list[tuple[PolyElement, int]] = []
         while items:
             self.meter.tick()
-            if sum(m * _deg(h) for h, m in items) == 1:
+            if sum(m * total_degree(h) for h, m in items) == 1:
                 break
             i = next((i for i, d in enumerate(totals) if d == 1), None)
             if i is None:
@@ -394,11 +238,11 @@ class PolyContext:
         """Divide ``num`` by candidate factors of ``den`` while they divide it."""
         for f in candidates:
             while den.get(f, 0) > 0 and num and not num.is_ground and _may_divide(num, f):
-                self.meter.check_product(_deg(num), 0, len(num), len(f), self.ngens)
+                self.meter.check_product(total_degree(num), 0, len(num), len(f), self.ngens)
                 q, r = num.div(f)
                 if r:
                     break
-                num = _fresh(q)
+                num = fresh_hash(q)
                 den[f] -= 1
                 if den[f] == 0:
                     del den[f]
@@ -542,25 +386,6 @@ class PolyContext:
         return Frac(num, den, None, n_mul(scale_ir, n_pow(a.den_ir, n)), self.product_ir(den))
 
 
-def _deg(p: PolyElement) -> int:
-    """Total degree (0 for constants and the zero polynomial)."""
-    if not p:
-        return 0
-    return max(sum(m) for m in p.itermonoms())
-
-
-def _fresh(p: PolyElement) -> PolyElement:
-    """Drop a cached hash: sympy's ``div``/``exquo`` return quotients whose cached hash is stale.
-
-    (The quotient starts as a zero polynomial that gets hashed, then is
-    filled in place.) A stale hash breaks dict and set lookups of factors,
-    which showed up as one factor listed twice. Recomputing a correct
-    hash gives the same value, so this is always safe.
-    """
-    p._hash = None
-    return p
-
-
 def _cancel_lists(num: dict[PolyElement, int], den: dict[PolyElement, int]) -> None:
     """Cancel common irreducible factors of a factored numerator and a denominator, in place.
 
@@ -574,21 +399,6 @@ def _cancel_lists(num: dict[PolyElement, int], den: dict[PolyElement, int]) -> N
             den[f] -= k
             if den[f] == 0:
                 del den[f]
-
-
-def _bits(p: PolyElement) -> int:
-    """Bits of the largest numerator or denominator among the coefficients of ``p``."""
-    best = 0
-    for c in p.itercoeffs():
-        b = max(c.numerator.bit_length(), c.denominator.bit_length())
-        if b > best:
-            best = b
-    return best
-
-
-def _unit(c: object) -> bool:
-    """Whether a ground coefficient is +1 or -1 (its powers cost nothing)."""
-    return c == 1 or c == -1
 
 
 def _pair_key(pair: tuple[PolyElement, int]) -> tuple[object, ...]:
