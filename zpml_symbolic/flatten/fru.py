@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,12 @@ from sympy.polys.rings import PolyElement
 from zpml_symbolic.errors import InvalidArgumentError
 from zpml_symbolic.flatten.numeric_ir import ZERO
 from zpml_symbolic.flatten.provenance import DenominatorSource, SourceOccurrence
+from zpml_symbolic.flatten.records import (
+    Explanation,
+    FactorRecord,
+    FRUDegrees,
+    StructuralValidityFailure,
+)
 from zpml_symbolic.flatten.schema import (
     StructuralValidityOutput,
     StructuralValidityOutputSchema,
@@ -28,71 +33,6 @@ from zpml_symbolic.ir.printer import int_digits
 
 if TYPE_CHECKING:
     from zpml_symbolic.flatten.algebra import PolyContext
-
-
-@dataclass(frozen=True, slots=True)
-class FactorRecord:
-    """A raw record from the flattening walk: one factor at one division."""
-
-    factor: PolyElement
-    occurrence: SourceOccurrence
-
-
-@dataclass(frozen=True, slots=True)
-class FRUDegrees:
-    """Total degrees in the input variables (parameters not counted)."""
-
-    numerator: int
-    denominator: int
-    validity_factors: tuple[int, ...]
-    per_variable: dict[str, tuple[int, int]]
-
-
-@dataclass(frozen=True, slots=True)
-class StructuralValidityFailure:
-    """A retained validity factor that fails at a point (docs/semantics.md §3 split)."""
-
-    index: int
-    source: DenominatorSource
-    value: Fraction | float
-    fault: bool
-    semantic: bool
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class Explanation:
-    """Why the expression is (or is not) bottom at a point."""
-
-    point: dict[str, str]
-    value: sp.Rational | _Bottom
-    causes: tuple[DenominatorSource, ...]
-    denominator_zero: bool
-
-    @property
-    def bottom(self) -> bool:
-        """True when the strict value is bottom."""
-        return self.value is BOTTOM
-
-    def __repr__(self) -> str:
-        return (
-            f"Explanation(point={self.point!r}, value={expr_text(self.value, abbreviate=True)}, "
-            f"causes={len(self.causes)}, denominator_zero={self.denominator_zero})"
-        )
-
-    def __str__(self) -> str:
-        at = ", ".join(f"{k}={v}" for k, v in self.point.items())
-        if not self.bottom:
-            return f"defined at {at}: value {expr_text(self.value, abbreviate=True)}"
-        lines = [f"bottom at {at}:"]
-        for c in self.causes:
-            for o in c.occurrences:
-                lines.append(
-                    f"  denominator factor {expr_text(c.factor, abbreviate=True)} is zero: {o.kind} of "
-                    f"{o.source!r} (divisor {o.divisor!r}) at {o.path}"
-                )
-        if self.denominator_zero:
-            lines.append("  (the reduced denominator Q is zero here too)")
-        return "\n".join(lines)
 
 
 class FlattenedFRU:
@@ -292,9 +232,7 @@ class FlattenedFRU:
             raise InvalidArgumentError(f"no value given for {missing} (needs {names})")
         extra = sorted(set(by_name) - set(names))
         if extra and unknown == "error":
-            raise InvalidArgumentError(
-                f"values given for unknown symbols {extra} (knows {names})"
-            )
+            raise InvalidArgumentError(f"values given for unknown symbols {extra} (knows {names})")
         return [to_fraction(by_name[n], name=n) for n in names]
 
     def _eval(self, p: PolyElement, point: list[Fraction | float]) -> Fraction | float:
