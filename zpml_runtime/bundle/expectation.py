@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from zpml_runtime.bundle.exact import MetadataFRU
+from zpml_runtime.bundle.metadata import EffectiveThresholds
 from zpml_runtime.bundle.sampling import Point, representable
 
 _MANTISSA = {"float32": 24, "float64": 53}
@@ -169,13 +170,13 @@ def expected_outputs(
     point: Point,
     params: Sequence[Fraction],
     polys: _Polys,
-    thresholds: dict[str, Any],
+    thresholds: EffectiveThresholds,
     dtype: str,
 ) -> _Expected | None:
     """The strict outputs at ``point`` from exact arithmetic; ``None`` when undecidable."""
-    t_infer = _threshold(thresholds.get("t_infer"))
-    t_train = _threshold(thresholds.get("t_train"))
-    t_factors = [_threshold(t) for t in thresholds.get("t_factors", [])]
+    t_infer = _threshold(thresholds.t_infer)
+    t_train = _threshold(thresholds.t_train)
+    t_factors = [_threshold(t) for t in thresholds.t_factors]
     nonfinite = {
         fru.generators.index(v)
         for v, x in zip(fru.variables, point.values, strict=True)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from zpml_runtime.bundle.format import STRICT_OUTPUTS, BundleError, BundleSmokeTestError
+from zpml_runtime.bundle.metadata import BundleMetadata
 from zpml_runtime.bundle.validate import ValidatedBundle, make_session, open_validated
 from zpml_runtime.bundle.verify import UnverifiedBundleWarning
 
@@ -104,6 +105,8 @@ class OnnxRuntimeBundle:
     ) -> None:
         self.path = validated.path
         self.metadata = validated.metadata
+        #: the metadata as typed records
+        self.info = validated.info or BundleMetadata.parse(validated.metadata)
         self.smoke_inputs = validated.smoke_inputs
         self.semantic = validated.semantic
         #: the whole graph was reproduced from the recorded expression (see :func:`validate_bundle`)
@@ -120,13 +123,13 @@ class OnnxRuntimeBundle:
             session = make_session(validated.model_bytes, providers, str(validated.path))
         self.session = session
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.input_dtype = np.dtype(self.metadata["input"]["dtype"])
-        self.variables = tuple(self.metadata["input"]["variables"])
-        multi = self.metadata.get("multi_output")
+        self.input_dtype = np.dtype(self.info.dtype)
+        self.variables = self.info.input.variables
+        multi = self.info.multi_output
         #: outputs per sample: ``decoded`` etc. are ``[batch]`` for 1, ``[batch, k]`` for k >= 2
-        self.num_outputs = int(multi["k"]) if multi else 1
+        self.num_outputs = self.info.num_outputs
         #: names of the outputs (column order of a multi-output bundle)
-        self.result_names = tuple(multi["output_names"]) if multi else ("decoded",)
+        self.result_names = multi.output_names if multi else ("decoded",)
 
     def run(self, x: Any) -> BundleResult:
         """Run on ``x`` of shape ``[batch, n_vars]`` (cast to the bundle's dtype).
@@ -145,7 +148,7 @@ class OnnxRuntimeBundle:
             raise BundleError(f"input must be floating point, got {arr.dtype}")
         arr = np.ascontiguousarray(arr.astype(self.input_dtype, copy=False))
         try:
-            values = self.session.run(None, {self.metadata["input"]["name"]: arr})
+            values = self.session.run(None, {self.info.input.name: arr})
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise BundleError(
                 f"onnxruntime failed to run bundle {self.path}: {str(e).splitlines()[0][:300]}"
@@ -252,11 +255,7 @@ def run_bundle_reference_smoke_test(
         x = inputs[0] if isinstance(inputs, tuple | list) else inputs
         x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
     x = np.ascontiguousarray(x.astype(runtime.input_dtype))
-    schema = runtime.metadata.get("structural_validity_output_schema")
-    exprs = runtime.metadata.get("expressions")
-    if schema is None and isinstance(exprs, list) and exprs:
-        schema = exprs[0].get("schema")
-    prefix = schema.get("prefix") if isinstance(schema, dict) else None
+    prefix = runtime.info.factor_prefix
     got = runtime.run(x).as_dict()
     want = _reference_outputs(reference, x, prefix)
     tol = rtol if rtol is not None else (1e-5 if runtime.input_dtype == np.float32 else 1e-12)

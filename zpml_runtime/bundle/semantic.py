@@ -25,7 +25,7 @@ several sizes (1, 2, 7, all rows, across a row-tile boundary) and compares:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -42,6 +42,7 @@ from zpml_runtime.bundle.expectation import (
     _threshold,
     expected_outputs,
 )
+from zpml_runtime.bundle.metadata import BundleMetadata, EffectiveThresholds, Gauge, Threshold
 from zpml_runtime.bundle.sampling import (
     Point,
     ScaleSchedule,
@@ -98,14 +99,12 @@ def _scale(terms: Terms, e: int) -> Terms:
     return tuple((exps, c * f) for exps, c in terms)
 
 
-def gauge_exponents(metadata: dict[str, Any] | None) -> tuple[int, list[int]]:
+def gauge_exponents(metadata: Mapping[str, Any] | None) -> tuple[int, list[int]]:
     """``(e_PQ, [e_i per validity output])`` of the emitted gauge (emitted = ``2**-e`` canonical)."""
-    from zpml_runtime.bundle.multi import single_gauge
-
-    gauge = single_gauge(metadata) if metadata is not None else None
+    gauge = Gauge.of(metadata) if metadata is not None else None
     if gauge is None:
         return 0, []
-    return int(gauge.get("PQ", 0)), [int(e) for e in gauge.get("V", [])]
+    return gauge.pq, list(gauge.v or ())
 
 
 def _factor_gauge(e_v: list[int], index: int | None) -> int:
@@ -113,7 +112,7 @@ def _factor_gauge(e_v: list[int], index: int | None) -> int:
 
 
 def coefficient_overflows(
-    fru: MetadataFRU, dtype: str, metadata: dict[str, Any] | None = None
+    fru: MetadataFRU, dtype: str, metadata: Mapping[str, Any] | None = None
 ) -> list[str]:
     """Coefficients of ``P``, ``Q`` or a factor that are not finite in ``dtype``
     (in the emitted power-of-two gauge recorded in ``metadata``, if any).
@@ -145,7 +144,7 @@ def coefficient_overflows(
 # ----------------------------------------------------------------- points
 
 
-def _threshold_list(thresholds: dict[str, Any], keys: Sequence[tuple[str, Any]]) -> tuple[tuple[str, Fraction], ...]:
+def _threshold_list(keys: Sequence[tuple[str, Threshold | None]]) -> tuple[tuple[str, Fraction], ...]:
     out = []
     for label, raw in keys:
         t = _threshold(raw)
@@ -154,21 +153,26 @@ def _threshold_list(thresholds: dict[str, Any], keys: Sequence[tuple[str, Any]])
     return tuple(out)
 
 
-def _targets(fru: MetadataFRU, metadata: dict[str, Any] | None) -> list[Target]:
+def _targets(fru: MetadataFRU, metadata: Mapping[str, Any] | None) -> list[Target]:
     """``Q`` and every denominator factor, with the emitted polynomial and thresholds
     whose band the validator aims at (a factor enforced by ``Q``: ``Q``'s band)."""
     e_pq, e_v = gauge_exponents(metadata)
-    eff = (metadata or {}).get("effective_thresholds") or {}
+    raw = (metadata or {}).get("effective_thresholds")
+    eff = EffectiveThresholds.parse(raw) if raw else None
     q_emitted = _sparse(_scale(fru.denominator_terms, e_pq))
-    q_t = _threshold_list(eff, [("t_infer", eff.get("t_infer")), ("t_train", eff.get("t_train"))])
+    q_t = (
+        _threshold_list([("t_infer", eff.t_infer), ("t_train", eff.t_train)])
+        if eff is not None
+        else ()
+    )
     targets = [Target("Q", _sparse(fru.denominator_terms), q_emitted, q_t)]
-    t_factors = list(eff.get("t_factors") or [])
+    t_factors = list(eff.t_factors) if eff is not None else []
     for f in fru.factors:
         zero = _sparse(f.terms)
         i = f.output_index
         if f.retained and i is not None and 0 <= i < len(t_factors):
             emitted = _sparse(_scale(f.terms, _factor_gauge(e_v, i)))
-            t = _threshold_list(eff, [(f"t_factor_{i}", t_factors[i])])
+            t = _threshold_list([(f"t_factor_{i}", t_factors[i])])
             targets.append(Target(f"factor {f.factor}", zero, emitted, t))
         else:
             targets.append(Target(f"factor {f.factor}", zero, q_emitted, q_t))
@@ -189,7 +193,7 @@ def generate_points(
     dtype: str,
     seed: int,
     *,
-    metadata: dict[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
     attempts: int = 12,
 ) -> list[Point]:
     """The validator's own rows (see :mod:`zpml_runtime.bundle.sampling`): random points of
@@ -286,14 +290,8 @@ def _compare_row(
             mismatches.append(f"{names[0]} is {got_v!r}, the exact value is {f_value[0]} {where}")
 
 
-def _tile_rows(metadata: dict[str, Any]) -> int | None:
-    opts = (metadata.get("emitter") or {}).get("options")
-    rows = opts.get("tile_rows") if isinstance(opts, dict) else None
-    return rows if isinstance(rows, int) and not isinstance(rows, bool) else None
-
-
 def check_semantics(
-    metadata: dict[str, Any],
+    metadata: Mapping[str, Any],
     fru: MetadataFRU,
     run: RunGraph,
     seed: int,
@@ -310,14 +308,15 @@ def check_semantics(
     """
     from zpml_runtime.bundle.differential import mismatched_rows
 
-    dtype = metadata["input"]["dtype"]
+    info = BundleMetadata.parse(metadata)
+    dtype = info.dtype
     problems: list[str] = coefficient_overflows(fru, dtype, metadata)
     if problems:
         return SemanticCheckReport(seed, 0, 0, 0, tuple(problems))
     retained_info = sorted(
         (f for f in fru.factors if f.retained), key=lambda f: (f.output_index is None, f.output_index)
     )
-    order = metadata["output_order"]
+    order = info.output_order
     n_groups = (len(order) - 6) // 3
     indices = [f.output_index for f in retained_info]
     if len(order) != 6 + 3 * len(retained_info) or indices != list(range(len(retained_info))):
@@ -334,10 +333,10 @@ def check_semantics(
         _sparse(_scale(fru.denominator_terms, e_pq)),
         tuple(_sparse(t) for t in retained),
     ).with_fast(dtype)
-    thresholds = metadata["effective_thresholds"]
-    if len(thresholds.get("t_factors", [])) != len(retained):
+    thresholds = info.effective_thresholds
+    if len(thresholds.t_factors) != len(retained):
         problems.append(
-            f"effective_thresholds.t_factors has {len(thresholds.get('t_factors', []))} entries "
+            f"effective_thresholds.t_factors has {len(thresholds.t_factors)} entries "
             f"for {len(retained)} validity factors"
         )
         return SemanticCheckReport(seed, 0, 0, 0, tuple(problems))
@@ -359,7 +358,8 @@ def check_semantics(
     exact_bad: list[str] = []
     program_bad: list[str] = []
     focus = [i for i, p in enumerate(points) if p.origin.startswith("on the zero set")]
-    runs = batches(len(points), np.random.default_rng([seed, 1]), _tile_rows(metadata), focus)
+    tile_rows = info.emitter.tile_rows if info.emitter else None
+    runs = batches(len(points), np.random.default_rng([seed, 1]), tile_rows, focus)
     differential_rows = 0
     for label, ids, (lo, hi) in runs:
         x = np.ascontiguousarray(x_all[ids])
