@@ -9,8 +9,9 @@ Layering: ``zpml_core`` <- ``zpml_symbolic`` <- ``zpml_runtime``; this package
 imports neither of the other two.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from zpml_core._lazy import lazy_exports
 from zpml_core.errors import (
     InvalidConfigError,
     ShapeMismatchError,
@@ -38,15 +39,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -4,10 +4,12 @@ Pipeline: front-end (sympy / text / tracing) -> IR (interned DAG) -> flatten
 (exact ``P/Q`` + validity factors + provenance) -> emit (numpy, torch, ONNX).
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from zpml_core._lazy import lazy_exports
 from zpml_core.version import __version__ as __version__
 from zpml_symbolic import ir
+from zpml_symbolic.emit import LAZY_NAMES as _EMIT_NAMES
 from zpml_symbolic.errors import (
     BudgetExceededError,
     ConstantNameWarning,
@@ -44,9 +46,6 @@ from zpml_symbolic.frontend import (
 )
 from zpml_symbolic.graph import to_networkx
 
-#: Certified domain analysis (needs numpy): loaded on first use like the emitters.
-_DOMAIN_NAMES = ("DomainReport", "domain_report", "parse_box")
-
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from zpml_symbolic.domain import DomainReport, domain_report, parse_box
     from zpml_symbolic.emit import (
@@ -61,29 +60,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         to_torch,
     )
 
-def __getattr__(name: str) -> Any:
-    """The emitters need numpy, torch and onnx: they load on first use (``zpml_symbolic.emit``'s
-    own lazy table decides which names exist), so ``import zpml_symbolic`` stays light."""
-    import importlib
+#: Loaded on first use: the emitters need numpy, torch and onnx (``zpml_symbolic.emit``'s own
+#: lazy table decides which module each comes from), the certified domain analysis numpy;
+#: so ``import zpml_symbolic`` stays light.
+_LAZY = {
+    **dict.fromkeys(sorted(_EMIT_NAMES), "zpml_symbolic.emit"),
+    **dict.fromkeys(("DomainReport", "domain_report", "parse_box"), "zpml_symbolic.domain"),
+}
 
-    if name in _DOMAIN_NAMES:
-        value = getattr(importlib.import_module("zpml_symbolic.domain"), name)
-        globals()[name] = value
-        return value
-    emit = importlib.import_module("zpml_symbolic.emit")  # not `from . import emit`: that re-enters here
-    if name in emit.LAZY_NAMES:
-        value = getattr(emit, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    """The module's names, the lazily loaded emitters (``to_torch``, ...) included."""
-    import importlib
-
-    emit = importlib.import_module("zpml_symbolic.emit")
-    return sorted(set(globals()) | set(emit.LAZY_NAMES) | set(_DOMAIN_NAMES))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [

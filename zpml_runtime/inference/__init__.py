@@ -5,6 +5,7 @@ Names follow the seed documents (``zeroproofml.inference``); see ``docs/inferenc
 
 from __future__ import annotations
 
+from zpml_core._lazy import lazy_exports
 from zpml_core.config import InferenceConfig
 from zpml_core.result import PROVENANCE_CODES, STRICT_OUTPUT_NAMES, StrictInferenceResult
 from zpml_core.strict import numerical_hazard_mask, strict_inference
@@ -26,20 +27,17 @@ from .wrapper import SCMInferenceWrapper, split_model_outputs
 #: Bundle functions live in :mod:`zpml_runtime.bundle`; they are also importable
 #: from here (seed call shape ``zeroproofml.inference.export_bundle``), lazily,
 #: because the bundle package itself imports this one.
-_BUNDLE_NAMES = (
-    "export_bundle",
-    "validate_bundle",
-    "load_onnx_runtime_bundle",
-    "run_bundle_reference_smoke_test",
-)
+_BUNDLE_NAMES = {
+    name: "zpml_runtime.bundle"
+    for name in (
+        "export_bundle",
+        "validate_bundle",
+        "load_onnx_runtime_bundle",
+        "run_bundle_reference_smoke_test",
+    )
+}
 
-
-def __getattr__(name: str) -> object:
-    if name in _BUNDLE_NAMES:
-        from zpml_runtime import bundle
-
-        return getattr(bundle, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _BUNDLE_NAMES, globals())
 
 
 __all__ = [

@@ -4,8 +4,9 @@ All of them consume one :class:`~zpml_symbolic.emit.lowering.program.Program` lo
 from the FRU's division-free IR (see :mod:`zpml_symbolic.emit.lowering.plan`).
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from zpml_core._lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from zpml_symbolic.emit.backends.numpy_emit import NumpyEvaluator, numpy_evaluator
@@ -15,29 +16,21 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
 
 #: back-end modules are imported on first use (numpy_emit needs no torch, onnx_emit needs onnx)
 _HOME = {
-    "NumpyEvaluator": "backends.numpy_emit",
-    "numpy_evaluator": "backends.numpy_emit",
-    "to_onnx": "onnx_emit",
-    "BottomExplanation": "strict",
-    "StrictEvaluator": "strict",
-    "strict_evaluator": "strict",
-    "RationalModule": "backends.torch_emit",
-    "lift_float_literals": "backends.torch_emit",
-    "to_torch": "backends.torch_emit",
+    "NumpyEvaluator": "zpml_symbolic.emit.backends.numpy_emit",
+    "numpy_evaluator": "zpml_symbolic.emit.backends.numpy_emit",
+    "to_onnx": "zpml_symbolic.emit.onnx_emit",
+    "BottomExplanation": "zpml_symbolic.emit.strict",
+    "StrictEvaluator": "zpml_symbolic.emit.strict",
+    "strict_evaluator": "zpml_symbolic.emit.strict",
+    "RationalModule": "zpml_symbolic.emit.backends.torch_emit",
+    "lift_float_literals": "zpml_symbolic.emit.backends.torch_emit",
+    "to_torch": "zpml_symbolic.emit.backends.torch_emit",
 }
-
 
 #: the names this package exports lazily (the top-level ``zpml_symbolic`` forwards them)
 LAZY_NAMES = frozenset(_HOME)
 
-
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"zpml_symbolic.emit.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _HOME, globals())
 
 
 __all__ = [
