@@ -21,10 +21,14 @@ from zpml_core.errors import (
 
 __all__ = [
     "AnalyticSolverError",
+    "ArtifactIntegrityError",
     "CalibrationError",
+    "HallOfFameError",
     "InvalidConfigError",
     "ModelOutputError",
     "SentinelCollisionError",
+    "SymbolicRegressionError",
+    "TemplateError",
     "ShapeMismatchError",
     "ThresholdUnderflowError",
     "UnsupportedInputError",
@@ -47,3 +51,19 @@ class SentinelCollisionError(ZeroProofRuntimeError, ValueError):
 
 class CalibrationError(ZeroProofRuntimeError, ValueError):
     """A calibration request cannot be satisfied by the data (e.g. no threshold meets the target)."""
+
+
+class TemplateError(InvalidConfigError):
+    """The template expression is not rational, or its symbols/parameters are inconsistent."""
+
+
+class ArtifactIntegrityError(ZeroProofRuntimeError, ValueError):
+    """An artifact is missing, was changed after the run, or the contract itself is malformed."""
+
+
+class SymbolicRegressionError(ZeroProofRuntimeError, ValueError):
+    """A symbolic-regression result cannot be used as asked (e.g. an entry that did not compile)."""
+
+
+class HallOfFameError(SymbolicRegressionError):
+    """A hall-of-fame file is unreadable or malformed; the message names the file and line."""

@@ -33,7 +33,12 @@ from zpml_core.errors import ZeroProofError
 from zpml_symbolic.frontend.decimal_number import with_decimals
 from zpml_symbolic.frontend.equation import default_variables, equation_identifiers
 
-from .errors import ShapeMismatchError, UnsupportedInputError, ZeroProofRuntimeError
+from .errors import (
+    HallOfFameError,
+    ShapeMismatchError,
+    SymbolicRegressionError,
+    UnsupportedInputError,
+)
 from .layers.template import RationalTemplateLayer
 
 __all__ = [
@@ -49,14 +54,6 @@ __all__ = [
 #: Column names (case-insensitive) and the field each fills; ``MSE`` is older PySR's name.
 _COLUMNS = {"complexity": "complexity", "loss": "loss", "mse": "loss", "equation": "equation"}
 _REQUIRED = ("Complexity", "Loss", "Equation")
-
-
-class SymbolicRegressionError(ZeroProofRuntimeError, ValueError):
-    """A symbolic-regression result cannot be used as asked (e.g. an entry that did not compile)."""
-
-
-class HallOfFameError(SymbolicRegressionError):
-    """A hall-of-fame file is unreadable or malformed; the message names the file and line."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,6 +87,14 @@ class EmitError(ZeroProofError, ValueError):
     """An emitter was asked for something it cannot produce."""
 
 
+class BoxError(InvalidArgumentError):
+    """A bad operating box; ``field`` names the variable (or ``"box"``) at fault."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class ConstantNameWarning(UserWarning):
     """An input variable is named like a mathematical constant (``pi``, ``E``).
 
@@ -97,6 +105,7 @@ class ConstantNameWarning(UserWarning):
 
 
 __all__ = [
+    "BoxError",
     "BudgetExceededError",
     "ConstantNameWarning",
     "EmitError",

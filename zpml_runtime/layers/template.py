@@ -20,7 +20,7 @@ import zpml_symbolic as zs
 from zpml_symbolic.frontend.decimal_number import fold_negated_numbers, with_decimals
 from zpml_symbolic.frontend.equation import Equation, default_variables, parse_equation
 
-from ..errors import InvalidConfigError, UnsupportedInputError
+from ..errors import InvalidConfigError, TemplateError, UnsupportedInputError
 from ._base import ProjectiveLayer, check_input
 from ._exact import check_digits, exact_value
 from .gradient_policy import GradientPolicy
@@ -29,17 +29,15 @@ from .projective import GaugePolicy
 __all__ = ["RationalTemplateLayer", "TemplateError"]
 
 
-class TemplateError(InvalidConfigError):
-    """The template expression is not rational, or its symbols/parameters are inconsistent."""
-
-
 def _names(items: Any, field: str) -> tuple[str, ...]:
     if isinstance(items, str | sp.Symbol):
         items = [items]
     try:
         names = tuple(s.name if isinstance(s, sp.Symbol) else s for s in items)
     except TypeError:
-        raise TemplateError(f"{field} must be a sequence of names or sympy Symbols, got {items!r}") from None
+        raise TemplateError(
+            f"{field} must be a sequence of names or sympy Symbols, got {items!r}"
+        ) from None
     for n in names:
         if not isinstance(n, str):
             raise TemplateError(f"{field} must contain names or sympy Symbols, got {n!r}")
@@ -83,7 +81,10 @@ class RationalTemplateLayer(ProjectiveLayer):
         clamp_value: float = 1.0,
     ) -> None:
         super().__init__(
-            gradient_policy=gradient_policy, tau_train=tau_train, gauge=gauge, clamp_value=clamp_value
+            gradient_policy=gradient_policy,
+            tau_train=tau_train,
+            gauge=gauge,
+            clamp_value=clamp_value,
         )
         if dtype not in (torch.float32, torch.float64):
             raise InvalidConfigError(
@@ -245,12 +246,15 @@ class RationalTemplateLayer(ProjectiveLayer):
             exact_value(v)  # a diverged (non-finite) coefficient is an error, not "nan"
         return with_decimals(zs.to_sympy(self.fru.root), values, digits)
 
-    def exact_polynomials(self, digits: int | None = None) -> tuple[sp.Expr, sp.Expr, tuple[sp.Expr, ...]]:
+    def exact_polynomials(
+        self, digits: int | None = None
+    ) -> tuple[sp.Expr, sp.Expr, tuple[sp.Expr, ...]]:
         """``(P, Q, validity factors)`` with the coefficients substituted exactly (sympy expressions)."""
         coeffs = self.exact_coefficients(digits)
         subs = {
             s: coeffs[s.name]
-            for s in self.fru.numerator.free_symbols | self.fru.denominator.free_symbols
+            for s in self.fru.numerator.free_symbols
+            | self.fru.denominator.free_symbols
             | set().union(*(v.free_symbols for v in self.fru.validity_factors))
             if zs.is_coefficient(s)
         }

@@ -9,17 +9,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from zpml_runtime.errors import ZeroProofRuntimeError
+from zpml_runtime.errors import ArtifactIntegrityError
 
-__all__ = ["CONTRACT_FILE", "ArtifactIntegrityError", "verify_output_contract", "write_output_contract"]
+__all__ = [
+    "CONTRACT_FILE",
+    "ArtifactIntegrityError",
+    "verify_output_contract",
+    "write_output_contract",
+]
 
 CONTRACT_FILE = "output_contract.json"
 CONTRACT_SCHEMA = "zpml.reference_robotics.output_contract/1"
 _CHUNK = 1 << 20
-
-
-class ArtifactIntegrityError(ZeroProofRuntimeError, ValueError):
-    """An artifact is missing, was changed after the run, or the contract itself is malformed."""
 
 
 def _sha256(path: Path) -> str:
@@ -57,11 +58,17 @@ def verify_output_contract(out_dir: str | os.PathLike[str]) -> dict[str, dict[st
     try:
         contract = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ArtifactIntegrityError(f"{path}: no output contract (is this a reference run directory?)") from None
+        raise ArtifactIntegrityError(
+            f"{path}: no output contract (is this a reference run directory?)"
+        ) from None
     except (OSError, ValueError) as e:
         raise ArtifactIntegrityError(f"{path}: unreadable output contract: {e}") from e
     files = contract.get("files") if isinstance(contract, dict) else None
-    if not isinstance(contract, dict) or contract.get("schema") != CONTRACT_SCHEMA or not isinstance(files, dict):
+    if (
+        not isinstance(contract, dict)
+        or contract.get("schema") != CONTRACT_SCHEMA
+        or not isinstance(files, dict)
+    ):
         raise ArtifactIntegrityError(f"{path}: not a {CONTRACT_SCHEMA} contract")
     problems: list[str] = []
     for rel, entry in sorted(files.items()):
@@ -81,5 +88,7 @@ def verify_output_contract(out_dir: str | os.PathLike[str]) -> dict[str, dict[st
         if _sha256(target) != entry["sha256"]:
             problems.append(f"{rel}: sha256 differs from the recorded digest")
     if problems:
-        raise ArtifactIntegrityError(f"{root}: artifacts do not match {CONTRACT_FILE}: " + "; ".join(problems))
+        raise ArtifactIntegrityError(
+            f"{root}: artifacts do not match {CONTRACT_FILE}: " + "; ".join(problems)
+        )
     return files

@@ -18,20 +18,12 @@ from typing import Any
 
 import sympy as sp
 
-from zpml_symbolic.errors import InvalidArgumentError
+from zpml_symbolic.errors import BoxError
 
 Interval = tuple[Fraction, Fraction]
 BoxDict = dict[str, Interval]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class BoxError(InvalidArgumentError):
-    """A bad operating box; ``field`` names the variable (or ``"box"``) at fault."""
-
-    def __init__(self, message: str, *, field: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 def exact_number(value: object, *, field: str) -> Fraction:
