@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from zpml_runtime.bundle.format import BundleError
+from zpml_runtime.bundle.metadata import BundleMetadata
 
 Reference = Callable[[np.ndarray], dict[str, np.ndarray]]
 
@@ -29,19 +30,19 @@ Reference = Callable[[np.ndarray], dict[str, np.ndarray]]
 def program_references(metadata: dict[str, Any], frus: list[Any]) -> list[Reference]:
     """Per output (one for a single-output bundle), ``x -> {output name: array}`` in the
     names of that output's single-expression view."""
-    from zpml_core.config import InferenceConfig
     from zpml_symbolic.emit.backends.numpy_emit import NumpyEvaluator
     from zpml_symbolic.emit.lowering.plan import coefficient_values, make_plan
     from zpml_symbolic.errors import ZeroProofError
 
-    opts = (metadata.get("emitter") or {}).get("options") or {}
+    info = BundleMetadata.parse(metadata)
+    opts = info.emitter.options if info.emitter is not None else {}
     prefix = str(opts.get("prefix", "structural_validity_factor"))
-    params = {str(k): float(v) for k, v in (metadata.get("parameters") or {}).items()}
-    config = InferenceConfig.from_metadata(metadata["inference_config"])
-    exprs = metadata.get("expressions")
-    taus = [list(e["validity_taus"]) for e in exprs] if exprs else [list(metadata["validity_taus"])]
+    params = dict(info.parameters)
+    config = info.inference_config.config()
+    exprs = info.expressions
+    taus = [list(e["validity_taus"]) for e in exprs] if exprs else [list(info.validity_taus)]
     try:
-        plan = make_plan(frus, variables=list(metadata["input"]["variables"]))
+        plan = make_plan(frus, variables=list(info.input.variables))
         coefficients = coefficient_values(plan, params)
     except (ZeroProofError, ValueError, TypeError) as e:
         raise BundleError(f"no numpy reference: {str(e).splitlines()[0][:200]}") from None
@@ -99,7 +100,11 @@ def mismatched_rows(
         if g is None or np.shape(g) != np.shape(w):
             return [(-1, name, None if g is None else np.shape(g), np.shape(w))]
         eq = bits_equal(g, w)
-        rows = np.flatnonzero(~eq.reshape(len(eq), -1).all(axis=1)) if eq.ndim else []
+        rows = (
+            np.flatnonzero(~eq.reshape(len(eq), -1).all(axis=1))
+            if eq.ndim
+            else np.empty(0, dtype=np.intp)
+        )
         for row in rows[:limit]:
             bad.setdefault(int(row), (int(row), name, g[row].tolist(), w[row].tolist()))
     return [bad[r] for r in sorted(bad)[:limit]]

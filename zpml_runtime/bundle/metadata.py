@@ -343,8 +343,12 @@ class BundleMetadata:
     output_name: str | None = None
 
     @staticmethod
-    def parse(meta: Mapping[str, Any]) -> BundleMetadata:
-        """Typed records of schema-shaped metadata; :class:`BundleMetadataError` names a bad field."""
+    def parse(meta: Mapping[str, Any], *, draft: bool = False) -> BundleMetadata:
+        """Typed records of schema-shaped metadata; :class:`BundleMetadataError` names a bad field.
+
+        ``draft=True`` reads metadata that export is still assembling: the model's hash and
+        size (known only once the graph is final) may be missing (then ``""`` and 0).
+        """
         params = _obj(meta, "parameters")
         for k, v in params.items():
             _number(v, f"parameters.{k}")
@@ -365,8 +369,12 @@ class BundleMetadata:
             raw=MappingProxyType(dict(meta)),
             bundle_id=_str(meta, "bundle_id"),
             model_file=_str(meta, "model_file"),
-            model_sha256=_str(meta, "model_sha256"),
-            model_size=_int(meta.get("model_size"), "model_size"),
+            model_sha256=""
+            if draft and "model_sha256" not in meta
+            else _str(meta, "model_sha256"),
+            model_size=0
+            if draft and "model_size" not in meta
+            else _int(meta.get("model_size"), "model_size"),
             source=_str(meta, "source"),
             inference_config=RecordedConfig.parse(_obj(meta, "inference_config")),
             validity_taus=tuple(_number(t, f"validity_taus[{i}]") for i, t in enumerate(taus)),

@@ -23,12 +23,13 @@ reproduced; :func:`unverifiable_reason` says so, naming both versions.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import onnx
 
 from zpml_runtime.bundle.format import BundleError
+from zpml_runtime.bundle.metadata import BundleMetadata, EmitterRecord
 from zpml_runtime.bundle.protodiff import first_difference, has_unknown_fields, node_difference
 
 #: Bump whenever the emitted graph can change for the same inputs (new lowering,
@@ -143,8 +144,21 @@ def kind_problems(metadata: dict[str, Any]) -> list[str]:
     return []
 
 
-def _options(metadata: dict[str, Any]) -> dict[str, Any]:
-    return dict(metadata["emitter"]["options"])
+def _recorded_prefix(emitter: EmitterRecord) -> str:
+    if emitter.prefix is None:
+        raise BundleError(
+            "the recorded emitter options name no validity-output prefix: the graph cannot be "
+            "emitted again"
+        )
+    return emitter.prefix
+
+
+def _emitted(metadata: Mapping[str, Any]) -> tuple[BundleMetadata, EmitterRecord]:
+    """The typed metadata (a draft during export) and its emitter record."""
+    info = BundleMetadata.parse(metadata, draft=True)
+    if info.emitter is None:
+        raise BundleError("metadata has no emitter record: the graph cannot be emitted again")
+    return info, info.emitter
 
 
 # ----------------------------------------------------------------- compiled bundles
@@ -192,31 +206,30 @@ def emit_compiled(metadata: dict[str, Any], frus: list[Any]) -> onnx.ModelProto:
     ``frus`` are the re-flattened FRUs (one per output). Raises :class:`BundleError`
     when the recorded options are not ones the compiler accepts.
     """
-    from zpml_core.config import InferenceConfig
-    from zpml_runtime.bundle.multi import is_multi, stack_expression_outputs
+    from zpml_runtime.bundle.multi import stack_expression_outputs
     from zpml_symbolic.emit.onnx_emit import expression_prefixes, to_onnx
     from zpml_symbolic.errors import ZeroProofError
 
-    opts = _options(metadata)
-    multi = is_multi(metadata)
-    params = {str(k): float(v) for k, v in (metadata.get("parameters") or {}).items()}
+    info, emitter = _emitted(metadata)
+    multi = info.is_multi
+    params = dict(info.parameters)
     if multi:
-        taus: Any = [list(e["validity_taus"]) for e in metadata["expressions"]]
+        taus: Any = [list(e["validity_taus"]) for e in info.expressions or ()]
     else:
-        taus = list(metadata["validity_taus"])
-    prefix = opts.get("prefix")
+        taus = list(info.validity_taus)
+    prefix = _recorded_prefix(emitter)
     try:
         model = to_onnx(
             frus if multi else frus[0],
-            config=InferenceConfig.from_metadata(metadata["inference_config"]),
+            config=info.inference_config.config(),
             validity_taus=taus,
-            dtype=metadata["input"]["dtype"],
-            opset=opts.get("opset"),
+            dtype=info.dtype,
+            opset=emitter.opset,
             parameters=list(params),
             init=params or None,
-            variables=list(metadata["input"]["variables"]),
+            variables=list(info.input.variables),
             prefix=prefix,
-            tile_rows=opts.get("tile_rows"),
+            tile_rows=emitter.tile_rows,
         )
     except (ZeroProofError, ValueError, TypeError, KeyError) as e:
         raise BundleError(
@@ -251,23 +264,25 @@ def compiled_problems(
 
 def emit_decoder(metadata: dict[str, Any]) -> onnx.ModelProto:
     """The strict decoder a traced bundle must end with, from its metadata."""
-    from zpml_core.config import InferenceConfig
-    from zpml_runtime.bundle.multi import num_outputs
     from zpml_runtime.bundle.traced import decoder_model
     from zpml_symbolic.errors import ZeroProofError
 
-    opts = _options(metadata)
-    mo = metadata.get("multi_output") or {}
-    shapes = [f.get("shape") for f in mo.get("factors", []) if isinstance(f, dict)]
+    info, emitter = _emitted(metadata)
+    mo = info.multi_output
+    shapes: list[Any] = [f.get("shape") for f in mo.factors] if mo is not None else []
+    if emitter.opset is None:
+        raise BundleError(
+            "the recorded emitter options name no opset: the strict decoder cannot be rebuilt"
+        )
     try:
         return decoder_model(
-            len(metadata["validity_taus"]),
-            config=InferenceConfig.from_metadata(metadata["inference_config"]),
-            validity_taus=list(metadata["validity_taus"]),
-            dtype=metadata["input"]["dtype"],
-            opset=opts.get("opset"),
-            prefix=opts.get("prefix"),
-            n_out=num_outputs(metadata),
+            len(info.validity_taus),
+            config=info.inference_config.config(),
+            validity_taus=list(info.validity_taus),
+            dtype=info.dtype,
+            opset=emitter.opset,
+            prefix=_recorded_prefix(emitter),
+            n_out=info.num_outputs,
             factor_shapes=shapes,
         )
     except (ZeroProofError, ValueError, TypeError, KeyError, IndexError) as e:

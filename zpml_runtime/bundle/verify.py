@@ -35,6 +35,7 @@ import numpy as np
 import onnx
 
 from zpml_runtime.bundle.format import STRICT_OUTPUTS, BundleError, BundleValidationError
+from zpml_runtime.bundle.metadata import BundleMetadata
 from zpml_runtime.bundle.semantic import SemanticCheckReport
 
 RunGraph = Callable[[np.ndarray], dict[str, np.ndarray]]
@@ -97,7 +98,8 @@ def verify_graph(
     check_policy(allow_unverified, require_verified)
     run = _typed_errors(run)
     problems = unknown_field_problems(model) + kind_problems(meta)
-    if meta.get("source") == "compiled_fru":
+    info = BundleMetadata.parse(meta)
+    if info.is_compiled:
         verdict, report = _compiled(meta, model, run, seed, problems)
         problems += smoke_problems(meta, run, smoke)
     else:
@@ -253,7 +255,8 @@ def _traced(
 ) -> tuple[Verification, None]:
     from zpml_runtime.bundle.reproduce import traced_problems, unverifiable_reason
 
-    if meta.get("fru") is not None or meta.get("expressions") is not None:
+    info = BundleMetadata.parse(meta)
+    if info.fru is not None or info.expressions is not None:
         problems.append(
             "metadata source is traced_model but it carries an exact expression (fru / "
             "expressions): a compiled bundle relabelled as traced; refused"
@@ -284,13 +287,13 @@ def smoke_problems(meta: dict[str, Any], run: RunGraph, smoke: np.ndarray) -> li
     except BundleError as e:
         return [f"{e} (on the smoke inputs)"]
     problems = []
-    for o in meta["outputs"]:
-        want = [len(smoke) if d == "batch" else d for d in o["shape"]]
-        arr = got.get(o["name"])
+    for o in BundleMetadata.parse(meta).outputs:
+        want = [len(smoke) if d == "batch" else d for d in o.shape]
+        arr = got.get(o.name)
         if arr is None or list(arr.shape) != want:
             problems.append(
-                f"output {o['name']} has shape {None if arr is None else list(arr.shape)} on the "
-                f"{len(smoke)} smoke rows; metadata says {o['shape']}"
+                f"output {o.name} has shape {None if arr is None else list(arr.shape)} on the "
+                f"{len(smoke)} smoke rows; metadata says {list(o.shape)}"
             )
     if problems or not set(STRICT_OUTPUTS) <= set(got):
         return problems
