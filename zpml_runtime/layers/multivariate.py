@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -50,6 +51,9 @@ class MultivariateRationalLayer(ProjectiveLayer):
     """
 
     can_reach_bottom = True
+    #: buffers: the per-column degree mask, and (degree >= 3) the monomial index rows
+    _mask: torch.Tensor
+    _index: torch.Tensor
 
     def __init__(
         self,
@@ -103,7 +107,7 @@ class MultivariateRationalLayer(ProjectiveLayer):
                 else:
                     mask[j, 0, 0] = 1
             weight = torch.zeros(k, n1, n1, dtype=dtype)
-            linear = (slice(None), 0, slice(1, None))
+            linear: tuple[Any, ...] = (slice(None), 0, slice(1, None))
         else:
             exps = monomial_exponents(self.in_features, d)
             index = torch.tensor(exps, dtype=torch.long).T.contiguous()

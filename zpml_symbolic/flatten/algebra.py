@@ -27,6 +27,7 @@ from zpml_symbolic.flatten.polyring import (
     FactoredProduct,
     Factorisation,
     Frac,
+    QQElement,
     RingArithmetic,
     fresh_hash,
     total_degree,
@@ -44,7 +45,7 @@ class PolyContext(RingArithmetic):
     """The polynomial ring of one flatten call plus exact, budgeted arithmetic."""
 
     # ------------------------------------------------------- normal form, factoring
-    def normalize(self, f: PolyElement) -> tuple[object, PolyElement]:
+    def normalize(self, f: PolyElement) -> tuple[QQElement, PolyElement]:
         """``f = c * g`` with ``g`` integer-primitive and positive leading coefficient.
 
         ``c`` is ``gcd(numerators)/lcm(denominators)`` (sympy's content over
@@ -159,7 +160,7 @@ class PolyContext(RingArithmetic):
             hint = self._hints.get(id(p))
             if hint is None or hint[0] is not p:
                 c, pairs = self.factor(p)
-                content *= c**k  # type: ignore[operator]
+                content *= c**k
                 for h, m in pairs:
                     merged[h] = merged.get(h, 0) + m * k
                 continue
@@ -196,13 +197,13 @@ class PolyContext(RingArithmetic):
             self.meter.tick()
             if sum(m * total_degree(h) for h, m in items) == 1:
                 break
-            i = next((i for i, d in enumerate(totals) if d == 1), None)
-            if i is None:
+            linear = next((g for g, d in enumerate(totals) if d == 1), None)
+            if linear is None:
                 items = self._probe_order(items)
                 break
             if len(items) == 1:
                 break
-            j = next(j for j, ds in enumerate(degrees) if ds[i] == 1)
+            j = next(j for j, ds in enumerate(degrees) if ds[linear] == 1)
             tail.append(items.pop(j))
             for k, d in enumerate(degrees.pop(j)):
                 totals[k] -= d
@@ -344,7 +345,7 @@ class PolyContext(RingArithmetic):
         for b in fracs[1:]:
             self.meter.check_time()
             b_content, b_pairs = self.factor(b.num)
-            content *= b_content  # type: ignore[operator]
+            content *= b_content
             b_num = dict(b_pairs)
             a_den, b_den = dict(den), dict(b.den)
             _cancel_lists(num, b_den)
@@ -367,8 +368,8 @@ class PolyContext(RingArithmetic):
         """``1 / a**n`` for a non-zero :class:`FactoredProduct` (as :meth:`inverse_pow`)."""
         den = {g: m * n for g, m in a.pairs}
         content = a.content
-        self.meter.check_constant_power(int(content.numerator), int(content.denominator), n)  # type: ignore[attr-defined]
-        scale = (1 / content) ** n  # type: ignore[operator]
+        self.meter.check_constant_power(int(content.numerator), int(content.denominator), n)
+        scale = (1 / content) ** n
         if a.den_expanded is None:
             a.den_expanded = self.product(a.den)
         num = self.pow_poly(a.den_expanded, n) * scale
@@ -379,8 +380,8 @@ class PolyContext(RingArithmetic):
         """``1 / a**n`` for ``n > 0`` and ``a.num != 0``."""
         content, pairs = self.factor(a.num)
         den = {g: m * n for g, m in pairs}
-        self.meter.check_constant_power(int(content.numerator), int(content.denominator), n)  # type: ignore[attr-defined]
-        scale = (1 / content) ** n  # type: ignore[operator]
+        self.meter.check_constant_power(int(content.numerator), int(content.denominator), n)
+        scale = (1 / content) ** n
         num = self.pow_poly(self.expanded_den(a), n) * scale
         scale_ir = ir_node.const(Fraction(int(scale.numerator), int(scale.denominator)))
         return Frac(num, den, None, n_mul(scale_ir, n_pow(a.den_ir, n)), self.product_ir(den))

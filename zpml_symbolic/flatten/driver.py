@@ -87,7 +87,7 @@ def flatten(
     root_value = values[front.root]
     ctx.expanded_den(root_value)  # expand Q within the budget, not lazily later
     fru = FlattenedFRU(
-        expression=expr,  # type: ignore[arg-type]
+        expression=expr,
         root=front.root,
         variables=var_syms,
         parameters=param_syms,
@@ -184,7 +184,7 @@ def _walk(
     for node in order:
         meter.check_time()
         if node.args:
-            meter.context = lambda node=node: to_text(node, max_chars=SOURCE_TEXT_CHARS)  # type: ignore[misc]
+            meter.context = lambda node=node: to_text(node, max_chars=SOURCE_TEXT_CHARS)
         op = node.op
         if op is Op.VAR or op is Op.PARAM:
             values[node] = ctx.gen(str(node.value))

@@ -20,7 +20,7 @@ try:  # pragma: no branch
 
     HAVE_FLINT = True
 except ImportError:  # pragma: no cover - flint is a declared dependency
-    flint = None
+    flint = None  # type: ignore[assignment]
     HAVE_FLINT = False
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 import sympy as sp
@@ -95,7 +95,7 @@ class FlattenedFRU:
             retained = self.mode == "scm_strict" and factor not in in_q
             src = DenominatorSource(
                 kind=first.kind,
-                factor=lambda factor=factor: self._expr(factor),
+                factor=partial(self._expr, factor),
                 source=first.source,
                 path=first.path,
                 node_id=first.node_id,

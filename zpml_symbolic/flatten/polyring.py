@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import sympy as sp
 from sympy.polys.domains import QQ
@@ -24,6 +25,7 @@ __all__ = [
     "FactoredProduct",
     "Factorisation",
     "Frac",
+    "QQElement",
     "RingArithmetic",
     "coefficient_bits",
     "fresh_hash",
@@ -31,7 +33,10 @@ __all__ = [
     "total_degree",
 ]
 
-Factorisation = tuple[object, tuple[tuple[PolyElement, int], ...]]
+#: An element of sympy's ``QQ`` (``gmpy2.mpq`` or ``PythonMPQ``, depending on the ground types).
+QQElement = Any
+#: ``(content, ((g, multiplicity), ...))``: ``f = content * prod(g**m)``.
+Factorisation = tuple[QQElement, tuple[tuple[PolyElement, int], ...]]
 
 
 @dataclass(slots=True)
@@ -61,7 +66,7 @@ class FactoredProduct:
     """
 
     zero: bool
-    content: object
+    content: QQElement
     pairs: tuple[tuple[PolyElement, int], ...]
     den: dict[PolyElement, int]
     den_expanded: PolyElement | None

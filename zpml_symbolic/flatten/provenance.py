@@ -54,6 +54,8 @@ class DenominatorSource:
     node_id: int
     occurrences: tuple[SourceOccurrence, ...]
     retained: bool
+    _make: Callable[[], sp.Expr] | None
+    _factor: sp.Expr | None
 
     def __init__(
         self,
@@ -85,9 +87,12 @@ class DenominatorSource:
     @property
     def factor(self) -> sp.Expr:
         """The factor as a sympy expression."""
-        if self._factor is None:
-            object.__setattr__(self, "_factor", self._make())  # type: ignore[misc]
-        return self._factor  # type: ignore[return-value]
+        factor = self._factor
+        if factor is None:
+            assert self._make is not None  # a lazy factor keeps its builder until built
+            factor = self._make()
+            object.__setattr__(self, "_factor", factor)
+        return factor
 
     def __repr__(self) -> str:
         return (
