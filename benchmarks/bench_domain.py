@@ -5,7 +5,7 @@ Protocol (see ``benchmarks/run_all.py``): ``python benchmarks/bench_domain.py --
 
 Measured in one run:
 
-- the rational formulas of the AI Feynman table (``tests/symbolic/data/feynman_rational.csv``)
+- the rational formulas of the AI Feynman table (``tests/symbolic/domain/data/feynman_rational.csv``)
   over their published sampling ranges and over the widened ranges ``[-high, high]``:
   time per formula and per factor, verdicts, fraction left ``"unknown"``; target: every
   factor decided in <= 1 s;
@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:
 
 import zpml_symbolic as zs  # noqa: E402
 
-DATA = ROOT / "tests" / "symbolic" / "data" / "feynman_rational.csv"
+DATA = ROOT / "tests" / "symbolic" / "domain" / "data" / "feynman_rational.csv"
 TARGET_SECONDS = 1.0
 SAMPLES = 10_000
 
@@ -331,7 +331,7 @@ def main() -> int:
     out.append(f"Load average (1 min) at the end of the run: {load:.1f} on {os.cpu_count()} CPUs (times below are wall clock).")
     out += ["", "### AI Feynman rational formulas", ""]
     out.append(
-        f"{published['formulas']} rational formulas of the published table (`tests/symbolic/data/feynman_rational.csv`)."
+        f"{published['formulas']} rational formulas of the published table (`tests/symbolic/domain/data/feynman_rational.csv`)."
     )
     out += [
         "",

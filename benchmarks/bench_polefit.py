@@ -34,7 +34,7 @@ from scipy.interpolate import AAA
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "runtime"))
+sys.path.insert(0, str(ROOT / "tests" / "runtime" / "layers"))
 
 from test_fit_rational import two_link  # noqa: E402
 

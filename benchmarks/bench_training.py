@@ -30,9 +30,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "runtime"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "runtime" / "training"))
 
-from test_seed004 import evaluate_pole_fit, run_seed_example  # noqa: E402
+from test_angular_pole_fit import evaluate_pole_fit, run_seed_example  # noqa: E402
 
 from zpml_runtime.layers import MultivariateRationalLayer, RationalTemplateLayer, pole_report  # noqa: E402
 from zpml_runtime.layers.angular_projective import AngularProjectiveHead  # noqa: E402

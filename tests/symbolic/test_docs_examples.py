@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from doc_blocks import Block, extract_blocks
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 FILES = ("compiler.md", "frontend.md", "getting_started.md", "symbolic_regression.md")
@@ -30,49 +31,6 @@ FILES = ("compiler.md", "frontend.md", "getting_started.md", "symbolic_regressio
 #: Blocks known to fail, by (file, index of the python block): reason. They are
 #: marked xfail (non-strict); remove an entry once its block is fixed.
 KNOWN_FAILURES: dict[tuple[str, int], str] = {}
-
-_FENCE = re.compile(r"^```([A-Za-z0-9_+-]*)[ \t]*$")
-
-
-@dataclass(frozen=True)
-class Block:
-    """One ```python block: its source, 1-based first line, and expected output if given."""
-
-    code: str
-    line: int
-    expected: str | None
-
-
-def extract_blocks(text: str) -> list[Block]:
-    """The ```python blocks of a Markdown text, each with the ```text block after it."""
-    # (language, first body line 1-based, body, index of opening fence, index of closing fence)
-    fences: list[tuple[str, int, str, int, int]] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        m = _FENCE.match(lines[i])
-        if m is None:
-            i += 1
-            continue
-        start = i + 1
-        j = start
-        while j < len(lines) and lines[j].rstrip() != "```":
-            j += 1
-        fences.append((m.group(1), start + 1, "\n".join(lines[start:j]), i, j))
-        i = j + 1
-    blocks = []
-    for k, (lang, first, body, _open, close) in enumerate(fences):
-        if lang != "python":
-            continue
-        expected = None
-        if k + 1 < len(fences):
-            nlang, _nfirst, nbody, nopen, _nclose = fences[k + 1]
-            between = lines[close + 1 : nopen]
-            if nlang == "text" and all(not s.strip() for s in between):
-                expected = nbody
-        blocks.append(Block(body + "\n", first, expected))
-    return blocks
-
 
 def _normalise(out: str) -> str:
     return "\n".join(line.rstrip() for line in out.strip("\n").splitlines())

@@ -4,7 +4,7 @@
 ``with sympy.evaluate(False):``, so ``x/x`` stays ``x*(1/x)`` instead of
 collapsing to ``1`` (which would lose the bottom at ``x = 0``).
 
-Caveats (all checked by ``tests/symbolic/test_trace.py`` on this sympy version):
+Caveats (all checked by ``tests/symbolic/frontend/test_trace.py`` on this sympy version):
 
 - Python evaluates literal-only subexpressions before sympy sees them:
   ``1/2`` is the float ``0.5`` and ``2*3*x`` is ``6*x``. Write

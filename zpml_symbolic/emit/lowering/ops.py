@@ -23,7 +23,7 @@ The back ends are columns of this table: each one subclasses
 :class:`~zpml_symbolic.emit.lowering.interpreter.Interpreter` (one method per op; a
 missing method is an error when the class is instantiated) and registers
 itself under a column name (:func:`~zpml_symbolic.emit.lowering.interpreter.column`);
-the reverse mode reads the ``partials`` column. ``tests/symbolic/test_program_ops.py``
+the reverse mode reads the ``partials`` column. ``tests/symbolic/emit/test_program_ops.py``
 checks that every column covers every op and that the partial derivatives and
 every back end agree with the exact semantics.
 

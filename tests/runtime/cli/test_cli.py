@@ -18,7 +18,7 @@ from zpml_runtime.bundle.format import REPORT_FILES
 from zpml_runtime.cli import main, report_main
 
 EXPR = "(x**2 + 1)/(x - y) + 1/(1 + 1/x)"
-DOC = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "deployment.md"
 BIN = Path(sys.executable).parent
 
 

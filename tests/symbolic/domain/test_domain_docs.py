@@ -1,6 +1,6 @@
 """The ```python blocks of docs/domain.md run, in order, and print exactly their ```text blocks.
 
-Same rules as ``test_docs_examples.py`` (whose block extraction this reuses); executing code
+Same rules as ``test_docs_examples.py`` (block extraction shared in ``tests/support/doc_blocks.py``); executing code
 from our own doc file is intended here, nothing else is executed.
 """
 
@@ -10,9 +10,9 @@ import contextlib
 import io
 from pathlib import Path
 
-from test_docs_examples import extract_blocks
+from doc_blocks import extract_blocks
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "domain.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "domain.md"
 
 
 def test_domain_doc_examples_run_and_print_what_the_page_shows() -> None:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "inference.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "inference.md"
 
 
 def test_inference_doc_examples_run(tmp_path):

@@ -19,7 +19,7 @@ from zpml_runtime.reference_robotics_deployment import (
 )
 from zpml_runtime.robotics.contract import ArtifactIntegrityError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ABOVE_1E5 = ("[1e-5,1e-4)", "[1e-4,1e-3)", "[1e-3,1e-2)", "[1e-2,inf)")
 ABOVE_1E3 = ("[1e-3,1e-2)", "[1e-2,inf)")
 FAST = {"n_samples": 1500, "baseline_iterations": 40}

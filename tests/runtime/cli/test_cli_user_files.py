@@ -143,7 +143,7 @@ def test_help_says_how_the_key_is_read(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_docs_say_how_the_key_is_read() -> None:
-    doc = " ".join((Path(__file__).parents[2] / "docs" / "deployment.md").read_text().split())
+    doc = " ".join((Path(__file__).parents[3] / "docs" / "deployment.md").read_text().split())
     assert "without one trailing newline" in doc and "read_signing_key" in doc
 
 
