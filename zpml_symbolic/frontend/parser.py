@@ -83,10 +83,10 @@ def _parameter_symbols(parameters: Iterable[str | sympy.Symbol]) -> dict[str, sy
         )
     try:
         specs = list(parameters)
-    except TypeError:
+    except TypeError as exc:  # chained: a user generator may fail inside list()
         raise InvalidArgumentError(
             f"parameters must be an iterable of names or Symbols, got {type(parameters).__name__}"
-        ) from None
+        ) from exc
     symbols: dict[str, sympy.Symbol] = {}
     for spec in specs:
         coefficient: Coefficient = as_coefficient(spec)

@@ -18,8 +18,7 @@ import torch
 
 import zpml_symbolic as zs
 from zpml_core.errors import UnsupportedInputError
-from zpml_runtime.inference import InferenceConfig
-from zpml_runtime.inference.strict import strict_inference
+from zpml_runtime.inference import InferenceConfig, strict_inference
 
 EXPR = "(x**2 + 1)/(x - y) + 1/(1 + 1/x)"
 HALF = [torch.float16, torch.bfloat16] + [
