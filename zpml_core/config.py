@@ -7,8 +7,8 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from .arrays import effective_threshold
 from .errors import InvalidConfigError
+from .resolution import check_order, effective_pair
 from .thresholds import to_threshold
 
 __all__ = ["InferenceConfig", "check_threshold"]
@@ -74,11 +74,7 @@ class InferenceConfig:
         set_(self, "tau_infer", check_threshold(self.tau_infer, "tau_infer"))
         if self.tau_train is not None:
             tau_train = check_threshold(self.tau_train, "tau_train")
-            if tau_train < self.tau_infer:
-                raise InvalidConfigError(
-                    f"tau_train={tau_train!r} must be >= tau_infer={self.tau_infer!r} "
-                    f"(the gap region is tau_infer <= |Q| < tau_train)"
-                )
+            check_order(self.tau_infer, tau_train)
             set_(self, "tau_train", tau_train)
         if self.provenance not in PROVENANCE_MODES:
             raise InvalidConfigError(
@@ -119,10 +115,7 @@ class InferenceConfig:
         never below ``t_infer``. Raises ``ThresholdUnderflowError`` for a positive
         threshold that ``dtype`` cannot represent.
         """
-        t_infer = effective_threshold(self.tau_infer, dtype, "tau_infer")
-        if self.tau_train is None:
-            return t_infer, None
-        return t_infer, max(t_infer, effective_threshold(self.tau_train, dtype, "tau_train"))
+        return effective_pair(self.tau_infer, self.tau_train, dtype)
 
     def to_metadata(self) -> dict[str, Any]:
         """JSON-ready dictionary of the configuration (for bundle metadata and logs)."""

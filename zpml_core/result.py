@@ -11,21 +11,9 @@ import numpy as np
 import torch
 from torch.utils import _pytree as pytree
 
+from .outputs import PROVENANCE_CODES, STRICT_OUTPUT_NAMES
+
 __all__ = ["PROVENANCE_CODES", "STRICT_OUTPUT_NAMES", "StrictInferenceResult"]
-
-#: The strict outputs in their canonical order (docs/semantics.md section 3); per-factor
-#: outputs follow them in exported graphs and in :meth:`StrictInferenceResult.as_dict`.
-STRICT_OUTPUT_NAMES: tuple[str, ...] = (
-    "decoded",
-    "bottom_mask",
-    "gap_mask",
-    "fault_mask",
-    "semantic_bottom_mask",
-    "bottom_provenance",
-)
-
-#: Integer codes of ``bottom_provenance``.
-PROVENANCE_CODES: dict[str, int] = {"finite": 0, "fault": 1, "semantic": 2, "mixed": 3}
 
 DEFAULT_FACTOR_PREFIX = "structural_validity_factor"
 

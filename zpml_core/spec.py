@@ -45,6 +45,7 @@ from fractions import Fraction
 from typing import Any
 
 from .errors import InvalidConfigError, ThresholdUnderflowError
+from .resolution import check_order
 
 __all__ = [
     "DTYPES",
@@ -216,8 +217,8 @@ def classify(
     """
     t_infer = _threshold(tau_infer, "tau_infer", dtype)
     t_train = None if tau_train is None else _threshold(tau_train, "tau_train", dtype)
-    if t_train is not None and t_train < t_infer:
-        raise InvalidConfigError(f"tau_train={tau_train!r} must be >= tau_infer={tau_infer!r}")
+    if t_train is not None:
+        check_order(tau_infer, tau_train)  # validated above; compared exactly
     t_factors = [
         _threshold(t, f"taus[{i}]", dtype) for i, t in enumerate(_factor_taus(taus, len(factors)))
     ]

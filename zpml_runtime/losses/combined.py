@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from zpml_runtime.errors import InvalidConfigError, ModelOutputError, UnsupportedInputError
+from zpml_core.resolution import check_order
+from zpml_runtime.errors import ModelOutputError, UnsupportedInputError
 from zpml_runtime.training.targets import SemanticTargets
 
 from ._common import (
@@ -83,11 +84,8 @@ class SCMTrainingLoss(nn.Module):
         P, Q, V = _split_outputs(outputs)
         tau = cfg.tau_train if tau_train is None else tau_train
         tau = check_nonneg_number(tau, name="tau_train", func=_FUNC)
-        if cfg.tau_infer is not None and tau < cfg.tau_infer:
-            raise InvalidConfigError(
-                f"{_FUNC}: tau_train={tau!r} is below LossConfig.tau_infer={cfg.tau_infer!r}; "
-                f"draw tau_train from [tau_infer, ...] (docs/semantics.md: tau_infer <= tau_train)"
-            )
+        if cfg.tau_infer is not None:
+            check_order(cfg.tau_infer, tau, owner=f"{_FUNC}: ", infer_name="LossConfig.tau_infer")
         y_n, y_d, rows = _target_rows(targets, P)
         finite, singular, oriented, below, above = rows
         if V is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from zpml_core.resolution import check_order
 from zpml_runtime.errors import InvalidConfigError
 
 __all__ = ["LossConfig"]
@@ -55,11 +56,7 @@ class LossConfig:
             _nonneg(name, getattr(self, name))
         if self.tau_infer is not None:
             _nonneg("tau_infer", self.tau_infer)
-            if self.tau_train < self.tau_infer:
-                raise InvalidConfigError(
-                    f"LossConfig: tau_train={self.tau_train!r} is below tau_infer="
-                    f"{self.tau_infer!r}; the training margin must be >= the inference threshold"
-                )
+            check_order(self.tau_infer, self.tau_train, owner="LossConfig: ")
         if not isinstance(self.detach_scale, bool):
             raise InvalidConfigError(
                 f"LossConfig.detach_scale must be a bool, got {self.detach_scale!r}"

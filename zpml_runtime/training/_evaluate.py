@@ -7,17 +7,29 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from zpml_core.config import InferenceConfig
 from zpml_core.strict import strict_inference
 
 from ..errors import UnsupportedInputError
-from ..inference.wrapper import split_model_outputs
+from ..inference.wrapper import SCMInferenceWrapper, split_model_outputs
 from . import _distributed as D
 from ._batches import split_batch
 
 if TYPE_CHECKING:
+    from .config import TrainingConfig
     from .trainer import SCMTrainer
 
-__all__ = ["deployed_bottom", "evaluate"]
+__all__ = ["deployed_bottom", "evaluate", "validation_config"]
+
+
+def validation_config(config: TrainingConfig, model: Any) -> InferenceConfig:
+    """The thresholds validation decodes with: ``config.tau_infer`` when set, else an
+    :class:`~zpml_runtime.inference.SCMInferenceWrapper` model's ``tau_infer``, else 0."""
+    if config.tau_infer is not None:
+        return InferenceConfig(tau_infer=config.tau_infer)
+    if isinstance(model, SCMInferenceWrapper):
+        return InferenceConfig(tau_infer=model.config.tau_infer)
+    return InferenceConfig(tau_infer=0.0)
 
 
 @torch.no_grad()

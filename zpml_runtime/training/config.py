@@ -11,6 +11,8 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
+from zpml_core.resolution import check_order
+
 from ..errors import InvalidConfigError, UnsupportedInputError
 
 __all__ = ["HASHED_FIELDS", "HEAD_FIT_FIELDS", "TrainingConfig", "UnknownConfigFieldError"]
@@ -179,11 +181,8 @@ class TrainingConfig:
                 "swap them or set both equal for a fixed tau_train"
             )
         _float(self.tau_infer, "tau_infer", optional=True)
-        if self.tau_infer is not None and self.tau_infer > self.tau_train_min:
-            raise InvalidConfigError(
-                f"TrainingConfig.tau_infer={self.tau_infer!r} > tau_train_min={self.tau_train_min!r}: "
-                "strict semantics need tau_infer <= tau_train (the gap region lies between them)"
-            )
+        if self.tau_infer is not None:
+            check_order(self.tau_infer, self.tau_train_min, owner="TrainingConfig: ", train_name="tau_train_min")
         _int(self.gradient_accumulation_steps, "gradient_accumulation_steps", 1)
         _float(self.grad_clip_norm, "grad_clip_norm", positive=True, optional=True)
         _int(self.early_stopping_patience, "early_stopping_patience", 1, optional=True)

@@ -23,8 +23,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from zpml_core.config import InferenceConfig
-
 from ..errors import UnsupportedInputError
 from ..inference.wrapper import SCMInferenceWrapper, split_model_outputs
 from . import _distributed as D
@@ -38,7 +36,7 @@ from ._batches import (
     unreachable_bottom_layers,
 )
 from ._closure import closure_step, requires_closure
-from ._evaluate import evaluate
+from ._evaluate import evaluate, validation_config
 from ._head_schedule import HeadSchedule
 from .checkpoint import CHECKPOINT_FORMAT, check_config_hash, load_checkpoint, save_checkpoint
 from .config import TrainingConfig
@@ -134,13 +132,8 @@ class SCMTrainer:
         self._rank0 = D.rank() == 0
         self._rng = random.Random(config.seed)
         self._plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-        if config.tau_infer is not None:
-            self.tau_infer = float(config.tau_infer)
-        elif self._is_wrapper:
-            self.tau_infer = float(self.model.config.tau_infer)
-        else:
-            self.tau_infer = 0.0
-        self._val_config = InferenceConfig(tau_infer=self.tau_infer)
+        self._val_config = validation_config(config, self.model)
+        self.tau_infer = self._val_config.tau_infer
         params = list(self.model.parameters())
         self.device = params[0].device if params else torch.device("cpu")
         self.history: list[dict[str, Any]] = []
