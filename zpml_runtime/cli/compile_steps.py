@@ -151,7 +151,7 @@ def parse_expression(zs: Any, text: str, params: list[str], constants: dict[str,
 
 def with_unicode_hint(message: str, text: str) -> str:
     """``message`` plus ASCII suggestions for the non-ASCII characters of ``text``."""
-    from zpml_symbolic.frontend.parser import ascii_spelling
+    from zpml_symbolic.frontend.unicode_hints import ascii_spelling
 
     spelled = {c: ascii_spelling(c) for c in dict.fromkeys(c for c in text if not c.isascii())}
     hints = [f"'{c}' -> '{r}'" for c, r in spelled.items() if r is not None]

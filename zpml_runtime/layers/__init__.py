@@ -14,6 +14,7 @@
 See ``docs/layers.md``.
 """
 
+from ..errors import TemplateError
 from .angular_projective import AngularProjectiveHead
 from .fit import FitInfo, fit_rational
 from .fitting.clean import remove_spurious_poles
@@ -22,7 +23,7 @@ from .multivariate import MultivariateRationalLayer, monomial_exponents
 from .poles import Pole, PoleReport, pole_report
 from .projective import GaugePolicy, ProjectiveNormalize
 from .rational import SCMRationalLayer
-from .template import RationalTemplateLayer, TemplateError
+from .template import RationalTemplateLayer
 from .zero_set import ZeroSetReport, zero_set_report
 
 __all__ = [

@@ -8,8 +8,9 @@ See docs/domain.md.
 """
 
 from zpml_symbolic.domain.api import DEFAULT_BUDGET, domain_report
-from zpml_symbolic.domain.box import BoxError, format_box, normalize_box, parse_box
+from zpml_symbolic.domain.box import format_box, normalize_box, parse_box
 from zpml_symbolic.domain.report import DomainReport, FactorVerdict, Witness
+from zpml_symbolic.errors import BoxError
 
 __all__ = [
     "DEFAULT_BUDGET",

@@ -6,6 +6,7 @@ from zpml_symbolic.frontend.equation import Equation, parse_equation
 from zpml_symbolic.frontend.parser import parse
 from zpml_symbolic.frontend.sympy_in import FrontendResult, Occurrence, from_sympy, to_sympy
 from zpml_symbolic.frontend.trace import trace, traced
+from zpml_symbolic.frontend.unicode_hints import ascii_spelling
 
 __all__ = [
     "Coefficient",
@@ -13,6 +14,7 @@ __all__ = [
     "Equation",
     "FrontendResult",
     "Occurrence",
+    "ascii_spelling",
     "from_sympy",
     "is_coefficient",
     "parse",

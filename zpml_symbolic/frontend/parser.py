@@ -58,7 +58,6 @@ from zpml_symbolic.frontend.coefficient import Coefficient, as_coefficient
 from zpml_symbolic.frontend.constants import constant_values
 from zpml_symbolic.frontend.grammar import NON_RATIONAL_FUNCTIONS, RATIONAL_FUNCTIONS, Parser
 from zpml_symbolic.frontend.lexer import MAX_INPUT_LENGTH, MAX_LITERAL_DIGITS, Token, tokenize
-from zpml_symbolic.frontend.unicode_hints import ascii_spelling
 
 __all__ = [
     "DIALECTS",
@@ -67,7 +66,6 @@ __all__ = [
     "NON_RATIONAL_FUNCTIONS",
     "RATIONAL_FUNCTIONS",
     "InputTypeError",
-    "ascii_spelling",
     "parse",
 ]
 
