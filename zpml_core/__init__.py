@@ -20,6 +20,7 @@ from zpml_core.errors import (
     ZeroProofError,
     ZeroProofRuntimeError,
 )
+from zpml_core.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from zpml_core.config import InferenceConfig, check_threshold
@@ -44,6 +45,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 __all__ = [
     "PROVENANCE_CODES",
+    "__version__",
     "STRICT_OUTPUT_NAMES",
     "InferenceConfig",
     "InvalidConfigError",
