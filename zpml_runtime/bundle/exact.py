@@ -9,7 +9,7 @@ float64 (``|Q|`` for reports) or exactly (``zpml explain``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from zpml_runtime.bundle.format import BundleError
+from zpml_runtime.bundle.metadata import BundleMetadata
 
 Terms = tuple[tuple[tuple[int, ...], Fraction], ...]
 
@@ -69,39 +70,60 @@ def _parse_terms(raw: Any, n_gens: int, where: str) -> Terms:
         raise BundleError(f"metadata {where} must be a list of [exponents, 'p/q'] terms")
     out = []
     for k, term in enumerate(raw):
-        ok = isinstance(term, list) and len(term) == 2 and isinstance(term[1], str)
-        exps = term[0] if ok else None
-        ok = ok and isinstance(exps, list)
-        ok = ok and all(isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in exps)
-        # A constant term may carry one zero exponent even with no generators.
-        ok = ok and (len(exps) == n_gens or not any(exps))
-        if not ok:
+        exps = _exponents(term, n_gens)
+        if exps is None:
             raise BundleError(
                 f"metadata {where}[{k}] = {term!r:.80} is not [exponents ({n_gens} non-negative "
                 "integers), 'p/q' coefficient]"
             )
         try:
             coefficient = Fraction(term[1])
-        except (ValueError, ZeroDivisionError):
+        except (ValueError, ZeroDivisionError) as e:
             raise BundleError(
                 f"metadata {where}[{k}] coefficient {term[1]!r:.40} is not an exact rational 'p/q'"
-            ) from None
-        out.append((tuple(exps) if len(exps) == n_gens else (0,) * n_gens, coefficient))
+            ) from e
+        out.append((exps, coefficient))
     return tuple(out)
 
 
-def read_metadata_fru(metadata: dict[str, Any]) -> MetadataFRU | None:
-    """Parse the exact FRU of a compiled bundle; ``None`` for traced bundles.
+def _exponents(term: object, n_gens: int) -> tuple[int, ...] | None:
+    """The exponent vector of a ``[exponents, 'p/q']`` term (``None``: malformed)."""
+    if not (isinstance(term, list) and len(term) == 2 and isinstance(term[1], str)):
+        return None
+    exps = term[0]
+    if not isinstance(exps, list) or not all(
+        isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in exps
+    ):
+        return None
+    if len(exps) == n_gens:
+        return tuple(exps)
+    # A constant term may carry one zero exponent even with no generators.
+    return None if any(exps) else (0,) * n_gens
+
+
+def read_metadata_fru(metadata: Mapping[str, Any] | BundleMetadata) -> MetadataFRU | None:
+    """Parse the exact FRU of a compiled bundle (or expression view); ``None`` for traced bundles.
 
     Raises :class:`BundleError` when the ``fru`` section is malformed.
     """
-    fru = metadata.get("fru")
-    if metadata.get("source") != "compiled_fru" or fru is None:
-        return None
-    if not isinstance(fru, dict) or not isinstance(fru.get("generators"), list):
+    if isinstance(metadata, BundleMetadata):
+        source, fru = metadata.source, metadata.fru
+        if not metadata.is_compiled or fru is None:
+            return None
+        schema: Mapping[str, Any] = metadata.output_schema or {}
+        params: Mapping[str, Any] = metadata.parameters
+        variables = metadata.input.variables
+    else:  # a partial record (e.g. the fru section of an expression being compiled)
+        source, fru = metadata.get("source"), metadata.get("fru")
+        if source != "compiled_fru" or fru is None:
+            return None
+        schema = metadata.get("structural_validity_output_schema") or {}
+        params = metadata.get("parameters") or {}
+        variables = tuple(metadata["input"]["variables"])
+    raw_gens = fru.get("generators") if isinstance(fru, Mapping) else None
+    if not isinstance(fru, Mapping) or not isinstance(raw_gens, list):
         raise BundleError("metadata fru must be an object with a 'generators' list")
-    gens = tuple(str(g) for g in fru["generators"])
-    schema = metadata.get("structural_validity_output_schema") or {}
+    gens = tuple(str(g) for g in raw_gens)
     out_index = {
         o.get("factor"): o.get("index")
         for o in schema.get("outputs", [])
@@ -125,7 +147,6 @@ def read_metadata_fru(metadata: dict[str, Any]) -> MetadataFRU | None:
                 output_index=out_index.get(entry.get("factor")) if retained else None,
             )
         )
-    params = metadata.get("parameters") or {}
     return MetadataFRU(
         expression=str(fru.get("expression", "")),
         generators=gens,
@@ -136,7 +157,7 @@ def read_metadata_fru(metadata: dict[str, Any]) -> MetadataFRU | None:
             fru.get("denominator_terms"), len(gens), "fru.denominator_terms"
         ),
         factors=tuple(factors),
-        variables=tuple(metadata["input"]["variables"]),
+        variables=tuple(variables),
         parameters={str(k): float(v) for k, v in params.items()},
     )
 

@@ -205,6 +205,10 @@ class EffectiveThresholds:
             ),
         )
 
+    def as_dict(self) -> dict[str, Any]:
+        """The recorded form (keys sorted as written)."""
+        return {"dtype": self.dtype, **self.baked()}
+
     def baked(self) -> dict[str, Any]:
         """The form :func:`~zpml_symbolic.emit.onnx_emit.read_baked_thresholds` returns."""
         return {"t_infer": self.t_infer, "t_train": self.t_train, "t_factors": list(self.t_factors)}
