@@ -1,5 +1,9 @@
 """``export_bundle``: write a strict ONNX bundle atomically.
 
+The model is turned into a graph by :mod:`.export_model`; this module writes the
+metadata, rebuilds the graph from it (the graph the validator will reproduce),
+and publishes the files (:mod:`.publish`).
+
 A compiled FRU (a strict evaluator or compiled module from
 ``zpml_symbolic``, or an ``SCMInferenceWrapper`` around one) is exported
 through the direct ONNX emitter, never by tracing. Any other model wrapped in
@@ -22,6 +26,7 @@ import onnx
 import torch
 
 from zpml_core.config import InferenceConfig
+from zpml_runtime.bundle.export_model import fru_metadata, graph_extras, resolve_model
 from zpml_runtime.bundle.format import (
     BUNDLE_SCHEMA,
     BUNDLE_SCHEMA_VERSION,
@@ -38,6 +43,7 @@ from zpml_runtime.bundle.format import (
     sha256_bytes,
     signature_line,
 )
+from zpml_runtime.bundle.model_checks import tensor_signature
 from zpml_runtime.bundle.publish import publish_bundle
 from zpml_runtime.bundle.reproduce import (
     COMPILED,
@@ -48,13 +54,6 @@ from zpml_runtime.bundle.reproduce import (
 )
 from zpml_runtime.projective import GaugePolicy
 
-_ONNX_DTYPES = {
-    onnx.TensorProto.FLOAT: "float32",
-    onnx.TensorProto.DOUBLE: "float64",
-    onnx.TensorProto.BOOL: "bool",
-    onnx.TensorProto.INT8: "int8",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class ExportedBundle:
@@ -62,22 +61,6 @@ class ExportedBundle:
 
     path: Path
     metadata: dict[str, Any]
-
-
-@dataclass(slots=True)
-class _Resolved:
-    model: onnx.ModelProto
-    config: InferenceConfig
-    taus: tuple[float, ...]
-    variables: tuple[str, ...]
-    parameters: dict[str, float]
-    fru: Any
-    schema: Any
-    source: str
-    multi: dict[str, Any] | None = None  # metadata["multi_output"] (k >= 2 outputs)
-    expressions: list[dict[str, Any]] | None = None  # compiled multi-output: per output
-    extra: dict[str, Any] | None = None  # further metadata keys (gauge, parameter_initializers)
-    emitter: dict[str, Any] | None = None  # emitter options recorded for reproduction
 
 
 def _package_versions() -> dict[str, str]:
@@ -90,271 +73,9 @@ def _package_versions() -> dict[str, str]:
     return out
 
 
-def _taus_tuple(value: float | Sequence[float], k: int) -> tuple[float, ...]:
-    if isinstance(value, int | float):
-        return (float(value),) * k
-    items = tuple(float(v) for v in value)
-    if len(items) != k:
-        raise BundleError(
-            f"validity_taus has {len(items)} entries but the model has {k} validity factors"
-        )
-    return items
-
-
-def _resolve(
-    model: Any,
-    config: InferenceConfig | None,
-    validity_taus: Any,
-    dtype: str,
-    opset: int | None,
-    example: Any,
-    output_names: Sequence[str] | None = None,
-) -> _Resolved:
-    """Turn the supported model kinds into an ONNX graph plus what metadata needs."""
-    from zpml_runtime.bundle.traced import DEFAULT_PREFIX as TRACED_PREFIX
-    from zpml_runtime.inference.wrapper import SCMInferenceWrapper
-
-    try:
-        from zpml_symbolic.emit.backends.torch_emit import RationalModule
-        from zpml_symbolic.emit.onnx_emit import DEFAULT_TILE_ROWS, to_onnx
-        from zpml_symbolic.emit.strict import StrictEvaluator
-    except ImportError:  # pragma: no cover - both packages ship together
-        StrictEvaluator = RationalModule = None  # type: ignore[assignment,misc]
-
-    inner = model.model if isinstance(model, SCMInferenceWrapper) else model
-    if isinstance(model, SCMInferenceWrapper):
-        config = config or model.config
-        validity_taus = model.validity_taus if validity_taus is None else validity_taus
-    if StrictEvaluator is not None and isinstance(inner, StrictEvaluator):
-        config = config or inner.config
-        validity_taus = inner.validity_taus if validity_taus is None else validity_taus
-        prefix = inner.schema.prefix
-        inner = inner.model
-    else:
-        prefix = "structural_validity_factor"
-    config = config or InferenceConfig(tau_infer=0.0)
-    if RationalModule is not None and isinstance(inner, RationalModule):
-        if len(inner.frus) > 1:
-            return _resolve_compiled_multi(
-                inner, config, validity_taus, dtype, opset, prefix, output_names
-            )
-        fru = inner.frus[0]
-        k = len(fru.validity_factors)
-        taus = _taus_tuple(0.0 if validity_taus is None else validity_taus, k)
-        onnx_model = to_onnx(
-            inner,
-            config=config,
-            validity_taus=taus,
-            dtype=dtype,
-            opset=opset,
-            prefix=prefix,
-            tile_rows=DEFAULT_TILE_ROWS,
-        )
-        return _Resolved(
-            onnx_model,
-            config,
-            taus,
-            inner.variables,
-            inner.coefficient_values(),
-            fru,
-            fru.structural_validity_output_schema(prefix=prefix),
-            "compiled_fru",
-            extra=_graph_extras(onnx_model),
-            emitter=_emitter_options(onnx_model, prefix, DEFAULT_TILE_ROWS),
-        )
-    if isinstance(model, SCMInferenceWrapper):
-        from zpml_runtime.bundle.traced import traced_strict_model
-
-        onnx_model, k, n_vars, layout = traced_strict_model(
-            model, config, validity_taus, dtype, opset, torch.as_tensor(_first(example))
-        )
-        taus = _taus_tuple(0.0 if validity_taus is None else validity_taus, k)
-        multi = None
-        if layout is not None:
-            from zpml_runtime.bundle.multi import check_output_names
-
-            n_out = layout["k"]
-            multi = {
-                "k": n_out,
-                "output_names": check_output_names(output_names, n_out),
-                "factors": [
-                    {"index": g, "shape": shape, "outputs": list(range(n_out))}
-                    for g, shape in enumerate(layout["factor_shapes"])
-                ],
-            }
-        elif output_names is not None:
-            raise BundleError("output_names= is for models with several outputs")
-        return _Resolved(
-            onnx_model,
-            config,
-            taus,
-            tuple(f"x{i}" for i in range(n_vars)),
-            {},
-            None,
-            None,
-            "traced_model",
-            multi=multi,
-            emitter=_emitter_options(onnx_model, TRACED_PREFIX, None),
-        )
-    raise BundleError(
-        "export_bundle supports zpml_symbolic strict evaluators and compiled modules, and "
-        f"SCMInferenceWrapper models; got {type(model).__name__}"
-    )
-
-
-def _emitter_options(
-    onnx_model: onnx.ModelProto, prefix: str, tile_rows: int | None
-) -> dict[str, Any]:
-    """What the validator needs besides the metadata to emit the same graph again."""
-    opset = next(o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx"))
-    out: dict[str, Any] = {"opset": int(opset), "prefix": prefix}
-    if tile_rows is not None:
-        out["tile_rows"] = tile_rows
-    return out
-
-
-def _graph_extras(onnx_model: onnx.ModelProto) -> dict[str, Any]:
-    """Metadata a compiled graph needs beyond the defaults: its power-of-two gauge
-    (``gauge_exponents``, only when regauged) and non-default parameter initializer names."""
-    from zpml_symbolic.emit.onnx_emit import read_metadata
-
-    md = read_metadata(onnx_model)
-    out: dict[str, Any] = {}
-    if md.get("gauge_exponents"):
-        out["gauge_exponents"] = md["gauge_exponents"]
-    if md.get("parameter_initializers"):
-        out["parameter_initializers"] = md["parameter_initializers"]
-    return out
-
-
-def _resolve_compiled_multi(
-    inner: Any,
-    config: InferenceConfig,
-    validity_taus: Any,
-    dtype: str,
-    opset: int | None,
-    prefix: str,
-    output_names: Sequence[str] | None,
-) -> _Resolved:
-    """A module of several expressions: one graph with ``[batch, k]`` strict outputs."""
-    from zpml_runtime.bundle.multi import check_output_names, stack_expression_outputs
-    from zpml_symbolic.emit.onnx_emit import (
-        DEFAULT_TILE_ROWS,
-        expression_prefixes,
-        read_metadata,
-        to_onnx,
-    )
-
-    frus = inner.frus
-    n_out = len(frus)
-    names = check_output_names(output_names, n_out)
-    onnx_model = to_onnx(
-        inner,
-        config=config,
-        validity_taus=0.0 if validity_taus is None else validity_taus,
-        dtype=dtype,
-        opset=opset,
-        prefix=prefix,
-        tile_rows=DEFAULT_TILE_ROWS,
-    )
-    md = read_metadata(onnx_model)
-    per_expr_taus = [list(t) for t in md["validity_taus"]]
-    counts = [len(t) for t in per_expr_taus]
-    stack_expression_outputs(onnx_model, expression_prefixes(n_out), counts, prefix)
-    gauges = md.get("gauge_exponents") or [
-        {"PQ": 0, "V": [0] * c} for c in counts
-    ]
-    expressions, factors, offset = [], [], 0
-    for j, fru in enumerate(frus):
-        expressions.append(
-            {
-                "output": names[j],
-                "fru": fru_metadata(fru),
-                "schema": fru.structural_validity_output_schema(prefix=prefix).to_metadata(),
-                "validity_taus": per_expr_taus[j],
-                "gauge": gauges[j],
-                "factor_offset": offset,
-            }
-        )
-        for i in range(counts[j]):
-            factors.append(
-                {"index": offset + i, "shape": ["batch"], "outputs": [j], "local_index": i}
-            )
-        offset += counts[j]
-    extra = {}
-    if md.get("parameter_initializers"):
-        extra["parameter_initializers"] = md["parameter_initializers"]
-    return _Resolved(
-        onnx_model,
-        config,
-        tuple(float(t) for taus in per_expr_taus for t in taus),
-        inner.variables,
-        inner.coefficient_values(),
-        None,
-        None,
-        "compiled_fru",
-        multi={"k": n_out, "output_names": names, "factors": factors},
-        expressions=_json_ready(expressions),
-        extra=extra,
-        emitter=_emitter_options(onnx_model, prefix, DEFAULT_TILE_ROWS),
-    )
-
-
-def _json_ready(value: Any) -> Any:
-    """Plain JSON types (python-flint integers and other numbers become ints/strings)."""
-    import json
-
-    from zpml_symbolic.emit.onnx_emit import _json_default
-
-    return json.loads(json.dumps(value, default=_json_default))
-
-
 def _signature(model: onnx.ModelProto) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    def tensor(vi: onnx.ValueInfoProto) -> dict[str, Any]:
-        t = vi.type.tensor_type
-        shape = [d.dim_param if d.dim_param else int(d.dim_value) for d in t.shape.dim]
-        return {
-            "name": vi.name,
-            "dtype": _ONNX_DTYPES.get(t.elem_type, str(t.elem_type)),
-            "shape": shape,
-        }
-
     (inp,) = model.graph.input
-    return tensor(inp), [tensor(o) for o in model.graph.output]
-
-
-def fru_metadata(fru: Any) -> dict[str, Any]:
-    """The ``fru`` section of the metadata: expression, exact terms, provenance."""
-    from zpml_runtime.bundle.irjson import dump_ir
-    from zpml_symbolic.flatten.fru import poly_terms
-    from zpml_symbolic.ir.printer import to_text
-
-    ngens = len(fru.generators)
-    return {
-        "expression": to_text(fru.root),
-        "generators": [s.name for s in fru.generators],
-        "numerator": str(fru.numerator),
-        "denominator": str(fru.denominator),
-        "numerator_terms": [[list(m), c] for m, c in poly_terms(fru.numerator_poly_ring, ngens)],
-        "denominator_terms": [
-            [list(m), c] for m, c in poly_terms(fru.denominator_poly_ring, ngens)
-        ],
-        "denominator_factors": [[str(f), m] for f, m in fru.denominator_factors],
-        "validity_factors": [str(v) for v in fru.validity_factors],
-        "mode": fru.mode,
-        "provenance": fru.provenance_metadata(),
-        "ir": dump_ir(fru.root),
-    }
-
-
-def _first(example_inputs: Any) -> Any:
-    if isinstance(example_inputs, tuple | list):
-        if len(example_inputs) != 1:
-            raise BundleError(
-                f"expected one input tensor x, got {len(example_inputs)} example inputs"
-            )
-        return example_inputs[0]
-    return example_inputs
+    return tensor_signature(inp), [tensor_signature(o) for o in model.graph.output]
 
 
 def _smoke_array(example_inputs: Any, smoke_inputs: Any, dtype: str, n_vars: int) -> np.ndarray:
@@ -436,7 +157,9 @@ def export_bundle(
     if signing_key is not None and (not isinstance(signing_key, bytes | bytearray) or not signing_key):
         raise BundleError("signing_key must be non-empty bytes")
     dt = _dtype_of(example_inputs, dtype)
-    resolved = _resolve(model, config, validity_taus, dt, opset, example_inputs, output_names)
+    resolved = resolve_model(
+        model, config, validity_taus, dt, opset, example_inputs, output_names
+    )
     box = None
     if input_box is not None:
         from zpml_runtime.bundle.domain import check_input_box
@@ -535,7 +258,7 @@ def _reproducible_graph(metadata: dict[str, Any], built: onnx.ModelProto) -> onn
     same = (
         _signature(rebuilt) == _signature(built)
         and read_baked_thresholds(rebuilt) == read_baked_thresholds(built)
-        and _graph_extras(rebuilt) == _graph_extras(built)
+        and graph_extras(rebuilt) == graph_extras(built)
     )
     if not same:
         raise BundleError(
@@ -553,4 +276,4 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-__all__ = ["ExportedBundle", "export_bundle"]
+__all__ = ["ExportedBundle", "export_bundle", "fru_metadata"]
