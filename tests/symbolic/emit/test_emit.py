@@ -110,6 +110,7 @@ def test_learnable_literals_become_parameters() -> None:
     assert float((P / Q).detach()) == pytest.approx(1 / 1.5)
 
 
+@pytest.mark.slow  # torch.compile dominates this module's time
 def test_torch_compile_fullgraph_and_torchscript_match_eager() -> None:
     m = zs.to_torch(zs.parse(EXAMPLE))
     x = torch.tensor([[0.0, 1.0], [2.0, 1.0], [1.5, -0.5]])

@@ -311,7 +311,14 @@ def test_tiled_graph_is_a_scan_of_the_flat_graph() -> None:
     check_baked_thresholds(tiled)
 
 
-@pytest.mark.parametrize(("expr", "init"), CASES, ids=CASE_IDS)
+#: every case but the first (two variables, a retained factor) is in the slow suite
+TILING_CASES = [
+    pytest.param(*case, id=case_id, marks=() if k == 0 else pytest.mark.slow)
+    for k, (case, case_id) in enumerate(zip(CASES, CASE_IDS, strict=True))
+]
+
+
+@pytest.mark.parametrize(("expr", "init"), TILING_CASES)
 def test_tiling_is_bit_identical(expr: str, init: dict[str, float]) -> None:
     """Any tile size (one row, ragged last tile, one tile, no tiling) gives the same bytes,
     for every batch size including 0 and 1."""
