@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -88,19 +89,91 @@ def test_result_is_a_pytree():
     assert isinstance(rebuilt, StrictInferenceResult) and rebuilt.num_factors == 1
 
 
-def test_per_sample_denominator_broadcasts_over_outputs():
-    P = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, NAN]])
-    Q = torch.tensor([0.0, 2.0])
-    result = strict_inference(P, Q, config=CFG)
-    assert result.bottom_mask.shape == (2, 3)
-    assert result.bottom_mask.tolist() == [[True] * 3, [False, False, True]]
-    assert result.decoded[1, :2].tolist() == [2.0, 2.5]
-    square = strict_inference(
-        torch.ones(2, 2), torch.tensor([0.0, 1.0])
-    )  # (B, B) with (B,): per sample
+#: one denominator per sample (rows) against several numerators (columns): exact zeros of
+#: both signs (with finite, NaN and Inf numerators: semantic and mixed bottoms), |Q| below
+#: tau_infer, |Q| in the gap band, regular rows, a small Q whose quotient overflows, Q = +-Inf, NaN
+BROADCAST_Q = [0.0, -0.0, 5e-7, 5e-5, 2.0, -3.0, 1e-2, INF, NAN]
+BROADCAST_P = [
+    [1.0, NAN, 0.0, -2.0],
+    [0.0, 1.0, INF, 3.0],
+    [1.0, 2.0, 3.0, -4.0],
+    [1.0, -1.0, 7.0, NAN],
+    [1.0, 5.0, -7.0, 0.0],
+    [1.0, 2.0, 1e30, -INF],
+    [3e38, 1.0, -3e38, 0.5],
+    [1.0, 0.0, -1.0, 2.0],
+    [1.0, 0.0, -1.0, 2.0],
+]
+
+
+def _exact_strict_reference(P, Q, dtype, tau_infer: float, tau_train: float) -> dict[str, list]:
+    """docs/semantics.md section 3 for ``P[b, k]`` over ``Q[b]``, decided with exact rationals:
+    the thresholds as the exact values of the given floats, ``P/Q`` as an exact fraction
+    (overflow when it rounds to infinity in ``dtype``)."""
+    info = np.finfo(dtype)
+    # round-to-nearest gives inf from max + half an ulp of max on
+    overflow_at = Fraction(float(info.max)) + Fraction(2) ** (info.maxexp - info.nmant - 2)
+    out: dict[str, list] = {
+        k: [] for k in ("bottom", "fault", "semantic", "gap", "provenance", "value")
+    }
+    for p_row, q in zip(P, Q, strict=True):
+        rows = {k: [] for k in out}
+        for p in p_row:
+            finite = math.isfinite(p) and math.isfinite(q)
+            ratio = Fraction(p) / Fraction(q) if finite and q != 0 else None
+            fault = not finite or (ratio is not None and abs(ratio) >= overflow_at)
+            semantic = math.isfinite(q) and (q == 0 or abs(Fraction(q)) < Fraction(tau_infer))
+            bottom = fault or semantic
+            rows["fault"].append(fault)
+            rows["semantic"].append(semantic)
+            rows["bottom"].append(bottom)
+            rows["gap"].append(
+                not bottom and Fraction(tau_infer) <= abs(Fraction(q)) < Fraction(tau_train)
+            )
+            rows["provenance"].append(int(fault) + 2 * int(semantic))
+            rows["value"].append(None if bottom else ratio)
+        for k in out:
+            out[k].append(rows[k])
+    return out
+
+
+@pytest.mark.parametrize(
+    ("backend", "dtype"),
+    [("torch", np.float32), ("torch", np.float64), ("numpy", np.float32), ("numpy", np.float64)],
+)
+def test_per_sample_denominator_broadcasts_over_outputs(backend: str, dtype) -> None:
+    P = np.array(BROADCAST_P, dtype=dtype)
+    Q = np.array(BROADCAST_Q, dtype=dtype)
+    # the reference sees the values as stored in dtype (3e38 and 1e30 are rounded in float32)
+    ref = _exact_strict_reference(P.tolist(), Q.tolist(), dtype, CFG.tau_infer, CFG.tau_train)
+    if backend == "torch":
+        result = strict_inference(torch.from_numpy(P), torch.from_numpy(Q), config=CFG)
+    else:
+        result = strict_inference(P, Q, config=CFG)
+    assert tuple(result.bottom_mask.shape) == P.shape
+    assert result.bottom_mask.tolist() == ref["bottom"]
+    assert result.fault_mask.tolist() == ref["fault"]
+    assert result.semantic_bottom_mask.tolist() == ref["semantic"]
+    assert result.gap_mask.tolist() == ref["gap"]
+    assert result.bottom_provenance.tolist() == ref["provenance"]
+    # decoded: NaN exactly at bottoms, elsewhere P/Q correctly rounded (within half an ulp)
+    half_ulp = Fraction(1, 2 ** (np.finfo(dtype).nmant + 1))
+    for got_row, want_row in zip(result.decoded.tolist(), ref["value"], strict=True):
+        for got, want in zip(got_row, want_row, strict=True):
+            if want is None:
+                assert math.isnan(got)
+            else:
+                assert math.isfinite(got) and abs(Fraction(got) - want) <= abs(want) * half_ulp
+    # the reference is not vacuous: every kind of outcome occurs
+    flat = [v for row in ref["provenance"] for v in row]
+    assert {0, 1, 2, 3} <= set(flat) and any(map(any, ref["gap"]))
+
+
+def test_square_p_with_per_sample_q():
+    """(B, B) numerators with a (B,) denominator: one denominator per sample (row)."""
+    square = strict_inference(torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([0.0, 2.0]))
     assert square.bottom_mask.tolist() == [[True, True], [False, False]]
-    np_result = strict_inference(P.numpy(), Q.numpy(), config=CFG)
-    assert np_result.bottom_mask.tolist() == result.bottom_mask.tolist()
+    assert square.decoded[1].tolist() == [1.5, 2.0]
 
 
 def test_numpy_broadcast_into_p_or_q_shape():
