@@ -30,13 +30,13 @@ F1 fru.structural_validity_failures ``<`` -> ``<=``           test_spec_fru::tes
 F2 fru.evaluate ignores zero validity factors                 test_spec_fru::test_evaluate_and_explain_match_spec
 A1 torch_adjoint scale rule ``float(c)`` -> ``abs(float(c))``  test_spec_fru::test_adjoint_gradients_match_exact_derivatives
 A2 torch_adjoint scale pass-through ``coef *= abs(c)``         test_spec_fru::test_adjoint_gradients_match_exact_derivatives
-R1 report._q_summary ``finite < tau_infer`` -> ``<=``          test_spec_runtime::test_q_summary_counts_match_spec
-R2 report._q_summary back to the expanded monomials            test_spec_runtime::test_q_summary_20_pole_sum_is_the_programs_q
+R1 report_summary._q_summary ``finite < tau_infer`` -> ``<=`` test_spec_runtime::test_q_summary_counts_match_spec
+R2 report_summary._q_summary back to the expanded monomials   test_spec_runtime::test_q_summary_20_pole_sum_is_the_programs_q
 T1 tau_sweep ``searchsorted(side="left")`` -> ``"right"``      test_spec_runtime::test_tau_sweep_matches_spec
 M1 monitor hazard without ``q == 0`` (the old line)           test_spec_runtime::test_monitor_hazard_and_histogram_match_spec
 M2 monitor histogram ``side="right"`` -> ``"left"``            test_spec_runtime::test_monitor_hazard_and_histogram_match_spec
-C1 cli._explain_exact ``v is None or v == 0`` -> ``v == 0``    test_spec_runtime::test_explain_exact_matches_spec
-C2 cli._explain_exact ``fault = bool(bad)`` (the old rule)     test_spec_runtime::test_explain_exact_matches_spec
+C1 ExactPoint.bottomed ``v is None or v == 0`` -> ``v == 0``   test_spec_runtime::test_explain_exact_matches_spec
+C2 ExactPoint.fault ``bool(nonfinite)`` (the old rule)         test_spec_runtime::test_explain_exact_matches_spec
 == ======================================================== ==========================================================
 """
 

@@ -1,10 +1,11 @@
 """The runtime's copies of the mask rule, tested against ``zpml_core.spec``.
 
-* ``zpml explain``'s exact evaluation (``cli._explain_exact``): which factors it
-  marks bottom, the exact verdict and ``Q``, at zero-set and non-finite inputs;
-* the validation report's ``|Q|`` summary (``report._q_summary``): evaluated as
-  the program does (the 20-pole regression of issue 10) and counted with the
-  spec's threshold rule at ``|Q| == tau`` exactly;
+* the exact evaluation behind ``zpml explain`` (``bundle.exact.evaluate_point``):
+  which factors it marks bottom, the exact verdict and ``Q``, at zero-set and
+  non-finite inputs;
+* the validation report's ``|Q|`` summary (``write_bundle_report``'s ``q_abs``):
+  evaluated as the program does (the 20-pole regression of issue 10) and counted
+  with the spec's threshold rule at ``|Q| == tau`` exactly;
 * ``tau_infer_sweep_from_q_abs``: bottom counts per threshold;
 * ``StrictInferenceMonitor``: hazard counts (threshold 0 means exact zeros) and
   the ``|Q|`` histogram (a value on an edge is not below it).
@@ -12,24 +13,22 @@
 
 from __future__ import annotations
 
-import io
 import math
-import re
-from contextlib import redirect_stdout
 from fractions import Fraction
 
 import numpy as np
 import pytest
 import sympy as sp
+import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 import zpml_symbolic as zs
 from zpml_core import spec
-from zpml_runtime.bundle.exact import read_metadata_fru
+from zpml_runtime.bundle import export_bundle
+from zpml_runtime.bundle.exact import evaluate_point, read_metadata_fru
 from zpml_runtime.bundle.export import fru_metadata
-from zpml_runtime.bundle.report import _q_summary
-from zpml_runtime.cli.exact import explain_exact as _explain_exact
+from zpml_runtime.bundle.report import write_bundle_report
 from zpml_runtime.inference import InferenceConfig
 from zpml_runtime.inference.monitor import StrictInferenceMonitor
 from zpml_runtime.metrics import tau_infer_sweep_from_q_abs
@@ -75,9 +74,6 @@ def _value(expr: sp.Expr, point: dict[str, Fraction | float]) -> Fraction | floa
     return Fraction(int(r.p), int(r.q))
 
 
-_FACTOR_LINE = re.compile(r"^\s+#(\d+) .* = (.*)  \[.*\](  <- bottom)?$")
-
-
 @example(name="unused_input", coords=[math.inf, Fraction(2)])  # x unused: not a fault
 @example(name="sum", coords=[math.nan, Fraction(1)])  # every factor uses x: all non-finite
 @given(
@@ -94,43 +90,39 @@ def test_explain_exact_matches_spec(metadata_frus, name: str, coords) -> None:
     factors = [_value(s.factor, named) for s in fru.denominator_provenance]
     each = spec.classify(1, 1, factors, dtype=None)
 
-    text = io.StringIO()
-    with redirect_stdout(text):
-        bottom, q_exact = _explain_exact(meta_fru, point)
-    assert bottom == verdict.bottom
-    assert q_exact == (None if isinstance(q, float) else q)
-    marked = {}
-    for line in text.getvalue().splitlines():
-        m = _FACTOR_LINE.match(line)
-        if m:
-            marked[int(m[1])] = m[3] is not None
+    exact = evaluate_point(meta_fru, point)
+    assert exact.bottom == verdict.bottom
+    assert exact.denominator == (None if isinstance(q, float) else q)
+    marked = [i in exact.bottomed for i in range(len(factors))]
     want = [f or s for f, s in zip(each.factor_faults, each.factor_semantics, strict=True)]
-    assert [marked[i] for i in range(len(factors))] == want
-    if any(want):
-        assert "bottomed denominators: none" not in text.getvalue()
+    assert marked == want
+    assert [v is None for v in exact.factors] == list(each.factor_faults)
 
 
-def test_q_summary_20_pole_sum_is_the_programs_q() -> None:
+def _q_abs(tmp_path, expr: str, x: np.ndarray, **config) -> dict:
+    """The ``q_abs`` section of the validation report of a float64 bundle of ``expr`` on ``x``."""
+    ev = zs.strict_evaluator(zs.parse(expr), config=InferenceConfig(**config), dtype=torch.float64)
+    export_bundle(ev, tmp_path / "b", (torch.from_numpy(x[:1].copy()),), dtype="float64")
+    return write_bundle_report(tmp_path / "b", inputs=x).summary["q_abs"]
+
+
+def test_q_summary_20_pole_sum_is_the_programs_q(tmp_path) -> None:
     """Issue 10: near a pole the expanded monomials give 2.74e12 for |Q| = 1.16e11."""
     expr = " + ".join(f"1/(x - {k})" for k in range(1, 21))
     x0 = 20 + 2.0**-20
     x = np.array([[x0], [0.5]], dtype=np.float64)
-    meta = _metadata(expr, ("x",), tau_infer=0.0)
-    summary, q = _q_summary(read_metadata_fru(meta), x, meta)
-    exact = [math.prod(Fraction(v) - k for k in range(1, 21)) for v in (x0, 0.5)]
-    assert q is not None
-    for got, want in zip(q, exact, strict=True):
-        assert got == pytest.approx(abs(float(want)), rel=1e-9)
-    assert summary["min"] == pytest.approx(abs(float(exact[0])), rel=1e-9)
+    summary = _q_abs(tmp_path, expr, x, tau_infer=0.0)
+    exact = [abs(float(math.prod(Fraction(v) - k for k in range(1, 21)))) for v in (x0, 0.5)]
+    assert summary["min"] == pytest.approx(exact[0], rel=1e-9)
+    assert summary["max"] == pytest.approx(exact[1], rel=1e-9)
     assert "program" in summary["method"]
 
 
-def test_q_summary_counts_match_spec() -> None:
+def test_q_summary_counts_match_spec(tmp_path) -> None:
     """``|Q| == tau_infer`` is not below it; ``|Q| == tau_train`` is not in the gap."""
     xs = [1.5, 1.25, 1.0, 2.0, 1.75, math.nan, 0.5, 0.0, 1.0 + 2.0**-30, math.inf]
     x = np.array(xs, dtype=np.float64)[:, None]
-    meta = _metadata("1/(x - 1)", ("x",), tau_infer=0.5, tau_train=1.0)
-    summary, _ = _q_summary(read_metadata_fru(meta), x, meta)
+    summary = _q_abs(tmp_path, "1/(x - 1)", x, tau_infer=0.5, tau_train=1.0)
     qs = [Fraction(v) - 1 if math.isfinite(v) else math.nan for v in xs]  # Q = x - 1
     verdicts = [spec.classify(0, q, tau_infer=0.5, tau_train=1.0, dtype=None) for q in qs]
     assert summary["below_tau_infer"] == sum(v.semantic for v in verdicts) == 3

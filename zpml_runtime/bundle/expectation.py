@@ -10,9 +10,8 @@ evaluation order), or where a rounding-error bound keeps each value away from
 0 and from every threshold. Coordinates beyond ``2**+-EXTREME_EXPONENT`` are
 left to the bit-exact program comparison (:mod:`.differential`).
 
-The arithmetic runs on python-flint's ``fmpq`` (C rationals, ~8x faster than
-:class:`fractions.Fraction` here) when it is installed; values leave it as
-``Fraction``.
+The values come from the one exact evaluator, :class:`~.exact.SparsePoly`
+(python-flint rationals); they leave it as ``Fraction``.
 """
 
 from __future__ import annotations
@@ -25,7 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from zpml_runtime.bundle.exact import MetadataFRU
+from zpml_runtime.bundle.exact import (
+    MetadataFRU,
+    Sparse,
+    SparsePoly,
+    num_den,
+    to_fast,
+    to_fraction,
+)
 from zpml_runtime.bundle.metadata import EffectiveThresholds
 from zpml_runtime.bundle.sampling import Point, representable
 
@@ -34,8 +40,6 @@ _MAX = {"float32": Fraction(np.finfo(np.float32).max.item()), "float64": Fractio
 _MIN_EXP = {"float32": -149, "float64": -1074}
 _MIN_NORMAL_EXP = {"float32": -125, "float64": -1021}
 _HEADROOM_BITS = 4  # evaluation order (Horner, products of factors) may grow intermediates
-
-Sparse = tuple[tuple[Fraction, tuple[tuple[int, int], ...]], ...]
 
 
 def _gen_values(
@@ -47,52 +51,30 @@ def _gen_values(
     return [by_name[g] for g in fru.generators]
 
 
-try:
-    import flint as _flint
-
-    def _num(q: Fraction) -> Any:
-        return _flint.fmpq(q.numerator, q.denominator)
-
-    def _frac(x: Any) -> Fraction:
-        return Fraction(int(x.p), int(x.q))
-
-except ImportError:  # pragma: no cover - python-flint is a dependency
-
-    def _num(q: Fraction) -> Any:
-        return q
-
-    def _frac(x: Any) -> Fraction:
-        return x
-
-
-def _nd(t: Any) -> tuple[int, int]:
-    return (int(t.p), int(t.q)) if hasattr(t, "p") else (t.numerator, t.denominator)
+_num = to_fast
+_frac = to_fraction
+_nd = num_den
 
 
 @dataclass(frozen=True, slots=True)
 class _Fast:
-    """A polynomial with its coefficients in the fast rational type, and whether every
-    coefficient is exactly a value of the dtype (computed once)."""
+    """A polynomial in the exact evaluator's form, and whether every coefficient is
+    exactly a value of the dtype (computed once)."""
 
-    terms: tuple[tuple[Any, tuple[tuple[int, int], ...]], ...]
+    poly: SparsePoly
     representable: bool
+
+    @property
+    def terms(self) -> tuple[tuple[Any, tuple[tuple[int, int], ...]], ...]:
+        return self.poly.terms
 
     @staticmethod
     def of(poly: Sparse, dtype: str) -> _Fast:
-        return _Fast(
-            tuple((_num(c), mono) for c, mono in poly),
-            all(representable(c, dtype) for c, _ in poly),
-        )
+        return _Fast(SparsePoly.of(poly), all(representable(c, dtype) for c, _ in poly))
 
 
 def _fast_value(poly: _Fast, gens: Sequence[Any]) -> Any:
-    total = _num(Fraction(0))
-    for c, mono in poly.terms:
-        t = c
-        for i, e in mono:
-            t *= gens[i] ** e
-        total += t
-    return total
+    return poly.poly.value(gens)
 
 
 def _bound_bits(poly: _Fast, gens: Sequence[Any]) -> tuple[Any, int | None]:

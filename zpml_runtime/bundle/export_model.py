@@ -64,9 +64,9 @@ def resolve_model(
     from zpml_runtime.inference.wrapper import SCMInferenceWrapper
 
     try:
+        from zpml_symbolic.emit.backends.onnx import DEFAULT_TILE_ROWS, to_onnx
+        from zpml_symbolic.emit.backends.strict import StrictEvaluator
         from zpml_symbolic.emit.backends.torch_emit import RationalModule
-        from zpml_symbolic.emit.onnx_emit import DEFAULT_TILE_ROWS, to_onnx
-        from zpml_symbolic.emit.strict import StrictEvaluator
     except ImportError:  # pragma: no cover - both packages ship together
         StrictEvaluator = RationalModule = None  # type: ignore[assignment,misc]
 
@@ -165,7 +165,7 @@ def _emitter_options(
 def graph_extras(onnx_model: onnx.ModelProto) -> dict[str, Any]:
     """Metadata a compiled graph needs beyond the defaults: its power-of-two gauge
     (``gauge_exponents``, only when regauged) and non-default parameter initializer names."""
-    from zpml_symbolic.emit.onnx_emit import read_metadata
+    from zpml_symbolic.emit.backends.onnx import read_metadata
 
     md = read_metadata(onnx_model)
     out: dict[str, Any] = {}
@@ -187,7 +187,7 @@ def _resolve_compiled_multi(
 ) -> ResolvedModel:
     """A module of several expressions: one graph with ``[batch, k]`` strict outputs."""
     from zpml_runtime.bundle.multi import check_output_names, stack_expression_outputs
-    from zpml_symbolic.emit.onnx_emit import (
+    from zpml_symbolic.emit.backends.onnx import (
         DEFAULT_TILE_ROWS,
         expression_prefixes,
         read_metadata,
@@ -253,7 +253,7 @@ def _json_ready(value: Any) -> Any:
     """Plain JSON types (python-flint integers and other numbers become ints/strings)."""
     import json
 
-    from zpml_symbolic.emit.onnx_emit import _json_default
+    from zpml_symbolic.emit.backends.onnx.metadata import json_default as _json_default
 
     return json.loads(json.dumps(value, default=_json_default))
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import io
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,13 +47,6 @@ from zpml_runtime.bundle.exact import (
     read_metadata_fru,
 )
 from zpml_runtime.bundle.format import REPORT_FILES, BundleError
-from zpml_runtime.bundle.metadata import (
-    BundleMetadata,
-    EffectiveThresholds,
-    InputSpec,
-    RecordedConfig,
-    SmokeSpec,
-)
 from zpml_runtime.bundle.report_checks import (
     HIGH_BOTTOM_RATE,
     HIGH_GAP_RATE,
@@ -67,7 +60,6 @@ from zpml_runtime.bundle.report_summary import (
     build_bundle_summary,
     domain_summary,
 )
-from zpml_runtime.bundle.report_summary import _q_summary as _typed_q_summary
 from zpml_runtime.bundle.runtime import OnnxRuntimeBundle, load_onnx_runtime_bundle
 from zpml_runtime.bundle.validate import validate_bundle
 
@@ -177,36 +169,6 @@ def write_bundle_report(
             p.unlink(missing_ok=True)
         raise
     return BundleReport(bundle, summary, files)
-
-
-def _q_summary(
-    fru: MetadataFRU | None, x: np.ndarray, metadata: Mapping[str, Any] | BundleMetadata
-) -> tuple[dict[str, Any], np.ndarray | None]:
-    """The ``q_abs`` section from a compiled expression's (possibly partial) metadata:
-    ``source``, ``fru``, ``input.variables``, ``parameters`` and ``inference_config``
-    suffice (the report itself passes the typed metadata to :mod:`.report_summary`)."""
-    if isinstance(metadata, BundleMetadata):
-        return _typed_q_summary(fru, x, metadata)
-    variables = tuple(metadata["input"]["variables"])
-    info = BundleMetadata(
-        raw=metadata,
-        bundle_id="",
-        model_file="",
-        model_sha256="",
-        model_size=0,
-        source=str(metadata.get("source")),
-        inference_config=RecordedConfig.parse(metadata["inference_config"]),
-        validity_taus=(),
-        effective_thresholds=EffectiveThresholds("float64", 0.0, None, ()),
-        input=InputSpec("x", "float64", ("batch", len(variables)), variables),
-        outputs=(),
-        output_order=(),
-        gauge_policy="",
-        parameters={str(k): float(v) for k, v in (metadata.get("parameters") or {}).items()},
-        smoke_inputs=SmokeSpec("", "", 0, (), "float64"),
-        fru=metadata.get("fru"),
-    )
-    return _typed_q_summary(fru, x, info)
 
 
 __all__ = [

@@ -79,10 +79,9 @@ def _program_q_abs(
 
 
 def _q_summary(
-    fru: MetadataFRU | None, x: np.ndarray, metadata: Mapping[str, Any] | BundleMetadata
+    fru: MetadataFRU | None, x: np.ndarray, info: BundleMetadata
 ) -> tuple[dict[str, Any], np.ndarray | None]:
     """The report's ``q_abs`` section and the ``|Q|`` values (``None`` for traced bundles)."""
-    info = _typed(metadata)
     if fru is None:
         return {
             "available": False,

@@ -32,10 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from zpml_runtime.bundle.exact import MetadataFRU, Terms
+from zpml_runtime.bundle.exact import MetadataFRU, Terms, sparse_terms
 from zpml_runtime.bundle.expectation import (
     _MAX,
-    Sparse,
     _Expected,
     _gen_values,
     _Polys,
@@ -59,13 +58,6 @@ from zpml_runtime.bundle.sampling import (
 _MAX_LISTED = 6
 
 RunGraph = Callable[[np.ndarray], dict[str, np.ndarray]]
-
-
-def _sparse(terms: Terms) -> Sparse:
-    """Terms as (coefficient, ((generator, exponent), ...)) with zero exponents dropped."""
-    return tuple(
-        (c, tuple((i, e) for i, e in enumerate(exps) if e)) for exps, c in terms if c
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,19 +151,19 @@ def _targets(fru: MetadataFRU, metadata: Mapping[str, Any] | None) -> list[Targe
     e_pq, e_v = gauge_exponents(metadata)
     raw = (metadata or {}).get("effective_thresholds")
     eff = EffectiveThresholds.parse(raw) if raw else None
-    q_emitted = _sparse(_scale(fru.denominator_terms, e_pq))
+    q_emitted = sparse_terms(_scale(fru.denominator_terms, e_pq))
     q_t = (
         _threshold_list([("t_infer", eff.t_infer), ("t_train", eff.t_train)])
         if eff is not None
         else ()
     )
-    targets = [Target("Q", _sparse(fru.denominator_terms), q_emitted, q_t)]
+    targets = [Target("Q", sparse_terms(fru.denominator_terms), q_emitted, q_t)]
     t_factors = list(eff.t_factors) if eff is not None else []
     for f in fru.factors:
-        zero = _sparse(f.terms)
+        zero = sparse_terms(f.terms)
         i = f.output_index
         if f.retained and i is not None and 0 <= i < len(t_factors):
-            emitted = _sparse(_scale(f.terms, _factor_gauge(e_v, i)))
+            emitted = sparse_terms(_scale(f.terms, _factor_gauge(e_v, i)))
             t = _threshold_list([(f"t_factor_{i}", t_factors[i])])
             targets.append(Target(f"factor {f.factor}", zero, emitted, t))
         else:
@@ -329,9 +321,9 @@ def check_semantics(
     e_pq, e_v = gauge_exponents(metadata)
     retained = [_scale(f.terms, _factor_gauge(e_v, f.output_index)) for f in retained_info]
     sparse = _Polys(
-        _sparse(_scale(fru.numerator_terms, e_pq)),
-        _sparse(_scale(fru.denominator_terms, e_pq)),
-        tuple(_sparse(t) for t in retained),
+        sparse_terms(_scale(fru.numerator_terms, e_pq)),
+        sparse_terms(_scale(fru.denominator_terms, e_pq)),
+        tuple(sparse_terms(t) for t in retained),
     ).with_fast(dtype)
     thresholds = info.effective_thresholds
     if len(thresholds.t_factors) != len(retained):

@@ -6,13 +6,19 @@ import argparse
 import math
 from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zpml_runtime.cli import options
 from zpml_runtime.cli.args import parse_box_option, parse_exact_input
 from zpml_runtime.cli.errors import UsageError
+from zpml_runtime.cli.output import fraction_text
 
-__all__ = ["add_parser", "output_parts", "run"]
+__all__ = ["add_parser", "explain_one", "output_parts", "run"]
+
+if TYPE_CHECKING:
+    from zpml_runtime.bundle.exact import ExactPoint, MetadataFRU
+
+_PROVENANCE = {0: "finite", 1: "fault", 2: "semantic", 3: "mixed"}
 
 
 def add_parser(sub: Any) -> None:
@@ -75,7 +81,6 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from zpml_runtime.cli.domain import bundle_domain, expression_domain, print_domain
-    from zpml_runtime.cli.exact import explain_one
 
     if not args.input and args.box is None:
         raise UsageError(
@@ -122,3 +127,97 @@ def _note_rounding(
             rounded = True
             print(f"  note: {variables[j]}={typed[j]} is not exact in {dtype}; the runtime saw {seen!r}")
     return rounded
+
+
+def explain_one(
+    out: dict[str, Any],
+    k: int,
+    fru: Any,
+    factor_outputs: Sequence[str],
+    point: Sequence[Fraction | float],
+    rounded: bool,
+    runtime: Any,
+) -> None:
+    """Print the runtime outputs of sample ``k`` and, for compiled bundles, the exact factors."""
+    code = int(out["bottom_provenance"][k])
+    bottom = bool(out["bottom_mask"][k])
+    print(
+        f"  runtime ({runtime.input_dtype}): decoded={float(out['decoded'][k])!r} "
+        f"bottom={bottom} gap={bool(out['gap_mask'][k])} "
+        f"fault={bool(out['fault_mask'][k])} "
+        f"semantic_bottom={bool(out['semantic_bottom_mask'][k])} "
+        f"provenance={code} ({_PROVENANCE.get(code, '?')})"
+    )
+    for name in factor_outputs:
+        print(f"  {name} = {out[name][k].item()!r}")
+    if fru is None:
+        print("  exact factors: n/a (traced model: no exact terms in the metadata)")
+        return
+    exact = _print_exact(fru, point)
+    _print_agreement(exact.bottom, bottom, exact.denominator, rounded, runtime)
+
+
+def _print_exact(fru: MetadataFRU, point: Sequence[Fraction | float]) -> ExactPoint:
+    """Print every provenance factor evaluated exactly, and the exact verdict."""
+    from zpml_runtime.bundle.exact import evaluate_point
+
+    ev = evaluate_point(fru, point)
+    if ev.nonfinite:
+        print(
+            f"  exact: {', '.join(ev.nonfinite)} non-finite: a fault (every value using it is "
+            "non-finite)"
+        )
+    print("  denominator factors (exact at the decimal input):")
+    if not fru.factors:
+        print("    none (no division)")
+    for f, v in zip(fru.factors, ev.factors, strict=True):
+        where = "Q" if not f.retained else f"validity output {f.output_index}"
+        text = "non-finite" if v is None else fraction_text(v)
+        mark = "  <- bottom" if v is None or v == 0 else ""
+        print(f"    #{f.index} {f.factor} = {text}  [{f.kind}, in {where}]{mark}")
+    q, p = ev.denominator, ev.numerator
+    if ev.fault:
+        shown = "non-finite" if q is None else fraction_text(q)
+        print(f"  exact: Q = {shown}; strict value = bottom (fault)")
+    else:
+        assert p is not None and q is not None
+        if ev.bottomed or q == 0:
+            print(f"  exact: Q = {fraction_text(q)}; strict value = bottom")
+        else:
+            print(f"  exact: Q = {fraction_text(q)}; strict value P/Q = {fraction_text(p / q)}")
+    if ev.bottomed:
+        print("  bottomed denominators:")
+        for i in ev.bottomed:
+            f = fru.factors[i]
+            for o in f.occurrences:
+                print(
+                    f"    {o.get('source')}  at {o.get('path')}  ({o.get('kind')}, factor {f.factor})"
+                )
+    else:
+        print("  bottomed denominators: none")
+    return ev
+
+
+def _print_agreement(
+    exact_bottom: bool, bottom: bool, q: Fraction | None, rounded: bool, runtime: Any
+) -> None:
+    """Say why the runtime and the exact evaluation differ, when they do."""
+    if exact_bottom == bottom:
+        return
+    dtype = runtime.input_dtype
+    if exact_bottom:
+        why = (
+            "the runtime evaluated at the rounded input, which is off the zero set"
+            if rounded
+            else f"rounding in {dtype}; please report this with the bundle"
+        )
+        print(f"  note: exactly bottom, but the runtime accepted it: {why}")
+        return
+    tau = runtime.info.inference_config.tau_infer
+    if q is not None and abs(q) < Fraction(tau):
+        print(f"  note: |Q| < tau_infer={tau!r}: bottom by threshold, not by an exact zero")
+    else:
+        print(
+            f"  note: no exact zero: bottom from a validity threshold, from evaluating in "
+            f"{dtype} (rounding/overflow){' at the rounded input' if rounded else ''}"
+        )

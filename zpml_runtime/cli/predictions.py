@@ -20,12 +20,12 @@ def row_reason(fru: Any, point: Sequence[float], out: dict[str, Any], k: int) ->
     """
     import math
 
-    from zpml_runtime.cli.exact import exact_factor_values
+    from zpml_runtime.bundle.exact import evaluate_point
 
     if fru is not None and all(math.isfinite(v) for v in point):
-        _, value = exact_factor_values(fru, [Fraction(v) for v in point])
-        for f in fru.factors:
-            if value(f.terms) == 0:
+        values = evaluate_point(fru, [Fraction(v) for v in point]).factors
+        for f, v in zip(fru.factors, values, strict=True):
+            if v == 0:
                 where = f"validity output {f.output_index}" if f.retained else "Q"
                 src = "; ".join(f"{o.get('source')} at {o.get('path')}" for o in f.occurrences)
                 return f.index, f"factor #{f.index} {f.factor} = 0 exactly (in {where}; {src})"

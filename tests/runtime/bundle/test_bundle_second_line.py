@@ -26,10 +26,10 @@ from hypothesis import strategies as st
 import zpml_symbolic as zs
 from zpml_runtime.bundle import export_bundle, validate_bundle
 from zpml_runtime.bundle.differential import program_references
-from zpml_runtime.bundle.exact import read_metadata_fru
+from zpml_runtime.bundle.exact import read_metadata_fru, sparse_terms
 from zpml_runtime.bundle.reproduce import compiled_views
 from zpml_runtime.bundle.sampling import value
-from zpml_runtime.bundle.semantic import _sparse, check_semantics, generate_points
+from zpml_runtime.bundle.semantic import check_semantics, generate_points
 from zpml_runtime.bundle.verify import new_seed
 from zpml_runtime.inference import InferenceConfig
 
@@ -85,7 +85,7 @@ def test_sampling_alone_catches_tampers_1_to_4_on_every_seed(
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_points_cover_the_tau_band_and_every_scale(honest: dict[str, Path], dtype: str) -> None:
     meta, fru, _ = _parts(honest[dtype])
-    q = _sparse(fru.denominator_terms)
+    q = sparse_terms(fru.denominator_terms)
     t_infer = Fraction(meta["effective_thresholds"]["t_infer"])
     for seed in range(4):
         points = generate_points(fru, dtype, seed, metadata=meta)

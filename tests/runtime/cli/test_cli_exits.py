@@ -88,7 +88,7 @@ def test_failed_reference_smoke_test_exits_1(
     from zpml_runtime.bundle import report
 
     monkeypatch.setattr(
-        report, "_reference_smoke_test", lambda *a: {"status": "failed", "detail": "mismatch"}
+        report, "reference_smoke_test", lambda *a: {"status": "failed", "detail": "mismatch"}
     )
     code, out, err = _run(["report", "bundle", str(bundle)], capsys)
     assert code == 1 and "reference smoke test: failed" in out
