@@ -65,7 +65,11 @@ def test_validation_loop_sees_raw_tuples_in_eval_mode():
             assert torch.isfinite(loss_fn(wrapped(x)))
         with pytest.raises(ValueError, match="too many values to unpack"):
             loss_fn(wrapped(x))  # strict result: fails loudly, never silently
-    assert not wrapped._raw_mode
+    # an error inside the block restores strict outputs too
+    with pytest.raises(RuntimeError, match="inside"), wrapped.raw_outputs():
+        raise RuntimeError("inside")
+    with torch.no_grad():
+        assert isinstance(wrapped(x), StrictInferenceResult)
 
 
 def test_gradients_flow_through_decoded_in_eval_mode():

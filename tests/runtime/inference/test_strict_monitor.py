@@ -111,7 +111,12 @@ def test_memory_is_bounded_and_state_is_strict_json():
         monitor.update(*_masks(i % 10))
     state = monitor.export_state(include_histograms=True, include_batch_summaries=True)
     assert len(state["batch_summaries"]) == 5 and state["batch_summaries_dropped"] == 45
-    assert len(state["alerts"]) == 3 and len(monitor._window) == 4
+    assert len(state["alerts"]) == 3
+    # the drift window holds the last 4 batches only: bottoms 6..9 of 10 (accepted 4+3+2+1),
+    # and the window before the last batch bottoms 5..8 (accepted 5+4+3+2)
+    drift = monitor.drift()
+    assert drift["window_acceptance_rate"] == pytest.approx(10 / 40)
+    assert drift["previous_window_acceptance_rate"] == pytest.approx(14 / 40)
     assert state["n_batches"] == 50 and state["n_entries"] == 500
     json.dumps(state, allow_nan=False)
     assert state["histograms"]["provenance"] is None

@@ -259,7 +259,16 @@ def test_multivariate_init_and_gradients():
     assert torch.allclose(P, h @ lin.T)
     (P.sum() + Q.sum()).backward()
     assert h.grad is not None and torch.isfinite(layer.weight.grad).all()
-    assert (layer.weight.grad * (1 - layer._mask) == 0).all()  # masked entries never move
+    # weight[j, a, b] multiplies aug_a * aug_b (aug = [1, h]) for a <= b only: the entries below
+    # the diagonal are not coefficients, get no gradient (never move) and change nothing
+    below = torch.tril(torch.ones(5, 5, dtype=torch.bool), diagonal=-1).expand_as(layer.weight)
+    assert (layer.weight.grad[below] == 0).all() and (layer.weight.grad[~below] != 0).any()
+    coefficients = layer.monomial_coefficients().detach().clone()
+    with torch.no_grad():
+        layer.weight[below] = 7.0
+        P2, Q2 = layer(h)
+    assert torch.equal(P2, P.detach()) and torch.equal(Q2, Q.detach())
+    assert torch.equal(layer.monomial_coefficients().detach(), coefficients)
 
 
 def test_multivariate_errors():
