@@ -170,7 +170,7 @@ def export_bundle(
     smoke = _smoke_array(example_inputs, smoke_inputs, dt, len(resolved.variables))
     smoke_bytes = _npy_bytes(smoke)
     inp, outputs = _signature(resolved.model)
-    from zpml_symbolic.emit.onnx_emit import read_baked_thresholds
+    from zpml_symbolic.emit.backends.onnx import read_baked_thresholds
 
     thresholds = {"dtype": dt, **read_baked_thresholds(resolved.model)}
     metadata: dict[str, Any] = {
@@ -244,7 +244,7 @@ def _reproducible_graph(metadata: dict[str, Any], built: onnx.ModelProto) -> onn
     lowers to another evaluation order; then the rebuilt one is used, whose metadata
     (signature, thresholds, gauge) must be the same.
     """
-    from zpml_symbolic.emit.onnx_emit import read_baked_thresholds
+    from zpml_symbolic.emit.backends.onnx import read_baked_thresholds
 
     _, frus, problems = compiled_views(metadata)
     if problems or any(f is None for f in frus):

@@ -210,7 +210,7 @@ class EffectiveThresholds:
         return {"dtype": self.dtype, **self.baked()}
 
     def baked(self) -> dict[str, Any]:
-        """The form :func:`~zpml_symbolic.emit.onnx_emit.read_baked_thresholds` returns."""
+        """The form :func:`~zpml_symbolic.emit.backends.onnx.metadata.read_baked_thresholds` returns."""
         return {"t_infer": self.t_infer, "t_train": self.t_train, "t_factors": list(self.t_factors)}
 
 

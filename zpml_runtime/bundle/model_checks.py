@@ -83,7 +83,7 @@ def check_model(model: onnx.ModelProto, meta: BundleMetadata, problems: list[str
             f"effective_thresholds.dtype {thresholds.dtype!r} differs from input dtype {dtype!r}"
         )
     try:
-        from zpml_symbolic.emit.onnx_emit import read_baked_thresholds
+        from zpml_symbolic.emit.backends.onnx import read_baked_thresholds
 
         baked = read_baked_thresholds(model)
     except Exception as e:  # noqa: BLE001

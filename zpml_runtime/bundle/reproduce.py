@@ -65,7 +65,7 @@ def emitter_fingerprint() -> str:
 
     from zpml_core.config import InferenceConfig
     from zpml_runtime.bundle.traced import decoder_model
-    from zpml_symbolic.emit.onnx_emit import to_onnx
+    from zpml_symbolic.emit.backends.onnx import to_onnx
 
     cfg = InferenceConfig(tau_infer=1e-6, tau_train=1e-3)
     graphs = [
@@ -207,7 +207,7 @@ def emit_compiled(metadata: dict[str, Any], frus: list[Any]) -> onnx.ModelProto:
     when the recorded options are not ones the compiler accepts.
     """
     from zpml_runtime.bundle.multi import stack_expression_outputs
-    from zpml_symbolic.emit.onnx_emit import expression_prefixes, to_onnx
+    from zpml_symbolic.emit.backends.onnx import expression_prefixes, to_onnx
     from zpml_symbolic.errors import ZeroProofError
 
     info, emitter = _emitted(metadata)

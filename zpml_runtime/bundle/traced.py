@@ -3,7 +3,7 @@ then append the same strict decoder graph the compiler emits.
 
 Only the model's raw outputs are traced (``torch.onnx.export`` with the
 TorchScript exporter); masks, thresholds and provenance come from
-:func:`zpml_symbolic.emit.onnx_emit.strict_decoder_model`, so a traced bundle
+:func:`zpml_symbolic.emit.backends.onnx.decoder.strict_decoder_model`, so a traced bundle
 has exactly the outputs, baked thresholds and metadata of a compiled one.
 """
 
@@ -128,7 +128,7 @@ def decoder_model(
     A pure function of its arguments (all recorded in the bundle metadata), so
     the validator rebuilds it and compares it with the end of the stored graph.
     """
-    from zpml_symbolic.emit.onnx_emit import strict_decoder_model
+    from zpml_symbolic.emit.backends.onnx import strict_decoder_model
 
     decoder = strict_decoder_model(
         num_factors,

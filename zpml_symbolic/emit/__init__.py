@@ -11,17 +11,17 @@ from zpml_core._lazy import lazy_exports
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from zpml_symbolic.emit.backends.numpy_emit import NumpyEvaluator, numpy_evaluator
     from zpml_symbolic.emit.backends.torch_emit import RationalModule, lift_float_literals, to_torch
-    from zpml_symbolic.emit.onnx_emit import to_onnx
-    from zpml_symbolic.emit.strict import BottomExplanation, StrictEvaluator, strict_evaluator
+    from zpml_symbolic.emit.backends.onnx.emit import to_onnx
+    from zpml_symbolic.emit.backends.strict import BottomExplanation, StrictEvaluator, strict_evaluator
 
-#: back-end modules are imported on first use (numpy_emit needs no torch, onnx_emit needs onnx)
+#: back-end modules are imported on first use (numpy_emit needs no torch, the onnx back end needs onnx)
 _HOME = {
     "NumpyEvaluator": "zpml_symbolic.emit.backends.numpy_emit",
     "numpy_evaluator": "zpml_symbolic.emit.backends.numpy_emit",
-    "to_onnx": "zpml_symbolic.emit.onnx_emit",
-    "BottomExplanation": "zpml_symbolic.emit.strict",
-    "StrictEvaluator": "zpml_symbolic.emit.strict",
-    "strict_evaluator": "zpml_symbolic.emit.strict",
+    "to_onnx": "zpml_symbolic.emit.backends.onnx.emit",
+    "BottomExplanation": "zpml_symbolic.emit.backends.strict",
+    "StrictEvaluator": "zpml_symbolic.emit.backends.strict",
+    "strict_evaluator": "zpml_symbolic.emit.backends.strict",
     "RationalModule": "zpml_symbolic.emit.backends.torch_emit",
     "lift_float_literals": "zpml_symbolic.emit.backends.torch_emit",
     "to_torch": "zpml_symbolic.emit.backends.torch_emit",

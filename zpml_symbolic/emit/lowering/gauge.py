@@ -22,9 +22,15 @@ expression whose constants are within range.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
+from zpml_core.errors import InvalidConfigError
+from zpml_core.resolution import ResolvedThresholds, resolve_thresholds
+from zpml_symbolic.errors import EmitError
 from zpml_symbolic.flatten.numeric_ir import n_add, n_mul, n_pow
 from zpml_symbolic.ir import node as ir
 from zpml_symbolic.ir.node import Node, Op
@@ -35,6 +41,10 @@ __all__ = [
     "OutputGauge",
     "binary_exponent",
     "constants_of",
+    "emitted_config",
+    "emitted_factor_taus",
+    "emitted_thresholds",
+    "gauged_thresholds",
     "needs_regauge",
     "normalize",
     "regauge",
@@ -141,3 +151,53 @@ def regauge(P: Node, Q: Node, V: list[Node]) -> tuple[Node, Node, list[Node], Ou
         out_v.append(f)
         ev.append(e)
     return P, Q, out_v, OutputGauge(e_pq, tuple(ev))
+
+
+# --------------------------------------------------------------------------- thresholds
+
+
+def gauged_thresholds(
+    config: Any, validity_taus: Any, n_factors: int, gauge: OutputGauge, *, counted: str | None = None
+) -> ResolvedThresholds:
+    """The validated thresholds of one expression (canonical gauge) with its emitted
+    ``gauge`` (:func:`~zpml_core.resolution.resolve_thresholds`); ``config`` is an
+    ``InferenceConfig`` or ``None`` (``tau_infer=0``)."""
+    return resolve_thresholds(
+        config, validity_taus, n_factors, gauge=gauge.pq, factor_gauges=gauge.v, counted=counted
+    )
+
+
+def emitted_thresholds(resolved: ResolvedThresholds) -> ResolvedThresholds:
+    """``resolved.emitted()``: the thresholds the emitted values are compared with.
+
+    Raises :class:`EmitError` when the scaled thresholds leave float64's range.
+    """
+    try:
+        return resolved.emitted()
+    except InvalidConfigError as exc:
+        raise EmitError(
+            f"the expression's constants were regauged by 2**-{resolved.gauge} to stay in the "
+            f"float range, and the thresholds tau_infer={resolved.tau_infer!r}, "
+            f"tau_train={resolved.tau_train!r} scaled the same way are not representable "
+            f"({exc}); use tau_infer=0 or rescale the formula's constants"
+        ) from exc
+
+
+def emitted_config(config: Any, e: int) -> Any:
+    """``config`` (an ``InferenceConfig``) with ``tau_infer``/``tau_train`` times ``2**-e``
+    (the emitted gauge of ``Q``); ``config`` itself when ``e == 0``."""
+    if e == 0:
+        return config
+    em = emitted_thresholds(resolve_thresholds(config, gauge=e))
+    return dataclasses.replace(config, tau_infer=em.tau_infer, tau_train=em.tau_train)
+
+
+def emitted_factor_taus(validity_taus: Any, exponents: Sequence[int]) -> Any:
+    """Per-factor thresholds times ``2**-e_i``: ``validity_taus`` unchanged when every
+    ``e_i`` is 0 (the decode validates it), else the validated, scaled tuple."""
+    if not any(exponents):
+        return validity_taus
+    resolved = resolve_thresholds(
+        None, validity_taus, len(exponents), factor_gauges=tuple(exponents)
+    )
+    return emitted_thresholds(resolved).factor_taus

@@ -41,7 +41,8 @@ from zpml_symbolic.emit.analyses.underflow import (
 )
 from zpml_symbolic.emit.backends.numpy_emit import run_program, run_values
 from zpml_symbolic.emit.backends.torch_emit import RationalModule, to_torch
-from zpml_symbolic.emit.lowering.plan import scaled_config, scaled_taus, split_expression_taus
+from zpml_symbolic.emit.lowering.gauge import emitted_config, emitted_factor_taus
+from zpml_symbolic.emit.lowering.plan import split_expression_taus
 from zpml_symbolic.emit.lowering.program import lower
 from zpml_symbolic.emit.lowering.taps import leaf_program
 from zpml_symbolic.errors import InvalidArgumentError
@@ -147,8 +148,8 @@ class StrictEvaluator(nn.Module):
         taus = [validity_taus] if self.single else split_expression_taus(validity_taus, counts)
         # thresholds in the emitted gauge (2**-e times the canonical one; e = 0 unless regauged)
         gauges = [model.plan.gauge(k) for k in range(len(model.frus))]
-        self._taus = [scaled_taus(t, g.v) for t, g in zip(taus, gauges, strict=True)]
-        self._configs = [scaled_config(self.config, g.pq) for g in gauges]
+        self._taus = [emitted_factor_taus(t, g.v) for t, g in zip(taus, gauges, strict=True)]
+        self._configs = [emitted_config(self.config, g.pq) for g in gauges]
         self._deps = _input_dependencies(model)
         self._deps_k = [_input_dependencies(model, k) for k in range(len(model.frus))]
         self._explain_plans: dict[int, Any] = {}
