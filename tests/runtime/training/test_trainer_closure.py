@@ -11,7 +11,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from zpml_runtime.losses import implicit_loss
 from zpml_runtime.training import LossValueError, SCMTrainer, TrainingConfig, lift_targets
-from zpml_runtime.training._closure import requires_closure
 
 
 @pytest.fixture(autouse=True)
@@ -73,12 +72,44 @@ class NeedsClosure(torch.optim.Optimizer):
         return loss
 
 
-def test_requires_closure_detection():
-    p = [nn.Parameter(torch.zeros(2))]
-    assert requires_closure(lbfgs(p))
-    assert requires_closure(NeedsClosure(p))
-    assert not requires_closure(torch.optim.Adam(p))
-    assert not requires_closure(torch.optim.SGD(p, lr=0.1))
+def _spy(base: type[torch.optim.Optimizer], needs_closure: bool, seen: list[bool]):
+    """``base`` with a ``step`` that records whether it was given a closure; its signature
+    requires a closure exactly when ``needs_closure``."""
+    if needs_closure:
+
+        class Spy(base):  # type: ignore[valid-type, misc]
+            def step(self, closure):  # type: ignore[override]
+                seen.append(closure is not None)
+                return super().step(closure)
+
+    else:
+
+        class Spy(base):  # type: ignore[valid-type, misc, no-redef]
+            def step(self, closure=None):  # type: ignore[override]
+                seen.append(closure is not None)
+                return super().step(closure)
+
+    return Spy
+
+
+@pytest.mark.parametrize(
+    ("base", "kwargs", "needs_closure"),
+    [
+        (torch.optim.Adam, {}, False),
+        (torch.optim.SGD, {"lr": 0.1}, False),
+        (torch.optim.LBFGS, {"max_iter": 2}, True),
+        (NeedsClosure, {}, True),
+    ],
+)
+def test_a_closure_is_passed_exactly_when_step_requires_one(base, kwargs, needs_closure):
+    """L-BFGS and any step whose ``closure`` has no default get one; other optimisers are
+    stepped plainly, once per batch."""
+    _, _, loader = data(batch=16)
+    seen: list[bool] = []
+    model = Moebius()
+    opt = _spy(base, needs_closure, seen)(model.parameters(), **kwargs)
+    SCMTrainer(model, opt, loss_fn, loader, config=cfg(max_epochs=1)).fit()
+    assert seen == [needs_closure] * len(loader)
 
 
 def test_lbfgs_matches_a_hand_written_loop_bit_for_bit():
