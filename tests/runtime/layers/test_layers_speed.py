@@ -1,6 +1,6 @@
 """Rational head vs MLP head of the same width: fwd+bwd time ratio (slow; prints the numbers).
 
-Run directly for a table: ``.venv/bin/python tests/runtime/test_layers_speed.py``.
+Run directly for a table: ``.venv/bin/python tests/runtime/layers/test_layers_speed.py``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Every factor of the AI Feynman data set's rational formulas, decided over the published ranges.
 
-``tests/symbolic/data/feynman_rational.csv`` holds the rational rows of the
+``tests/symbolic/domain/data/feynman_rational.csv`` holds the rational rows of the
 published table (see the README there). Over the published sampling ranges every
 factor must be decided (none ``"unknown"``) and every answer is rechecked
 exactly; over the widened ranges ``[-high, high]`` (which reach the poles) too.

@@ -1,4 +1,4 @@
-"""Golden flattening metadata for handpicked expressions (``tests/symbolic/golden/*.json``).
+"""Golden flattening metadata for handpicked expressions (``tests/symbolic/flatten/golden/*.json``).
 
 Each file holds, for one expression given as text (through the safe parser):
 the input, variables, parameters, ``P`` and ``Q`` as text, the irreducible
@@ -9,7 +9,7 @@ Files are JSON with sorted keys and indent 2, so a change is a readable diff.
 
 To regenerate after an intended change, run::
 
-    ZPML_REGEN_GOLDEN=1 .venv/bin/python -m pytest tests/symbolic/test_golden.py
+    ZPML_REGEN_GOLDEN=1 .venv/bin/python -m pytest tests/symbolic/flatten/test_golden.py
 
 then READ the diff and check it by hand against docs/semantics.md before
 committing (P/Q, provenance kinds, which factors are retained, sources).
