@@ -373,7 +373,7 @@ def test_numerical_hazard_mask_is_below_threshold(problem, backend: str) -> None
 @given(problems(dtypes=("float32", "float64"), max_n=8))
 def test_onnx_strict_decoder_matches_spec(problem) -> None:
     ort = pytest.importorskip("onnxruntime")
-    from zpml_symbolic.emit.onnx_emit import strict_decoder_model
+    from zpml_symbolic.emit.backends.onnx import strict_decoder_model
 
     dtype, P, Q, factors, tau, tau_train, taus = problem
     model = strict_decoder_model(

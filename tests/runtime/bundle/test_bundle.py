@@ -305,7 +305,7 @@ def test_strict_decoder_model_matches_runtime() -> None:
     import onnxruntime as ort
 
     from zpml_runtime.inference import strict_inference
-    from zpml_symbolic.emit.onnx_emit import strict_decoder_model
+    from zpml_symbolic.emit.backends.onnx import strict_decoder_model
 
     cfg = InferenceConfig(tau_infer=1e-6, tau_train=1e-3)
     P = np.array([1, 2, 3, np.nan, 1e30, 5], np.float32)

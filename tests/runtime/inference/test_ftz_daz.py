@@ -173,7 +173,7 @@ def test_onnx_graph_under_daz(daz, dtype: str, tile_rows: int | None) -> None:
     again before ``run`` (``intra_op_num_threads=1``: every kernel runs there).
     """
     ort = pytest.importorskip("onnxruntime")
-    from zpml_symbolic.emit.onnx_emit import to_onnx
+    from zpml_symbolic.emit.backends.onnx import to_onnx
 
     x = _evaluator_inputs(dtype)
     for tau in _taus(dtype):

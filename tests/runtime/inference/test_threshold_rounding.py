@@ -120,7 +120,7 @@ def test_other_threshold_consumers_use_the_converter() -> None:
 def test_onnx_threshold_initializers_round_up() -> None:
     from onnx import numpy_helper
 
-    from zpml_symbolic.emit.onnx_emit import to_onnx
+    from zpml_symbolic.emit.backends.onnx import to_onnx
 
     third = Fraction(1, 3)
     model = to_onnx("1/x", config=InferenceConfig(tau_infer=third), dtype="float64", tile_rows=None)

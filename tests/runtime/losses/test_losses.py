@@ -455,7 +455,7 @@ def test_scm_training_loss_errors() -> None:
     P = torch.ones(3)
     t = lift_targets(torch.ones(3))
     with pytest.raises(
-        InvalidConfigError, match=r"tau_train=1e-06 is below LossConfig.tau_infer=0.0001"
+        InvalidConfigError, match=r"tau_train=1e-06 must be >= LossConfig.tau_infer=0.0001"
     ):
         loss((P, P), t, tau_train=1e-6)
     with pytest.raises(ModelOutputError, match=r"outputs must be \(P, Q\) or \(P, Q, V\).*raw"):
@@ -480,7 +480,7 @@ def test_scm_training_loss_errors() -> None:
         ("gamma", NAN, "LossConfig.gamma"),
         ("target_coverage", 2.0, "target_coverage must be in"),
         ("temperature", 0.0, "temperature must be finite and > 0"),
-        ("tau_infer", 1.0, "tau_train=0.0001 is below tau_infer=1.0"),
+        ("tau_infer", 1.0, "tau_train=0.0001 must be >= tau_infer=1.0"),
         ("detach_scale", 1, "detach_scale must be a bool"),
         ("weighting", "angle", "weighting must be 'uniform' or 'relative'"),
         ("weight_cap", 1.5, "weight_cap must be >= 2"),

@@ -103,7 +103,7 @@ def cfg(**kw) -> TrainingConfig:
         ({"max_epochs": -1}, "max_epochs=-1"),
         ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps=0"),
         ({"early_stopping_patience": 3}, "val_loader is None"),
-        ({"tau_infer": 1e-3, "tau_train_min": 1e-4}, "tau_infer=0.001 > tau_train_min"),
+        ({"tau_infer": 1e-3, "tau_train_min": 1e-4}, "tau_train_min=0.0001 must be >= tau_infer=0.001"),
         ({"scheduler_interval": "batch"}, "scheduler_interval='batch'"),
         ({"progress": 1}, "progress=1"),
     ],

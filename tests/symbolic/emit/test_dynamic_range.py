@@ -24,7 +24,7 @@ import zpml_symbolic as zs
 from zpml_core.config import InferenceConfig
 from zpml_core.errors import ThresholdUnderflowError
 from zpml_core.spec import reference_masks
-from zpml_symbolic.emit import strict as strict_mod
+from zpml_symbolic.emit.backends import strict as strict_mod
 from zpml_symbolic.emit.lowering.plan import make_plan
 from zpml_symbolic.emit.lowering.taps import product_leaves
 from zpml_symbolic.errors import EmitError, InvalidArgumentError, ZeroProofError
@@ -272,7 +272,7 @@ def test_compute_dtype_errors() -> None:
 
 
 def test_onnx_records_compute_dtype_and_value_dtypes() -> None:
-    from zpml_symbolic.emit.onnx_emit import read_metadata
+    from zpml_symbolic.emit.backends.onnx import read_metadata
 
     m = zs.to_onnx("1/(y + 1) + 1/(1 + 1/x)", compute_dtype="float64")
     meta = read_metadata(m)

@@ -1,4 +1,4 @@
-"""The direct ONNX emitter (zpml_symbolic.emit.onnx_emit).
+"""The direct ONNX emitter (zpml_symbolic.emit.backends.onnx).
 
 Every output of the onnxruntime session is compared with the runtime's
 ``strict_inference`` applied to ``P, Q, V`` from the torch module (masks
@@ -41,7 +41,7 @@ from zpml_symbolic.emit.backends.numpy_emit import run_program
 from zpml_symbolic.emit.backends.torch_emit import to_torch
 from zpml_symbolic.emit.lowering.plan import Plan, make_plan
 from zpml_symbolic.emit.lowering.program import OPS
-from zpml_symbolic.emit.onnx_emit import (
+from zpml_symbolic.emit.backends.onnx import (
     DEFAULT_OPSET,
     DEFAULT_TILE_ROWS,
     MIN_OPSET,
@@ -391,7 +391,7 @@ def test_deterministic_across_processes() -> None:
     code = (
         "import hashlib, sys\n"
         "from zpml_runtime.inference import InferenceConfig\n"
-        "from zpml_symbolic.emit.onnx_emit import to_onnx\n"
+        "from zpml_symbolic.emit.backends.onnx import to_onnx\n"
         f"m = to_onnx({EXAMPLE!r}, config={config}, validity_taus=[1e-3])\n"
         "sys.stdout.write(hashlib.sha256(m.SerializeToString()).hexdigest())\n"
     )

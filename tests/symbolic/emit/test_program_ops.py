@@ -54,7 +54,7 @@ EXPECTED_COLUMNS = {
 
 
 def test_every_column_covers_every_op() -> None:
-    import zpml_symbolic.emit.onnx_graph  # noqa: F401 - registers the onnx column
+    import zpml_symbolic.emit.backends.onnx.lowering  # noqa: F401 - registers the onnx column
 
     assert set(COLUMNS) >= EXPECTED_COLUMNS
     for name, cls in COLUMNS.items():
@@ -214,7 +214,8 @@ def _onnx_p(plan: Plan, x: np.ndarray) -> list[float]:
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from zpml_symbolic.emit.onnx_graph import _Graph, _lower_program
+    from zpml_symbolic.emit.backends.onnx.graph import Graph as _Graph
+    from zpml_symbolic.emit.backends.onnx.lowering import lower_program as _lower_program
 
     g = _Graph("float64", {"p"})
     values = _lower_program(g, plan)
