@@ -26,6 +26,7 @@ from fractions import Fraction
 from typing import Any
 
 from zpml_runtime.bundle.format import BundleError
+from zpml_runtime.bundle.metadata import BundleMetadata
 from zpml_symbolic.domain import BoxError, DomainReport, domain_report, format_box, parse_box
 from zpml_symbolic.domain.box import Interval, normalize_box
 from zpml_symbolic.flatten.budget import Budget
@@ -104,11 +105,17 @@ def input_box_metadata(box: Mapping[str, Interval]) -> dict[str, str]:
     return {name: format_box({name: iv}).partition("=")[2] for name, iv in box.items()}
 
 
-def read_input_box(meta: dict[str, Any]) -> dict[str, Interval]:
+def _typed(meta: Mapping[str, Any] | BundleMetadata) -> BundleMetadata:
+    """The typed metadata (``draft``: export asks before the model's hash is known)."""
+    return meta if isinstance(meta, BundleMetadata) else BundleMetadata.parse(meta, draft=True)
+
+
+def read_input_box(meta: Mapping[str, Any] | BundleMetadata) -> dict[str, Interval]:
     """The recorded operating box, checked against the bundle's variables
     (raises :class:`InputBoxError` naming the bad entry)."""
-    raw = meta.get("input_box")
-    if not isinstance(raw, dict) or not raw:
+    info = _typed(meta)
+    raw = info.input_box
+    if raw is None or not raw:
         raise InputBoxError("metadata input_box must be a non-empty object", field="input_box")
     box: dict[str, Interval] = {}
     for name, text in raw.items():
@@ -119,18 +126,17 @@ def read_input_box(meta: dict[str, Any]) -> dict[str, Interval]:
         try:
             box.update(parse_box(f"{name}={text}"))
         except BoxError as e:
-            raise InputBoxError(f"metadata input_box.{name}: {e}", field=name) from None
-    variables = list(meta["input"]["variables"])
-    return check_input_box(box, variables, meta.get("parameters"), source=meta.get("source", ""))
+            raise InputBoxError(f"metadata input_box.{name}: {e}", field=name) from e
+    return check_input_box(box, list(info.input.variables), info.parameters, source=info.source)
 
 
 def compute_domain(
-    meta: dict[str, Any], box: Mapping[str, Interval], frus: list[Any]
+    meta: Mapping[str, Any] | BundleMetadata, box: Mapping[str, Interval], frus: list[Any]
 ) -> DomainReport:
     """The domain report of the recorded expression(s) ``frus`` over ``box`` (fixed options)."""
     used = {s.name for f in frus for s in f.variables}
     pnames = list(dict.fromkeys(s.name for f in frus for s in f.parameters))
-    values = meta.get("parameters") or {}
+    values = _typed(meta).parameters
     missing = [p for p in pnames if p not in values]
     if missing:
         raise BundleError(f"metadata parameters give no value for {missing}")
@@ -143,12 +149,12 @@ def compute_domain(
     )
 
 
-def _frus(meta: dict[str, Any]) -> list[Any] | None:
+def _frus(info: BundleMetadata) -> list[Any] | None:
     from zpml_runtime.bundle.reproduce import compiled_views, has_usable_fru
 
-    if not has_usable_fru(meta):
+    if not has_usable_fru(info.raw):
         return None
-    _, frus, problems = compiled_views(meta)
+    _, frus, problems = compiled_views(info.raw)
     if problems or any(f is None for f in frus):
         return None
     return list(frus)
@@ -157,13 +163,14 @@ def _frus(meta: dict[str, Any]) -> list[Any] | None:
 def export_domain(meta: dict[str, Any], box: Mapping[str, Interval]) -> dict[str, Any]:
     """``metadata["domain"]`` for a compiled bundle's metadata: the report of its recorded
     expression (re-read from the metadata, as validation will) over ``box``."""
-    frus = _frus(meta)
+    info = _typed(meta)
+    frus = _frus(info)
     if frus is None:
         raise BundleError(
             "internal: the recorded expression cannot be re-read from the metadata, so no domain "
             "report can be computed for input_box"
         )
-    return _canonical(compute_domain(meta, box, frus).to_dict())
+    return _canonical(compute_domain(info, box, frus).to_dict())
 
 
 def _canonical(d: dict[str, Any]) -> dict[str, Any]:
@@ -243,15 +250,18 @@ def _undecided_only(stored: Any, recomputed: dict[str, Any]) -> bool:
         return False
 
 
-def check_domain(meta: dict[str, Any]) -> tuple[DomainReport | None, list[str]]:
+def check_domain(
+    meta: Mapping[str, Any] | BundleMetadata,
+) -> tuple[DomainReport | None, list[str]]:
     """Validation: the recomputed domain report (``None`` without an operating box or when the
     expression cannot be re-read) and the problems found."""
     from zpml_runtime.bundle.reproduce import unverifiable_reason
 
-    has_box, has_domain = "input_box" in meta, "domain" in meta
+    info = _typed(meta)
+    has_box, has_domain = info.input_box is not None, info.domain is not None
     if not has_box and not has_domain:
         return None, []
-    if meta.get("source") != "compiled_fru":
+    if not info.is_compiled:
         return None, [
             "metadata input_box/domain on a traced bundle: a traced model has no exact expression, "
             "so no operating box can be certified for it (the fields were added by hand)"
@@ -260,22 +270,23 @@ def check_domain(meta: dict[str, Any]) -> tuple[DomainReport | None, list[str]]:
         have, lack = ("input_box", "domain") if has_box else ("domain", "input_box")
         return None, [f"metadata has {have} but no {lack}: they are recorded together"]
     try:
-        box = read_input_box(meta)
+        box = read_input_box(info)
     except InputBoxError as e:
         return None, [str(e)]
-    frus = _frus(meta)
+    frus = _frus(info)
     if frus is None:  # the verification reports why the expression cannot be re-read
         return None, []
     try:
-        report = compute_domain(meta, box, frus)
+        report = compute_domain(info, box, frus)
     except (BundleError, BoxError) as e:
         return None, [f"the domain report cannot be recomputed on input_box: {e}"]
     recomputed = _canonical(report.to_dict())
-    diff = first_difference(_comparable(meta["domain"]), _comparable(recomputed))
-    if diff is None or unverifiable_reason(meta) is not None:
+    stored = dict(info.domain or {})
+    diff = first_difference(_comparable(stored), _comparable(recomputed))
+    if diff is None or unverifiable_reason(dict(info.raw)) is not None:
         # another zpml wrote it: its analysis may differ; the recomputed report is the one used
         return report, []
-    if _undecided_only(meta["domain"], recomputed):
+    if _undecided_only(stored, recomputed):
         return report, []
     return report, [
         f"metadata {diff}: the stored domain report is not the one recomputed from the recorded "

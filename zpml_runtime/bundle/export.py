@@ -43,6 +43,7 @@ from zpml_runtime.bundle.format import (
     sha256_bytes,
     signature_line,
 )
+from zpml_runtime.bundle.metadata import BundleMetadata
 from zpml_runtime.bundle.model_checks import tensor_signature
 from zpml_runtime.bundle.publish import publish_bundle
 from zpml_runtime.bundle.reproduce import (
@@ -61,6 +62,11 @@ class ExportedBundle:
 
     path: Path
     metadata: dict[str, Any]
+
+    @property
+    def info(self) -> BundleMetadata:
+        """The written metadata as typed records."""
+        return BundleMetadata.parse(self.metadata)
 
 
 def _package_versions() -> dict[str, str]:

@@ -164,7 +164,7 @@ def _emitted(metadata: Mapping[str, Any]) -> tuple[BundleMetadata, EmitterRecord
 # ----------------------------------------------------------------- compiled bundles
 
 
-def has_usable_fru(metadata: dict[str, Any]) -> bool:
+def has_usable_fru(metadata: Mapping[str, Any]) -> bool:
     """Whether a compiled bundle carries its exact expression(s): ``fru`` (one output)
     or ``expressions`` with an ``fru`` object each (several)."""
     from zpml_runtime.bundle.multi import is_multi
@@ -178,7 +178,7 @@ def has_usable_fru(metadata: dict[str, Any]) -> bool:
 
 
 def compiled_views(
-    metadata: dict[str, Any],
+    metadata: Mapping[str, Any],
 ) -> tuple[list[tuple[dict[str, Any], dict[str, str] | None]], list[Any], list[str]]:
     """Per output: its single-expression metadata view (and output name map for several
     outputs), the re-flattened FRU, and the problems (recorded terms that the recorded

@@ -258,7 +258,7 @@ def open_validated(
     check_policy(allow_unverified, require_verified)
     read = _structural(directory, signing_key)
     bundle = read.bundle
-    domain, domain_problems = check_domain(read.meta)
+    domain, domain_problems = check_domain(read.info)
     session = make_session(read.model_bytes, providers, str(bundle))
     try:
         verdict, report = verify_graph(

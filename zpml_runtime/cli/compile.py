@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     if args.box is not None:
         from zpml_runtime.cli.domain import print_domain, recorded_domain
 
-        print_domain(recorded_domain(exported.metadata), "operating box")
+        print_domain(recorded_domain(exported.info), "operating box")
     if key is not None:
         print("signed     metadata.sig (HMAC-SHA256 with the key from --signing-key-file)")
     return 0
@@ -181,7 +181,7 @@ def _export(args: argparse.Namespace, fru: Any, evaluator: Any, key: bytes | Non
         except BundlePathError as e:  # --bundle names a place where no bundle can be written
             raise UsageError(f"{option} {args.bundle}: {e}") from None
         if args.onnx_file is not None:
-            _copy_model(Path(exported.path) / exported.metadata["model_file"], args.onnx_file)
+            _copy_model(Path(exported.path) / exported.info.model_file, args.onnx_file)
     return exported, smoke
 
 

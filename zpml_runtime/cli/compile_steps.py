@@ -137,7 +137,7 @@ def print_summary(
     )
     print(f"smoke inputs {smoke.shape[0]} row(s)")
     if exported is not None:
-        print(f"bundle written to {exported.path} (bundle_id {exported.metadata['bundle_id']})")
+        print(f"bundle written to {exported.path} (bundle_id {exported.info.bundle_id})")
 
 
 def parse_expression(zs: Any, text: str, params: list[str], constants: dict[str, str]) -> Any:

@@ -8,9 +8,12 @@ validation reproduces the graph from), with the options the bundle's own
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zpml_runtime.cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from zpml_runtime.bundle.metadata import BundleMetadata
 
 __all__ = ["bundle_domain", "expression_domain", "print_domain", "recorded_domain"]
 
@@ -50,34 +53,33 @@ def expression_domain(text: str, box_text: str, option: str = "--box", *, hint: 
         raise UsageError(f"{text!r}: {e}") from e
 
 
-def bundle_domain(meta: dict[str, Any], box_text: str, option: str = "--box") -> Any:
+def bundle_domain(meta: BundleMetadata, box_text: str, option: str = "--box") -> Any:
     """The domain report of a validated bundle's recorded expression(s) over ``--box``
     (which must give every input variable of the bundle, and nothing else)."""
     from zpml_runtime.bundle.domain import InputBoxError, check_input_box, compute_domain
     from zpml_runtime.bundle.reproduce import compiled_views, has_usable_fru
 
-    if meta.get("source") != "compiled_fru" or not has_usable_fru(meta):
+    if not meta.is_compiled or not has_usable_fru(meta.raw):
         raise UsageError(
             f"{option}: this bundle holds a traced model (no exact expression), so no domain can "
             "be certified for it; compile the expression with zpml compile instead"
         )
     try:
         box = check_input_box(
-            box_text, list(meta["input"]["variables"]), meta.get("parameters"), source="compiled_fru"
+            box_text, list(meta.input.variables), meta.parameters, source="compiled_fru"
         )
     except InputBoxError as e:
         raise UsageError(f"{option} ({e.field}): {e}") from e
-    _, frus, problems = compiled_views(meta)
+    _, frus, problems = compiled_views(meta.raw)
     if problems or any(f is None for f in frus):  # validation refuses such bundles first
         raise UsageError(f"{option}: the bundle's recorded expression cannot be re-read: {problems}")
     return compute_domain(meta, box, list(frus))
 
 
-def recorded_domain(meta: dict[str, Any]) -> Any:
+def recorded_domain(meta: BundleMetadata) -> Any:
     """The bundle's own (validated) report over its declared ``input_box``, or None."""
-    raw = meta.get("domain")
-    if raw is None:
+    if meta.domain is None:
         return None
     from zpml_symbolic.domain import DomainReport
 
-    return DomainReport.from_json(raw)
+    return DomainReport.from_json(dict(meta.domain))

@@ -17,6 +17,7 @@ __all__ = ["add_parser", "explain_one", "output_parts", "run"]
 
 if TYPE_CHECKING:
     from zpml_runtime.bundle.exact import ExactPoint, MetadataFRU
+    from zpml_runtime.bundle.metadata import BundleMetadata
 
 _PROVENANCE = {0: "finite", 1: "fault", 2: "semantic", 3: "mixed"}
 
@@ -48,29 +49,33 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def output_parts(meta: dict[str, Any], out: dict[str, Any]) -> list[tuple[str | None, dict[str, Any], Any, list[str]]]:
+def output_parts(
+    meta: BundleMetadata, out: dict[str, Any]
+) -> list[tuple[str | None, dict[str, Any], Any, list[str]]]:
     """One ``(label, outputs, exact FRU or None, factor output names)`` per output of a bundle
     (label ``None`` for a single-output bundle; outputs are ``[batch]`` arrays)."""
     from zpml_runtime.bundle.exact import read_metadata_fru
-    from zpml_runtime.bundle.multi import expression_views, is_multi, view_outputs
+    from zpml_runtime.bundle.metadata import BundleMetadata
+    from zpml_runtime.bundle.multi import expression_views, view_outputs
 
     parts: list[tuple[str | None, dict[str, Any], Any, list[str]]] = []
-    if not is_multi(meta):
-        return [(None, out, read_metadata_fru(meta), meta["output_order"][6:])]
-    if meta.get("expressions") is not None:
-        for view, mapping in expression_views(meta):
+    if meta.multi_output is None:
+        return [(None, out, read_metadata_fru(meta), list(meta.factor_outputs))]
+    if meta.expressions is not None:
+        for raw, mapping in expression_views(meta.raw):
+            view = BundleMetadata.parse(raw)
             parts.append(
                 (
-                    view["output_name"],
-                    view_outputs(out, view, mapping),
+                    view.output_name,
+                    view_outputs(out, raw, mapping),
                     read_metadata_fru(view),
-                    view["output_order"][6:],
+                    list(view.factor_outputs),
                 )
             )
         return parts
-    for j, name in enumerate(meta["multi_output"]["output_names"]):
+    for j, name in enumerate(meta.multi_output.output_names):
         col = {k: (v[:, j] if v.ndim == 2 else v) for k, v in out.items()}
-        parts.append((name, col, None, meta["output_order"][6:]))
+        parts.append((name, col, None, list(meta.factor_outputs)))
     return parts
 
 
@@ -95,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         parse_box_option(args.box)  # a typo fails before validation
     runtime = options.load_quietly(args.dir, options.signing_key(args), args)
     if args.box is not None:
-        print_domain(bundle_domain(runtime.metadata, args.box), "box")
+        print_domain(bundle_domain(runtime.info, args.box), "box")
         if not args.input:
             return 0
     variables = runtime.variables
@@ -103,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     x = np.array([[float(v) for v in p] for p in points], dtype=np.float64)
     with np.errstate(over="ignore"):  # overflow to inf is reported per value below
         cast = x.reshape(len(points), len(variables)).astype(runtime.input_dtype)
-    parts = output_parts(runtime.metadata, runtime.run(cast).as_dict())
+    parts = output_parts(runtime.info, runtime.run(cast).as_dict())
     for k, point in enumerate(points):
         typed = [t.strip() for t in args.input[k].split(",")] if variables else []
         shown = ", ".join(f"{v}={t}" for v, t in zip(variables, typed, strict=True))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zpml_runtime.cli import options
 from zpml_runtime.cli.output import sources, table
+
+if TYPE_CHECKING:
+    from zpml_runtime.bundle.metadata import BundleMetadata
 
 __all__ = ["add_parser", "run"]
 
@@ -25,55 +28,55 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _rows(vb: Any, args: argparse.Namespace) -> list[tuple[str, str]]:
-    m = vb.metadata
-    cfg, eff = m["inference_config"], m["effective_thresholds"]
+def _rows(vb: Any, m: BundleMetadata, args: argparse.Namespace) -> list[tuple[str, str]]:
+    cfg, eff = m.inference_config, m.effective_thresholds
     rows = [
         ("bundle", f"{vb.path} (valid{'' if vb.verified else ', UNVERIFIED'})"),
         (
             "verified",
             f"yes: {vb.verification}" if vb.verified else f"UNVERIFIED: {vb.unverified_reason}",
         ),
-        ("bundle_id", m["bundle_id"]),
-        ("source", m["source"]),
-        ("dtype", m["input"]["dtype"]),
-        ("input", f"{m['input']['name']} {m['input']['shape']}, batch axis 0"),
-        ("variables", ", ".join(m["input"]["variables"]) or "(none)"),
-        ("parameters", ", ".join(f"{k}={v!r}" for k, v in m["parameters"].items()) or "(none)"),
+        ("bundle_id", m.bundle_id),
+        ("source", m.source),
+        ("dtype", m.dtype),
+        ("input", f"{m.input.name} {list(m.input.shape)}, batch axis 0"),
+        ("variables", ", ".join(m.input.variables) or "(none)"),
+        ("parameters", ", ".join(f"{k}={v!r}" for k, v in m.parameters.items()) or "(none)"),
         (
             "thresholds",
-            f"tau_infer={cfg['tau_infer']!r} tau_train={cfg['tau_train']!r} "
-            f"validity_taus={m['validity_taus']!r}",
+            f"tau_infer={cfg.tau_infer!r} tau_train={cfg.tau_train!r} "
+            f"validity_taus={list(m.validity_taus)!r}",
         ),
         (
             "effective",
-            f"t_infer={eff['t_infer']!r} t_train={eff['t_train']!r} "
-            f"t_factors={eff['t_factors']!r} ({eff['dtype']})",
+            f"t_infer={eff.t_infer!r} t_train={eff.t_train!r} "
+            f"t_factors={list(eff.t_factors)!r} ({eff.dtype})",
         ),
-        ("outputs", ", ".join(m["output_order"])),
-        ("smoke", f"{vb.smoke_inputs.shape} {vb.smoke_inputs.dtype} ({m['smoke_inputs']['file']})"),
-        ("model", f"{m['model_file']} sha256 {m['model_sha256']} ({m['model_size']} bytes)"),
+        ("outputs", ", ".join(m.output_order)),
+        ("smoke", f"{vb.smoke_inputs.shape} {vb.smoke_inputs.dtype} ({m.smoke_inputs.file})"),
+        ("model", f"{m.model_file} sha256 {m.model_sha256} ({m.model_size} bytes)"),
     ]
     if args.signing_key_file is not None:
         rows.append(("signature", "metadata.sig matches the key (HMAC-SHA256)"))
     return rows
 
 
-def expression_views(m: dict[str, Any]) -> tuple[list[tuple[str | None, Any]], list[tuple[str, str]]]:
+def expression_views(m: BundleMetadata) -> tuple[list[tuple[str | None, Any]], list[tuple[str, str]]]:
     """``(label, exact FRU)`` per expression of a bundle, and the rows that describe them."""
     from zpml_runtime.bundle.exact import read_metadata_fru
+    from zpml_runtime.bundle.metadata import BundleMetadata
     from zpml_runtime.bundle.multi import expression_views as views_of
-    from zpml_runtime.bundle.multi import is_multi
 
     rows: list[tuple[str, str]] = []
     views: list[tuple[str | None, Any]] = []
     traced = ("P/Q", "n/a (traced model: no exact terms in the metadata)")
-    if is_multi(m):
-        mo = m["multi_output"]
-        names = ", ".join(mo["output_names"])
-        rows.append(("outputs/sample", f"{mo['k']}: {names} (columns of [batch, {mo['k']}])"))
-        if m.get("expressions") is not None:
-            views = [(v["output_name"], read_metadata_fru(v)) for v, _ in views_of(m)]
+    if m.multi_output is not None:
+        mo = m.multi_output
+        names = ", ".join(mo.output_names)
+        rows.append(("outputs/sample", f"{mo.k}: {names} (columns of [batch, {mo.k}])"))
+        if m.expressions is not None:
+            typed = [BundleMetadata.parse(v) for v, _ in views_of(m.raw)]
+            views = [(v.output_name, read_metadata_fru(v)) for v in typed]
         else:
             rows.append(traced)
     else:
@@ -111,15 +114,17 @@ def print_provenance(views: list[tuple[str | None, Any]]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``zpml inspect``."""
     import zpml_runtime.bundle as bundle  # looked up at call time (tests replace it)
+    from zpml_runtime.bundle.metadata import BundleMetadata
     from zpml_runtime.cli.args import parse_box_option
     from zpml_runtime.cli.domain import bundle_domain
 
     if args.box is not None:
         parse_box_option(args.box)  # a typo fails before validation
     vb = bundle.validate_bundle(args.dir, signing_key=options.signing_key(args), **options.policy(args))
-    requested = None if args.box is None else bundle_domain(vb.metadata, args.box)
-    rows = _rows(vb, args)
-    views, extra = expression_views(vb.metadata)
+    info = vb.info or BundleMetadata.parse(vb.metadata)
+    requested = None if args.box is None else bundle_domain(info, args.box)
+    rows = _rows(vb, info, args)
+    views, extra = expression_views(info)
     rows += extra
     for label, fru in views:
         tag = f" [{label}]" if label is not None else ""

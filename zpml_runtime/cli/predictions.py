@@ -48,7 +48,7 @@ def explain_rows(
     from zpml_runtime.cli.explain import output_parts
     from zpml_runtime.cli.output import progress as bar_for
 
-    parts = output_parts(runtime.metadata, outputs)
+    parts = output_parts(runtime.info, outputs)
     n = x.shape[0]
     factor = np.full((n, len(parts)), -1, dtype=np.int64)
     reasons: list[list[str]] = [[""] * len(parts) for _ in range(n)]
