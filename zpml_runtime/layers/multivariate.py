@@ -70,7 +70,10 @@ class MultivariateRationalLayer(ProjectiveLayer):
         clamp_value: float = 1.0,
     ) -> None:
         super().__init__(
-            gradient_policy=gradient_policy, tau_train=tau_train, gauge=gauge, clamp_value=clamp_value
+            gradient_policy=gradient_policy,
+            tau_train=tau_train,
+            gauge=gauge,
+            clamp_value=clamp_value,
         )
         name = type(self).__name__
         self.in_features = check_positive_int(in_features, "in_features", name)
@@ -78,9 +81,13 @@ class MultivariateRationalLayer(ProjectiveLayer):
         self.numerator_degree = check_degree(numerator_degree, "numerator_degree", name)
         self.denominator_degree = check_degree(denominator_degree, "denominator_degree", name)
         if not isinstance(shared_denominator, bool):
-            raise InvalidConfigError(f"{name}: shared_denominator must be a bool, got {shared_denominator!r}")
+            raise InvalidConfigError(
+                f"{name}: shared_denominator must be a bool, got {shared_denominator!r}"
+            )
         if dtype not in (torch.float32, torch.float64):
-            raise InvalidConfigError(f"{name}: dtype must be torch.float32 or torch.float64, got {dtype}")
+            raise InvalidConfigError(
+                f"{name}: dtype must be torch.float32 or torch.float64, got {dtype}"
+            )
         self.shared_denominator = shared_denominator
         d = max(self.numerator_degree, self.denominator_degree)
         count = math.comb(self.in_features + d, d)
@@ -118,7 +125,9 @@ class MultivariateRationalLayer(ProjectiveLayer):
             linear = (degrees == 1, slice(None))
         self.register_buffer("_mask", mask, persistent=False)
         bound = 1 / math.sqrt(self.in_features)
-        P_init = torch.empty(self.out_features, self.in_features, dtype=dtype).uniform_(-bound, bound)
+        P_init = torch.empty(self.out_features, self.in_features, dtype=dtype).uniform_(
+            -bound, bound
+        )
         if d <= 2:
             if self.numerator_degree >= 1:
                 weight[: self.out_features, 0, 1:] = P_init
@@ -155,7 +164,10 @@ class MultivariateRationalLayer(ProjectiveLayer):
         Entries above a column's degree must be 0 (they would be masked anyway).
         """
         c = torch.as_tensor(coefficients, dtype=self.weight.dtype, device=self.weight.device)
-        expected = (self.num_monomials, self.weight.shape[0] if self._degree <= 2 else self.weight.shape[1])
+        expected = (
+            self.num_monomials,
+            self.weight.shape[0] if self._degree <= 2 else self.weight.shape[1],
+        )
         if tuple(c.shape) != expected:
             raise InvalidConfigError(
                 f"{type(self).__name__}: coefficients must have shape {list(expected)}, got {list(c.shape)}"

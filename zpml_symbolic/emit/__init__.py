@@ -10,9 +10,13 @@ from zpml_core._lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from zpml_symbolic.emit.backends.numpy_emit import NumpyEvaluator, numpy_evaluator
-    from zpml_symbolic.emit.backends.torch_emit import RationalModule, lift_float_literals, to_torch
     from zpml_symbolic.emit.backends.onnx.emit import to_onnx
-    from zpml_symbolic.emit.backends.strict import BottomExplanation, StrictEvaluator, strict_evaluator
+    from zpml_symbolic.emit.backends.strict import (
+        BottomExplanation,
+        StrictEvaluator,
+        strict_evaluator,
+    )
+    from zpml_symbolic.emit.backends.torch_emit import RationalModule, lift_float_literals, to_torch
 
 #: back-end modules are imported on first use (numpy_emit needs no torch, the onnx back end needs onnx)
 _HOME = {
