@@ -1,6 +1,6 @@
 """Fit 1/(x + 0.1) two ways and plot the loss curves (writes docs/img/training_loss.svg).
 
-1. Seed 004's model (MLP backbone + AngularProjectiveHead) with SCMTrainer.
+1. An MLP backbone + AngularProjectiveHead with SCMTrainer.
 2. SCMRationalLayer(1, 1): the pole is a root of Q, found by training.
 
 Run: ``python examples/train_pole_fit.py [--epochs 200] [--out docs/img/training_loss.svg]``.
@@ -55,7 +55,7 @@ def main() -> None:
 
     wrapped = SCMInferenceWrapper(ToyAngularProjective(), config=InferenceConfig(tau_infer=1e-6, tau_train=1e-4))
     opt = torch.optim.AdamW(wrapped.parameters(), lr=1e-3)
-    h_seed = SCMTrainer(wrapped, opt, loss_fn, loader, config=TrainingConfig(max_epochs=args.epochs, progress=False)).fit()
+    h_head = SCMTrainer(wrapped, opt, loss_fn, loader, config=TrainingConfig(max_epochs=args.epochs, progress=False)).fit()
 
     layer = SCMRationalLayer(1, 1, numerator_init=[1.0, 0.0])  # start from P = 1, Q = 1
     flat = DataLoader(TensorDataset(x.squeeze(-1), y), batch_size=128, shuffle=True)
@@ -63,11 +63,11 @@ def main() -> None:
     h_rat = SCMTrainer(layer, opt, loss_fn, flat, config=TrainingConfig(max_epochs=args.epochs, progress=False)).fit()
     a0, a1 = layer.numerator.tolist()
     b0, b1 = layer.denominator.tolist()
-    print(f"seed model: final loss {h_seed[-1]['train_loss']:.3e}")
+    print(f"MLP + angular head: final loss {h_head[-1]['train_loss']:.3e}")
     print(f"SCMRationalLayer(1, 1): ({a0:.5f} + {a1:.5f} x) / ({b0:.5f} + {b1:.5f} x), pole at {-b0 / b1:.6f}")
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.semilogy([r["epoch"] for r in h_seed], [r["train_loss"] for r in h_seed], label="seed 004 model (MLP + angular head)")
+    ax.semilogy([r["epoch"] for r in h_head], [r["train_loss"] for r in h_head], label="MLP + angular head")
     ax.semilogy([r["epoch"] for r in h_rat], [r["train_loss"] for r in h_rat], label="SCMRationalLayer(1, 1)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("implicit loss (epoch mean)")

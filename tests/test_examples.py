@@ -113,7 +113,7 @@ def check_train_pole_fit(tmp_path: Path) -> None:
     assert abs(-b0 / b1 - pole) < 1e-5
     assert abs(a1) < 1e-2 * abs(a0)
     assert abs(a0 / b1 - 1.0) < 1e-2
-    loss = float(re.search(r"seed model: final loss ([-\d.e+]+)", out).group(1))
+    loss = float(re.search(r"MLP \+ angular head: final loss ([-\d.e+]+)", out).group(1))
     assert 0.0 <= loss < 1e-3
     text = svg.read_text()
     assert text.lstrip().startswith("<?xml") and "<svg" in text
