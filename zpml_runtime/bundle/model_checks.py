@@ -9,7 +9,6 @@ appended to a list; the validator reports them all together.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -133,27 +132,23 @@ def check_config_thresholds(
 
 
 def expected_thresholds(meta: BundleMetadata, dtype: str) -> tuple[Any, Any, list[Any]]:
-    """``(t_infer, t_train, t_factors)`` the graph must hold, in the emitted gauge."""
-    from zpml_core.arrays import effective_threshold
+    """``(t_infer, t_train, t_factors)`` the graph must hold, in the emitted gauge, as the
+    metadata records them (infinities as ``"inf"``): the recorded taus resolved by
+    :func:`zpml_core.resolution.resolve_thresholds`, as the emitter resolves them."""
+    from zpml_core.resolution import resolve_thresholds
 
-    cfg = meta.inference_config.config()
     taus = list(meta.validity_taus)
     gauge = meta.gauge()
-    e_pq, e_v = 0, [0] * len(taus)
+    e_pq, e_v = 0, (0,) * len(taus)
     if gauge is not None:
-        e_pq, e_v = gauge.pq, list(gauge.factor_exponents(len(taus)))
+        e_pq, e_v = gauge.pq, gauge.factor_exponents(len(taus))
         if len(e_v) != len(taus):
             raise BundleError(f"gauge V has {len(e_v)} exponents for {len(taus)} validity factors")
-    if e_pq:
-        from zpml_symbolic.emit.lowering.plan import scaled_config
-
-        cfg = scaled_config(cfg, e_pq)
-    t_infer, t_train = cfg.thresholds_for(dtype)
-    t_factors = [
-        effective_threshold(math.ldexp(t, -e), dtype, "validity_taus")
-        for t, e in zip(taus, e_v, strict=True)
-    ]
-    return t_infer, t_train, t_factors
+    resolved = resolve_thresholds(
+        meta.inference_config.config(), taus, len(taus), gauge=e_pq, factor_gauges=e_v
+    )
+    eff = resolved.effective(dtype).to_metadata()
+    return eff["t_infer"], eff["t_train"], list(eff["t_factors"])
 
 
 def check_parameters(model: onnx.ModelProto, meta: BundleMetadata, problems: list[str]) -> None:
