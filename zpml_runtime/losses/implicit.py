@@ -63,7 +63,7 @@ class _ImplicitResidual(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, P: Tensor, Q: Tensor, yn: Tensor, yd: Tensor, gamma: float, detach: bool
     ) -> Tensor:
         floor = tiny(P.dtype)
@@ -81,7 +81,7 @@ class _ImplicitResidual(torch.autograd.Function):
         return E
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         s, r, D, E, pn, qd, yn, yd = ctx.saved_tensors
         a = (2.0 * g) / D
         if ctx.detach:

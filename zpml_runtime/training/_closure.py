@@ -11,7 +11,6 @@ calls the closure equally often.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +69,7 @@ def closure_step(
         total = torch.zeros((), dtype=torch.float64, device=t.device)
         for j, (x, y, status, where) in enumerate(group):
             sync = t._distributed and j + 1 < k
-            with module.no_sync() if sync else contextlib.nullcontext():
+            with D.no_sync(module, sync):
                 loss, targets = t._forward_loss(x, y, status, tau, where)
                 if not first.done:
                     t._check_step_loss(loss, where)
@@ -85,7 +84,9 @@ def closure_step(
             torch.nn.utils.clip_grad_norm_(t.model.parameters(), t.config.grad_clip_norm)
         return total
 
-    t.optimizer.step(closure)
+    # torch's stub types the closure as returning float; LBFGS and the other closure
+    # optimisers take (and document) a closure returning the loss tensor
+    t.optimizer.step(closure)  # type: ignore[arg-type]
     t.optimizer.zero_grad(set_to_none=True)
     t.global_step += 1
     if t.scheduler is not None and t.config.scheduler_interval == "step" and not t._plateau:

@@ -18,6 +18,7 @@ binds ``None`` instead, so ``destroy_process_group()`` really stops the group.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -33,6 +34,7 @@ __all__ = [
     "all_reduce_max",
     "all_reduce_sum",
     "is_distributed",
+    "no_sync",
     "rank",
     "shard_loader",
     "unwrap_ddp",
@@ -103,7 +105,7 @@ def shard_loader(loader: Any, *, shuffle_seed: int, train: bool) -> Any:
     if loader.batch_size is None:  # a custom batch_sampler: cannot rebuild faithfully
         return loader
     shuffle = train and isinstance(loader.sampler, RandomSampler)
-    sampler = DistributedSampler(
+    sampler: DistributedSampler[Any] = DistributedSampler(
         loader.dataset,
         num_replicas=world_size(),
         rank=rank(),
@@ -125,3 +127,11 @@ def shard_loader(loader: Any, *, shuffle_seed: int, train: bool) -> Any:
         kwargs["persistent_workers"] = loader.persistent_workers
         kwargs["prefetch_factor"] = loader.prefetch_factor
     return DataLoader(loader.dataset, **kwargs)
+
+
+def no_sync(module: nn.Module, skip: bool) -> contextlib.AbstractContextManager[Any]:
+    """``module.no_sync()`` when ``skip`` and ``module`` is DDP (a micro-batch of a gradient
+    accumulation group: no all-reduce), else a null context."""
+    if skip and isinstance(module, DistributedDataParallel):
+        return module.no_sync()
+    return contextlib.nullcontext()

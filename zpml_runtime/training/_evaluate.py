@@ -58,7 +58,7 @@ def evaluate(trainer: SCMTrainer, loader: Iterable[Any] | None = None) -> dict[s
             where = f"validation batch {i} (epoch {trainer.epoch + 1})"
             x, y, status = split_batch(batch, where)
             x, y, status = trainer._to_device(x, y, status)
-            outputs = module.raw(x) if trainer._is_wrapper else module(x)
+            outputs = module(x) if trainer._wrapper is None else trainer._wrapper.raw(x)
             loss, n, _outputs, _targets = trainer._loss(outputs, y, status, tau, where)
             bottom = deployed_bottom(trainer, outputs)
             sums += torch.stack(
@@ -91,9 +91,10 @@ def deployed_bottom(trainer: SCMTrainer, outputs: Any) -> torch.Tensor:
     P, Q, V = split_model_outputs(outputs)
     P, Q = P.detach(), Q.detach()
     V = V.detach() if isinstance(V, torch.Tensor) else (None if V is None else [v.detach() for v in V])
-    if trainer._is_wrapper and trainer.config.tau_infer is None:
-        return trainer.model.decode((P, Q) if V is None else (P, Q, V)).bottom_mask
-    taus = trainer.model.validity_taus if trainer._is_wrapper else 0.0
+    wrapper = trainer._wrapper
+    if wrapper is not None and trainer.config.tau_infer is None:
+        return wrapper.decode((P, Q) if V is None else (P, Q, V)).bottom_mask
+    taus = 0.0 if wrapper is None else wrapper.validity_taus
     return strict_inference(
         P, Q, config=trainer._val_config, validity_factors=V, validity_taus=taus
     ).bottom_mask

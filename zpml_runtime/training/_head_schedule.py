@@ -97,7 +97,7 @@ class HeadSchedule:
 
     def _raw(self) -> nn.Module:
         t = self.trainer
-        return t.model.model if t._is_wrapper else t.model
+        return t.model if t._wrapper is None else t._wrapper.model
 
     def _solve(self, head: nn.Module) -> None:
         self.head = head

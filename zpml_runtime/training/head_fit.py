@@ -76,7 +76,8 @@ class _Cache:
         tshapes = {tuple(t[0].shape[1:]) for t in self.targets}
         if len(self.inputs) > 1 and len(shapes) == 1 and len(tshapes) == 1 and all(h.dim() > 0 for h in self.inputs):
             self.inputs = [torch.cat(self.inputs)]
-            self.targets = [tuple(torch.cat(parts) for parts in zip(*self.targets, strict=True))]  # type: ignore[misc]
+            y_n, y_d, mask = (torch.cat(parts) for parts in zip(*self.targets, strict=True))
+            self.targets = [(y_n, y_d, mask)]
             self.weights = [torch.cat(self.weights)]
 
 
@@ -257,6 +258,8 @@ def _linear_start(head: nn.Module, cache: _Cache) -> bool:
             return False
         fitted = fit_rational(x, y, head.numerator_degree, head.denominator_degree, domain=head.domain,
                               basis=head.basis, weights=w)
+        if not isinstance(fitted, SCMRationalLayer):  # 1-D x: always the univariate layer
+            return False
         with torch.no_grad():
             head.numerator.copy_(fitted.numerator.to(dtype))
             head.denominator.copy_(fitted.denominator.to(dtype))
@@ -270,6 +273,8 @@ def _linear_start(head: nn.Module, cache: _Cache) -> bool:
             return False
         fitted = fit_rational(h, y if head.out_features > 1 else y[:, 0], head.numerator_degree,
                               head.denominator_degree, shared_denominator=head.shared_denominator, weights=rows)
+        if not isinstance(fitted, MultivariateRationalLayer):  # 2-D x: always the multivariate layer
+            return False
         with torch.no_grad():
             head.set_monomial_coefficients(fitted.monomial_coefficients().to(dtype))
         return True

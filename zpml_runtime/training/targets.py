@@ -117,11 +117,10 @@ def _lift_pair(t: Array) -> tuple[Array, Array]:
         y_n = torch.where(finite, t, torch.where(t < 0, -one, one))  # NaN < 0 is False -> +1
         y_d = finite.to(t.dtype)
         return y_n, y_d
-    finite = np.isfinite(t)
+    isfinite = np.isfinite(t)
     with np.errstate(invalid="ignore"):
-        y_n = np.where(finite, t, np.where(t < 0, -1.0, 1.0)).astype(t.dtype, copy=False)
-    y_d = finite.astype(t.dtype)
-    return y_n, y_d
+        a_n = np.where(isfinite, t, np.where(t < 0, -1.0, 1.0)).astype(t.dtype, copy=False)
+    return a_n, isfinite.astype(t.dtype)
 
 
 def _codes_from_labels(labels: Any, *, like: Array) -> Array:

@@ -12,8 +12,8 @@ checkpoints. See ``docs/training.md``.
 
 from __future__ import annotations
 
-import contextlib
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -38,7 +38,8 @@ from ._batches import (
 from ._closure import closure_step, requires_closure
 from ._evaluate import evaluate, validation_config
 from ._head_schedule import HeadSchedule
-from .checkpoint import CHECKPOINT_FORMAT, check_config_hash, load_checkpoint, save_checkpoint
+from ._state import restore_state, trainer_state, write_checkpoints
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainingConfig
 from .errors import BottomUnreachableError, LossValueError
 from .targets import SemanticTargets
@@ -123,7 +124,9 @@ class SCMTrainer:
             if self._distributed and config.val_loader is not None
             else config.val_loader
         )
-        self._is_wrapper = isinstance(self.model, SCMInferenceWrapper)
+        #: the model when it is an SCMInferenceWrapper (trained on its raw outputs), else None
+        self._wrapper = self.model if isinstance(self.model, SCMInferenceWrapper) else None
+        self._is_wrapper = self._wrapper is not None
         self._closure = requires_closure(optimizer)
         self._heads = HeadSchedule(self)
         self._pass_tau = accepts_tau_train(loss_fn)
@@ -170,7 +173,7 @@ class SCMTrainer:
                 record = self._run_epoch()
                 self.history.append(record)
                 self._emit({"event": "epoch", **record})
-                self._checkpoint(record)
+                write_checkpoints(self, record)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(_postfix(record), refresh=False)
@@ -213,59 +216,23 @@ class SCMTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Checkpoint dictionary (tensors and plain containers only)."""
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "epoch": self.epoch,
-            "global_step": self.global_step,
-            "config_hash": self.config.config_hash(),
-            "hashed_fields": self.config.hashed_fields(),
-            "history": list(self.history),
-            "tau_rng_state": _rng_state(self._rng),
-            "best_epoch": self.best_epoch,
-            "best_val_loss": self.best_val_loss,
-            "best_head_fit_objective": self.best_head_fit_objective,
-            "bad_epochs": self._bad_epochs,
-            "best_model": self._best_state,
-        }
+        return trainer_state(self)
 
-    def save_checkpoint(self, path: str | Path) -> Path:
+    def save_checkpoint(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`state_dict` to ``path`` atomically (call it on one rank only)."""
         return save_checkpoint(path, self.state_dict())
 
-    def load_checkpoint(self, path: str | Path) -> None:
+    def load_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Resume from a checkpoint (``weights_only=True``; config hash must match)."""
-        state = load_checkpoint(path, map_location=self.device)
-        check_config_hash(state, self.config, source=str(path))
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if state.get("scheduler") is not None:
-            if self.scheduler is None:
-                raise UnsupportedInputError(
-                    f"checkpoint {str(path)!r} holds a scheduler state but SCMTrainer got scheduler=None; "
-                    "pass the same kind of scheduler to resume"
-                )
-            self.scheduler.load_state_dict(state["scheduler"])
-        self.epoch = int(state["epoch"])
-        self.global_step = int(state.get("global_step", 0))
-        self.history = list(state.get("history", []))
-        if state.get("tau_rng_state") is not None:
-            self._rng.setstate(_rng_from_state(state["tau_rng_state"]))
-        self.best_epoch = state.get("best_epoch")
-        self.best_val_loss = state.get("best_val_loss")
-        self.best_head_fit_objective = state.get("best_head_fit_objective")
-        self._bad_epochs = int(state.get("bad_epochs", 0))
-        self._best_state = state.get("best_model")
+        restore_state(self, load_checkpoint(path, map_location=self.device), str(path))
 
     # ------------------------------------------------------------------ one epoch
     def _run_epoch(self) -> dict[str, Any]:
         cfg = self.config
         epoch = self.epoch + 1  # 1-based in records and messages
-        sampler = getattr(self.train_loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(self.epoch)
+        set_epoch = getattr(getattr(self.train_loader, "sampler", None), "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(self.epoch)
         module = self._train_module
         module.train()
         accum = cfg.gradient_accumulation_steps
@@ -306,7 +273,7 @@ class SCMTrainer:
                 group.append((x, y, status, where))
             else:
                 sync = self._distributed and pending + 1 < accum and i != last
-                with module.no_sync() if sync else contextlib.nullcontext():
+                with D.no_sync(module, sync):
                     loss, targets = self._forward_loss(x, y, status, tau, where)
                     self._check_step_loss(loss, where)
                     (loss / accum if accum > 1 else loss).backward()
@@ -398,7 +365,8 @@ class SCMTrainer:
 
     def _forward_loss(self, x: Any, y: torch.Tensor, status: Any, tau: float, where: str) -> tuple[torch.Tensor, Any]:
         """Forward one training micro-batch and return ``(loss, lifted targets)``."""
-        outputs = self._train_module(x) if not self._is_wrapper or self._distributed else self.model.raw(x)
+        wrapper = self._wrapper
+        outputs = self._train_module(x) if wrapper is None or self._distributed else wrapper.raw(x)
         loss, _n, _outputs, targets = self._loss(outputs, y, status, tau, where)
         return loss, targets
 
@@ -428,9 +396,9 @@ class SCMTrainer:
         targets = lift_batch_targets(y, status, where)
         y_n, y_d = targets
         check_target_shape(P, y_n, where)
-        semantic = isinstance(targets, SemanticTargets)
+        semantic = targets if isinstance(targets, SemanticTargets) else None
         if self._unreachable:
-            singular = (y_d == 0) & targets.loss_mask if semantic else (y_d == 0)
+            singular = (y_d == 0) & semantic.loss_mask if semantic is not None else (y_d == 0)
             if bool(singular.any()):
                 raise BottomUnreachableError(
                     f"{where}: {int(singular.sum())} target rows have Y_d = 0 (bottom or +-inf), but "
@@ -440,10 +408,10 @@ class SCMTrainer:
                 )
         n = y_n.numel()
         call_outputs, call_targets = outputs, targets
-        if semantic and not self._mask_aware:
-            keep = targets.loss_mask
+        if semantic is not None and not self._mask_aware:
+            keep = semantic.loss_mask
             if not bool(keep.all()):
-                call_outputs, call_targets = select_rows(outputs, targets, keep)
+                call_outputs, call_targets = select_rows(outputs, semantic, keep)
                 n = call_targets.y_n.numel()
         if self._pass_tau:
             loss = self.loss_fn(call_outputs, call_targets, tau_train=tau)
@@ -463,11 +431,12 @@ class SCMTrainer:
 
     def _early_stopping(self, record: dict[str, Any]) -> None:
         val = record.get("val_loss")
-        improved = val is not None and math.isfinite(val) and (
-            self.best_val_loss is None or val < self.best_val_loss - self.config.early_stopping_min_delta
+        val_f = math.nan if val is None else float(val)
+        improved = math.isfinite(val_f) and (
+            self.best_val_loss is None or val_f < self.best_val_loss - self.config.early_stopping_min_delta
         )
         if improved:
-            self.best_val_loss = float(val)
+            self.best_val_loss = val_f
             self.best_epoch = record["epoch"]
             self._bad_epochs = 0
             self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -498,18 +467,6 @@ class SCMTrainer:
         if self.config.logger is not None:
             self.config.logger.log(record)
 
-    def _checkpoint(self, record: dict[str, Any]) -> None:
-        directory = self.config.checkpoint_dir
-        if directory is None or not self._rank0:
-            return
-        directory = Path(directory)
-        state = None
-        if self.epoch % self.config.checkpoint_every == 0 or self.epoch == self.config.max_epochs:
-            state = self.state_dict()
-            save_checkpoint(directory / "last.pt", state)
-        if record.get("best"):
-            save_checkpoint(directory / "best.pt", state or self.state_dict())
-
     def _progress_bar(self) -> Any:
         if not self.config.progress or not self._rank0:
             return None
@@ -523,13 +480,3 @@ def _postfix(record: dict[str, Any]) -> dict[str, str]:
     if record.get("val_loss") is not None:
         out["val"] = f"{record['val_loss']:.3g}"
     return out
-
-
-def _rng_state(rng: random.Random) -> list[Any]:
-    version, internal, gauss = rng.getstate()
-    return [version, list(internal), gauss]
-
-
-def _rng_from_state(state: Any) -> tuple[Any, ...]:
-    version, internal, gauss = state
-    return (int(version), tuple(int(v) for v in internal), gauss)
