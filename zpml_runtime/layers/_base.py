@@ -18,9 +18,7 @@ __all__ = ["ProjectiveLayer", "check_degree", "check_input", "check_positive_int
 def check_positive_int(value: Any, name: str, layer: str, *, minimum: int = 1) -> int:
     """``value`` as an int ``>= minimum``, else a typed error naming the argument."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidConfigError(
-            f"{layer}: {name} must be an integer >= {minimum}, got {value!r}"
-        )
+        raise InvalidConfigError(f"{layer}: {name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
@@ -34,9 +32,7 @@ def check_input(
 ) -> torch.Tensor:
     """Check ``x`` is a floating tensor of ``dtype`` (and ``[..., last_dim]``)."""
     if not isinstance(x, torch.Tensor):
-        raise UnsupportedInputError(
-            f"{layer} expects a torch.Tensor input, got {type(x).__name__}"
-        )
+        raise UnsupportedInputError(f"{layer} expects a torch.Tensor input, got {type(x).__name__}")
     if x.dtype != dtype:
         raise UnsupportedInputError(
             f"{layer} expects input dtype {dtype} (the dtype of its parameters), got {x.dtype}; "

@@ -64,9 +64,7 @@ class AngularProjectiveHead(ProjectiveLayer):
 
     def theta(self, h: torch.Tensor) -> torch.Tensor:
         """The angle ``theta_scale * Linear(h)``, shape ``[..., output_dim]``."""
-        check_input(
-            type(self).__name__, h, dtype=self.linear.weight.dtype, last_dim=self.input_dim
-        )
+        check_input(type(self).__name__, h, dtype=self.linear.weight.dtype, last_dim=self.input_dim)
         theta = self.linear(h)
         return theta if self.theta_scale == 1.0 else theta * self.theta_scale
 

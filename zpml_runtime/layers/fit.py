@@ -72,15 +72,25 @@ Layer = SCMRationalLayer | MultivariateRationalLayer
 
 @overload
 def fit_rational(
-    x: Any, y: Any, numerator_degree: int, denominator_degree: int, *,
-    return_info: Literal[False] = ..., **kwargs: Any,
+    x: Any,
+    y: Any,
+    numerator_degree: int,
+    denominator_degree: int,
+    *,
+    return_info: Literal[False] = ...,
+    **kwargs: Any,
 ) -> Layer: ...
 
 
 @overload
 def fit_rational(
-    x: Any, y: Any, numerator_degree: int, denominator_degree: int, *,
-    return_info: Literal[True], **kwargs: Any,
+    x: Any,
+    y: Any,
+    numerator_degree: int,
+    denominator_degree: int,
+    *,
+    return_info: Literal[True],
+    **kwargs: Any,
 ) -> tuple[Layer, FitInfo]: ...
 
 
@@ -147,54 +157,129 @@ def fit_rational(
     m = check_degree(denominator_degree, "denominator_degree", "fit_rational")
     tol = check_nonneg_float(tol, "tol")
     if dtype not in (torch.float32, torch.float64):
-        raise InvalidConfigError(f"fit_rational: dtype must be torch.float32 or torch.float64, got {dtype}")
-    for name, flag in (("shared_denominator", shared_denominator), ("exact_bottom", exact_bottom),
-                       ("reduce_degree", reduce_degree), ("remove_spurious", remove_spurious)):
+        raise InvalidConfigError(
+            f"fit_rational: dtype must be torch.float32 or torch.float64, got {dtype}"
+        )
+    for name, flag in (
+        ("shared_denominator", shared_denominator),
+        ("exact_bottom", exact_bottom),
+        ("reduce_degree", reduce_degree),
+        ("remove_spurious", remove_spurious),
+    ):
         if not isinstance(flag, bool):
             raise InvalidConfigError(f"fit_rational: {name} must be a bool, got {flag!r}")
     xa = as_array(x, "x")
     ya = as_array(y, "y")
     if xa.ndim not in (1, 2) or xa.shape[0] == 0:
-        raise ShapeMismatchError(f"fit_rational: x must have shape [N] or [N, d] with N >= 1, got {list(xa.shape)}")
+        raise ShapeMismatchError(
+            f"fit_rational: x must have shape [N] or [N, d] with N >= 1, got {list(xa.shape)}"
+        )
     if not np.all(np.isfinite(xa)):
         row = int(np.argwhere(~np.isfinite(xa))[0][0])
         raise InvalidConfigError(f"fit_rational: x must be finite; row {row} holds {xa[row]!r}")
     N = xa.shape[0]
     if ya.shape[:1] != (N,) or ya.ndim > 2 or (xa.ndim == 1 and ya.ndim != 1):
         want = "[N]" if xa.ndim == 1 else "[N] or [N, k]"
-        raise ShapeMismatchError(f"fit_rational: y must have shape {want} with N = {N}, got {list(ya.shape)}")
+        raise ShapeMismatchError(
+            f"fit_rational: y must have shape {want} with N = {N}, got {list(ya.shape)}"
+        )
     w = check_weights(weights, N)
     scale = target_scale(ya)
     with np.errstate(invalid="ignore", over="ignore", under="ignore"):
         yn, yd = lift(ya / (scale if ya.ndim == 2 else scale[0]))
     if not np.any((yd != 0) & (w.reshape((N,) + (1,) * (ya.ndim - 1)) > 0)):
-        raise InvalidConfigError("fit_rational: y has no finite target with a positive weight; nothing to fit")
+        raise InvalidConfigError(
+            "fit_rational: y has no finite target with a positive weight; nothing to fit"
+        )
     bottom_rows = int(np.count_nonzero(np.any((yd == 0).reshape(N, -1), axis=1) & (w > 0)))
     # the matrices are tall and thin: one BLAS thread is as fast, and immune to oversubscription
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1, user_api="blas"), np.errstate(under="ignore"):
-        return _fit(xa, yn, yd, w, n, m, domain, basis, shared_denominator, tol, exact_bottom,
-                    reduce_degree, remove_spurious, dtype, bottom_rows, return_info, scale, layer_kwargs)
+        return _fit(
+            xa,
+            yn,
+            yd,
+            w,
+            n,
+            m,
+            domain,
+            basis,
+            shared_denominator,
+            tol,
+            exact_bottom,
+            reduce_degree,
+            remove_spurious,
+            dtype,
+            bottom_rows,
+            return_info,
+            scale,
+            layer_kwargs,
+        )
 
 
 def _fit(
-    xa: np.ndarray, yn: np.ndarray, yd: np.ndarray, w: np.ndarray, n: int, m: int, domain: Any,
-    basis: str, shared: bool, tol: float, exact_bottom: bool, reduce_degree: bool,
-    remove_spurious: bool, dtype: torch.dtype, bottom_rows: int, return_info: bool, scale: np.ndarray,
+    xa: np.ndarray,
+    yn: np.ndarray,
+    yd: np.ndarray,
+    w: np.ndarray,
+    n: int,
+    m: int,
+    domain: Any,
+    basis: str,
+    shared: bool,
+    tol: float,
+    exact_bottom: bool,
+    reduce_degree: bool,
+    remove_spurious: bool,
+    dtype: torch.dtype,
+    bottom_rows: int,
+    return_info: bool,
+    scale: np.ndarray,
     layer_kwargs: dict[str, Any],
 ) -> Layer | tuple[Layer, FitInfo]:
     N = xa.shape[0]
     layer: Layer
     if xa.ndim == 1:
-        layer, info = _univariate(xa, yn, yd, w, n, m, domain, basis, tol, exact_bottom,
-                                  reduce_degree, remove_spurious, dtype, bottom_rows, float(scale[0]),
-                                  layer_kwargs)
+        layer, info = _univariate(
+            xa,
+            yn,
+            yd,
+            w,
+            n,
+            m,
+            domain,
+            basis,
+            tol,
+            exact_bottom,
+            reduce_degree,
+            remove_spurious,
+            dtype,
+            bottom_rows,
+            float(scale[0]),
+            layer_kwargs,
+        )
     else:
         if domain is not None:
-            raise InvalidConfigError("fit_rational: domain applies to univariate x [N]; pass domain=None for features")
-        layer, info = _multivariate(xa, yn.reshape(N, -1), yd.reshape(N, -1), w, n, m, shared,
-                                    tol, exact_bottom, reduce_degree, dtype, bottom_rows, scale, layer_kwargs)
+            raise InvalidConfigError(
+                "fit_rational: domain applies to univariate x [N]; pass domain=None for features"
+            )
+        layer, info = _multivariate(
+            xa,
+            yn.reshape(N, -1),
+            yd.reshape(N, -1),
+            w,
+            n,
+            m,
+            shared,
+            tol,
+            exact_bottom,
+            reduce_degree,
+            dtype,
+            bottom_rows,
+            scale,
+            layer_kwargs,
+        )
     return (layer, info) if return_info else layer
 
 
@@ -228,15 +313,41 @@ def layer_dtype(layer: Layer) -> torch.dtype:
 
 
 def _univariate(
-    xa: np.ndarray, yn: np.ndarray, yd: np.ndarray, w: np.ndarray, n: int, m: int, domain: Any,
-    basis: str, tol: float, exact_bottom: bool, reduce: bool, remove_spurious: bool,
-    dtype: torch.dtype, bottom_rows: int, y_scale: float, layer_kwargs: dict[str, Any],
+    xa: np.ndarray,
+    yn: np.ndarray,
+    yd: np.ndarray,
+    w: np.ndarray,
+    n: int,
+    m: int,
+    domain: Any,
+    basis: str,
+    tol: float,
+    exact_bottom: bool,
+    reduce: bool,
+    remove_spurious: bool,
+    dtype: torch.dtype,
+    bottom_rows: int,
+    y_scale: float,
+    layer_kwargs: dict[str, Any],
 ) -> tuple[SCMRationalLayer, FitInfo]:
     if basis not in BASES:
-        raise InvalidConfigError(f"fit_rational: unknown basis {basis!r}; expected one of {', '.join(map(repr, BASES))}")
+        raise InvalidConfigError(
+            f"fit_rational: unknown basis {basis!r}; expected one of {', '.join(map(repr, BASES))}"
+        )
     dom = check_domain(domain, xa)
-    res = fit_univariate(xa, yn, yd, w, n, m, dom, tol=tol, exact_bottom=exact_bottom,
-                         reduce=reduce, remove_spurious=remove_spurious)
+    res = fit_univariate(
+        xa,
+        yn,
+        yd,
+        w,
+        n,
+        m,
+        dom,
+        tol=tol,
+        exact_bottom=exact_bottom,
+        reduce=reduce,
+        remove_spurious=remove_spurious,
+    )
     s = _unit(res.denominator)
     a, b = res.numerator * (s * y_scale), res.denominator * s
     if basis == "monomial":
@@ -244,14 +355,32 @@ def _univariate(
         a = _to_monomial(a, lo, hi, n)
         b = _to_monomial(b, lo, hi, m)
     try:
-        layer = SCMRationalLayer(n, m, basis=basis, domain=dom, numerator_init=a.tolist(),
-                                 denominator_init=b.tolist(), dtype=torch.float64, **layer_kwargs)
+        layer = SCMRationalLayer(
+            n,
+            m,
+            basis=basis,
+            domain=dom,
+            numerator_init=a.tolist(),
+            denominator_init=b.tolist(),
+            dtype=torch.float64,
+            **layer_kwargs,
+        )
     except TypeError as e:
         raise UnsupportedInputError(f"fit_rational: unknown layer option: {e}") from e
     info = FitInfo(
-        n, m, res.effective_degrees, res.error, _max_error(layer, xa, yn, yd, w, np.array([y_scale])),
-        res.candidates, bottom_rows, _constraint(bottom_rows, res.constrained), res.snapped,
-        res.removed_poles, dom, None, (y_scale,),
+        n,
+        m,
+        res.effective_degrees,
+        res.error,
+        _max_error(layer, xa, yn, yd, w, np.array([y_scale])),
+        res.candidates,
+        bottom_rows,
+        _constraint(bottom_rows, res.constrained),
+        res.snapped,
+        res.removed_poles,
+        dom,
+        None,
+        (y_scale,),
     )
     return layer.to(dtype), info
 
@@ -270,12 +399,25 @@ def _constraint(bottom_rows: int, constrained: bool) -> str:
 
 
 def _multivariate(
-    h: np.ndarray, yn: np.ndarray, yd: np.ndarray, w: np.ndarray, n: int, m: int, shared: bool,
-    tol: float, exact_bottom: bool, reduce: bool, dtype: torch.dtype, bottom_rows: int,
-    y_scale: np.ndarray, layer_kwargs: dict[str, Any],
+    h: np.ndarray,
+    yn: np.ndarray,
+    yd: np.ndarray,
+    w: np.ndarray,
+    n: int,
+    m: int,
+    shared: bool,
+    tol: float,
+    exact_bottom: bool,
+    reduce: bool,
+    dtype: torch.dtype,
+    bottom_rows: int,
+    y_scale: np.ndarray,
+    layer_kwargs: dict[str, Any],
 ) -> tuple[MultivariateRationalLayer, FitInfo]:
     d, k = h.shape[1], yn.shape[1]
-    res = fit_multivariate(h, yn, yd, w, n, m, shared=shared, tol=tol, exact_bottom=exact_bottom, reduce=reduce)
+    res = fit_multivariate(
+        h, yn, yd, w, n, m, shared=shared, tol=tol, exact_bottom=exact_bottom, reduce=reduce
+    )
     coef = res.coefficients
     kq = coef.shape[1] - k
     for q in range(kq):
@@ -285,14 +427,25 @@ def _multivariate(
         coef[:, cols] *= s
     coef[:, :k] *= y_scale[None, :]
     try:
-        layer = MultivariateRationalLayer(d, k, n, m, shared_denominator=shared, dtype=torch.float64,
-                                          **layer_kwargs)
+        layer = MultivariateRationalLayer(
+            d, k, n, m, shared_denominator=shared, dtype=torch.float64, **layer_kwargs
+        )
     except TypeError as e:
         raise UnsupportedInputError(f"fit_rational: unknown layer option: {e}") from e
     layer.set_monomial_coefficients(torch.as_tensor(coef))
     info = FitInfo(
-        n, m, res.effective_degrees, res.error, _max_error(layer, h, yn, yd, w, y_scale), res.candidates,
-        bottom_rows, _constraint(bottom_rows, res.constrained), res.snapped, (), None,
-        tuple(float(v) for v in res.feature_scale), tuple(float(v) for v in y_scale),
+        n,
+        m,
+        res.effective_degrees,
+        res.error,
+        _max_error(layer, h, yn, yd, w, y_scale),
+        res.candidates,
+        bottom_rows,
+        _constraint(bottom_rows, res.constrained),
+        res.snapped,
+        (),
+        None,
+        tuple(float(v) for v in res.feature_scale),
+        tuple(float(v) for v in y_scale),
     )
     return layer.to(dtype), info

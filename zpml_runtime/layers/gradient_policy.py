@@ -57,7 +57,12 @@ class GradientPolicy(enum.StrEnum):
 
 def check_tau(tau: Any, name: str = "tau_train") -> float:
     """Validate a finite threshold ``>= 0`` and return it as a float."""
-    if isinstance(tau, bool) or not isinstance(tau, int | float) or not math.isfinite(tau) or tau < 0:
+    if (
+        isinstance(tau, bool)
+        or not isinstance(tau, int | float)
+        or not math.isfinite(tau)
+        or tau < 0
+    ):
         raise InvalidConfigError(f"{name} must be a finite number >= 0, got {tau!r}")
     return float(tau)
 
@@ -102,7 +107,11 @@ class _GateGrad(torch.autograd.Function):
         (keep,) = ctx.saved_tensors
         if ctx.clamp > 0:
             grad = torch.nan_to_num(grad, nan=0.0).clamp(-ctx.clamp, ctx.clamp)
-        return torch.where(keep, grad, torch.zeros((), dtype=grad.dtype, device=grad.device)), None, None
+        return (
+            torch.where(keep, grad, torch.zeros((), dtype=grad.dtype, device=grad.device)),
+            None,
+            None,
+        )
 
 
 def apply_gradient_policy(

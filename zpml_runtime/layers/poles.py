@@ -157,7 +157,9 @@ def _interval(interval: Any) -> tuple[Fraction, Fraction, tuple[float, float]]:
             f"interval must be a pair (lo, hi) of finite numbers, got {interval!r}"
         ) from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-        raise InvalidConfigError(f"interval must satisfy lo <= hi with finite ends, got {interval!r}")
+        raise InvalidConfigError(
+            f"interval must satisfy lo <= hi with finite ends, got {interval!r}"
+        )
     return Fraction(lo), Fraction(hi), (lo, hi)
 
 
@@ -193,7 +195,9 @@ def _bracket(coeffs: list[int], lo: Fraction, hi: Fraction) -> tuple[Fraction, F
             sc = _sign_at(coeffs, c)
             if sc == -sm:
                 return (m, c) if c > m else (c, m)
-    raise InvalidConfigError("pole_report: could not bracket a real root (degenerate isolating interval)")
+    raise InvalidConfigError(
+        "pole_report: could not bracket a real root (degenerate isolating interval)"
+    )
 
 
 def _refine(poly: sp.Poly, a: sp.Rational, b: sp.Rational) -> tuple[Fraction, Fraction]:
@@ -224,13 +228,18 @@ def _refine(poly: sp.Poly, a: sp.Rational, b: sp.Rational) -> tuple[Fraction, Fr
         else:
             hi = mid
     mid = (lo + hi) / 2
-    for cand in (Fraction(float(mid)), mid.limit_denominator(10**9)):  # float or small rational roots
+    for cand in (
+        Fraction(float(mid)),
+        mid.limit_denominator(10**9),
+    ):  # float or small rational roots
         if lo <= cand <= hi and _sign_at(coeffs, cand) == 0:
             return cand, cand
     return lo, hi
 
 
-def real_zeros(poly: sp.Poly, lo: Fraction, hi: Fraction) -> list[tuple[tuple[Fraction, Fraction], int]]:
+def real_zeros(
+    poly: sp.Poly, lo: Fraction, hi: Fraction
+) -> list[tuple[tuple[Fraction, Fraction], int]]:
     """Exact isolating intervals and multiplicities of the real zeros of ``poly`` in ``[lo, hi]``.
 
     ``poly`` is a univariate polynomial over QQ. The zero polynomial raises
@@ -264,7 +273,8 @@ def _multiplicity(poly: sp.Poly, a: Fraction, b: Fraction) -> int:
 
 def _validity_zeros(poly: sp.Poly, lo: Fraction, hi: Fraction) -> list[Pole]:
     return [
-        Pole((a, b), float((a + b) / 2), mult, mult, VALIDITY) for (a, b), mult in real_zeros(poly, lo, hi)
+        Pole((a, b), float((a + b) / 2), mult, mult, VALIDITY)
+        for (a, b), mult in real_zeros(poly, lo, hi)
     ]
 
 
@@ -280,7 +290,9 @@ class _Group:
         return max(self.cluster.size, sum(m for _, m in self.exact))
 
 
-def _groups(QF: ChebForm, exact: list[tuple[tuple[Fraction, Fraction], int]], radius: float) -> list[_Group]:
+def _groups(
+    QF: ChebForm, exact: list[tuple[tuple[Fraction, Fraction], int]], radius: float
+) -> list[_Group]:
     """Numerical clusters of ``Q``'s roots near ``[-1, 1]``, each exact real zero in its cluster."""
     found = clusters(QF.roots_t(), radius)
     groups = [_Group(c, []) for c in found]
@@ -292,14 +304,23 @@ def _groups(QF: ChebForm, exact: list[tuple[tuple[Fraction, Fraction], int]], ra
             groups.append(best)
         best.exact.append((iv, mult))
     return [
-        g for g in groups
-        if g.exact or (abs(g.cluster.centre.imag) <= radius and -1.0 <= g.cluster.centre.real <= 1.0)
+        g
+        for g in groups
+        if g.exact
+        or (abs(g.cluster.centre.imag) <= radius and -1.0 <= g.cluster.centre.real <= 1.0)
     ]
 
 
 def _classify(
-    P: sp.Poly, Q: sp.Poly, lo: Fraction, hi: Fraction, *, spurious_tol: float, cluster_tol: float,
-    scale: float | None, data: Any,
+    P: sp.Poly,
+    Q: sp.Poly,
+    lo: Fraction,
+    hi: Fraction,
+    *,
+    spurious_tol: float,
+    cluster_tol: float,
+    scale: float | None,
+    data: Any,
 ) -> tuple[list[Pole], float]:
     """The entries of the report for ``Q`` (see the module docstring) and the scale used."""
     exact = real_zeros(Q, lo, hi)
@@ -330,14 +351,22 @@ def _classify(
         cancelled = sum(_multiplicity(gcd, a, b) for (a, b), _ in g.exact)
         order = k - cancelled
         if order <= 0:
-            entries.append((g, Pole(interval, location, k, order, REMOVABLE, None, 0.0, bool(g.exact))))
+            entries.append(
+                (g, Pole(interval, location, k, order, REMOVABLE, None, 0.0, bool(g.exact)))
+            )
             continue
         residue = laurent_coefficient(PF, QF, at, order) if cancelled == 0 else math.nan
         zero_distance = float(np.min(np.abs(p_roots - location))) if p_roots.size else math.inf
-        radius_of_influence = (abs(residue) / S) ** (1.0 / order) if math.isfinite(residue) else math.inf
-        doublet = radius_of_influence <= spurious_tol * width or zero_distance <= spurious_tol * width
+        radius_of_influence = (
+            (abs(residue) / S) ** (1.0 / order) if math.isfinite(residue) else math.inf
+        )
+        doublet = (
+            radius_of_influence <= spurious_tol * width or zero_distance <= spurious_tol * width
+        )
         kind = SPURIOUS if doublet and data is None else POLE
-        entries.append((g, Pole(interval, location, k, order, kind, residue, zero_distance, bool(g.exact))))
+        entries.append(
+            (g, Pole(interval, location, k, order, kind, residue, zero_distance, bool(g.exact)))
+        )
     if data is not None:
         entries = _data_test(entries, PF, QF, data)
     out = [e for _, e in entries]
@@ -345,7 +374,9 @@ def _classify(
     return out, S
 
 
-def _data_test(entries: list[tuple[_Group, Pole]], PF: ChebForm, QF: ChebForm, data: Any) -> list[tuple[_Group, Pole]]:
+def _data_test(
+    entries: list[tuple[_Group, Pole]], PF: ChebForm, QF: ChebForm, data: Any
+) -> list[tuple[_Group, Pole]]:
     """Mark as spurious every pole the data explain as well without (remove, refit ``P``, compare)."""
     from dataclasses import replace
 
@@ -362,13 +393,20 @@ def _data_test(entries: list[tuple[_Group, Pole]], PF: ChebForm, QF: ChebForm, d
         raise InvalidConfigError("pole_report: data must be a pair (x, y) of samples") from None
     xa, ya = as_array(x, "x").reshape(-1), as_array(y, "y")
     if ya.shape != xa.shape:
-        raise ShapeMismatchError(f"pole_report: data y must have the shape of x {list(xa.shape)}, got {list(ya.shape)}")
+        raise ShapeMismatchError(
+            f"pole_report: data y must have the shape of x {list(xa.shape)}, got {list(ya.shape)}"
+        )
     if not np.all(np.isfinite(xa)):
         raise InvalidConfigError("pole_report: data x must be finite")
     yn, yd = lift(ya)
     t = QF.to_t(xa)
-    prob = Problem(C.chebvander(t, max(PF.coef.size - 1, 0)), C.chebvander(t, QF.coef.size - 1),
-                   yn[:, None], yd[:, None], np.ones((xa.size, 1)))
+    prob = Problem(
+        C.chebvander(t, max(PF.coef.size - 1, 0)),
+        C.chebvander(t, QF.coef.size - 1),
+        yn[:, None],
+        yd[:, None],
+        np.ones((xa.size, 1)),
+    )
     a = np.ldexp(PF.coef, PF.exponent - QF.exponent)[:, None]
     b = QF.coef[:, None]
     tested = [g.cluster for g, p in entries if p.kind == POLE]
@@ -442,15 +480,31 @@ def pole_report(
     lo, hi, floats = _interval(interval)
     for name, value in (("spurious_tol", spurious_tol), ("cluster_tol", cluster_tol)):
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-            raise InvalidConfigError(f"pole_report: {name} must be a number in [0, 1), got {value!r}")
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int | float)
-                              or not math.isfinite(scale) or scale <= 0):
-        raise InvalidConfigError(f"pole_report: scale must be None or a finite number > 0, got {scale!r}")
+            raise InvalidConfigError(
+                f"pole_report: {name} must be a number in [0, 1), got {value!r}"
+            )
+    if scale is not None and (
+        isinstance(scale, bool)
+        or not isinstance(scale, int | float)
+        or not math.isfinite(scale)
+        or scale <= 0
+    ):
+        raise InvalidConfigError(
+            f"pole_report: scale must be None or a finite number > 0, got {scale!r}"
+        )
     P, Q, V = _polys(model, digits)
     if Q.is_zero:
         raise InvalidConfigError("the polynomial is identically zero: every point is bottom")
-    zeros, S = _classify(P, Q, lo, hi, spurious_tol=float(spurious_tol), cluster_tol=float(cluster_tol),
-                         scale=None if scale is None else float(scale), data=data)
+    zeros, S = _classify(
+        P,
+        Q,
+        lo,
+        hi,
+        spurious_tol=float(spurious_tol),
+        cluster_tol=float(cluster_tol),
+        scale=None if scale is None else float(scale),
+        data=data,
+    )
     vzeros = [z for v in V for z in _validity_zeros(v, lo, hi)]
     vzeros.sort(key=lambda z: z.interval[0])
     return PoleReport(floats, P, Q, tuple(zeros), tuple(vzeros), S, data is not None)

@@ -96,7 +96,10 @@ class SCMRationalLayer(ProjectiveLayer):
         clamp_value: float = 1.0,
     ) -> None:
         super().__init__(
-            gradient_policy=gradient_policy, tau_train=tau_train, gauge=gauge, clamp_value=clamp_value
+            gradient_policy=gradient_policy,
+            tau_train=tau_train,
+            gauge=gauge,
+            clamp_value=clamp_value,
         )
         name = type(self).__name__
         self.numerator_degree = check_degree(numerator_degree, "numerator_degree", name)
@@ -108,7 +111,9 @@ class SCMRationalLayer(ProjectiveLayer):
         self.basis = basis
         self.domain = self._check_domain(domain, name)
         if dtype not in (torch.float32, torch.float64):
-            raise InvalidConfigError(f"{name}: dtype must be torch.float32 or torch.float64, got {dtype}")
+            raise InvalidConfigError(
+                f"{name}: dtype must be torch.float32 or torch.float64, got {dtype}"
+            )
         lo, hi = self.domain
         mid, half = (lo + hi) / 2, (hi - lo) / 2
         identity = [mid, half] if basis == "chebyshev" else [0.0, 1.0]
@@ -148,7 +153,9 @@ class SCMRationalLayer(ProjectiveLayer):
                 f"(degree {degree}), got {out.numel()}"
             )
         if not torch.isfinite(out).all():
-            raise InvalidConfigError(f"{type(self).__name__}: {field} must be finite, got {value!r}")
+            raise InvalidConfigError(
+                f"{type(self).__name__}: {field} must be finite, got {value!r}"
+            )
         return out
 
     def _t(self, x: torch.Tensor) -> torch.Tensor:

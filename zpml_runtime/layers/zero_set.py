@@ -62,9 +62,13 @@ class ZeroSetReport:
                 lines.append(f"{label} is a nonzero constant: no singular set")
                 continue
             conds = " or ".join(f"{_readable(f)} = 0" for f, _ in fac)
-            lines.append(f"{label} = 0  <=>  {conds}   (depends on {', '.join(map(str, self.depends_on[i]))})")
+            lines.append(
+                f"{label} = 0  <=>  {conds}   (depends on {', '.join(map(str, self.depends_on[i]))})"
+            )
             if self.cancelled[i]:
-                lines.append(f"  shared with the numerators (removable): {', '.join(map(str, self.cancelled[i]))}")
+                lines.append(
+                    f"  shared with the numerators (removable): {', '.join(map(str, self.cancelled[i]))}"
+                )
         for j, rep in enumerate(self.slices):
             lines.append(f"slice, output {j}: " + str(rep).replace("\n", "\n  "))
         for i, dom in enumerate(self.domain):
@@ -86,17 +90,27 @@ def _names(names: Any, d: int) -> tuple[sp.Symbol, ...]:
     if names is None:
         return tuple(sp.Symbol(f"h{i}") for i in range(d))
     names = list(names)
-    if len(names) != d or not all(isinstance(n, str) and n.isidentifier() for n in names) or len(set(names)) != d:
+    if (
+        len(names) != d
+        or not all(isinstance(n, str) and n.isidentifier() for n in names)
+        or len(set(names)) != d
+    ):
         raise InvalidConfigError(
             f"zero_set_report: names must be {d} distinct identifiers (one per feature), got {names!r}"
         )
     return tuple(sp.Symbol(n) for n in names)
 
 
-def _polys(layer: MultivariateRationalLayer, syms: tuple[sp.Symbol, ...], digits: int | None) -> list[sp.Expr]:
+def _polys(
+    layer: MultivariateRationalLayer, syms: tuple[sp.Symbol, ...], digits: int | None
+) -> list[sp.Expr]:
     coef = layer.monomial_coefficients().detach().cpu().double()
     degree = max(layer.numerator_degree, layer.denominator_degree)
-    exps = [e for e in monomial_exponents(layer.in_features, max(degree, 2)) if sum(1 for i in e if i) <= degree]
+    exps = [
+        e
+        for e in monomial_exponents(layer.in_features, max(degree, 2))
+        if sum(1 for i in e if i) <= degree
+    ]
     aug = (sp.Integer(1),) + syms
     monos = [sp.Mul(*(aug[i] for i in e)) for e in exps]
     out = []
@@ -143,7 +157,9 @@ def zero_set_report(
     factors, depends, cancelled = [], [], []
     for i, Q in enumerate(Qs):
         if Q == 0:
-            raise InvalidConfigError(f"zero_set_report: denominator {i} is identically zero (every point is bottom)")
+            raise InvalidConfigError(
+                f"zero_set_report: denominator {i} is identically zero (every point is bottom)"
+            )
         _, fl = sp.factor_list(sp.expand(Q), *syms)
         fac = tuple((f, int(m)) for f, m in fl if f.free_symbols)
         factors.append(fac)
@@ -180,7 +196,9 @@ def _domain(Qs: list[sp.Expr], syms: tuple[sp.Symbol, ...], box: Any) -> tuple[A
         sub = {k: v for k, v in full.items() if str(k) in used}
         missing = sorted(used - {str(k) for k in sub})
         if missing:
-            raise InvalidConfigError(f"zero_set_report: box has no interval for {', '.join(missing)}")
+            raise InvalidConfigError(
+                f"zero_set_report: box has no interval for {', '.join(missing)}"
+            )
         out.append(certify(sp.Integer(1) / Q, sub))
     return tuple(out)
 
@@ -189,22 +207,34 @@ def _slices(
     P: list[sp.Expr], Qs: list[sp.Expr], syms: tuple[sp.Symbol, ...], fixed: Any, interval: Any
 ) -> tuple[PoleReport, ...]:
     if not isinstance(fixed, dict):
-        raise InvalidConfigError(f"zero_set_report: fixed must be a dict name -> value, got {type(fixed).__name__}")
+        raise InvalidConfigError(
+            f"zero_set_report: fixed must be a dict name -> value, got {type(fixed).__name__}"
+        )
     by_name = {s.name: s for s in syms}
     unknown = [n for n in fixed if n not in by_name]
     if unknown:
-        raise InvalidConfigError(f"zero_set_report: fixed names unknown feature {unknown[0]!r}; features are {list(by_name)}")
+        raise InvalidConfigError(
+            f"zero_set_report: fixed names unknown feature {unknown[0]!r}; features are {list(by_name)}"
+        )
     free = [s for s in syms if s.name not in fixed]
     if len(free) != 1:
         raise InvalidConfigError(
             f"zero_set_report: fixed must leave exactly one feature free, leaves {[s.name for s in free]}"
         )
     if interval is None:
-        raise InvalidConfigError("zero_set_report: a slice (fixed=...) needs interval=(lo, hi) for the free feature")
+        raise InvalidConfigError(
+            "zero_set_report: a slice (fixed=...) needs interval=(lo, hi) for the free feature"
+        )
     subs = {}
     for name, value in fixed.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise InvalidConfigError(f"zero_set_report: fixed value of {name!r} must be a finite number, got {value!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise InvalidConfigError(
+                f"zero_set_report: fixed value of {name!r} must be a finite number, got {value!r}"
+            )
         f = Fraction(value)
         subs[by_name[name]] = sp.Rational(f.numerator, f.denominator)
     lo, hi, floats = _interval(interval)
@@ -215,7 +245,11 @@ def _slices(
         Pp = sp.Poly(sp.expand(Pj.xreplace(subs)), x, domain=sp.QQ)
         Qp = sp.Poly(sp.expand(Q.xreplace(subs)), x, domain=sp.QQ)
         if Qp.is_zero:
-            raise InvalidConfigError(f"zero_set_report: Q vanishes identically on this slice (output {j})")
-        zeros, S = _classify(Pp, Qp, lo, hi, spurious_tol=1e-6, cluster_tol=1e-5, scale=None, data=None)
+            raise InvalidConfigError(
+                f"zero_set_report: Q vanishes identically on this slice (output {j})"
+            )
+        zeros, S = _classify(
+            Pp, Qp, lo, hi, spurious_tol=1e-6, cluster_tol=1e-5, scale=None, data=None
+        )
         out.append(PoleReport(floats, Pp, Qp, tuple(zeros), (), S, False))
     return tuple(out)

@@ -27,7 +27,16 @@ import numpy as np
 
 from zpml_runtime.errors import InvalidConfigError, ShapeMismatchError
 
-__all__ = ["DEFAULT_LINKS", "DLS_TEMPLATES", "DLSSolver", "IKArm", "IK_TEMPLATES", "PlanarArm", "check_positive", "dls_solve"]
+__all__ = [
+    "DEFAULT_LINKS",
+    "DLS_TEMPLATES",
+    "DLSSolver",
+    "IKArm",
+    "IK_TEMPLATES",
+    "PlanarArm",
+    "check_positive",
+    "dls_solve",
+]
 
 #: default link lengths of the two-link arm (unequal: the problem has no ``l1 == l2`` symmetry)
 DEFAULT_LINKS: tuple[float, float] = (1.0, 0.6)
@@ -39,7 +48,6 @@ IK_TEMPLATES: tuple[str, str] = (
     "(l2*(c1*c2 - s1*s2)*dx + l2*(s1*c2 + c1*s2)*dy) / (l1*l2*s2)",
     "(-(l1*c1 + l2*(c1*c2 - s1*s2))*dx - (l1*s1 + l2*(s1*c2 + c1*s2))*dy) / (l1*l2*s2)",
 )
-
 
 
 def _dls_templates() -> tuple[str, str]:
@@ -78,7 +86,6 @@ class IKArm(Protocol):
     @property
     def feature_names(self) -> tuple[str, ...]: ...
 
-
     def det_jacobian(self, theta2: np.ndarray) -> np.ndarray: ...
     def features(self, inputs: np.ndarray) -> np.ndarray: ...
     def inverse_velocity(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
@@ -87,7 +94,12 @@ class IKArm(Protocol):
 
 def check_positive(value: float, name: str) -> float:
     """``value`` as a float when it is a finite number > 0, else :class:`InvalidConfigError`."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise InvalidConfigError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
 
@@ -122,7 +134,10 @@ class PlanarArm:
         """End-effector position ``[..., 2]``."""
         t12 = theta1 + theta2
         return np.stack(
-            [self.l1 * np.cos(theta1) + self.l2 * np.cos(t12), self.l1 * np.sin(theta1) + self.l2 * np.sin(t12)],
+            [
+                self.l1 * np.cos(theta1) + self.l2 * np.cos(t12),
+                self.l1 * np.sin(theta1) + self.l2 * np.sin(t12),
+            ],
             axis=-1,
         )
 

@@ -76,11 +76,19 @@ class PlanarArm3:
         s1, s12, s123 = np.sin(a1), np.sin(a12), np.sin(a123)
         c1, c12, c123 = np.cos(a1), np.cos(a12), np.cos(a123)
         row_x = np.stack(
-            [-(self.l1 * s1 + self.l2 * s12 + self.l3 * s123), -(self.l2 * s12 + self.l3 * s123), -self.l3 * s123],
+            [
+                -(self.l1 * s1 + self.l2 * s12 + self.l3 * s123),
+                -(self.l2 * s12 + self.l3 * s123),
+                -self.l3 * s123,
+            ],
             axis=-1,
         )
         row_y = np.stack(
-            [self.l1 * c1 + self.l2 * c12 + self.l3 * c123, self.l2 * c12 + self.l3 * c123, self.l3 * c123],
+            [
+                self.l1 * c1 + self.l2 * c12 + self.l3 * c123,
+                self.l2 * c12 + self.l3 * c123,
+                self.l3 * c123,
+            ],
             axis=-1,
         )
         return np.stack([row_x, row_y, np.ones_like(row_x)], axis=-2)
@@ -93,7 +101,8 @@ class PlanarArm3:
         """``(c1, s1, c2, s2, c3, s3, dx, dy, dphi)``: shape ``[batch, 9]``."""
         t1, t2, t3, dx, dy, dp = _split3(inputs)
         return np.stack(
-            [np.cos(t1), np.sin(t1), np.cos(t2), np.sin(t2), np.cos(t3), np.sin(t3), dx, dy, dp], axis=-1
+            [np.cos(t1), np.sin(t1), np.cos(t2), np.sin(t2), np.cos(t3), np.sin(t3), dx, dy, dp],
+            axis=-1,
         )
 
     def inverse_numerators(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -61,7 +61,11 @@ def load_reference_robotics_artifacts(output_dir: str | os.PathLike[str]) -> dic
         raise ArtifactIntegrityError(f"{root / 'bundle'}: the bundle does not validate: {e}") from e
     loaded: dict[str, Any] = {
         name: json.loads((root / name).read_text(encoding="utf-8"))
-        for name in ("inference_summary.json", "strict_inference_audit.json", "VALIDATION_REPORT.summary.json")
+        for name in (
+            "inference_summary.json",
+            "strict_inference_audit.json",
+            "VALIDATION_REPORT.summary.json",
+        )
         if name in files
     }
     loaded["files"] = files

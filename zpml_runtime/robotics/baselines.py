@@ -32,7 +32,9 @@ def train_mlp_baseline(
 
     rows = (np.abs(train.det) >= MLP_MIN_ABS_DET) & np.isfinite(train.targets).all(axis=1)
     if not rows.any():
-        raise CalibrationError(f"no training rows with |det J| >= {MLP_MIN_ABS_DET}: the MLP baseline has no data")
+        raise CalibrationError(
+            f"no training rows with |det J| >= {MLP_MIN_ABS_DET}: the MLP baseline has no data"
+        )
     torch.manual_seed(seed)
     model = MLPBaseline(hidden=hidden, n_joints=arm.n_joints, task_dim=arm.task_dim)
     x = torch.tensor(train.inputs[rows])

@@ -89,8 +89,11 @@ def choose_thresholds(
     the model does not give a finite value), ``label_bottom`` the rows labelled
     bottom and ``near_singular`` the rows the rule is measured on.
     """
-    for name, v in (("max_unsafe_accept_rate", max_unsafe_accept_rate),
-                    ("accuracy_tolerance", accuracy_tolerance), ("gap_tolerance", gap_tolerance)):
+    for name, v in (
+        ("max_unsafe_accept_rate", max_unsafe_accept_rate),
+        ("accuracy_tolerance", accuracy_tolerance),
+        ("gap_tolerance", gap_tolerance),
+    ):
         if not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
             raise InvalidConfigError(f"{name} must be a finite number >= 0, got {v!r}")
     if gap_tolerance > accuracy_tolerance:
@@ -99,7 +102,9 @@ def choose_thresholds(
         )
     near = np.asarray(near_singular, dtype=bool)
     if not near.any():
-        raise CalibrationError("no near-singular rows in the calibration split: nothing to calibrate on")
+        raise CalibrationError(
+            "no near-singular rows in the calibration split: nothing to calibrate on"
+        )
     q = np.asarray(q_abs, dtype=np.float64)[near]
     err = np.asarray(rel_err, dtype=np.float64)[near]
     bottom = np.asarray(label_bottom, dtype=bool)[near]

@@ -20,19 +20,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     d = ReferenceRoboticsDeploymentConfig()
     p.add_argument("--device", default=d.device)
-    p.add_argument("--epochs", type=int, default=d.epochs, help="Adam epochs of the symbolic template")
+    p.add_argument(
+        "--epochs", type=int, default=d.epochs, help="Adam epochs of the symbolic template"
+    )
     p.add_argument("--n-samples", type=int, default=d.n_samples)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--output-dir", default=str(d.output_dir))
-    p.add_argument("--overwrite", action="store_true", help="replace a previous run in --output-dir")
-    p.add_argument("--scenario", choices=SCENARIOS, default=d.scenario,
-                   help="2link: position task; 3link: position + orientation")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace a previous run in --output-dir"
+    )
+    p.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default=d.scenario,
+        help="2link: position task; 3link: position + orientation",
+    )
     p.add_argument("--label-mode", choices=("inverse", "dls"), default=d.label_mode)
-    p.add_argument("--variant", choices=VARIANTS, default=d.variant,
-                   help="the deployed model: generic rational head (default) or the 2-link template")
-    p.add_argument("--baseline-iterations", type=int, default=d.baseline_iterations,
-                   help="L-BFGS iterations of the plain-MLP baseline (0: leave it out)")
-    p.add_argument("--progress", action="store_true", help="show a tqdm progress bar while training")
+    p.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        default=d.variant,
+        help="the deployed model: generic rational head (default) or the 2-link template",
+    )
+    p.add_argument(
+        "--baseline-iterations",
+        type=int,
+        default=d.baseline_iterations,
+        help="L-BFGS iterations of the plain-MLP baseline (0: leave it out)",
+    )
+    p.add_argument(
+        "--progress", action="store_true", help="show a tqdm progress bar while training"
+    )
     return p
 
 
@@ -61,12 +79,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     s = artifacts.summary
     print(f"bundle: {artifacts.bundle_model_path}")
-    print(f"deployed: {s['deployed']} ({args.scenario}); singular set of the generic head: "
-          f"{s['generic_fit']['singular_set']['zero_set']}")
-    print(f"tau_infer={s['calibration']['tau_infer']:g} tau_train={s['calibration']['tau_train']:g}")
+    print(
+        f"deployed: {s['deployed']} ({args.scenario}); singular set of the generic head: "
+        f"{s['generic_fit']['singular_set']['zero_set']}"
+    )
+    print(
+        f"tau_infer={s['calibration']['tau_infer']:g} tau_train={s['calibration']['tau_train']:g}"
+    )
     for row in s["buckets"]:
         if row["bucket"] == "all":
             print(f"bottom precision={row['bottom_precision']} recall={row['bottom_recall']}")
-    print(f"artifacts: {artifacts.output_dir} (contract: {artifacts.output_contract_path.name}); "
-          f"{s['timings_s']['total_s']:.1f} s")
+    print(
+        f"artifacts: {artifacts.output_dir} (contract: {artifacts.output_contract_path.name}); "
+        f"{s['timings_s']['total_s']:.1f} s"
+    )
     return 0

@@ -32,7 +32,9 @@ VARIANTS: tuple[str, ...] = ("generic", "template")
 
 def _check_int(name: str, v: Any, minimum: int) -> None:
     if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise InvalidConfigError(f"ReferenceRoboticsDeploymentConfig.{name} must be an integer >= {minimum}, got {v!r}")
+        raise InvalidConfigError(
+            f"ReferenceRoboticsDeploymentConfig.{name} must be an integer >= {minimum}, got {v!r}"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,21 +75,36 @@ class ReferenceRoboticsDeploymentConfig:
         _check_int("baseline_iterations", self.baseline_iterations, 0)
         _check_int("seed", self.seed, 0)
         if self.scenario not in SCENARIOS:
-            raise InvalidConfigError(f"scenario must be one of {list(SCENARIOS)}, got {self.scenario!r}")
+            raise InvalidConfigError(
+                f"scenario must be one of {list(SCENARIOS)}, got {self.scenario!r}"
+            )
         if self.label_mode not in ("inverse", "dls"):
-            raise InvalidConfigError(f"label_mode must be 'inverse' or 'dls', got {self.label_mode!r}")
+            raise InvalidConfigError(
+                f"label_mode must be 'inverse' or 'dls', got {self.label_mode!r}"
+            )
         if self.variant not in VARIANTS:
-            raise InvalidConfigError(f"variant must be one of {list(VARIANTS)}, got {self.variant!r}")
+            raise InvalidConfigError(
+                f"variant must be one of {list(VARIANTS)}, got {self.variant!r}"
+            )
         if self.variant == "template" and self.scenario != "2link":
             raise InvalidConfigError(
                 f"variant 'template' is the 2-link inverse-Jacobian formula; scenario {self.scenario!r} "
                 "needs variant 'generic'"
             )
-        if not isinstance(self.device, str) or (self.device != "cpu" and not self.device.startswith("cuda")):
+        if not isinstance(self.device, str) or (
+            self.device != "cpu" and not self.device.startswith("cuda")
+        ):
             raise InvalidConfigError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
         lr = self.learning_rate
-        if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0):
-            raise InvalidConfigError(f"learning_rate must be a finite number > 0 or None, got {lr!r}")
+        if lr is not None and (
+            isinstance(lr, bool)
+            or not isinstance(lr, int | float)
+            or not math.isfinite(lr)
+            or lr <= 0
+        ):
+            raise InvalidConfigError(
+                f"learning_rate must be a finite number > 0 or None, got {lr!r}"
+            )
 
     @property
     def effective_learning_rate(self) -> float:

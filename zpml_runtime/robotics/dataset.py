@@ -70,10 +70,16 @@ class IKDatasetConfig:
     arm: IKArm = dataclasses.field(default_factory=PlanarArm)
 
     def __post_init__(self) -> None:
-        if isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int) or self.n_samples < 10:
+        if (
+            isinstance(self.n_samples, bool)
+            or not isinstance(self.n_samples, int)
+            or self.n_samples < 10
+        ):
             raise InvalidConfigError(f"n_samples must be an integer >= 10, got {self.n_samples!r}")
         if self.label_mode not in ("inverse", "dls"):
-            raise InvalidConfigError(f"label_mode must be 'inverse' or 'dls', got {self.label_mode!r}")
+            raise InvalidConfigError(
+                f"label_mode must be 'inverse' or 'dls', got {self.label_mode!r}"
+            )
         for name in ("exact_singular_share", "near_singular_share"):
             v = getattr(self, name)
             if not isinstance(v, int | float) or not 0 <= v <= 1:
@@ -88,9 +94,13 @@ class IKDatasetConfig:
             if not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
                 raise InvalidConfigError(f"{name} must be a finite number > 0, got {v!r}")
         if self.min_abs_det >= BUCKET_EDGES[1]:
-            raise InvalidConfigError(f"min_abs_det must be below {BUCKET_EDGES[1]}, got {self.min_abs_det}")
+            raise InvalidConfigError(
+                f"min_abs_det must be below {BUCKET_EDGES[1]}, got {self.min_abs_det}"
+            )
         if not isinstance(self.arm, IKArm):
-            raise InvalidConfigError(f"arm must be a PlanarArm or PlanarArm3, got {type(self.arm).__name__}")
+            raise InvalidConfigError(
+                f"arm must be a PlanarArm or PlanarArm3, got {type(self.arm).__name__}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

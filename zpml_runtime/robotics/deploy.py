@@ -20,7 +20,14 @@ import numpy as np
 
 from zpml_runtime.robotics.dataset import BUCKET_LABELS, IKDataset
 
-__all__ = ["SMOKE_RTOL", "StrictRun", "export_validated_bundle", "recorded_warnings", "row_any", "run_strict"]
+__all__ = [
+    "SMOKE_RTOL",
+    "StrictRun",
+    "export_validated_bundle",
+    "recorded_warnings",
+    "row_any",
+    "run_strict",
+]
 
 #: relative tolerance of the bundle-vs-torch smoke test on ``decoded``: onnxruntime's and torch's
 #: ``sin`` may differ by an ulp, and rows near ``theta2 = pi`` amplify that by ``1/|sin theta2|``
@@ -64,7 +71,9 @@ def export_validated_bundle(
     smoke = np.concatenate([test.inputs[test.bucket == b][:8] for b in range(len(BUCKET_LABELS))])
     export_bundle(wrapped, bundle_dir, example_inputs=(torch.tensor(smoke),), bundle_id=bundle_id)
     validate_bundle(bundle_dir)
-    report = run_bundle_reference_smoke_test(bundle_dir, wrapped, (torch.tensor(smoke),), rtol=SMOKE_RTOL)
+    report = run_bundle_reference_smoke_test(
+        bundle_dir, wrapped, (torch.tensor(smoke),), rtol=SMOKE_RTOL
+    )
     return wrapped, report
 
 
@@ -83,7 +92,9 @@ class StrictRun:
     monitor: Any
 
 
-def run_strict(bundle_dir: Path, test: IKDataset, solver: Any, events_path: Path, bundle_id: str) -> StrictRun:
+def run_strict(
+    bundle_dir: Path, test: IKDataset, solver: Any, events_path: Path, bundle_id: str
+) -> StrictRun:
     """Strict inference on ``test`` through the bundle runtime, fallback routing and monitoring."""
     from zpml_runtime.bundle import load_onnx_runtime_bundle
     from zpml_runtime.inference import StrictInferenceMonitor, route_to_analytic_solver
@@ -93,9 +104,15 @@ def run_strict(bundle_dir: Path, test: IKDataset, solver: Any, events_path: Path
     result = runtime.run(np.ascontiguousarray(test.inputs))
     decoded, bottom_mask, gap_mask = result
     events = JsonlLogger(events_path)
-    monitor = StrictInferenceMonitor(bundle_id=bundle_id, event_logger=events, acceptance_rate_drift_threshold=0.1)
+    monitor = StrictInferenceMonitor(
+        bundle_id=bundle_id, event_logger=events, acceptance_rate_drift_threshold=0.1
+    )
     routed_bottom, route_bottom = route_to_analytic_solver(
-        decoded, bottom_mask=bottom_mask, analytic_solver=solver, inputs=test.inputs, event_logger=events
+        decoded,
+        bottom_mask=bottom_mask,
+        analytic_solver=solver,
+        inputs=test.inputs,
+        event_logger=events,
     )
     monitor.update(
         row_any(bottom_mask),
@@ -105,10 +122,18 @@ def run_strict(bundle_dir: Path, test: IKDataset, solver: Any, events_path: Path
         route_mask=np.asarray(route_bottom),
     )
     routed_gap, route_gap = route_to_analytic_solver(
-        decoded, bottom_mask=bottom_mask, gap_mask=gap_mask, analytic_solver=solver, inputs=test.inputs,
+        decoded,
+        bottom_mask=bottom_mask,
+        gap_mask=gap_mask,
+        analytic_solver=solver,
+        inputs=test.inputs,
         event_logger=events,
     )
-    events.log(event="route_masks", policy_bottom=np.flatnonzero(route_bottom), policy_gap=np.flatnonzero(route_gap))
+    events.log(
+        event="route_masks",
+        policy_bottom=np.flatnonzero(route_bottom),
+        policy_gap=np.flatnonzero(route_gap),
+    )
     return StrictRun(
         result=result,
         decoded=np.asarray(decoded, dtype=np.float64),

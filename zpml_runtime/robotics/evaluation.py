@@ -63,13 +63,19 @@ def bucket_table(
     shape = tuple(data.targets.shape)
     for name, pred in predictions.items():
         if np.asarray(pred).shape != shape:
-            raise ShapeMismatchError(f"predictions[{name!r}] must be {list(shape)}, got {list(np.asarray(pred).shape)}")
+            raise ShapeMismatchError(
+                f"predictions[{name!r}] must be {list(shape)}, got {list(np.asarray(pred).shape)}"
+            )
     errors = {k: prediction_errors(v, data.targets) for k, v in predictions.items()}
     for b, label in enumerate(BUCKET_LABELS):
         sel = data.bucket == b
         row: dict[str, Any] = {"bucket": label, "n": int(sel.sum())}
         for name, (mae, rel) in errors.items():
-            acc = sel if accepted is None or name not in accepted else sel & np.asarray(accepted[name])
+            acc = (
+                sel
+                if accepted is None or name not in accepted
+                else sel & np.asarray(accepted[name])
+            )
             row[f"{name}.n_scored"] = int((acc & np.isfinite(mae)).sum())
             row[f"{name}.mae"] = _stat(mae[acc], np.mean)
             row[f"{name}.median_rel_err"] = _stat(rel[acc], np.median)

@@ -48,7 +48,15 @@ from zpml_runtime.robotics.singular_set import (
 __all__ = ["DEFAULT_DEGREES", "DegreeTrial", "GenericFit", "fit_generic_head", "head_monomials"]
 
 #: candidate ``(numerator, denominator)`` total degrees of the head's search
-DEFAULT_DEGREES: tuple[tuple[int, int], ...] = ((1, 1), (2, 1), (2, 2), (3, 1), (3, 2), (4, 1), (4, 2))
+DEFAULT_DEGREES: tuple[tuple[int, int], ...] = (
+    (1, 1),
+    (2, 1),
+    (2, 2),
+    (3, 1),
+    (3, 2),
+    (4, 1),
+    (4, 2),
+)
 
 #: ``fitter(x [N, d], y [N, k], numerator_degree, denominator_degree) -> MultivariateRationalLayer``
 Fitter = Callable[[np.ndarray, np.ndarray, int, int], MultivariateRationalLayer]
@@ -174,13 +182,17 @@ def fit_generic_head(
             or len(pair) != 2
             or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in pair)
         ):
-            raise InvalidConfigError(f"degrees must hold (numerator, denominator) integer pairs >= 0, got {pair!r}")
+            raise InvalidConfigError(
+                f"degrees must hold (numerator, denominator) integer pairs >= 0, got {pair!r}"
+            )
     fit = _fit_rational if fitter is None else fitter
     t_start = time.perf_counter()
     features = ArmFeatures(arm.n_joints, arm.task_dim)
     x = arm.features(train.inputs)
     d_in, k = x.shape[1], train.targets.shape[1]
-    order = sorted(dict.fromkeys(tuple(p) for p in degrees), key=lambda p: (_n_coefficients(d_in, k, *p), p))
+    order = sorted(
+        dict.fromkeys(tuple(p) for p in degrees), key=lambda p: (_n_coefficients(d_in, k, *p), p)
+    )
     trials: list[DegreeTrial] = []
     best: tuple[float, GenericIKModel, tuple[int, int]] | None = None
     for num, den in order:
@@ -188,7 +200,9 @@ def fit_generic_head(
         head = fit(x, train.targets, num, den)
         model = GenericIKModel(features, head).to(torch.float64)
         err = _median_rel(model, calib)
-        trials.append(DegreeTrial(num, den, _n_coefficients(d_in, k, num, den), err, time.perf_counter() - t0))
+        trials.append(
+            DegreeTrial(num, den, _n_coefficients(d_in, k, num, den), err, time.perf_counter() - t0)
+        )
         if best is None or err < best[0]:
             best = (err, model, (num, den))
         if err <= tolerance:
@@ -198,7 +212,9 @@ def fit_generic_head(
     _, model, (num, den) = best
     head = model.head
     if not getattr(head, "shared_denominator", False):
-        raise InvalidConfigError("the fitter must return a MultivariateRationalLayer with a shared denominator")
+        raise InvalidConfigError(
+            "the fitter must return a MultivariateRationalLayer with a shared denominator"
+        )
     q = head.monomial_coefficients().detach().numpy()[:, head.out_features]
     snapped, _ = snap_coefficients(q, tolerance=snap_tolerance)
     if snapped is not None:

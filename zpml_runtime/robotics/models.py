@@ -51,7 +51,9 @@ class ArmFeatures(nn.Module):
                 f"{self.task_dim} velocity components), got {tuple(x.shape)}"
             )
         t = x[:, : self.n_joints]
-        cs = torch.stack([torch.cos(t), torch.sin(t)], dim=-1).reshape(x.shape[0], 2 * self.n_joints)
+        cs = torch.stack([torch.cos(t), torch.sin(t)], dim=-1).reshape(
+            x.shape[0], 2 * self.n_joints
+        )
         return torch.cat([cs, x[:, self.n_joints :]], dim=-1)
 
 
@@ -119,7 +121,9 @@ class IKTemplateModel(nn.Module):
         self.kind = kind
         self.features = IKFeatures()
         frus = [zs.flatten(zs.parse(t, parameters=params)) for t in self.templates]
-        self.rational = zs.to_torch(frus, init=init or default, variables=list(FEATURE_NAMES), dtype=dtype)
+        self.rational = zs.to_torch(
+            frus, init=init or default, variables=list(FEATURE_NAMES), dtype=dtype
+        )
         self.frus = tuple(frus)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
@@ -132,7 +136,9 @@ class IKTemplateModel(nn.Module):
             if V is None:
                 continue
             for j in range(V.shape[-1]):
-                cols = [V[..., j] if i == k else torch.ones_like(V[..., j]) for i in range(len(outs))]
+                cols = [
+                    V[..., j] if i == k else torch.ones_like(V[..., j]) for i in range(len(outs))
+                ]
                 factors.append(torch.stack(cols, dim=-1))
         return P, Q, factors
 
@@ -145,7 +151,12 @@ class MLPBaseline(nn.Module):
     """Plain MLP regression baseline on the angle features: ``x -> dtheta`` (no bottom, no masks)."""
 
     def __init__(
-        self, *, hidden: int = 64, n_joints: int = 2, task_dim: int = 2, dtype: torch.dtype = torch.float64
+        self,
+        *,
+        hidden: int = 64,
+        n_joints: int = 2,
+        task_dim: int = 2,
+        dtype: torch.dtype = torch.float64,
     ) -> None:
         super().__init__()
         self.features = ArmFeatures(n_joints, task_dim)

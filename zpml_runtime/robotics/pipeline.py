@@ -29,14 +29,18 @@ def _log_generic_fit(fit: Any, log_path: Path) -> None:
     logger = JsonlLogger(log_path)
     for trial in fit.trials:
         logger.log({"event": "degree_candidate", **trial.to_dict()})
-    logger.log({"event": "generic_fit", **{k: v for k, v in fit.to_dict().items() if k != "trials"}})
+    logger.log(
+        {"event": "generic_fit", **{k: v for k, v in fit.to_dict().items() if k != "trials"}}
+    )
 
 
 def _plot_degree_search(fit: Any, path: Path) -> Path:
     from zpml_runtime.robotics.training import plot_curve
 
     xs = list(range(1, len(fit.trials) + 1))
-    title = "degrees " + ", ".join(f"[{t.numerator_degree}/{t.denominator_degree}]" for t in fit.trials)
+    title = "degrees " + ", ".join(
+        f"[{t.numerator_degree}/{t.denominator_degree}]" for t in fit.trials
+    )
     return plot_curve(
         xs,
         {"calibration median rel. error": [t.calibration_median_rel_err for t in fit.trials]},
@@ -52,7 +56,10 @@ def _plot_history(history: list[dict[str, Any]], path: Path, title: str) -> Path
 
     return plot_curve(
         [h["epoch"] for h in history],
-        {"train": [h["train_loss"] for h in history], "calibration split": [h.get("val_loss") for h in history]},
+        {
+            "train": [h["train_loss"] for h in history],
+            "calibration split": [h.get("val_loss") for h in history],
+        },
         path,
         title=title,
         xlabel="epoch",
@@ -117,30 +124,50 @@ def run_reference_robotics_deployment(
     if cfg.has_template:
         t0 = time.perf_counter()
         template, history = train_template(
-            train, calib, label_mode=cfg.label_mode, epochs=cfg.epochs, batch_size=cfg.batch_size,
-            learning_rate=cfg.effective_learning_rate, seed=cfg.seed, device=cfg.device,
-            log_path=training_log, progress=cfg.progress,
+            train,
+            calib,
+            label_mode=cfg.label_mode,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            learning_rate=cfg.effective_learning_rate,
+            seed=cfg.seed,
+            device=cfg.device,
+            log_path=training_log,
+            progress=cfg.progress,
         )
         timings["template_train_s"] = time.perf_counter() - t0
-        template_plot = _plot_history(history, out / "loss_curve.svg", f"template, {cfg.label_mode} labels")
+        template_plot = _plot_history(
+            history, out / "loss_curve.svg", f"template, {cfg.label_mode} labels"
+        )
     deployed = generic.model if cfg.variant == "generic" else template
     loss_curve = degree_plot if cfg.variant == "generic" else template_plot
 
     # 3. calibrate -------------------------------------------------------------------------
     choice = calibrate_model(
-        deployed, calib, max_unsafe_accept_rate=cfg.max_unsafe_accept_rate,
-        accuracy_tolerance=cfg.accuracy_tolerance, gap_tolerance=cfg.gap_tolerance,
+        deployed,
+        calib,
+        max_unsafe_accept_rate=cfg.max_unsafe_accept_rate,
+        accuracy_tolerance=cfg.accuracy_tolerance,
+        gap_tolerance=cfg.gap_tolerance,
     )
     calibration_dir = out / "tau_calibration"
-    write_tau_infer_sweep(calibration_dir, choice.infer_sweep, provenance={"split": "calibration", "rule": choice.rule})
+    write_tau_infer_sweep(
+        calibration_dir,
+        choice.infer_sweep,
+        provenance={"split": "calibration", "rule": choice.rule},
+    )
     inference_config = InferenceConfig(tau_infer=choice.tau_infer, tau_train=choice.tau_train)
 
     # 4. bundle, 5. strict inference through the bundle runtime + fallback + monitor ----------
     t0 = time.perf_counter()
     bundle_dir = out / "bundle"
-    bundle_warnings: list[str] = []  # e.g. a traced bundle loads as "unverified": recorded, not printed
+    bundle_warnings: list[
+        str
+    ] = []  # e.g. a traced bundle loads as "unverified": recorded, not printed
     with recorded_warnings(bundle_warnings):
-        _, smoke_report = export_validated_bundle(deployed, inference_config, test, bundle_dir, BUNDLE_ID)
+        _, smoke_report = export_validated_bundle(
+            deployed, inference_config, test, bundle_dir, BUNDLE_ID
+        )
     timings["bundle_s"] = time.perf_counter() - t0
     solver = DLSSolver(arm=arm, damping=cfg.damping)
     events_path = out / "strict_inference_events.jsonl"
@@ -150,39 +177,54 @@ def run_reference_robotics_deployment(
     # 6. baselines and the per-bucket table, all on the same test rows ------------------------
     t0 = time.perf_counter()
     mlp = (
-        train_mlp_baseline(train, arm, hidden=cfg.hidden, iterations=cfg.baseline_iterations, seed=cfg.seed + 1)
-        if cfg.baseline_iterations > 0 else None
+        train_mlp_baseline(
+            train, arm, hidden=cfg.hidden, iterations=cfg.baseline_iterations, seed=cfg.seed + 1
+        )
+        if cfg.baseline_iterations > 0
+        else None
     )
     timings["mlp_train_s"] = time.perf_counter() - t0
-    table = compare_predictors(test, strict, deployed, generic=generic.model, template=template, mlp=mlp, solver=solver)
+    table = compare_predictors(
+        test, strict, deployed, generic=generic.model, template=template, mlp=mlp, solver=solver
+    )
 
     # 7. reports and contract --------------------------------------------------------------
     with recorded_warnings(bundle_warnings):
         report = write_bundle_report(bundle_dir, inputs=np.ascontiguousarray(test.inputs))
-    report_paths = tuple(sorted(p for p in bundle_dir.iterdir() if p.name.startswith("VALIDATION_REPORT")))
+    report_paths = tuple(
+        sorted(p for p in bundle_dir.iterdir() if p.name.startswith("VALIDATION_REPORT"))
+    )
     for p in report_paths:  # listed beside the bundle too
         shutil.copyfile(p, out / p.name)
     summary = {
         "schema": "zpml.reference_robotics.inference_summary/2",
         "config": cfg.to_dict(),
-        "arm": {"type": type(arm).__name__, **{k: getattr(arm, k) for k in ("l1", "l2", "l3") if hasattr(arm, k)}},
+        "arm": {
+            "type": type(arm).__name__,
+            **{k: getattr(arm, k) for k in ("l1", "l2", "l3") if hasattr(arm, k)},
+        },
         "n_rows": {"train": len(train), "calibration": len(calib), "test": len(test)},
         "deployed": cfg.variant,
         "generic_fit": generic.to_dict(),
-        "template": None if template is None else {
+        "template": None
+        if template is None
+        else {
             "epochs": len(history),
             "final_train_loss": history[-1]["train_loss"],
             "final_val_loss": history[-1].get("val_loss"),
             "coefficients": template.link_lengths(),
         },
-        "mlp": None if mlp is None else {"hidden": cfg.hidden, "lbfgs_iterations": cfg.baseline_iterations},
+        "mlp": None
+        if mlp is None
+        else {"hidden": cfg.hidden, "lbfgs_iterations": cfg.baseline_iterations},
         "calibration": {k: v for k, v in choice.to_dict().items() if not k.endswith("_sweep")},
         "inference_config": inference_config.to_metadata(),
         "rates": strict.monitor.rates(),
         "smoke_test_passed": bool(getattr(smoke_report, "passed", True)),
         "bundle_warnings": bundle_warnings,
         "report_smoke_test": report.summary.get("reference_smoke_test")
-        if isinstance(getattr(report, "summary", None), dict) else None,
+        if isinstance(getattr(report, "summary", None), dict)
+        else None,
         "buckets": table,
         "timings_s": {**timings, "total_s": time.perf_counter() - t_start},
     }
@@ -195,12 +237,19 @@ def run_reference_robotics_deployment(
         "bottom_rows": np.flatnonzero(strict.bottom_row),
         "gap_rows": np.flatnonzero(strict.gap_row),
         "true_singular_rows": np.flatnonzero(test.singular),
-        "route_rows": {"bottom": np.flatnonzero(strict.route_bottom), "bottom_or_gap": np.flatnonzero(strict.route_gap)},
+        "route_rows": {
+            "bottom": np.flatnonzero(strict.route_bottom),
+            "bottom_or_gap": np.flatnonzero(strict.route_gap),
+        },
         "bottom_provenance_counts": {
             str(k): int(v)
-            for k, v in zip(*np.unique(np.asarray(result.bottom_provenance), return_counts=True), strict=True)
+            for k, v in zip(
+                *np.unique(np.asarray(result.bottom_provenance), return_counts=True), strict=True
+            )
         },
-        "monitor_state": strict.monitor.export_state(include_histograms=True, include_batch_summaries=True),
+        "monitor_state": strict.monitor.export_state(
+            include_histograms=True, include_batch_summaries=True
+        ),
     }
     audit_path = write_strict_json(out / "strict_inference_audit.json", audit)
     contract = write_output_contract(out, [p for p in out.rglob("*") if p.is_file()])

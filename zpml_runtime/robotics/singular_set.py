@@ -49,7 +49,11 @@ def snap_coefficients(
     out: list[Fraction] = []
     residual = 0.0
     for v in c / scale:
-        f = Fraction(0) if abs(v) <= tolerance else Fraction(float(v)).limit_denominator(max_denominator)
+        f = (
+            Fraction(0)
+            if abs(v) <= tolerance
+            else Fraction(float(v)).limit_denominator(max_denominator)
+        )
         err = abs(float(v) - float(f))
         if err > tolerance:
             return None, float("inf")
@@ -58,7 +62,9 @@ def snap_coefficients(
     return out, residual
 
 
-def angle_ideal(n_joints: int) -> tuple[tuple[sp.Symbol, ...], tuple[sp.Symbol, ...], list[sp.Expr]]:
+def angle_ideal(
+    n_joints: int,
+) -> tuple[tuple[sp.Symbol, ...], tuple[sp.Symbol, ...], list[sp.Expr]]:
     """Symbols ``c1, s1, ..`` and the relations ``c_i^2 + s_i^2 - 1`` of ``n_joints`` angles."""
     cs = tuple(sp.Symbol(f"c{i + 1}") for i in range(n_joints))
     ss = tuple(sp.Symbol(f"s{i + 1}") for i in range(n_joints))
@@ -135,15 +141,28 @@ def singular_set_report(
         )
     expected = tuple(n for i in range(n_joints) for n in (f"c{i + 1}", f"s{i + 1}"))
     if tuple(feature_names[: 2 * n_joints]) != expected:
-        raise InvalidConfigError(f"the first features must be {list(expected)}, got {list(feature_names)}")
+        raise InvalidConfigError(
+            f"the first features must be {list(expected)}, got {list(feature_names)}"
+        )
     symbols = [sp.Integer(1)] + [sp.Symbol(n) for n in feature_names]
     gens = [sp.Symbol(n) for n in feature_names]
-    ref = sp.sympify(reference, locals={n: sp.Symbol(n) for n in feature_names}) if reference is not None else None
-    snapped, residual = snap_coefficients(coefficients, tolerance=tolerance, max_denominator=max_denominator)
+    ref = (
+        sp.sympify(reference, locals={n: sp.Symbol(n) for n in feature_names})
+        if reference is not None
+        else None
+    )
+    snapped, residual = snap_coefficients(
+        coefficients, tolerance=tolerance, max_denominator=max_denominator
+    )
     if snapped is None:
         return SingularSetReport(None, None, (), residual, ref, False)
-    Q = sp.Add(*(sp.Rational(f.numerator, f.denominator) * sp.Mul(*(symbols[i] for i in mono))
-                 for f, mono in zip(snapped, monomials, strict=True) if f))
+    Q = sp.Add(
+        *(
+            sp.Rational(f.numerator, f.denominator) * sp.Mul(*(symbols[i] for i in mono))
+            for f, mono in zip(snapped, monomials, strict=True)
+            if f
+        )
+    )
     _, _, relations = angle_ideal(n_joints)
     basis = sp.groebner(relations, *gens, order="grevlex", domain=sp.QQ)
     nf = basis.reduce(sp.expand(Q))[1]

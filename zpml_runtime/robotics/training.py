@@ -17,6 +17,7 @@ from zpml_runtime.robotics.dataset import IKDataset
 
 __all__ = ["dls_training_loss", "ik_training_loss", "plot_curve", "train_template"]
 
+
 def ik_training_loss(outputs: Any, targets: Any) -> Any:
     """The inverse-Jacobian template's loss: :func:`~zpml_runtime.losses.cross_product_loss`.
 
@@ -132,7 +133,9 @@ def train_template(
     model = IKTemplateModel(kind=label_mode).to(torch.device(device))
     train_loader, calib_loader = _loaders(train, calib, batch_size, seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(train_loader))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=epochs * len(train_loader)
+    )
     trainer = SCMTrainer(
         model,
         optimizer,

@@ -48,7 +48,10 @@ class Problem:
 
     def basis(self, which: str, support: np.ndarray | None) -> Basis:
         """Orthonormal basis of the (unweighted) columns of ``A`` or ``B`` on a support (cached)."""
-        key = (which, b"" if support is None else np.packbits(support).tobytes() + bytes([support.size % 8]))
+        key = (
+            which,
+            b"" if support is None else np.packbits(support).tobytes() + bytes([support.size % 8]),
+        )
         if key not in self._bases:
             M = self.A if which == "A" else self.B
             self._bases[key] = orth_basis(M if support is None else M[:, support])
@@ -120,7 +123,10 @@ def _triangle(M: np.ndarray) -> np.ndarray:
 
 
 def _solve_one(
-    prob: Problem, w: np.ndarray, cols: slice | np.ndarray, supp_a: np.ndarray | None,
+    prob: Problem,
+    w: np.ndarray,
+    cols: slice | np.ndarray,
+    supp_a: np.ndarray | None,
     supp_b: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool, int, int]:
     """Shared-``Q`` solve over the outputs ``cols``; returns ``a``, ``b``, singular values, constrained, ranks.
@@ -134,7 +140,9 @@ def _solve_one(
     ra, rb = PA.rank, QB.rank
     tops, blocks = [], []
     for j in range(yn.shape[1]):
-        R = _triangle(np.hstack([(w[:, j] * yd[:, j])[:, None] * PA.U, (w[:, j] * yn[:, j])[:, None] * QB.U]))
+        R = _triangle(
+            np.hstack([(w[:, j] * yd[:, j])[:, None] * PA.U, (w[:, j] * yn[:, j])[:, None] * QB.U])
+        )
         tops.append(R[:ra])
         blocks.append(R[ra:, ra:])
     Rq = np.vstack(blocks)
@@ -176,7 +184,9 @@ def solve(
     nA, nB = prob.A.shape[1], prob.B.shape[1]
     ia = np.arange(nA) if supp_a is None else np.flatnonzero(supp_a)
     ib = np.arange(nB) if supp_b is None else np.flatnonzero(supp_b)
-    groups: list[slice | np.ndarray] = [slice(None)] if prob.shared else [np.array([j]) for j in range(k)]
+    groups: list[slice | np.ndarray] = (
+        [slice(None)] if prob.shared else [np.array([j]) for j in range(k)]
+    )
     a = np.zeros((nA, k))
     b = np.zeros((nB, len(groups)))
     svals, constrained, dof = [], True, 0
@@ -243,8 +253,14 @@ def refit_fixed_q(prob: Problem, b: np.ndarray, supp_a: np.ndarray | None = None
     idx = np.arange(prob.A.shape[1]) if supp_a is None else np.flatnonzero(supp_a)
     for j in range(prob.outputs):
         if PA.rank:
-            R = _triangle(np.hstack([(w[:, j] * prob.yd[:, j])[:, None] * PA.U,
-                                     (w[:, j] * prob.yn[:, j] * Q[:, j])[:, None]]))
+            R = _triangle(
+                np.hstack(
+                    [
+                        (w[:, j] * prob.yd[:, j])[:, None] * PA.U,
+                        (w[:, j] * prob.yn[:, j] * Q[:, j])[:, None],
+                    ]
+                )
+            )
             coords = np.linalg.lstsq(R[: PA.rank, : PA.rank], R[: PA.rank, PA.rank], rcond=1e-13)[0]
             a[idx, j] = PA.coefficients(coords)
     return a

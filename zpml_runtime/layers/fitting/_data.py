@@ -10,14 +10,23 @@ import torch
 
 from ...errors import InvalidConfigError, ShapeMismatchError, UnsupportedInputError
 
-__all__ = ["as_array", "check_domain", "check_nonneg_float", "lift", "power_of_two_scale", "target_scale"]
+__all__ = [
+    "as_array",
+    "check_domain",
+    "check_nonneg_float",
+    "lift",
+    "power_of_two_scale",
+    "target_scale",
+]
 
 
 def as_array(value: Any, name: str) -> np.ndarray:
     """``value`` (tensor, array or sequence of numbers) as a float64 numpy array."""
     if isinstance(value, torch.Tensor):
         if value.is_complex():
-            raise UnsupportedInputError(f"fit_rational: {name} is complex ({value.dtype}); it must be real")
+            raise UnsupportedInputError(
+                f"fit_rational: {name} is complex ({value.dtype}); it must be real"
+            )
         return value.detach().cpu().to(torch.float64).numpy()
     try:
         arr = np.asarray(value)
@@ -72,16 +81,27 @@ def check_domain(domain: Any, x: np.ndarray) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in domain)
     except (TypeError, ValueError):
-        raise InvalidConfigError(f"fit_rational: domain must be a pair (lo, hi), got {domain!r}") from None
+        raise InvalidConfigError(
+            f"fit_rational: domain must be a pair (lo, hi), got {domain!r}"
+        ) from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise InvalidConfigError(f"fit_rational: domain must satisfy lo < hi with finite ends, got {domain!r}")
+        raise InvalidConfigError(
+            f"fit_rational: domain must satisfy lo < hi with finite ends, got {domain!r}"
+        )
     return lo, hi
 
 
 def check_nonneg_float(value: Any, name: str) -> float:
     """A finite float ``>= 0``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise InvalidConfigError(f"fit_rational: {name} must be a finite number >= 0, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise InvalidConfigError(
+            f"fit_rational: {name} must be a finite number >= 0, got {value!r}"
+        )
     return float(value)
 
 
@@ -91,7 +111,9 @@ def check_weights(weights: Any, n: int) -> np.ndarray:
         return np.ones(n)
     w = as_array(weights, "weights").reshape(-1)
     if w.shape[0] != n:
-        raise ShapeMismatchError(f"fit_rational: weights needs one entry per row ({n}), got {w.shape[0]}")
+        raise ShapeMismatchError(
+            f"fit_rational: weights needs one entry per row ({n}), got {w.shape[0]}"
+        )
     if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
         raise InvalidConfigError("fit_rational: weights must be finite, >= 0 and not all zero")
     return w

@@ -77,7 +77,9 @@ def select_degrees(
     return min(tried, key=lambda c: (c.fit.error, -c.m)), tried
 
 
-def snap(cand: Candidate, *, tol: float, levels: tuple[float, ...] = (1e-8, 1e-11, 1e-14)) -> tuple[Fit, int]:
+def snap(
+    cand: Candidate, *, tol: float, levels: tuple[float, ...] = (1e-8, 1e-11, 1e-14)
+) -> tuple[Fit, int]:
     """Set negligible coefficients exactly to zero and refit on the remaining support.
 
     A coefficient is negligible at a level when it is below ``level`` times the
@@ -95,7 +97,13 @@ def snap(cand: Candidate, *, tol: float, levels: tuple[float, ...] = (1e-8, 1e-1
         if supp_a.all() and supp_b.all():
             continue
         if np.array_equal(supp_b, np.any(fit.b != 0, axis=1)):
-            a, b, s, constrained, dof = refit_fixed_q(prob, fit.b, supp_a), fit.b, fit.singular_values, fit.constrained, fit.dof
+            a, b, s, constrained, dof = (
+                refit_fixed_q(prob, fit.b, supp_a),
+                fit.b,
+                fit.singular_values,
+                fit.constrained,
+                fit.dof,
+            )
         else:
             a, b, s, constrained, dof = solve(prob, fit.weights, supp_a, supp_b)
         err = rms_error(prob, *evaluate(prob, a, b))

@@ -66,7 +66,9 @@ def remove_spurious_poles(
     n, m = layer.numerator_degree, layer.denominator_degree
     yn, yd = lift(ya)
     ts = QF.to_t(xa)
-    prob = Problem(C.chebvander(ts, n), C.chebvander(ts, m), yn[:, None], yd[:, None], np.ones((xa.size, 1)))
+    prob = Problem(
+        C.chebvander(ts, n), C.chebvander(ts, m), yn[:, None], yd[:, None], np.ones((xa.size, 1))
+    )
     bq = np.zeros(m + 1)
     bq[: b.size] = b[: m + 1]
     a = refit_fixed_q(prob, bq[:, None])[:, 0]

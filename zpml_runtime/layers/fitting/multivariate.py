@@ -70,8 +70,15 @@ def fit_multivariate(
     w[(yn == 0) & (yd == 0)] = 0.0  # null tuples (0, 0): no equation
 
     def build(nk: int, mk: int) -> Problem:
-        return Problem(M[:, degree <= nk], M[:, degree <= mk], yn, yd, w, shared=shared,
-                       exact_bottom=exact_bottom)
+        return Problem(
+            M[:, degree <= nk],
+            M[:, degree <= mk],
+            yn,
+            yd,
+            w,
+            shared=shared,
+            exact_bottom=exact_bottom,
+        )
 
     chosen, tried = select_degrees(build, n, m, tol=tol, reduce=reduce)
     fit, snapped = snap(chosen, tol=tol)
@@ -86,6 +93,12 @@ def fit_multivariate(
     na = int(degree[np.any(coef[:, :k] != 0, axis=1)].max(initial=0))
     nb = int(degree[np.any(coef[:, k:] != 0, axis=1)].max(initial=0))
     return MultivariateResult(
-        coef, (na, nb), fit.error, tuple((c.n, c.m, c.fit.error) for c in tried),
-        fit.constrained, snapped, fit.iterations, scale,
+        coef,
+        (na, nb),
+        fit.error,
+        tuple((c.n, c.m, c.fit.error) for c in tried),
+        fit.constrained,
+        snapped,
+        fit.iterations,
+        scale,
     )

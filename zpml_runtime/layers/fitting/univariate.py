@@ -54,8 +54,15 @@ def fit_univariate(
     w2 = weight[:, None] * np.ones((1, 1))
 
     def build(nk: int, mk: int) -> Problem:
-        return Problem(C.chebvander(t, nk), C.chebvander(t, mk), yn[:, None], yd[:, None], w2,
-                       shared=True, exact_bottom=exact_bottom)
+        return Problem(
+            C.chebvander(t, nk),
+            C.chebvander(t, mk),
+            yn[:, None],
+            yd[:, None],
+            w2,
+            shared=True,
+            exact_bottom=exact_bottom,
+        )
 
     chosen, tried = select_degrees(build, n, m, tol=tol, reduce=reduce)
     removed: list[float] = []
@@ -70,9 +77,15 @@ def fit_univariate(
     na = int(np.flatnonzero(a).max()) if np.any(a) else 0
     nb = int(np.flatnonzero(b).max()) if np.any(b) else 0
     return UnivariateResult(
-        a, b, (na, nb), fit.error,
+        a,
+        b,
+        (na, nb),
+        fit.error,
         tuple((c.n, c.m, c.fit.error) for c in tried),
-        fit.constrained, snapped, tuple(removed), fit.iterations,
+        fit.constrained,
+        snapped,
+        tuple(removed),
+        fit.iterations,
     )
 
 
@@ -89,6 +102,14 @@ def _remove_spurious(
     err = rms_error(prob, *evaluate(prob, a2, b2))
     lo, hi = domain
     removed = [(lo + hi) / 2 + c.centre.real * (hi - lo) / 2 for c in spurious]
-    new_fit = type(fit)(a2, b2, err, fit.singular_values, fit.constrained, fit.iterations,
-                        fit.weights, fit.dof - sum(c.size for c in spurious))
+    new_fit = type(fit)(
+        a2,
+        b2,
+        err,
+        fit.singular_values,
+        fit.constrained,
+        fit.iterations,
+        fit.weights,
+        fit.dof - sum(c.size for c in spurious),
+    )
     return Candidate(cand.n, cand.m, prob, new_fit), removed
