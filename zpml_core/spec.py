@@ -77,7 +77,7 @@ DTYPES: tuple[str, ...] = tuple(_FORMATS)
 def _format(dtype: str) -> tuple[int, int, int]:
     try:
         return _FORMATS[dtype]
-    except KeyError:
+    except KeyError:  # the lookup's KeyError adds nothing to the message: no chain
         raise InvalidConfigError(
             f"dtype={dtype!r} is not one of {DTYPES} (or None for exact arithmetic)"
         ) from None

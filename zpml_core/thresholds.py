@@ -119,7 +119,7 @@ def exact_threshold(value: Any, field: str, *, text: bool = True) -> Fraction:
             return _checked(frac / div, field, value)
         try:
             d = decimal.Decimal(text_)
-        except decimal.InvalidOperation:
+        except decimal.InvalidOperation:  # "[<class 'decimal.ConversionSyntax'>]": noise
             raise InvalidConfigError(
                 f"{field}={value!r} is not a number: use a decimal such as '1e-6' or '0.001'"
             ) from None
@@ -138,7 +138,7 @@ def exact_threshold(value: Any, field: str, *, text: bool = True) -> Fraction:
     if isinstance(value, numbers.Real) and callable(ratio):
         try:
             n, d = ratio()
-        except (OverflowError, ValueError):
+        except (OverflowError, ValueError):  # "cannot convert Infinity/NaN": the message says it
             raise InvalidConfigError(
                 f"{field} must be finite and >= 0 (0 means 'exact zeros only'), got {value!r}"
             ) from None

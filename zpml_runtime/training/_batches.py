@@ -50,8 +50,8 @@ def lift_batch_targets(y: torch.Tensor, status: Any, where: str) -> Targets:
     except (ValueError, TypeError) as e:
         try:
             wrapped = type(e)(f"{where}: {e}")
-        except Exception:  # an error type with a different constructor: keep it as is
-            raise e from None
+        except Exception:  # an error type with a different constructor: keep it as is (the
+            raise e from None  # constructor's failure is noise; e keeps its own traceback)
         raise wrapped from e
 
 

@@ -229,7 +229,7 @@ class StrictEvaluator(nn.Module):
                 P, Qd, config=self._configs[k], validity_factors=Vd, validity_taus=self._taus[k]
             )
             if Vd is not V:
-                r = dataclasses.replace(r, factor_values=tuple(V))
+                r = dataclasses.replace(r, factor_values=tuple(V) if V is not None else ())
             r = self._underflow(k, x, Q, r)  # Q == 0 from nonzero factors: a fault
             results.append(narrow_decoded(r, x.dtype, check=not _tracing()))  # compute_dtype
         return results[0] if self.single else tuple(results)
@@ -272,6 +272,8 @@ class StrictEvaluator(nn.Module):
         """``Q`` and ``V_i`` with 0 wherever their non-zeroness is not certified."""
         from zpml_symbolic.emit.analyses.certify import uncertain
 
+        if self._bounds is None:  # not certified: nothing to widen
+            return Q, V
         names = self.model.plan.names[k]
         bounds = self._bounds.bounds(x, self.model.coefficient_values(), [names.Q, *names.V])
         Q = torch.where(uncertain(Q, bounds[names.Q]), 0.0, Q)

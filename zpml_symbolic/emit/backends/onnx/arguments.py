@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 import onnx
@@ -24,6 +24,9 @@ from zpml_symbolic.emit.lowering.plan import (
 )
 from zpml_symbolic.errors import InvalidArgumentError
 from zpml_symbolic.flatten.coerce import as_frus
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only (importing it loads torch)
+    from zpml_symbolic.emit.backends.torch_emit import RationalModule
 
 __all__ = [
     "DEFAULT_TILE_ROWS",
@@ -156,15 +159,15 @@ def resolve_source(
                 "to_onnx(module) takes the module's plan and current coefficient values; "
                 "do not pass parameters=, init= or variables="
             )
-        plan, coefficients = obj.plan, obj.coefficient_values()  # type: ignore[attr-defined]
+        plan, coefficients = obj.plan, obj.coefficient_values()
     else:
-        frus, _ = as_frus(obj, parameters=parameters)  # type: ignore[arg-type]
+        frus, _ = as_frus(obj, parameters=parameters)
         plan = make_plan(frus, variables=variables)
         coefficients = coefficient_values(plan, init)
     return plan, coefficients
 
 
-def _is_rational_module(obj: object) -> bool:
+def _is_rational_module(obj: object) -> TypeGuard[RationalModule]:
     """``isinstance(obj, RationalModule)`` without importing torch: an object can only be
     a ``RationalModule`` when its module (which imports torch) is loaded."""
     module = sys.modules.get("zpml_symbolic.emit.backends.torch_emit")

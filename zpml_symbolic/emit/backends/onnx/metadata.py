@@ -178,7 +178,7 @@ def read_baked_thresholds(model: onnx.ModelProto) -> dict[str, Any]:
         raise EmitError(
             f"the graph has no threshold constant {T_INFER!r}; is it a zpml_symbolic model?"
         )
-    factors = []
+    factors: list[float] = []
     while T_FACTOR.format(len(factors)) in found:
         factors.append(found[T_FACTOR.format(len(factors))])
     return thresholds_json(found[T_INFER], found.get(T_TRAIN), factors)
