@@ -89,7 +89,9 @@ def check_demo(tmp_path: Path) -> None:
             assert abs(Fraction(got) - want) <= abs(want) * Fraction(1, 10**5)
     assert "onnxruntime agrees with torch on every output: True" in out
     # section 4: the bundle is written where TMPDIR points, validated and reloaded
-    bundle = Path(re.search(r"^bundle written to (\S+):", out, flags=re.M).group(1))
+    written = re.search(r"^bundle written to (\S+):", out, flags=re.M)
+    assert written is not None, out
+    bundle = Path(written.group(1))
     assert bundle.is_relative_to(tmp_path)
     assert {"model.onnx", "metadata.json"} <= {p.name for p in bundle.iterdir()}
     assert "validate_bundle: OK" in out
@@ -113,7 +115,9 @@ def check_train_pole_fit(tmp_path: Path) -> None:
     assert abs(-b0 / b1 - pole) < 1e-5
     assert abs(a1) < 1e-2 * abs(a0)
     assert abs(a0 / b1 - 1.0) < 1e-2
-    loss = float(re.search(r"MLP \+ angular head: final loss ([-\d.e+]+)", out).group(1))
+    final = re.search(r"MLP \+ angular head: final loss ([-\d.e+]+)", out)
+    assert final is not None, out
+    loss = float(final.group(1))
     assert 0.0 <= loss < 1e-3
     text = svg.read_text()
     assert text.lstrip().startswith("<?xml") and "<svg" in text

@@ -79,7 +79,7 @@ def _any_row(graph: onnx.GraphProto, cond: str, out: str) -> None:
     )
 
 
-_CONSTS = {
+_CONSTS: dict[str, tuple[int | None, list[int], list[float]]] = {
     "evil_axis_1": (onnx.TensorProto.INT64, [1], [1]),
     "evil_64": (None, [], [64.0]),
     "evil_3_5": (None, [], [3.5]),

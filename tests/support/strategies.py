@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -70,7 +70,13 @@ def specials(dtype: str) -> list[float]:
 
 def values(dtype: str) -> st.SearchStrategy[float]:
     """Floats exactly representable in ``dtype``: specials plus arbitrary values."""
-    width = {"float16": 16, "bfloat16": 32, "float32": 32, "float64": 64}[dtype]
+    widths: dict[str, Literal[16, 32, 64]] = {
+        "float16": 16,
+        "bfloat16": 32,
+        "float32": 32,
+        "float64": 64,
+    }
+    width = widths[dtype]
     anything = st.floats(width=width, allow_nan=True, allow_infinity=True, allow_subnormal=True)
     if dtype == "bfloat16":
         anything = anything.map(
