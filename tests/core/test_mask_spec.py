@@ -11,7 +11,7 @@ decoder. Inputs are drawn from :func:`zpml_core.spec.boundary_values`: both
 zeros, the smallest subnormal, the dtype values at and next to every
 threshold (so ``|Q| == tau`` is hit exactly), NaN, +-inf and the largest
 finite value (quotients that overflow), mixed with arbitrary floats.
-Other copies are tested in ``tests/symbolic/test_spec_fru.py`` and
+Other copies are tested in ``tests/symbolic/flatten/test_spec_fru.py`` and
 ``tests/runtime/test_spec_runtime.py``.
 
 Mutation check (single-line mutants applied with exact string replacement in a
