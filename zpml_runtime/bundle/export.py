@@ -19,14 +19,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 import torch
 
 from zpml_core.config import InferenceConfig
-from zpml_runtime.bundle.export_model import fru_metadata, graph_extras, resolve_model
+from zpml_runtime.bundle.export_model import (
+    ResolvedModel,
+    fru_metadata,
+    graph_extras,
+    resolve_model,
+)
 from zpml_runtime.bundle.format import (
     BUNDLE_SCHEMA,
     BUNDLE_SCHEMA_VERSION,
@@ -50,10 +55,13 @@ from zpml_runtime.bundle.reproduce import (
     COMPILED,
     TRACED,
     compiled_views,
-    emit_compiled,
+    emit_compiled_artifact,
     emitter_record,
 )
 from zpml_runtime.projective import GaugePolicy
+
+if TYPE_CHECKING:
+    from zpml_symbolic.emit.backends.onnx.artifact import OnnxArtifact
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,9 +184,7 @@ def export_bundle(
     smoke = _smoke_array(example_inputs, smoke_inputs, dt, len(resolved.variables))
     smoke_bytes = _npy_bytes(smoke)
     inp, outputs = _signature(resolved.model)
-    from zpml_symbolic.emit.backends.onnx import read_baked_thresholds
-
-    thresholds = {"dtype": dt, **read_baked_thresholds(resolved.model)}
+    thresholds = {"dtype": dt, **_baked_thresholds(resolved)}
     metadata: dict[str, Any] = {
         "schema": BUNDLE_SCHEMA,
         "schema_version": BUNDLE_SCHEMA_VERSION,
@@ -220,8 +226,8 @@ def export_bundle(
         COMPILED if resolved.source == "compiled_fru" else TRACED, resolved.emitter or {}
     )
     onnx_model = resolved.model
-    if resolved.source == "compiled_fru":
-        onnx_model = _reproducible_graph(metadata, onnx_model)
+    if resolved.artifact is not None:
+        onnx_model = _reproducible_graph(metadata, resolved.artifact)
     if box is not None:
         from zpml_runtime.bundle.domain import export_domain, input_box_metadata
 
@@ -242,7 +248,17 @@ def export_bundle(
     return ExportedBundle(out, metadata)
 
 
-def _reproducible_graph(metadata: dict[str, Any], built: onnx.ModelProto) -> onnx.ModelProto:
+def _baked_thresholds(resolved: ResolvedModel) -> dict[str, Any]:
+    """The thresholds baked into the graph: what the emitter decided (compiled models), or
+    read from the traced model's strict decoder."""
+    if resolved.artifact is not None and resolved.artifact.effective is not None:
+        return resolved.artifact.effective.to_metadata()
+    from zpml_symbolic.emit.backends.onnx import read_baked_thresholds
+
+    return read_baked_thresholds(resolved.model)
+
+
+def _reproducible_graph(metadata: dict[str, Any], built_art: OnnxArtifact) -> onnx.ModelProto:
     """The graph the validator will rebuild from ``metadata`` (the recorded expression
     text, re-parsed and re-flattened): the bundle holds exactly that graph.
 
@@ -250,21 +266,21 @@ def _reproducible_graph(metadata: dict[str, Any], built: onnx.ModelProto) -> onn
     lowers to another evaluation order; then the rebuilt one is used, whose metadata
     (signature, thresholds, gauge) must be the same.
     """
-    from zpml_symbolic.emit.backends.onnx import read_baked_thresholds
-
+    built = built_art.model
     _, frus, problems = compiled_views(metadata)
     if problems or any(f is None for f in frus):
         raise BundleError(
             "internal: the compiled expression does not survive its own metadata (text and "
             f"exact terms disagree), so the bundle could not be verified: {'; '.join(problems)}"
         )
-    rebuilt = emit_compiled(metadata, frus)
+    rebuilt_art = emit_compiled_artifact(metadata, frus)
+    rebuilt = rebuilt_art.model
     if rebuilt.SerializeToString() == built.SerializeToString():
         return built
     same = (
         _signature(rebuilt) == _signature(built)
-        and read_baked_thresholds(rebuilt) == read_baked_thresholds(built)
-        and graph_extras(rebuilt) == graph_extras(built)
+        and rebuilt_art.effective == built_art.effective
+        and graph_extras(rebuilt_art) == graph_extras(built_art)
     )
     if not same:
         raise BundleError(

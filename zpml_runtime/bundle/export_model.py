@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 import torch
 
 from zpml_core.config import InferenceConfig
 from zpml_runtime.bundle.format import BundleError
+
+if TYPE_CHECKING:
+    from zpml_symbolic.emit.backends.onnx.artifact import OnnxArtifact
 
 
 @dataclass(slots=True)
@@ -37,6 +40,8 @@ class ResolvedModel:
     expressions: list[dict[str, Any]] | None = None  # compiled multi-output: per output
     extra: dict[str, Any] | None = None  # further metadata keys (gauge, parameter_initializers)
     emitter: dict[str, Any] | None = None  # emitter options recorded for reproduction
+    #: what the ONNX back end built (compiled models; ``None`` for traced ones)
+    artifact: OnnxArtifact | None = None
 
 
 def _taus_tuple(value: float | Sequence[float], k: int) -> tuple[float, ...]:
@@ -64,7 +69,7 @@ def resolve_model(
     from zpml_runtime.inference.wrapper import SCMInferenceWrapper
 
     try:
-        from zpml_symbolic.emit.backends.onnx import DEFAULT_TILE_ROWS, to_onnx
+        from zpml_symbolic.emit.backends.onnx import DEFAULT_TILE_ROWS, emit_onnx_artifact
         from zpml_symbolic.emit.backends.strict import StrictEvaluator
         from zpml_symbolic.emit.backends.torch_emit import RationalModule
     except ImportError:  # pragma: no cover - both packages ship together
@@ -90,7 +95,7 @@ def resolve_model(
         fru = inner.frus[0]
         k = len(fru.validity_factors)
         taus = _taus_tuple(0.0 if validity_taus is None else validity_taus, k)
-        onnx_model = to_onnx(
+        art = emit_onnx_artifact(
             inner,
             config=config,
             validity_taus=taus,
@@ -99,6 +104,7 @@ def resolve_model(
             prefix=prefix,
             tile_rows=DEFAULT_TILE_ROWS,
         )
+        onnx_model = art.model
         return ResolvedModel(
             onnx_model,
             config,
@@ -108,8 +114,9 @@ def resolve_model(
             fru,
             fru.structural_validity_output_schema(prefix=prefix),
             "compiled_fru",
-            extra=graph_extras(onnx_model),
+            extra=graph_extras(art),
             emitter=_emitter_options(onnx_model, prefix, DEFAULT_TILE_ROWS),
+            artifact=art,
         )
     if isinstance(model, SCMInferenceWrapper):
         from zpml_runtime.bundle.traced import traced_strict_model
@@ -162,18 +169,25 @@ def _emitter_options(
     return out
 
 
-def graph_extras(onnx_model: onnx.ModelProto) -> dict[str, Any]:
+def graph_extras(art: OnnxArtifact) -> dict[str, Any]:
     """Metadata a compiled graph needs beyond the defaults: its power-of-two gauge
-    (``gauge_exponents``, only when regauged) and non-default parameter initializer names."""
-    from zpml_symbolic.emit.backends.onnx import read_metadata
-
-    md = read_metadata(onnx_model)
+    (``gauge_exponents``, only when regauged) and non-default parameter initializer names
+    (as the emitter records them in the graph)."""
     out: dict[str, Any] = {}
-    if md.get("gauge_exponents"):
-        out["gauge_exponents"] = md["gauge_exponents"]
-    if md.get("parameter_initializers"):
-        out["parameter_initializers"] = md["parameter_initializers"]
+    if art.regauged:
+        out["gauge_exponents"] = [g.to_metadata() for g in art.gauges]
+    names = _initializer_names(art)
+    if names:
+        out["parameter_initializers"] = names
     return out
+
+
+def _initializer_names(art: OnnxArtifact) -> dict[str, str]:
+    """Each parameter's initializer name, when one differs from the parameter's (else {})."""
+    inits = art.parameter_initializers
+    if any(inits[n] != n for n in art.parameters):
+        return dict(inits)
+    return {}
 
 
 def _resolve_compiled_multi(
@@ -189,15 +203,14 @@ def _resolve_compiled_multi(
     from zpml_runtime.bundle.multi import check_output_names, stack_expression_outputs
     from zpml_symbolic.emit.backends.onnx import (
         DEFAULT_TILE_ROWS,
+        emit_onnx_artifact,
         expression_prefixes,
-        read_metadata,
-        to_onnx,
     )
 
     frus = inner.frus
     n_out = len(frus)
     names = check_output_names(output_names, n_out)
-    onnx_model = to_onnx(
+    art = emit_onnx_artifact(
         inner,
         config=config,
         validity_taus=0.0 if validity_taus is None else validity_taus,
@@ -206,13 +219,15 @@ def _resolve_compiled_multi(
         prefix=prefix,
         tile_rows=DEFAULT_TILE_ROWS,
     )
-    md = read_metadata(onnx_model)
-    per_expr_taus = [list(t) for t in md["validity_taus"]]
+    onnx_model = art.model
+    per_expr_taus = art.per_expression_taus
     counts = [len(t) for t in per_expr_taus]
     stack_expression_outputs(onnx_model, expression_prefixes(n_out), counts, prefix)
-    gauges = md.get("gauge_exponents") or [
-        {"PQ": 0, "V": [0] * c} for c in counts
-    ]
+    gauges = (
+        [g.to_metadata() for g in art.gauges]
+        if art.regauged
+        else [{"PQ": 0, "V": [0] * c} for c in counts]
+    )
     expressions, factors, offset = [], [], 0
     for j, fru in enumerate(frus):
         expressions.append(
@@ -230,9 +245,9 @@ def _resolve_compiled_multi(
                 {"index": offset + i, "shape": ["batch"], "outputs": [j], "local_index": i}
             )
         offset += counts[j]
-    extra = {}
-    if md.get("parameter_initializers"):
-        extra["parameter_initializers"] = md["parameter_initializers"]
+    extra: dict[str, Any] = {}
+    if _initializer_names(art):
+        extra["parameter_initializers"] = _initializer_names(art)
     return ResolvedModel(
         onnx_model,
         config,
@@ -246,6 +261,7 @@ def _resolve_compiled_multi(
         expressions=_json_ready(expressions),
         extra=extra,
         emitter=_emitter_options(onnx_model, prefix, DEFAULT_TILE_ROWS),
+        artifact=art,
     )
 
 

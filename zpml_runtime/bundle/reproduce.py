@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 
 from zpml_runtime.bundle.format import BundleError
 from zpml_runtime.bundle.metadata import BundleMetadata, EmitterRecord
+
+if TYPE_CHECKING:
+    from zpml_symbolic.emit.backends.onnx.artifact import OnnxArtifact
 from zpml_runtime.bundle.protodiff import first_difference, has_unknown_fields, node_difference
 
 #: Bump whenever the emitted graph can change for the same inputs (new lowering,
@@ -200,14 +203,20 @@ def compiled_views(
     return views, frus, problems
 
 
-def emit_compiled(metadata: dict[str, Any], frus: list[Any]) -> onnx.ModelProto:
+def emit_compiled(metadata: Mapping[str, Any], frus: list[Any]) -> onnx.ModelProto:
     """The graph the installed compiler emits for the recorded expression(s) and options.
 
     ``frus`` are the re-flattened FRUs (one per output). Raises :class:`BundleError`
     when the recorded options are not ones the compiler accepts.
     """
+    return emit_compiled_artifact(metadata, frus).model
+
+
+def emit_compiled_artifact(metadata: Mapping[str, Any], frus: list[Any]) -> OnnxArtifact:
+    """:func:`emit_compiled` with what the ONNX back end decided (thresholds, gauges,
+    initializer names): the model is ``.model``, its outputs stacked for several outputs."""
     from zpml_runtime.bundle.multi import stack_expression_outputs
-    from zpml_symbolic.emit.backends.onnx import expression_prefixes, to_onnx
+    from zpml_symbolic.emit.backends.onnx import emit_onnx_artifact, expression_prefixes
     from zpml_symbolic.errors import ZeroProofError
 
     info, emitter = _emitted(metadata)
@@ -219,7 +228,7 @@ def emit_compiled(metadata: dict[str, Any], frus: list[Any]) -> onnx.ModelProto:
         taus = list(info.validity_taus)
     prefix = _recorded_prefix(emitter)
     try:
-        model = to_onnx(
+        art = emit_onnx_artifact(
             frus if multi else frus[0],
             config=info.inference_config.config(),
             validity_taus=taus,
@@ -237,8 +246,8 @@ def emit_compiled(metadata: dict[str, Any], frus: list[Any]) -> onnx.ModelProto:
         ) from None
     if multi:
         counts = [len(t) for t in taus]
-        stack_expression_outputs(model, expression_prefixes(len(frus)), counts, prefix)
-    return model
+        stack_expression_outputs(art.model, expression_prefixes(len(frus)), counts, prefix)
+    return art
 
 
 def compiled_problems(
