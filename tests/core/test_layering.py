@@ -99,17 +99,24 @@ def _sources() -> list[Path]:
 
 def test_every_package_is_scanned() -> None:
     names = {_module_name(p) for p in _sources()}
-    assert {"zpml_core.strict", "zpml_symbolic.emit.backends.onnx.graph", "zpml_runtime.cli"} <= names
+    assert {
+        "zpml_core.strict",
+        "zpml_symbolic.emit.backends.onnx.graph",
+        "zpml_runtime.cli",
+    } <= names
 
 
 @pytest.mark.parametrize("path", _sources(), ids=lambda p: _module_name(p))
 def test_imports_point_down_the_layers(path: Path) -> None:
     own = _module_name(path).split(".")[0]
     bad = {
-        m for m in _imports(path, module_level_only=False)
+        m
+        for m in _imports(path, module_level_only=False)
         if m.split(".")[0] not in ALLOWED[own] | {own}
     }
-    assert not bad, f"{_module_name(path)} imports {sorted(bad)}: {own} may import only {sorted(ALLOWED[own])}"
+    assert not bad, (
+        f"{_module_name(path)} imports {sorted(bad)}: {own} may import only {sorted(ALLOWED[own])}"
+    )
 
 
 def _stage(module: str) -> int | None:
@@ -128,7 +135,8 @@ def test_compiler_stages_import_only_earlier_stages(path: Path) -> None:
     here = _stage(_module_name(path))
     assert here is not None
     later = {
-        m for m in _imports(path, module_level_only=False)
+        m
+        for m in _imports(path, module_level_only=False)
         if (s := _stage(m)) is not None and s > here
     }
     assert not later, f"{_module_name(path)} reaches forward into {sorted(later)}"

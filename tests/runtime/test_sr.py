@@ -30,7 +30,7 @@ from zpml_runtime.training import SCMTrainer, TrainingConfig
 
 F64 = torch.float64
 
-HALL = '''Complexity,Loss,Equation
+HALL = """Complexity,Loss,Equation
 1,0.91994,"0.919940"
 3,0.5,"(x0 * 1.3807411)"
 5,0.1,"(x0 / (x1 - 1.7))"
@@ -40,7 +40,7 @@ HALL = '''Complexity,Loss,Equation
 9,0.005,"((square(x0) * inv(x2 + -0.5)) - cube(x1))"
 10,0.001,"max(x0, x1)"
 11,0.0009,"exp(x1) / (x0 - 1.0)"
-'''
+"""
 
 
 def write(tmp_path: Path, text: str, name: str = "hall_of_fame.csv") -> Path:
@@ -67,9 +67,13 @@ def test_from_equation_lifts_constants_and_keeps_integers_exact() -> None:
     # the layer computes the equation with its float constants (checked exactly per sample)
     X = torch.tensor([[1.0, 2.0, 3.0], [0.5, 1.7, 1.0], [-2.0, 0.0, 0.25]], dtype=F64)
     P, Q = layer(X)
-    fru = zs.flatten(zs.parse("((x0 * c0) + c1) / (x1 - c2) + x2**2 * 3 - x0**2", parameters=["c0", "c1", "c2"]))
+    fru = zs.flatten(
+        zs.parse("((x0 * c0) + c1) / (x1 - c2) + x2**2 * 3 - x0**2", parameters=["c0", "c1", "c2"])
+    )
     for row, p, q in zip(X.tolist(), P.tolist(), Q.tolist(), strict=True):
-        ref = fru.evaluate({"x0": row[0], "x1": row[1], "x2": row[2], "c0": 2.0, "c1": -0.5, "c2": 1.7})
+        ref = fru.evaluate(
+            {"x0": row[0], "x1": row[1], "x2": row[2], "c0": 2.0, "c1": -0.5, "c2": 1.7}
+        )
         if ref is zs.BOTTOM:
             assert q == 0
         else:
@@ -86,12 +90,17 @@ def test_from_equation_variables() -> None:
         RationalTemplateLayer.from_equation("0.919940")
     const = RationalTemplateLayer.from_equation("0.919940", variables=["x0"])
     assert const.coefficient_values() == pytest.approx({"c0": 0.91994})
-    with pytest.raises(TemplateError, match=r"symbols \['x1'\] of the template are neither declared"):
+    with pytest.raises(
+        TemplateError, match=r"symbols \['x1'\] of the template are neither declared"
+    ):
         RationalTemplateLayer.from_equation("x0 * 1.5 + x1", variables=["x0"])
 
 
 def test_from_equation_errors_name_the_culprit() -> None:
-    with pytest.raises(zs.NotRationalTextError, match=r"sqrt\(\) is not a rational function, so the equation is not rational"):
+    with pytest.raises(
+        zs.NotRationalTextError,
+        match=r"sqrt\(\) is not a rational function, so the equation is not rational",
+    ):
         RationalTemplateLayer.from_equation("sqrt(x0) * 1.5")
     with pytest.raises(zs.NotRationalTextError, match=r"found '2\.5'\): a non-integer power"):
         RationalTemplateLayer.from_equation("x0 ^ 2.5")
@@ -127,17 +136,24 @@ def test_issue_example_reads_back_as_the_decimal_shown() -> None:
     ),
     st.integers(1, 17),
 )
-def test_readable_to_sympy_compiles_to_exactly_the_decimals_shown(values: list[float], digits: int) -> None:
+def test_readable_to_sympy_compiles_to_exactly_the_decimals_shown(
+    values: list[float], digits: int
+) -> None:
     template = "(c0*x0 - c1)/(x1 - c2) - c0"
     init = dict(zip(("c0", "c1", "c2"), values, strict=True))
-    layer = RationalTemplateLayer(template, ["c0", "c1", "c2"], init=init, variables=["x0", "x1"], dtype=F64)
+    layer = RationalTemplateLayer(
+        template, ["c0", "c1", "c2"], init=init, variables=["x0", "x1"], dtype=F64
+    )
     shown = layer.to_sympy(digits=digits)
     text = str(shown)
     assert re.search(r"(^|[^\w.])1\*", text) is None, text  # no stray "1*"
     # reference: each coefficient correctly rounded to `digits` significant digits, exactly
     rounded = {k: Fraction(f"{v:.{digits - 1}e}") for k, v in init.items()}
     ref = zs.flatten(zs.parse(template, parameters=["c0", "c1", "c2"]))
-    for point in ({"x0": Fraction(3), "x1": Fraction(-1, 3)}, {"x0": Fraction(-2), "x1": rounded["c2"]}):
+    for point in (
+        {"x0": Fraction(3), "x1": Fraction(-1, 3)},
+        {"x0": Fraction(-2), "x1": rounded["c2"]},
+    ):
         expected = exact_fraction(ref.evaluate({**point, **rounded}))
         assert exact_fraction(zs.flatten(shown).evaluate(point)) == expected, text
         assert exact_fraction(zs.flatten(zs.parse(text)).evaluate(point)) == expected, text
@@ -150,7 +166,9 @@ def test_readable_to_sympy_compiles_to_exactly_the_decimals_shown(values: list[f
 def test_rational_layer_readable_to_sympy_is_exact_too() -> None:
     from zpml_runtime.layers import SCMRationalLayer
 
-    layer = SCMRationalLayer(2, 2, numerator_init=[1.0, -2.5, 0.3], denominator_init=[-0.1, 1.0, 0.5])
+    layer = SCMRationalLayer(
+        2, 2, numerator_init=[1.0, -2.5, 0.3], denominator_init=[-0.1, 1.0, 0.5]
+    )
     shown = layer.to_sympy(digits=4)  # float32 coefficients, rounded for reading
     assert str(shown) == "(0.3*x**2 - 2.5*x + 1.0)/(0.5*x**2 + 1.0*x - 0.1)"
     for fru in (zs.flatten(shown), zs.flatten(zs.parse(str(shown)))):
@@ -191,12 +209,16 @@ def test_read_hall_of_fame_compiles_or_reports_every_entry(tmp_path: Path) -> No
     assert hof[2].validity_factors == () and hof[2].denominator_factors[0][1] == 1
     assert "not compiled: sin() is not a rational function" in str(hof[3])
     assert "undefined where x1 - 1.7 = 0" in str(hof)
-    with pytest.raises(SymbolicRegressionError, match=r"line 5: equation 'sin\(x0 \* 0.8372703\)' was not compiled"):
+    with pytest.raises(
+        SymbolicRegressionError, match=r"line 5: equation 'sin\(x0 \* 0.8372703\)' was not compiled"
+    ):
         hof[3].undefined_fraction(np.zeros((2, 3)))
 
 
 def test_validity_factors_of_an_entry(tmp_path: Path) -> None:
-    hof = read_hall_of_fame(write(tmp_path, 'Complexity,Loss,Equation\n5,0.1,"x0 / inv(x1 - 0.5)"\n'))
+    hof = read_hall_of_fame(
+        write(tmp_path, 'Complexity,Loss,Equation\n5,0.1,"x0 / inv(x1 - 0.5)"\n')
+    )
     (entry,) = hof
     assert [str(v) for v in entry.validity_factors] == ["-c0 + x1"]  # Q = 1 misses x1 = 0.5
     assert entry.undefined_where() == ("x1 - 0.5 = 0  (dividing 1/(x1 - 0.5))",)
@@ -205,15 +227,17 @@ def test_validity_factors_of_an_entry(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "variables", "equations"),
     [
-        ("Complexity,Loss,Equation\r\n1,0.5,\"x0 * 1.5\"\r\n\r\n", ("x0",), ["x0 * 1.5"]),
+        ('Complexity,Loss,Equation\r\n1,0.5,"x0 * 1.5"\r\n\r\n', ("x0",), ["x0 * 1.5"]),
         ("\ufeffComplexity,Loss,Equation\n1,0.5,x0*1.5\n", ("x0",), ["x0*1.5"]),
-        ("Complexity,Loss,Score,Equation\n1,0.5,0.0,\"x1 + 1.0\"\n", ("x0", "x1"), ["x1 + 1.0"]),
+        ('Complexity,Loss,Score,Equation\n1,0.5,0.0,"x1 + 1.0"\n', ("x0", "x1"), ["x1 + 1.0"]),
         ("Complexity|MSE|Equation\n3|0.25|x0 * 2.5\n", ("x0",), ["x0 * 2.5"]),
         ("complexity,loss,equation\n4,inf,max(x0, x2)\n", ("x0", "x1", "x2"), ["max(x0, x2)"]),
-        ("Equation,Loss,Complexity\n\"x0 / 2.0\",1e-3,3\n", ("x0",), ["x0 / 2.0"]),
+        ('Equation,Loss,Complexity\n"x0 / 2.0",1e-3,3\n', ("x0",), ["x0 / 2.0"]),
     ],
 )
-def test_hall_of_fame_formats(tmp_path: Path, text: str, variables: tuple[str, ...], equations: list[str]) -> None:
+def test_hall_of_fame_formats(
+    tmp_path: Path, text: str, variables: tuple[str, ...], equations: list[str]
+) -> None:
     hof = read_hall_of_fame(write(tmp_path, text))
     assert hof.variables == variables and [e.equation for e in hof] == equations
 
@@ -223,16 +247,31 @@ def test_hall_of_fame_formats(tmp_path: Path, text: str, variables: tuple[str, .
     [
         ("", r"hof\.csv: the file is empty"),
         ("\n\n", r"hof\.csv: the file is empty"),
-        ("Complexity,Equation\n1,x0\n", r"hof\.csv, line 1: missing column\(s\) \['Loss'\] \(header \['Complexity', 'Equation'\]\)"),
+        (
+            "Complexity,Equation\n1,x0\n",
+            r"hof\.csv, line 1: missing column\(s\) \['Loss'\] \(header \['Complexity', 'Equation'\]\)",
+        ),
         ("Complexity,Loss,Loss,Equation\n", r"hof\.csv, line 1: column 'Loss' appears twice"),
         ("Complexity,Loss,MSE,Equation\n", r"hof\.csv, line 1: column 'MSE' appears twice"),
-        ("Complexity,Loss,Equation\n1,0.5,x0\n2,0.4\n", r"hof\.csv, line 3: expected 3 fields \(Complexity, Loss, Equation\), got 2"),
+        (
+            "Complexity,Loss,Equation\n1,0.5,x0\n2,0.4\n",
+            r"hof\.csv, line 3: expected 3 fields \(Complexity, Loss, Equation\), got 2",
+        ),
         ("Equation,Loss,Complexity\nx0,0.5,1,7\n", r"hof\.csv, line 2: expected 3 fields"),
-        ("Complexity,Loss,Equation\n1,0.5,x0\nfive,0.4,x0\n", r"hof\.csv, line 3: Complexity 'five' is not an integer"),
-        ("Complexity,Loss,Equation\n1.5,0.4,x0\n", r"hof\.csv, line 2: Complexity '1\.5' is not an integer"),
+        (
+            "Complexity,Loss,Equation\n1,0.5,x0\nfive,0.4,x0\n",
+            r"hof\.csv, line 3: Complexity 'five' is not an integer",
+        ),
+        (
+            "Complexity,Loss,Equation\n1.5,0.4,x0\n",
+            r"hof\.csv, line 2: Complexity '1\.5' is not an integer",
+        ),
         ("Complexity,Loss,Equation\n1,low,x0\n", r"hof\.csv, line 2: Loss 'low' is not a number"),
         ('Complexity,Loss,Equation\n1,0.5,"x0\n', r"hof\.csv, line \d+: malformed CSV"),
-        ("Complexity,Loss,Equation\n1,0.5,x0\x00\n", r"hof\.csv: not a text file \(it contains NUL bytes\)"),
+        (
+            "Complexity,Loss,Equation\n1,0.5,x0\x00\n",
+            r"hof\.csv: not a text file \(it contains NUL bytes\)",
+        ),
     ],
 )
 def test_malformed_hall_of_fame_names_file_and_line(tmp_path: Path, text: str, match: str) -> None:
@@ -257,7 +296,9 @@ def test_explicit_variables_apply_to_every_entry(tmp_path: Path) -> None:
     assert all(e.layer.variables == ("x0", "x1", "x2", "x3") for e in hof.rational())  # type: ignore[union-attr]
     hof = read_hall_of_fame(write(tmp_path, HALL), variables=["x0", "x1"])
     bad = hof[6]  # uses x2
-    assert bad.layer is None and "symbols ['x2'] of the template are neither declared" in str(bad.error)
+    assert bad.layer is None and "symbols ['x2'] of the template are neither declared" in str(
+        bad.error
+    )
 
 
 # --------------------------------------------------------------------------- undefined_fraction
@@ -278,7 +319,8 @@ def reference_bottom(entry, X: np.ndarray) -> np.ndarray:  # noqa: ANN001
     values = layer.coefficient_values()
     return np.array(
         [
-            layer.fru.evaluate({**dict(zip(layer.variables, row, strict=True)), **values}) is zs.BOTTOM
+            layer.fru.evaluate({**dict(zip(layer.variables, row, strict=True)), **values})
+            is zs.BOTTOM
             for row in X.tolist()
         ]
     )
@@ -334,11 +376,12 @@ def test_undefined_fraction_matches_exact_semantics(
     assert report.bottom == int(reference_bottom(entry, X).sum())
 
 
-
-
 def test_undefined_fraction_input_errors(tmp_path: Path) -> None:
     entry = read_hall_of_fame(write(tmp_path, HALL))[2]
-    with pytest.raises(ShapeMismatchError, match=r"X must have shape \[n, 3\] \(columns \['x0', 'x1', 'x2'\]\), got \[4, 2\]"):
+    with pytest.raises(
+        ShapeMismatchError,
+        match=r"X must have shape \[n, 3\] \(columns \['x0', 'x1', 'x2'\]\), got \[4, 2\]",
+    ):
         entry.undefined_fraction(np.zeros((4, 2)))
     with pytest.raises(ShapeMismatchError, match=r"got \[3\]"):
         entry.undefined_fraction(np.zeros(3))
@@ -350,14 +393,20 @@ def test_undefined_fraction_input_errors(tmp_path: Path) -> None:
         entry.undefined_fraction(np.zeros((1, 3)), tau=-1)
     # lists and float32 tensors are accepted (cast to the layer's dtype)
     assert entry.undefined_fraction([[1.0, 1.7, 0.0]]).bottom == 1
-    assert entry.undefined_fraction(torch.tensor([[1.0, 2.0, 0.0]], dtype=torch.float32)).bottom == 0
+    assert (
+        entry.undefined_fraction(torch.tensor([[1.0, 2.0, 0.0]], dtype=torch.float32)).bottom == 0
+    )
 
 
 # --------------------------------------------------------------------------- walk-through
 
 
-def fine_tune(layer: RationalTemplateLayer, X: np.ndarray, y: np.ndarray, epochs: int = 600) -> None:
-    loader = DataLoader(TensorDataset(torch.tensor(X), torch.tensor(y)), batch_size=len(X), shuffle=False)
+def fine_tune(
+    layer: RationalTemplateLayer, X: np.ndarray, y: np.ndarray, epochs: int = 600
+) -> None:
+    loader = DataLoader(
+        TensorDataset(torch.tensor(X), torch.tensor(y)), batch_size=len(X), shuffle=False
+    )
 
     def loss_fn(outputs, targets):  # noqa: ANN001, ANN202
         P, Q = outputs[:2]
@@ -365,8 +414,14 @@ def fine_tune(layer: RationalTemplateLayer, X: np.ndarray, y: np.ndarray, epochs
 
     opt = torch.optim.Adam(layer.parameters(), lr=5e-2)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    SCMTrainer(layer, opt, loss_fn, loader, scheduler=sched,
-               config=TrainingConfig(max_epochs=epochs, progress=False)).fit()
+    SCMTrainer(
+        layer,
+        opt,
+        loss_fn,
+        loader,
+        scheduler=sched,
+        config=TrainingConfig(max_epochs=epochs, progress=False),
+    ).fit()
 
 
 def data(seed: int, c0: float, c1: float, n: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -402,7 +457,9 @@ def test_walk_through_hall_of_fame_to_validated_bundle(tmp_path: Path) -> None:
     assert zs.flatten(shown, variables=list(hof.variables)).denominator == fru.denominator
     # 4. export the readable equation and validate the bundle
     module = zs.to_torch(fru, dtype=F64)
-    smoke = torch.tensor([[1.0, 2.3, 0.0], [1.0, 0.0, 0.5], [np.nan, 1.0, 0.0], [2.0, -1.0, 1.0]], dtype=F64)
+    smoke = torch.tensor(
+        [[1.0, 2.3, 0.0], [1.0, 0.0, 0.5], [np.nan, 1.0, 0.0], [2.0, -1.0, 1.0]], dtype=F64
+    )
     export_bundle(module, tmp_path / "bundle", (smoke,))
     validated = validate_bundle(tmp_path / "bundle", seed=0)
     assert validated.semantic is not None and validated.semantic.problems == ()

@@ -32,6 +32,7 @@ FILES = ("compiler.md", "frontend.md", "getting_started.md", "symbolic_regressio
 #: marked xfail (non-strict); remove an entry once its block is fixed.
 KNOWN_FAILURES: dict[tuple[str, int], str] = {}
 
+
 def _normalise(out: str) -> str:
     return "\n".join(line.rstrip() for line in out.strip("\n").splitlines())
 

@@ -28,7 +28,9 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("cli")
     cfg = InferenceConfig(tau_infer=1e-6)
     x = torch.tensor([[2.0, 1.0], [1.0, 1.0]])
-    compiled = export_bundle(zs.strict_evaluator("(x + 1)/(x - y)", config=cfg), root / "c", (x,)).path
+    compiled = export_bundle(
+        zs.strict_evaluator("(x + 1)/(x - y)", config=cfg), root / "c", (x,)
+    ).path
     traced = export_bundle(SCMInferenceWrapper(Head(), config=cfg), root / "t", (x,)).path
     old = root / "old"
     shutil.copytree(compiled, old)
@@ -43,7 +45,9 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
     return code, out.out, out.err
 
 
-def test_inspect_says_verified_or_unverified(bundles: dict, capsys: pytest.CaptureFixture[str]) -> None:
+def test_inspect_says_verified_or_unverified(
+    bundles: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = _run(["inspect", str(bundles["compiled"])], capsys)
     assert code == 0 and "(valid)" in out and "UNVERIFIED" not in out
     assert "verified    yes: model.onnx is the deterministic compilation" in out
@@ -55,12 +59,16 @@ def test_inspect_says_verified_or_unverified(bundles: dict, capsys: pytest.Captu
     assert code == 0
 
 
-def test_other_version_refused_unless_allowed(bundles: dict, capsys: pytest.CaptureFixture[str]) -> None:
+def test_other_version_refused_unless_allowed(
+    bundles: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = _run(["inspect", str(bundles["old"])], capsys)
     assert code == 1 and "zpml '0.0.1'" in err and "--allow-unverified" in err
     code, out, _ = _run(["inspect", "--allow-unverified", str(bundles["old"])], capsys)
     assert code == 0 and "(valid, UNVERIFIED)" in out and "0.0.1" in out
-    code, out, err = _run(["explain", "--allow-unverified", str(bundles["old"]), "--input", "1,1"], capsys)
+    code, out, err = _run(
+        ["explain", "--allow-unverified", str(bundles["old"]), "--input", "1,1"], capsys
+    )
     assert code == 0 and out.startswith("UNVERIFIED: ") and "Warning" not in err
     code, _, err = _run(["report", "bundle", str(bundles["old"])], capsys)
     assert code == 1 and not (bundles["old"] / "VALIDATION_REPORT.md").exists()
@@ -89,7 +97,9 @@ def test_report_files_say_unverified(
     assert "Graph: verified" in (bundle / "VALIDATION_REPORT.md").read_text()
 
 
-def test_explain_traced_prints_unverified(bundles: dict, capsys: pytest.CaptureFixture[str]) -> None:
+def test_explain_traced_prints_unverified(
+    bundles: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = _run(["explain", str(bundles["traced"]), "--input", "1,1"], capsys)
     assert code == 0 and out.startswith("UNVERIFIED: traced model") and "Warning" not in err
 

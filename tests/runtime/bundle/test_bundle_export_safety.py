@@ -47,7 +47,9 @@ def test_directory_with_a_metadata_file_and_other_files_is_kept(
     assert _leftovers(tmp_path) == []
 
 
-def test_invalid_bundle_like_directory_is_kept(tmp_path: Path, evaluator: zs.StrictEvaluator) -> None:
+def test_invalid_bundle_like_directory_is_kept(
+    tmp_path: Path, evaluator: zs.StrictEvaluator
+) -> None:
     target = tmp_path / "b"
     export_bundle(evaluator, target, (X,))
     (target / "model.onnx").write_bytes(b"user replaced this")
@@ -56,7 +58,9 @@ def test_invalid_bundle_like_directory_is_kept(tmp_path: Path, evaluator: zs.Str
     assert (target / "model.onnx").read_bytes() == b"user replaced this"
 
 
-def test_symlink_and_file_targets_are_refused(tmp_path: Path, evaluator: zs.StrictEvaluator) -> None:
+def test_symlink_and_file_targets_are_refused(
+    tmp_path: Path, evaluator: zs.StrictEvaluator
+) -> None:
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
     (tmp_path / "file").write_text("x")
@@ -79,7 +83,10 @@ def test_empty_directory_and_valid_bundle_are_replaced(
 
 @pytest.mark.parametrize("use_exchange", [True, False])
 def test_leftovers_of_a_crash_are_recovered(
-    tmp_path: Path, evaluator: zs.StrictEvaluator, monkeypatch: pytest.MonkeyPatch, use_exchange: bool
+    tmp_path: Path,
+    evaluator: zs.StrictEvaluator,
+    monkeypatch: pytest.MonkeyPatch,
+    use_exchange: bool,
 ) -> None:
     """In-process stand-in for a crash: the hook raises KeyboardInterrupt-like BaseException."""
 
@@ -197,7 +204,9 @@ def _race(target: Path, evaluator: zs.StrictEvaluator, overwrite: bool, n: int) 
     return results
 
 
-def test_racing_threads_with_overwrite_serialise(tmp_path: Path, evaluator: zs.StrictEvaluator) -> None:
+def test_racing_threads_with_overwrite_serialise(
+    tmp_path: Path, evaluator: zs.StrictEvaluator
+) -> None:
     target = tmp_path / "b"
     results = _race(target, evaluator, True, 4)
     assert results == ["ok"] * 4, results
@@ -205,7 +214,9 @@ def test_racing_threads_with_overwrite_serialise(tmp_path: Path, evaluator: zs.S
     assert _leftovers(tmp_path) == []
 
 
-def test_racing_threads_without_overwrite_one_wins(tmp_path: Path, evaluator: zs.StrictEvaluator) -> None:
+def test_racing_threads_without_overwrite_one_wins(
+    tmp_path: Path, evaluator: zs.StrictEvaluator
+) -> None:
     target = tmp_path / "b"
     results = _race(target, evaluator, False, 3)
     assert results.count("ok") == 1, results

@@ -230,9 +230,13 @@ def _flip_tensor_bit(t: onnx.TensorProto) -> None:
         raw[0] ^= 1
         t.raw_data = bytes(raw)
     elif t.float_data:
-        t.float_data[0] = struct.unpack("<f", struct.pack("<I", struct.unpack("<I", struct.pack("<f", t.float_data[0]))[0] ^ 1))[0]
+        t.float_data[0] = struct.unpack(
+            "<f", struct.pack("<I", struct.unpack("<I", struct.pack("<f", t.float_data[0]))[0] ^ 1)
+        )[0]
     elif t.double_data:
-        t.double_data[0] = struct.unpack("<d", struct.pack("<Q", struct.unpack("<Q", struct.pack("<d", t.double_data[0]))[0] ^ 1))[0]
+        t.double_data[0] = struct.unpack(
+            "<d", struct.pack("<Q", struct.unpack("<Q", struct.pack("<d", t.double_data[0]))[0] ^ 1)
+        )[0]
     elif t.int64_data:
         t.int64_data[0] ^= 1
     elif t.int32_data:
@@ -245,7 +249,9 @@ def _flip_attribute_bit(a: onnx.AttributeProto) -> bool:
     if a.type == onnx.AttributeProto.INT:
         a.i ^= 1
     elif a.type == onnx.AttributeProto.FLOAT:
-        a.f = struct.unpack("<f", struct.pack("<I", struct.unpack("<I", struct.pack("<f", a.f))[0] ^ 1))[0]
+        a.f = struct.unpack(
+            "<f", struct.pack("<I", struct.unpack("<I", struct.pack("<f", a.f))[0] ^ 1)
+        )[0]
     elif a.type == onnx.AttributeProto.INTS and len(a.ints):
         a.ints[0] ^= 1
     elif a.type == onnx.AttributeProto.STRING:
@@ -302,7 +308,9 @@ def test_one_bit_change_of_any_initializer_or_attribute_is_refused_naming_it(
     assert checked >= 25  # every initializer and every attribute of the outer graph and the body
 
 
-def test_one_bit_change_end_to_end(sources: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_one_bit_change_end_to_end(
+    sources: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bundle = _copy(sources, "compiled", "float32", tmp_path)
 
     def flip_one(model: onnx.ModelProto) -> None:
@@ -374,7 +382,9 @@ def test_edited_options_are_refused(sources: dict, tmp_path: Path) -> None:
         meta["emitter"]["options"]["tile_rows"] = 1024
 
     rehash(bundle, edit)
-    with pytest.raises(BundleValidationError, match=r"initializer 'tile_rows_m1' .* expected int64\[1\] \[1023\]"):
+    with pytest.raises(
+        BundleValidationError, match=r"initializer 'tile_rows_m1' .* expected int64\[1\] \[1023\]"
+    ):
         validate_bundle(bundle)
 
 
@@ -414,7 +424,9 @@ def test_single_output_traced_bundle_runs_its_smoke_inputs(sources: dict, tmp_pa
         g = model.graph
         for node in g.node:
             node.output[:] = ["Q_orig" if o == "Q" else o for o in node.output]
-        g.initializer.append(onnx.helper.make_tensor("evil_q3", onnx.TensorProto.FLOAT, [3], [1, 2, 3]))
+        g.initializer.append(
+            onnx.helper.make_tensor("evil_q3", onnx.TensorProto.FLOAT, [3], [1, 2, 3])
+        )
         g.node.insert(0, onnx.helper.make_node("Identity", ["evil_q3"], ["Q"]))
 
     edit_model(bundle, constant_q)
@@ -497,7 +509,10 @@ def test_exports_are_identical_across_processes_and_hash_seeds(tmp_path: Path) -
         env = dict(os.environ, PYTHONHASHSEED=seed)
         out = subprocess.run(
             [sys.executable, "-c", _CHILD, str(mine), str(tmp_path / f"child{seed}")],
-            env=env, capture_output=True, text=True, timeout=300,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert out.returncode == 0, out.stderr[-2000:]
         assert out.stdout.split()[-1] == want

@@ -25,7 +25,9 @@ from zpml_runtime.inference import InferenceConfig
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    ev = zs.strict_evaluator(zs.parse("1/(x - y) + 1/(1 + 1/x)"), config=InferenceConfig(tau_infer=0.0))
+    ev = zs.strict_evaluator(
+        zs.parse("1/(x - y) + 1/(1 + 1/x)"), config=InferenceConfig(tau_infer=0.0)
+    )
     out = tmp_path_factory.mktemp("src") / "b"
     export_bundle(ev, out, (torch.tensor([[2.0, 1.0], [0.0, 1.0]]),))
     return out
@@ -50,13 +52,16 @@ def test_oversized_model_is_not_read(bundle: Path, monkeypatch: pytest.MonkeyPat
         fh.truncate(3 * 2**30)  # sparse 3 GiB file: a stat is enough to refuse it
     read = []
     real_read = validate_mod.os.read
+
     def counting_read(fd: int, n: int) -> bytes:
         data = real_read(fd, n)
         read.append(len(data))
         return data
 
     monkeypatch.setattr(validate_mod.os, "read", counting_read)
-    _refused(bundle, "3221225472 bytes, larger than the limit of [0-9]+ bytes for model_file; not read")
+    _refused(
+        bundle, "3221225472 bytes, larger than the limit of [0-9]+ bytes for model_file; not read"
+    )
     assert sum(read) < 2**20  # metadata + checksum + smoke only
 
 
@@ -99,7 +104,9 @@ def _write_metadata_bytes(bundle: Path, data: bytes) -> None:
     (bundle / CHECKSUM_FILE).write_text(checksum_line(data))
 
 
-def test_deep_json_is_refused_before_parsing(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_deep_json_is_refused_before_parsing(
+    bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _write_metadata_bytes(bundle, b"[" * 200_000 + b"]" * 200_000)
     _refused(bundle, "nests 200000 levels deep")
     assert cli_main(["inspect", str(bundle)]) == 1

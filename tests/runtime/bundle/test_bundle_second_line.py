@@ -163,7 +163,9 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> list:
     return out
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(case=st.integers(0, len(CASES) - 1), seed=st.integers(0, 2**128 - 1))
 def test_correct_graphs_always_pass_both_comparisons(cases: list, case: int, seed: int) -> None:
     meta, fru, reference, run = cases[case]

@@ -92,7 +92,9 @@ def test_untampered_bundle_validates_with_zero_set_rows(bundle: Path) -> None:
 def test_less_nodes_repointed_at_a_constant(bundle: Path, capsys) -> None:  # noqa: ANN001
     edit_model(bundle, _disable_zero_tests)
     _refused_everywhere(bundle, capsys, SEMANTIC)
-    with pytest.raises(BundleValidationError, match="bottom_mask is False, the exact semantics give True"):
+    with pytest.raises(
+        BundleValidationError, match="bottom_mask is False, the exact semantics give True"
+    ):
         validate_bundle(bundle, seed=3)
 
 

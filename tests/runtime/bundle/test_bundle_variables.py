@@ -27,7 +27,9 @@ from zpml_runtime.inference import InferenceConfig
 
 
 def _exact(expr: str, columns: list[str], row: np.ndarray) -> float:
-    value = sp.sympify(expr).subs(dict(zip(sp.symbols(columns), [sp.Rational(float(v)) for v in row], strict=True)))
+    value = sp.sympify(expr).subs(
+        dict(zip(sp.symbols(columns), [sp.Rational(float(v)) for v in row], strict=True))
+    )
     return float(value)
 
 
@@ -91,8 +93,15 @@ def test_three_link_inverse_jacobian_natural_column_order(tmp_path: Path) -> Non
     angles[0, 1] = 0.0  # elbow straight: singular
     cum = np.cumsum(angles, axis=1)
     x = np.stack(
-        [np.cos(cum[:, 0]), np.sin(cum[:, 0]), np.cos(cum[:, 1]), np.sin(cum[:, 1]),
-         np.cos(cum[:, 2]), np.sin(cum[:, 2])], axis=1,
+        [
+            np.cos(cum[:, 0]),
+            np.sin(cum[:, 0]),
+            np.cos(cum[:, 1]),
+            np.sin(cum[:, 1]),
+            np.cos(cum[:, 2]),
+            np.sin(cum[:, 2]),
+        ],
+        axis=1,
     )
     x[0, 2:4] = x[0, 0:2]  # exactly straight in float64: det J = 0
     names = [f"j{i}{j}" for i in range(3) for j in range(3)]

@@ -26,7 +26,14 @@ from zpml_runtime.bundle.report import write_bundle_report
 from zpml_runtime.cli import main
 from zpml_runtime.inference import InferenceConfig, SCMInferenceWrapper
 
-CORE = ["decoded", "bottom_mask", "gap_mask", "fault_mask", "semantic_bottom_mask", "bottom_provenance"]
+CORE = [
+    "decoded",
+    "bottom_mask",
+    "gap_mask",
+    "fault_mask",
+    "semantic_bottom_mask",
+    "bottom_provenance",
+]
 INV_JACOBIAN = ["d/(a*d - b*c)", "-b/(a*d - b*c)", "-c/(a*d - b*c)", "a/(a*d - b*c)"]
 
 
@@ -230,7 +237,9 @@ def test_regauged_expression_exports_and_validates_in_float32(tmp_path: Path) ->
 
 def test_gauge_exponents_are_checked_against_the_baked_thresholds(tmp_path: Path) -> None:
     cfg = InferenceConfig(tau_infer=1e-6, tau_train=1e-3)
-    ev = zs.strict_evaluator(zs.parse("x/(1e-40*x + 1) + 1/(x - 1)"), config=cfg, dtype=torch.float64)
+    ev = zs.strict_evaluator(
+        zs.parse("x/(1e-40*x + 1) + 1/(x - 1)"), config=cfg, dtype=torch.float64
+    )
     x = torch.tensor([[2.0], [1.0], [0.5]], dtype=torch.float64)
     b = export_bundle(ev, tmp_path / "g", (x,))
     e = b.metadata["gauge_exponents"][0]["PQ"]

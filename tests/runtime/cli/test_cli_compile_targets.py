@@ -30,12 +30,16 @@ def test_bundle_and_its_former_name_write_the_same_bundle(
     code, _, _ = _run(capsys, "compile", EXPR, "--onnx", str(tmp_path / "b"))
     assert code == 0
     assert validate_bundle(tmp_path / "a").verified and validate_bundle(tmp_path / "b").verified
-    assert (tmp_path / "a" / "model.onnx").read_bytes() == (tmp_path / "b" / "model.onnx").read_bytes()
+    assert (tmp_path / "a" / "model.onnx").read_bytes() == (
+        tmp_path / "b" / "model.onnx"
+    ).read_bytes()
     code, text, _ = _run(capsys, "compile", "--help")
     assert code == 0 and "--bundle DIR, --onnx DIR" in text and "--onnx-file FILE.onnx" in text
 
 
-def test_onnx_file_is_the_bundles_model_and_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_onnx_file_is_the_bundles_model_and_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     work = tmp_path / "work"
     work.mkdir()
     model = work / "par.onnx"
@@ -43,12 +47,26 @@ def test_onnx_file_is_the_bundles_model_and_runs(tmp_path: Path, capsys: pytest.
     assert code == 0 and f"onnx file written to {model}" in out and "bundle written" not in out
     assert model.is_file()
     assert [p.name for p in work.iterdir()] == ["par.onnx"]  # no directory, no temporary left
-    code, _, _ = _run(capsys, "compile", EXPR, "--bundle", str(tmp_path / "b"), "--onnx-file", str(tmp_path / "m.onnx"))
+    code, _, _ = _run(
+        capsys,
+        "compile",
+        EXPR,
+        "--bundle",
+        str(tmp_path / "b"),
+        "--onnx-file",
+        str(tmp_path / "m.onnx"),
+    )
     assert code == 0
-    assert model.read_bytes() == (tmp_path / "b" / "model.onnx").read_bytes() == (tmp_path / "m.onnx").read_bytes()
+    assert (
+        model.read_bytes()
+        == (tmp_path / "b" / "model.onnx").read_bytes()
+        == (tmp_path / "m.onnx").read_bytes()
+    )
     x = np.array([[0.0, 1.0], [1.0, 1.0], [-1.0, 3.0], [0.5, 2.0], [np.nan, 1.0]], dtype=np.float32)
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"x": x}), strict=True))
+    got = dict(
+        zip([o.name for o in session.get_outputs()], session.run(None, {"x": x}), strict=True)
+    )
     want = load_onnx_runtime_bundle(tmp_path / "b").run(x).as_dict()
     assert list(got) == list(want)
     for name, value in want.items():
@@ -62,7 +80,11 @@ def test_output_option_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         ([], 2, "--bundle DIR (or its former name --onnx DIR), or --onnx-file FILE.onnx"),
         (["--bundle", ""], 2, "--bundle is an empty path"),
         (["--onnx", ""], 2, "--onnx is an empty path"),
-        (["--onnx-file", str(tmp_path / "m.txt")], 2, "must end in .onnx (for a bundle directory use --bundle)"),
+        (
+            ["--onnx-file", str(tmp_path / "m.txt")],
+            2,
+            "must end in .onnx (for a bundle directory use --bundle)",
+        ),
         (["--onnx-file", str(tmp_path / "dir.onnx")], 2, "is a directory"),
         (["--onnx-file", str(tmp_path / "no" / "m.onnx")], 2, "does not exist"),
         (["--onnx-file", str(tmp_path / "old.onnx")], 1, "already exists; pass --overwrite"),
@@ -72,6 +94,10 @@ def test_output_option_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         assert code == want and fragment in err and err.count("\n") == 1, (extra, err)
         assert out == ""
     assert (tmp_path / "old.onnx").read_bytes() == b"keep"
-    code, _, _ = _run(capsys, "compile", "1/x", "--onnx-file", str(tmp_path / "old.onnx"), "--overwrite")
-    assert code == 0 and (tmp_path / "old.onnx").read_bytes().startswith(b"\x08")  # an ONNX protobuf
+    code, _, _ = _run(
+        capsys, "compile", "1/x", "--onnx-file", str(tmp_path / "old.onnx"), "--overwrite"
+    )
+    assert code == 0 and (tmp_path / "old.onnx").read_bytes().startswith(
+        b"\x08"
+    )  # an ONNX protobuf
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.onnx", "old.onnx"]

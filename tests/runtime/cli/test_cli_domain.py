@@ -29,18 +29,24 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 
 
 def _point(text: str) -> dict[sp.Symbol, sp.Rational]:
-    return {sp.Symbol(k): sp.Rational(Fraction(v)) for k, v in re.findall(r"(\w+)=(-?[\d/]+)", text)}
+    return {
+        sp.Symbol(k): sp.Rational(Fraction(v)) for k, v in re.findall(r"(\w+)=(-?[\d/]+)", text)
+    }
 
 
 def _check_witnesses(out: str) -> int:
     """Re-check every VANISHES line's witness exactly; the number of lines checked."""
     checked = 0
-    for factor, witness in re.findall(r"\] (.+?) \((?:denominator|validity)[^)]*\): VANISHES, (.+)", out):
+    for factor, witness in re.findall(
+        r"\] (.+?) \((?:denominator|validity)[^)]*\): VANISHES, (.+)", out
+    ):
         f = sp.sympify(factor)
         if witness.startswith("exact zero at "):
             assert f.subs(_point(witness)) == 0, (factor, witness)
         else:
-            m = re.match(r"sign change between (.+?) \(value < 0\) and (.+?) \(value > 0\)", witness)
+            m = re.match(
+                r"sign change between (.+?) \(value < 0\) and (.+?) \(value > 0\)", witness
+            )
             assert m, witness
             assert f.subs(_point(m[1])) < 0 < f.subs(_point(m[2])), (factor, witness)
         checked += 1
@@ -93,7 +99,9 @@ def test_compile_with_box_records_it_and_inspect_prints_it(
     assert _check_witnesses(requested) == 2
 
 
-def test_explain_bundle_with_box_and_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_explain_bundle_with_box_and_inputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     b = tmp_path / "b"
     assert _run(capsys, "compile", EXPR, "--bundle", str(b))[0] == 0
     code, out, _ = _run(capsys, "explain", str(b), "--box", "x=0:1,y=-2:2", "--input", "0,1")
@@ -103,7 +111,9 @@ def test_explain_bundle_with_box_and_inputs(tmp_path: Path, capsys: pytest.Captu
     assert code == 0 and "defined on the whole box" in out and "input 0" not in out
 
 
-def test_bad_boxes_exit_2_naming_the_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_boxes_exit_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import torch
     from torch import nn
 
@@ -119,16 +129,28 @@ def test_bad_boxes_exit_2_naming_the_field(tmp_path: Path, capsys: pytest.Captur
     x = torch.tensor([[2.0, 1.0], [1.0, 1.0]])
     export_bundle(SCMInferenceWrapper(Head(), config=InferenceConfig(tau_infer=0.0)), t, (x,))
     cases = [
-        (["explain", "1/(x*y - 5)", "--box", "x=0:2"], "--box (y): box gives no range for input variable(s) ['y']"),
-        (["explain", "1/(x*y - 5)", "--box", "x=0:2,y=a:2"], "--box (y): box bound for 'y' is not a number"),
+        (
+            ["explain", "1/(x*y - 5)", "--box", "x=0:2"],
+            "--box (y): box gives no range for input variable(s) ['y']",
+        ),
+        (
+            ["explain", "1/(x*y - 5)", "--box", "x=0:2,y=a:2"],
+            "--box (y): box bound for 'y' is not a number",
+        ),
         (["explain", "1/x", "--box", "x=1:0"], "--box (x): box interval for 'x' is empty"),
         (["explain", "1/(x - sin(y))", "--box", "x=0:1,y=0:1"], "is not a bundle directory either"),
         (["explain", str(b)], "give --input V1,V2,... (inputs of a bundle to explain) or --box"),
         (["inspect", str(b), "--box", "x=0:1"], "--box (y): input_box gives no range"),
         (["inspect", str(b), "--box", "x=0:1,y=0:1,w=2"], "--box (w): input_box names 'w'"),
         (["inspect", str(t), "--box", "x=0:1,y=0:1"], "traced model (no exact expression)"),
-        (["compile", "1/(x - y)", "--box", "x=0:1,z=1", "--bundle", str(tmp_path / "c")], "--box (z)"),
-        (["compile", "1/(x - y)", "--box", "x=0:1,,", "--bundle", str(tmp_path / "c")], "--box (box)"),
+        (
+            ["compile", "1/(x - y)", "--box", "x=0:1,z=1", "--bundle", str(tmp_path / "c")],
+            "--box (z)",
+        ),
+        (
+            ["compile", "1/(x - y)", "--box", "x=0:1,,", "--bundle", str(tmp_path / "c")],
+            "--box (box)",
+        ),
     ]
     for argv, fragment in cases:
         code, out, err = _run(capsys, *argv)

@@ -61,7 +61,8 @@ def test_validity_tau_underflow_exits_2(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 @pytest.mark.parametrize(
-    ("expr", "dtype"), [("x/(x - 2**2000)", "float64"), ("x/(x - 2**2000)", "float32"), ("x/(x - 2**200)", "float32")]
+    ("expr", "dtype"),
+    [("x/(x - 2**2000)", "float64"), ("x/(x - 2**2000)", "float32"), ("x/(x - 2**200)", "float32")],
 )
 def test_coefficients_overflowing_the_dtype_are_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], expr: str, dtype: str

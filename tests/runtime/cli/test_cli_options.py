@@ -29,7 +29,16 @@ def test_duplicate_param_is_a_usage_error(tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize(("dtype", "code"), [("float32", 2), ("float64", 0)])
 def test_tau_infer_1e_50_exit_code_per_dtype(tmp_path: Path, capsys, dtype: str, code: int) -> None:
     got, _, err = _run(
-        ["compile", "1/(x - 1)", "--tau-infer", "1e-50", "--dtype", dtype, "--onnx", str(tmp_path / "b")],
+        [
+            "compile",
+            "1/(x - 1)",
+            "--tau-infer",
+            "1e-50",
+            "--dtype",
+            dtype,
+            "--onnx",
+            str(tmp_path / "b"),
+        ],
         capsys,
     )
     assert got == code
@@ -41,25 +50,44 @@ def test_tau_infer_1e_50_exit_code_per_dtype(tmp_path: Path, capsys, dtype: str,
 
 def test_budget_refusal_names_the_flag_that_raises_it(tmp_path: Path, capsys) -> None:
     expr = "1/(" + "*".join(f"(x{k}+x{k + 1}+1)" for k in range(6)) + ")"
-    code, _, err = _run(["compile", expr, "--max-terms", "8", "--onnx", str(tmp_path / "b")], capsys)
+    code, _, err = _run(
+        ["compile", expr, "--max-terms", "8", "--onnx", str(tmp_path / "b")], capsys
+    )
     assert code == 2 and "--max-terms" in err and "max_terms" in err
     code, out, _ = _run(
-        ["compile", expr, "--max-terms", "100000", "--dtype", "float64", "--onnx", str(tmp_path / "b")],
+        [
+            "compile",
+            expr,
+            "--max-terms",
+            "100000",
+            "--dtype",
+            "float64",
+            "--onnx",
+            str(tmp_path / "b"),
+        ],
         capsys,
     )
     assert code == 0 and "bundle written" in out
 
 
 def test_bad_budget_value_is_a_usage_error(tmp_path: Path, capsys) -> None:
-    code, _, err = _run(["compile", "1/x", "--max-degree", "0", "--onnx", str(tmp_path / "b")], capsys)
+    code, _, err = _run(
+        ["compile", "1/x", "--max-degree", "0", "--onnx", str(tmp_path / "b")], capsys
+    )
     assert code == 2 and "max_degree" in err
 
 
 @pytest.mark.parametrize(
     ("expr", "hint"),
-    [("λ*x/(1 + x)", "'λ' -> 'lam'"), ("1/(ω₀ - x)", "'ω' -> 'omega', '₀' -> '0'"), ("1/(x − 1)", "'−' -> '-'")],
+    [
+        ("λ*x/(1 + x)", "'λ' -> 'lam'"),
+        ("1/(ω₀ - x)", "'ω' -> 'omega', '₀' -> '0'"),
+        ("1/(x − 1)", "'−' -> '-'"),
+    ],
 )
-def test_unicode_in_expressions_gets_an_ascii_hint(tmp_path: Path, capsys, expr: str, hint: str) -> None:
+def test_unicode_in_expressions_gets_an_ascii_hint(
+    tmp_path: Path, capsys, expr: str, hint: str
+) -> None:
     code, _, err = _run(["compile", expr, "--onnx", str(tmp_path / "b")], capsys)
     assert code == 2
     assert hint in err and "Traceback" not in err
@@ -71,7 +99,9 @@ def test_signing_key_file_for_compile_inspect_explain_report(tmp_path: Path, cap
     key.write_bytes(b"correct horse battery staple")
     other.write_bytes(b"another key")
     b = str(tmp_path / "b")
-    code, out, _ = _run(["compile", "1/(x - 1)", "--signing-key-file", str(key), "--onnx", b], capsys)
+    code, out, _ = _run(
+        ["compile", "1/(x - 1)", "--signing-key-file", str(key), "--onnx", b], capsys
+    )
     assert code == 0 and (tmp_path / "b" / "metadata.sig").exists()
     code, out, _ = _run(["inspect", b, "--signing-key-file", str(key)], capsys)
     assert code == 0 and "metadata.sig matches the key" in out
@@ -116,11 +146,22 @@ def test_const_replaces_a_named_constant_exactly(tmp_path: Path, capsys) -> None
 
 def test_const_errors_and_the_input_named_pi_note(tmp_path: Path, capsys) -> None:
     code, _, err = _run(
-        ["compile", "1/(x - pi)", "--const", "pi=3", "--const", "pi=4", "--onnx", str(tmp_path / "a")],
+        [
+            "compile",
+            "1/(x - pi)",
+            "--const",
+            "pi=3",
+            "--const",
+            "pi=4",
+            "--onnx",
+            str(tmp_path / "a"),
+        ],
         capsys,
     )
     assert code == 2 and "--const pi is given twice" in err
-    code, _, err = _run(["compile", "1/(x - pi)", "--const", "pi=abc", "--onnx", str(tmp_path / "a")], capsys)
+    code, _, err = _run(
+        ["compile", "1/(x - pi)", "--const", "pi=abc", "--onnx", str(tmp_path / "a")], capsys
+    )
     assert code == 2 and "is not a decimal number" in err
     code, _, err = _run(["compile", "1/(x - pi)", "--onnx", str(tmp_path / "b")], capsys)
     assert code == 0 and err.strip().startswith("zpml: warning:") and "--const pi=" in err

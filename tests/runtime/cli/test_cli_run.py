@@ -61,8 +61,10 @@ def _reference(bundle: Path, x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.dtype == b.dtype and a.shape == b.shape and bool(
-        np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
     )
 
 
@@ -74,8 +76,15 @@ def test_npy_to_npz_matches_the_api_in_any_chunking(
     np.save(tmp_path / "x.npy", x)
     out = tmp_path / "p.npz"
     code, stdout, err = _run(
-        capsys, "run", str(bundle), "--inputs", str(tmp_path / "x.npy"), "--out", str(out),
-        "--chunk-rows", chunk,
+        capsys,
+        "run",
+        str(bundle),
+        "--inputs",
+        str(tmp_path / "x.npy"),
+        "--out",
+        str(out),
+        "--chunk-rows",
+        chunk,
     )
     assert code == 0 and err == "", err
     want = _reference(bundle, x)
@@ -96,7 +105,13 @@ def test_csv_header_in_any_order_and_csv_output_reads_back_exactly(
         w.writerow(["y", "x"])  # the bundle's order is x, y
         w.writerows([[repr(float(r[1])), repr(float(r[0]))] for r in x])
     code, _, _ = _run(
-        capsys, "run", str(bundle), "--inputs", str(tmp_path / "x.csv"), "--out", str(tmp_path / "p.csv")
+        capsys,
+        "run",
+        str(bundle),
+        "--inputs",
+        str(tmp_path / "x.csv"),
+        "--out",
+        str(tmp_path / "p.csv"),
     )
     assert code == 0
     want = _reference(bundle, x)
@@ -120,8 +135,16 @@ def test_explain_names_the_factor_that_is_exactly_zero(
     x = _inputs()
     np.save(tmp_path / "x.npy", x)
     code, _, _ = _run(
-        capsys, "run", str(bundle), "--inputs", str(tmp_path / "x.npy"), "--out",
-        str(tmp_path / "p.npz"), "--explain", "--chunk-rows", "4",
+        capsys,
+        "run",
+        str(bundle),
+        "--inputs",
+        str(tmp_path / "x.npy"),
+        "--out",
+        str(tmp_path / "p.npz"),
+        "--explain",
+        "--chunk-rows",
+        "4",
     )
     assert code == 0
     runtime = load_onnx_runtime_bundle(bundle)
@@ -140,7 +163,10 @@ def test_explain_names_the_factor_that_is_exactly_zero(
             continue
         if factor[k] >= 0:  # independently: the named factor is exactly 0 at the row
             f = sp.sympify(provenance[int(factor[k])]["factor"])
-            point = {xs: sp.Rational(Fraction(float(seen[k, 0]))), ys: sp.Rational(Fraction(float(seen[k, 1])))}
+            point = {
+                xs: sp.Rational(Fraction(float(seen[k, 0]))),
+                ys: sp.Rational(Fraction(float(seen[k, 1]))),
+            }
             assert f.subs(point) == 0, (k, f)
             assert reason[k].startswith(f"factor #{factor[k]} ")
         elif want.fault_mask[k]:
@@ -151,14 +177,25 @@ def test_explain_names_the_factor_that_is_exactly_zero(
     assert reason[4].startswith("fault") and reason[5].startswith("fault")
 
 
-def test_multi_output_bundle_columns_and_explain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_multi_output_bundle_columns_and_explain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     exprs = ["d/(a*d - b*c)", "-b/(a*d - b*c)", "1/a"]
-    ev = zs.strict_evaluator([zs.parse(e) for e in exprs], config=InferenceConfig(tau_infer=0.0), dtype=torch.float64)
+    ev = zs.strict_evaluator(
+        [zs.parse(e) for e in exprs], config=InferenceConfig(tau_infer=0.0), dtype=torch.float64
+    )
     x = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 2.0, 4.0], [0.0, 1.0, 1.0, 1.0]])
     b = export_bundle(ev, tmp_path / "m", (torch.from_numpy(x),), output_names=["p", "q", "r"]).path
     np.save(tmp_path / "x.npy", x)
     code, _, _ = _run(
-        capsys, "run", str(b), "--inputs", str(tmp_path / "x.npy"), "--out", str(tmp_path / "p.csv"), "--explain"
+        capsys,
+        "run",
+        str(b),
+        "--inputs",
+        str(tmp_path / "x.npy"),
+        "--out",
+        str(tmp_path / "p.csv"),
+        "--explain",
     )
     assert code == 0
     with open(tmp_path / "p.csv", newline="") as fh:
@@ -166,20 +203,34 @@ def test_multi_output_bundle_columns_and_explain(tmp_path: Path, capsys: pytest.
     want = load_onnx_runtime_bundle(b).run(x)
     assert [r["decoded[p]"] for r in rows] == [repr(float(v)) for v in want.decoded[:, 0]]
     assert [r["bottom_mask[r]"] for r in rows] == ["0", "0", "1"]
-    assert rows[1]["bottom_reason[p]"].startswith("factor #") and "a*d - b*c" in rows[1]["bottom_reason[p]"]
+    assert (
+        rows[1]["bottom_reason[p]"].startswith("factor #")
+        and "a*d - b*c" in rows[1]["bottom_reason[p]"]
+    )
     assert rows[2]["bottom_reason[r]"].startswith("factor #") and rows[2]["bottom_reason[p]"] == ""
 
 
-def test_progress_bar_on_request_only(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_bar_on_request_only(
+    bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     np.save(tmp_path / "x.npy", _inputs())
-    argv = ["run", str(bundle), "--inputs", str(tmp_path / "x.npy"), "--out", str(tmp_path / "p.npz")]
+    argv = [
+        "run",
+        str(bundle),
+        "--inputs",
+        str(tmp_path / "x.npy"),
+        "--out",
+        str(tmp_path / "p.npz"),
+    ]
     code, _, err = _run(capsys, *argv, "--chunk-rows", "5", "--progress")
     assert code == 0 and "row" in err and "23" in err
     code, _, err = _run(capsys, *argv, "--chunk-rows", "5", "--no-progress", "--overwrite")
     assert code == 0 and err == ""
 
 
-def test_verification_flags_as_for_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_verification_flags_as_for_inspect(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from torch import nn
 
     from zpml_runtime.inference import SCMInferenceWrapper
@@ -189,9 +240,18 @@ def test_verification_flags_as_for_inspect(tmp_path: Path, capsys: pytest.Captur
             return x[:, 0] + 1, x[:, 0] - x[:, 1]
 
     t = torch.tensor([[2.0, 1.0], [1.0, 1.0]])
-    traced = export_bundle(SCMInferenceWrapper(Head(), config=InferenceConfig(tau_infer=0.0)), tmp_path / "t", (t,)).path
+    traced = export_bundle(
+        SCMInferenceWrapper(Head(), config=InferenceConfig(tau_infer=0.0)), tmp_path / "t", (t,)
+    ).path
     np.save(tmp_path / "x.npy", t.numpy())
-    argv = ["run", str(traced), "--inputs", str(tmp_path / "x.npy"), "--out", str(tmp_path / "p.npz")]
+    argv = [
+        "run",
+        str(traced),
+        "--inputs",
+        str(tmp_path / "x.npy"),
+        "--out",
+        str(tmp_path / "p.npz"),
+    ]
     code, out, _ = _run(capsys, *argv)
     assert code == 0 and out.startswith("UNVERIFIED: traced model")
     code, _, err = _run(capsys, *argv, "--require-verified", "--overwrite")
@@ -247,11 +307,17 @@ def _bad_files(tmp: Path) -> list[tuple[str, str, str]]:
     ]
 
 
-def test_bad_files_are_one_line_exit_2(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_files_are_one_line_exit_2(
+    bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     for name, out, fragment in _bad_files(tmp_path):
-        code, stdout, err = _run(capsys, "run", str(bundle), "--inputs", str(tmp_path / name), "--out", out)
+        code, stdout, err = _run(
+            capsys, "run", str(bundle), "--inputs", str(tmp_path / name), "--out", out
+        )
         assert code == 2, (name, code, err)
-        assert err.startswith("zpml: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+        assert (
+            err.startswith("zpml: error: ") and err.count("\n") == 1 and "Traceback" not in err
+        ), err
         assert fragment in err, (name, err)
         assert stdout == "" and not (tmp_path / "p.npz").exists()
     assert not (tmp_path / "unpickled").exists()
@@ -260,10 +326,19 @@ def test_bad_files_are_one_line_exit_2(bundle: Path, tmp_path: Path, capsys: pyt
     assert (tmp_path / "unpickled").exists()
 
 
-def test_existing_output_needs_overwrite(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_existing_output_needs_overwrite(
+    bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     np.save(tmp_path / "x.npy", _inputs()[:2])
     (tmp_path / "p.csv").write_text("keep me\n")
-    argv = ["run", str(bundle), "--inputs", str(tmp_path / "x.npy"), "--out", str(tmp_path / "p.csv")]
+    argv = [
+        "run",
+        str(bundle),
+        "--inputs",
+        str(tmp_path / "x.npy"),
+        "--out",
+        str(tmp_path / "p.csv"),
+    ]
     code, _, err = _run(capsys, *argv)
     assert code == 1 and "pass --overwrite" in err
     assert (tmp_path / "p.csv").read_text() == "keep me\n"

@@ -34,14 +34,20 @@ PROBE = (
 def test_light_paths_do_not_import_heavy_modules(argv: list[str], code: int) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", PROBE.format(heavy=HEAVY), *argv],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     assert proc.stdout.strip() == f"{code} []", proc.stdout + proc.stderr
 
 
 def test_python_m_zpml_runtime_cli() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "zpml_runtime.cli", "--help"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "zpml_runtime.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0
     for command in ("compile", "inspect", "explain", "run", "report", "calibrate"):

@@ -79,10 +79,16 @@ def test_signing_key_device_is_refused_at_once(
 ) -> None:
     if not Path("/dev/zero").exists():
         pytest.skip("no /dev/zero")
-    args = ["compile", "1/x", "--onnx", str(tmp_path / "o")] if command == "compile" else ["inspect", str(bundle)]
+    args = (
+        ["compile", "1/x", "--onnx", str(tmp_path / "o")]
+        if command == "compile"
+        else ["inspect", str(bundle)]
+    )
     code, _, err = _run([*args, "--signing-key-file", "/dev/zero"], capsys)
     assert code == 2
-    assert "--signing-key-file /dev/zero is a character device; give a regular file" in _one_line(err)
+    assert "--signing-key-file /dev/zero is a character device; give a regular file" in _one_line(
+        err
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -117,7 +123,12 @@ def test_trailing_newline_is_not_part_of_the_key(
     echoed = tmp_path / "echoed"
     echoed.write_bytes(b"s3cret\n")  # what `echo s3cret > echoed` writes
     b = tmp_path / "b"
-    assert _run(["compile", "1/(x - 1)", "--signing-key-file", str(echoed), "--onnx", str(b)], capsys)[0] == 0
+    assert (
+        _run(["compile", "1/(x - 1)", "--signing-key-file", str(echoed), "--onnx", str(b)], capsys)[
+            0
+        ]
+        == 0
+    )
     validate_bundle(b, signing_key=b"s3cret")  # the API key without the newline
     load_onnx_runtime_bundle(b, signing_key=read_signing_key(echoed))
     with pytest.raises(BundleError, match="metadata.sig does not match"):
@@ -234,7 +245,9 @@ def test_non_npy_inputs_exit_2(
 ) -> None:
     f = tmp_path / "data.npy"
     f.write_bytes(content)
-    code, _, err = _run(["compile", "1/x", "--smoke-inputs", str(f), "--onnx", str(tmp_path / "o")], capsys)
+    code, _, err = _run(
+        ["compile", "1/x", "--smoke-inputs", str(f), "--onnx", str(tmp_path / "o")], capsys
+    )
     assert code == 2 and f"--smoke-inputs {f} is {kind}" in _one_line(err)
     assert not (tmp_path / "o").exists()
     code, _, err = _run(["report", "bundle", str(bundle), "--inputs", str(f)], capsys)
@@ -255,7 +268,9 @@ def test_object_npy_is_refused_without_unpickling(
 ) -> None:
     f = tmp_path / "obj.npy"
     np.save(f, np.array([[{"a": 1}]], dtype=object), allow_pickle=True)
-    code, _, err = _run(["compile", "1/x", "--smoke-inputs", str(f), "--onnx", str(tmp_path / "o")], capsys)
+    code, _, err = _run(
+        ["compile", "1/x", "--smoke-inputs", str(f), "--onnx", str(tmp_path / "o")], capsys
+    )
     assert code == 1 and "holds Python objects (dtype object)" in _one_line(err)
     with pytest.raises(NpyContentError, match="holds Python objects"):
         load_plain_npy(f)
@@ -267,11 +282,15 @@ def test_npy_from_a_pipe_or_device_is_refused(
     code, _, err = _run(["report", "bundle", str(bundle), "--inputs", str(fifo)], capsys)
     assert code == 2 and "is a named pipe (FIFO)" in _one_line(err)
     if Path("/dev/zero").exists():
-        code, _, err = _run(["compile", "1/x", "--smoke-inputs", "/dev/zero", "--onnx", str(tmp_path / "o")], capsys)
+        code, _, err = _run(
+            ["compile", "1/x", "--smoke-inputs", "/dev/zero", "--onnx", str(tmp_path / "o")], capsys
+        )
         assert code == 2 and "--smoke-inputs /dev/zero is a character device" in _one_line(err)
 
 
-def test_plain_npy_still_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str], bundle: Path) -> None:
+def test_plain_npy_still_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bundle: Path
+) -> None:
     f = tmp_path / "x.npy"
     np.save(f, np.array([[0.5], [2.0], [1.0]]))
     assert load_plain_npy(f).shape == (3, 1)

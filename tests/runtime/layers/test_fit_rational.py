@@ -57,8 +57,20 @@ EXACT = [
     ("1/(1.69-w^2) [2/2]", lambda w: 1 / (1.69 - w**2), (0.0, 2.5), (2, 2), [1.3]),
     ("1/(1.69-w^2) [4/4]", lambda w: 1 / (1.69 - w**2), (0.0, 2.5), (4, 4), [1.3]),
     ("double pole [3/2]", lambda x: 1 / (x - 0.3) ** 2 + x, (-1.0, 1.0), (3, 2), [0.3]),
-    ("poles 0.02 apart [2/2]", lambda x: 1 / (x - 0.3) + 1 / (x - 0.32), (-1.0, 1.0), (2, 2), [0.3, 0.32]),
-    ("zero between poles [2/2]", lambda x: (x - 0.31) / ((x - 0.3) * (x - 0.32)), (-1.0, 1.0), (2, 2), [0.3, 0.32]),
+    (
+        "poles 0.02 apart [2/2]",
+        lambda x: 1 / (x - 0.3) + 1 / (x - 0.32),
+        (-1.0, 1.0),
+        (2, 2),
+        [0.3, 0.32],
+    ),
+    (
+        "zero between poles [2/2]",
+        lambda x: (x - 0.31) / ((x - 0.3) * (x - 0.32)),
+        (-1.0, 1.0),
+        (2, 2),
+        [0.3, 0.32],
+    ),
 ]
 APPROX = [
     ("tan [6/6]", np.tan, (-2.0, 2.0), (6, 6), [-math.pi / 2, math.pi / 2]),
@@ -228,14 +240,21 @@ def test_float32_fine_tune_with_scm_trainer_keeps_the_pole():
     xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
     torch.manual_seed(0)
     # fine-tuning an optimum: a small step (Adam moves every coefficient by ~lr per step)
-    trainer = SCMTrainer(layer, torch.optim.Adam(layer.parameters(), lr=1e-5), SCMTrainingLoss(),
-                         [(xt, yt)], config=TrainingConfig(max_epochs=20, progress=False))
+    trainer = SCMTrainer(
+        layer,
+        torch.optim.Adam(layer.parameters(), lr=1e-5),
+        SCMTrainingLoss(),
+        [(xt, yt)],
+        config=TrainingConfig(max_epochs=20, progress=False),
+    )
     history = trainer.fit()
     assert history[-1]["train_loss"] <= 1e-8  # float32 rounding level of the implicit loss
     after = pole_report(layer, (0, 2.5), data=(x, y))
     assert len(after.poles) == 1 and abs(after.poles[0].location - 1.3) <= 1e-4, str(after)
     assert after.spurious == () and pole_report(layer, (0, 2.5)).spurious == ()
-    assert max_error(layer, lambda w: 1 / (1.69 - w**2), 0, 2.5, [1.3], 1e-2) <= 1e-2  # Adam steps ~lr
+    assert (
+        max_error(layer, lambda w: 1 / (1.69 - w**2), 0, 2.5, [1.3], 1e-2) <= 1e-2
+    )  # Adam steps ~lr
 
 
 # ---------------------------------------------------------------- multivariate
@@ -247,7 +266,9 @@ def two_link(n, seed, l1=1.0, l2=0.7):
     th1 = rng.uniform(-math.pi, math.pi, n)
     th2 = rng.uniform(-math.pi, math.pi, n)
     near = rng.random(n) < 0.2
-    th2[near] = rng.choice([0.0, math.pi], near.sum()) + rng.normal(0, 1e-3, near.sum()) * 10 ** rng.uniform(-3, 0, near.sum())
+    th2[near] = rng.choice([0.0, math.pi], near.sum()) + rng.normal(
+        0, 1e-3, near.sum()
+    ) * 10 ** rng.uniform(-3, 0, near.sum())
     exact = rng.random(n) < 0.02
     c1, s1, c2 = np.cos(th1), np.sin(th1), np.cos(th2)
     s2 = np.where(exact, 0.0, np.sin(th2))
@@ -256,8 +277,13 @@ def two_link(n, seed, l1=1.0, l2=0.7):
     c12, s12 = c1 * c2 - s1 * s2, s1 * c2 + c1 * s2
     det = l1 * l2 * s2
     with np.errstate(divide="ignore", invalid="ignore"):
-        y = np.stack([(l2 * c12 * dx + l2 * s12 * dy) / det,
-                      (-(l1 * c1 + l2 * c12) * dx - (l1 * s1 + l2 * s12) * dy) / det], axis=1)
+        y = np.stack(
+            [
+                (l2 * c12 * dx + l2 * s12 * dy) / det,
+                (-(l1 * c1 + l2 * c12) * dx - (l1 * s1 + l2 * s12) * dy) / det,
+            ],
+            axis=1,
+        )
     y[exact] = np.inf
     return np.stack([c1, s1, c2, s2, dx, dy], axis=1), y, det, exact
 
@@ -267,7 +293,10 @@ def test_two_link_generic_head(degrees):
     feats, y, det, exact = two_link(6000, seed=0)
     train = np.arange(6000) < 4500
     head, info = fit_rational(feats[train], y[train], *degrees, return_info=True)
-    assert isinstance(head, MultivariateRationalLayer) and (head.in_features, head.out_features) == (6, 2)
+    assert isinstance(head, MultivariateRationalLayer) and (
+        head.in_features,
+        head.out_features,
+    ) == (6, 2)
     assert info.bottom_constraint == "exact"
     held = ~train
     r = values(head, feats[held])
@@ -280,7 +309,9 @@ def test_two_link_generic_head(degrees):
     assert exact[held].any()
     assert (predicted == exact[held]).all()  # precision and recall 1.0 on the exactly singular rows
     report = zero_set_report(head, ["c1", "s1", "c2", "s2", "dx", "dy"])
-    assert [str(f) for f, _ in report.factors[0]] == ["s2"] and report.depends_on[0] == (report.variables[3],)
+    assert [str(f) for f, _ in report.factors[0]] == ["s2"] and report.depends_on[0] == (
+        report.variables[3],
+    )
 
 
 def test_multivariate_per_output_denominators_and_vector_target():
@@ -307,7 +338,10 @@ def test_feature_relations_do_not_give_a_vanishing_denominator():
     assert np.min(np.abs(Q)) > 1e-3 * np.max(np.abs(Q))
     grid = np.linspace(-3, 3, FINE)
     truth = np.cos(grid) / (1.5 + np.sin(grid))
-    assert np.max(np.abs(values(head, np.stack([np.cos(grid), np.sin(grid)], 1))[:, 0] - truth)) <= 1e-10
+    assert (
+        np.max(np.abs(values(head, np.stack([np.cos(grid), np.sin(grid)], 1))[:, 0] - truth))
+        <= 1e-10
+    )
 
 
 # ---------------------------------------------------------------- errors

@@ -31,13 +31,18 @@ def test_bottom_under_tau_is_the_specified_bottom(q, data) -> None:
     V = torch.tensor(v, dtype=torch.float32)[:, None]
     got = bottom_under_tau(P, Q, V, tau=TAU).numpy()
     want = np.array(
-        [classify(pi, qi, [vi], tau_infer=TAU, taus=TAU, dtype="float32").bottom for pi, qi, vi in zip(P.tolist(), Q.tolist(), V[:, 0].tolist(), strict=True)]
+        [
+            classify(pi, qi, [vi], tau_infer=TAU, taus=TAU, dtype="float32").bottom
+            for pi, qi, vi in zip(P.tolist(), Q.tolist(), V[:, 0].tolist(), strict=True)
+        ]
     )
     assert np.array_equal(got, want)
 
 
 def test_project_zeroes_the_gradient_exactly_at_specified_bottoms() -> None:
-    Q = torch.tensor([0.0, -0.0, TAU, np.nextafter(TAU, 0, dtype=np.float32), 0.5], requires_grad=True)
+    Q = torch.tensor(
+        [0.0, -0.0, TAU, np.nextafter(TAU, 0, dtype=np.float32), 0.5], requires_grad=True
+    )
     P = torch.ones(5, requires_grad=True)
     P2, Q2 = apply_gradient_policy(P, Q, policy=GradientPolicy.PROJECT, tau=TAU)
     (P2 * 2 + Q2 * 3).sum().backward()

@@ -80,16 +80,16 @@ def test_passthrough_inserts_nothing():
 
 @settings(max_examples=50, deadline=None)
 @given(
-    st.lists(st.sampled_from([0.0, 1e-8, -1e-4, 0.3, -2.0, math.inf, math.nan]), min_size=1, max_size=12),
+    st.lists(
+        st.sampled_from([0.0, 1e-8, -1e-4, 0.3, -2.0, math.inf, math.nan]), min_size=1, max_size=12
+    ),
     st.sampled_from([0.0, 1e-6, 1e-3]),
 )
 def test_project_zeroes_exactly_the_bottom_samples(qs, tau):
     Q = torch.tensor(qs, dtype=F64)
     P = torch.linspace(-1, 1, len(qs), dtype=F64)
     gP, gQ = _grads("project", P, Q, tau=tau)
-    expected = [
-        not (math.isfinite(q) and q != 0 and abs(q) >= tau) for q in qs
-    ]
+    expected = [not (math.isfinite(q) and q != 0 and abs(q) >= tau) for q in qs]
     assert [g == 0 for g in gP.tolist()] == expected
     assert [g == 0 for g in gQ.tolist()] == expected
 
@@ -105,8 +105,15 @@ def test_policy_parse_errors():
 
 
 def test_layer_honours_project_under_its_tau_train():
-    layer = SCMRationalLayer(1, 1, numerator_init=[1.0, 0.0], denominator_init=[0.1, 1.0],
-                             gradient_policy="project", tau_train=0.05, dtype=F64)
+    layer = SCMRationalLayer(
+        1,
+        1,
+        numerator_init=[1.0, 0.0],
+        denominator_init=[0.1, 1.0],
+        gradient_policy="project",
+        tau_train=0.05,
+        dtype=F64,
+    )
     x = torch.tensor([-0.1, -0.12, 0.5], dtype=F64)  # Q = 0, -0.02 (< tau), 0.6
     P, Q = layer(x)
     (P / Q.clamp(min=1e-300).abs()).sum().backward()  # would be inf/huge at the pole
@@ -139,9 +146,14 @@ def test_angular_head_errors():
         AngularProjectiveHead(0)
     with pytest.raises(InvalidConfigError, match="theta_scale must be a finite nonzero"):
         AngularProjectiveHead(3, theta_scale=math.inf)
-    with pytest.raises(ShapeMismatchError, match=r"expects input of shape \[\.\.\., 4\], got \[2, 3\]"):
+    with pytest.raises(
+        ShapeMismatchError, match=r"expects input of shape \[\.\.\., 4\], got \[2, 3\]"
+    ):
         AngularProjectiveHead(4)(torch.zeros(2, 3))
-    with pytest.raises(UnsupportedInputError, match="expects a floating input of dtype torch.float32, got torch.int64"):
+    with pytest.raises(
+        UnsupportedInputError,
+        match="expects a floating input of dtype torch.float32, got torch.int64",
+    ):
         AngularProjectiveHead(3)(torch.zeros(2, 3, dtype=torch.long))
 
 
@@ -155,14 +167,25 @@ def _eval_exact(poly: sp.Poly, xs):
 @pytest.mark.parametrize("basis", ["monomial", "chebyshev"])
 def test_rational_layer_matches_its_exact_polynomials(basis):
     torch.manual_seed(1)
-    layer = SCMRationalLayer(3, 4, basis=basis, domain=(-2.0, 3.0), dtype=F64,
-                             numerator_init=torch.randn(4), denominator_init=torch.randn(5))
+    layer = SCMRationalLayer(
+        3,
+        4,
+        basis=basis,
+        domain=(-2.0, 3.0),
+        dtype=F64,
+        numerator_init=torch.randn(4),
+        denominator_init=torch.randn(5),
+    )
     x = torch.linspace(-2, 3, 9, dtype=F64)
     P, Q = layer(x.reshape(3, 3))
     assert P.shape == (3, 3)
     Pe, Qe = layer.exact_polynomials()
-    assert torch.allclose(P.reshape(-1), torch.tensor(_eval_exact(Pe, x.tolist()), dtype=F64), atol=1e-12)
-    assert torch.allclose(Q.reshape(-1), torch.tensor(_eval_exact(Qe, x.tolist()), dtype=F64), atol=1e-12)
+    assert torch.allclose(
+        P.reshape(-1), torch.tensor(_eval_exact(Pe, x.tolist()), dtype=F64), atol=1e-12
+    )
+    assert torch.allclose(
+        Q.reshape(-1), torch.tensor(_eval_exact(Qe, x.tolist()), dtype=F64), atol=1e-12
+    )
 
 
 def test_rational_layer_default_init_is_identity_and_q_can_vanish():
@@ -191,17 +214,26 @@ def test_rational_layer_to_sympy_round_trips_exactly_and_rounds_for_display():
 
 
 def test_rational_layer_errors():
-    with pytest.raises(InvalidConfigError, match="numerator_degree must be an integer >= 0, got -1"):
+    with pytest.raises(
+        InvalidConfigError, match="numerator_degree must be an integer >= 0, got -1"
+    ):
         SCMRationalLayer(-1, 2)
-    with pytest.raises(InvalidConfigError, match="denominator_degree must be an integer >= 0, got 1.5"):
+    with pytest.raises(
+        InvalidConfigError, match="denominator_degree must be an integer >= 0, got 1.5"
+    ):
         SCMRationalLayer(1, 1.5)  # type: ignore[arg-type]
-    with pytest.raises(InvalidConfigError, match="unknown basis 'legendre'; expected one of 'monomial', 'chebyshev'"):
+    with pytest.raises(
+        InvalidConfigError,
+        match="unknown basis 'legendre'; expected one of 'monomial', 'chebyshev'",
+    ):
         SCMRationalLayer(1, 1, basis="legendre")
     with pytest.raises(InvalidConfigError, match="domain must satisfy lo < hi"):
         SCMRationalLayer(1, 1, basis="chebyshev", domain=(1.0, 1.0))
     with pytest.raises(ShapeMismatchError, match="denominator_init needs 3 coefficients"):
         SCMRationalLayer(1, 2, denominator_init=[1.0])
-    with pytest.raises(UnsupportedInputError, match="expects input dtype torch.float32 .* got torch.float64"):
+    with pytest.raises(
+        UnsupportedInputError, match="expects input dtype torch.float32 .* got torch.float64"
+    ):
         SCMRationalLayer(1, 1)(torch.zeros(3, dtype=F64))
     with pytest.raises(UnsupportedInputError, match="expects a torch.Tensor input, got list"):
         SCMRationalLayer(1, 1)([1.0])  # type: ignore[arg-type]
@@ -210,8 +242,9 @@ def test_rational_layer_errors():
 
 
 def test_unit_l2_gauge_normalises_the_tuple():
-    layer = SCMRationalLayer(1, 1, numerator_init=[3.0, 0.0], denominator_init=[4.0, 0.0],
-                             gauge="unit_l2_projective")
+    layer = SCMRationalLayer(
+        1, 1, numerator_init=[3.0, 0.0], denominator_init=[4.0, 0.0], gauge="unit_l2_projective"
+    )
     P, Q = layer(torch.zeros(2))
     assert torch.allclose(P, torch.full((2,), 0.6)) and torch.allclose(Q, torch.full((2,), 0.8))
 
@@ -278,7 +311,10 @@ def test_multivariate_errors():
         MultivariateRationalLayer(2, 1, -2, 2)
     with pytest.raises(InvalidConfigError, match="exceed the limit"):
         MultivariateRationalLayer(200, 1, 4, 4)
-    with pytest.raises(ShapeMismatchError, match=r"MultivariateRationalLayer expects input of shape \[\.\.\., 3\], got \[4, 2\]"):
+    with pytest.raises(
+        ShapeMismatchError,
+        match=r"MultivariateRationalLayer expects input of shape \[\.\.\., 3\], got \[4, 2\]",
+    ):
         MultivariateRationalLayer(3, 1, 2, 2)(torch.zeros(4, 2))
 
 
@@ -298,9 +334,11 @@ def test_template_matches_the_compiled_module_and_has_parameters():
     Pr, Qr = ref(x)
     assert torch.equal(P, Pr) and torch.equal(Q, Qr)
     assert Q.tolist()[1] == 0.0  # b0 + b1*x vanishes at 0.5
-    assert sorted(n for n, _ in layer.named_parameters()) == sorted(
-        f"module.coefficients.{n}" for n in PARAMS
-    ) or len(list(layer.parameters())) == 4
+    assert (
+        sorted(n for n, _ in layer.named_parameters())
+        == sorted(f"module.coefficients.{n}" for n in PARAMS)
+        or len(list(layer.parameters())) == 4
+    )
     P.sum().backward()
 
 
@@ -319,7 +357,9 @@ def test_template_validity_factors_are_returned_and_masked():
 
 
 def test_template_to_sympy_exact_round_trip_and_display():
-    layer = RationalTemplateLayer(TEMPLATE, PARAMS, init={"a0": 1.0, "a1": 0.0, "b0": 0.1, "b1": 1.0})
+    layer = RationalTemplateLayer(
+        TEMPLATE, PARAMS, init={"a0": 1.0, "a1": 0.0, "b0": 0.1, "b1": 1.0}
+    )
     exact = layer.to_sympy()
     b0 = [a for a in sp.preorder_traversal(exact) if isinstance(a, sp.Rational) and a.q > 1]
     assert any(float(r) == layer.coefficient_values()["b0"] for r in b0)
@@ -339,7 +379,9 @@ def test_template_errors():
     x, a = sp.symbols("x a")
     with pytest.raises(TemplateError, match="not rational|sqrt|Pow"):
         RationalTemplateLayer(sp.sqrt(x) * a, ["a"])
-    with pytest.raises(TemplateError, match=r"symbols \['c'\] of the template are neither declared"):
+    with pytest.raises(
+        TemplateError, match=r"symbols \['c'\] of the template are neither declared"
+    ):
         RationalTemplateLayer("(a + c*x)/x", ["a"], variables=["x"])
     with pytest.raises(TemplateError, match=r"declared parameters \['b'\] do not occur"):
         RationalTemplateLayer("a/x", ["a", "b"])
@@ -357,7 +399,10 @@ def test_template_errors():
 
 def _layers():
     torch.manual_seed(4)
-    yield SCMRationalLayer(1, 1, numerator_init=[1.0, 0.0], denominator_init=[0.0, 1.0]), torch.tensor([0.0, 2.0])
+    yield (
+        SCMRationalLayer(1, 1, numerator_init=[1.0, 0.0], denominator_init=[0.0, 1.0]),
+        torch.tensor([0.0, 2.0]),
+    )
     yield RationalTemplateLayer("a/x", ["a"]), torch.tensor([[0.0], [2.0]])
     yield RationalTemplateLayer("a/(1 + 1/x)", ["a"]), torch.tensor([[0.0], [2.0]])
     mv = MultivariateRationalLayer(2, 1, 1, 1)

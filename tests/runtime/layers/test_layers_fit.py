@@ -26,8 +26,13 @@ Y = 1 / (X + 0.1)
 def fit(layer: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, iters: int) -> float:
     y_n, y_d = lift_targets(y)
     opt = torch.optim.LBFGS(
-        layer.parameters(), lr=1, max_iter=iters, history_size=50,
-        line_search_fn="strong_wolfe", tolerance_grad=1e-30, tolerance_change=1e-30,
+        layer.parameters(),
+        lr=1,
+        max_iter=iters,
+        history_size=50,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-30,
+        tolerance_change=1e-30,
     )
 
     def closure() -> torch.Tensor:
@@ -52,8 +57,13 @@ def perturbed_rational(seed: int, **kw) -> SCMRationalLayer:
 
 def perturbed_template(seed: int) -> RationalTemplateLayer:
     torch.manual_seed(seed)
-    init = {k: v + 0.1 * float(torch.randn(())) for k, v in {"a0": 1.0, "a1": 0.0, "b0": 1.0, "b1": 0.0}.items()}
-    return RationalTemplateLayer("(a0 + a1*x)/(b0 + b1*x)", ["a0", "a1", "b0", "b1"], init=init, dtype=F64)
+    init = {
+        k: v + 0.1 * float(torch.randn(()))
+        for k, v in {"a0": 1.0, "a1": 0.0, "b0": 1.0, "b1": 0.0}.items()
+    }
+    return RationalTemplateLayer(
+        "(a0 + a1*x)/(b0 + b1*x)", ["a0", "a1", "b0", "b1"], init=init, dtype=F64
+    )
 
 
 def pole_error(layer, interval=(-1, 1), at=-0.1) -> float:
@@ -119,7 +129,9 @@ def check_tan(seed: int, iters: int) -> float:
         P, Q = layer(x)
     away = torch.minimum((x - math.pi / 2).abs(), (x + math.pi / 2).abs()) > 0.1
     linf = float((P / Q - torch.tan(x))[away].abs().max())
-    print(f"tan [3/3] seed {seed}: pole errors {errs[0]:.3g}, {errs[1]:.3g}; L-inf (|x -+ pi/2| > 0.1) {linf:.3g}")
+    print(
+        f"tan [3/3] seed {seed}: pole errors {errs[0]:.3g}, {errs[1]:.3g}; L-inf (|x -+ pi/2| > 0.1) {linf:.3g}"
+    )
     return linf
 
 

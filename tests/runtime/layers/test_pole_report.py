@@ -36,8 +36,13 @@ def expr(num, den):
 
 
 def test_near_cancelled_pair_is_spurious_with_its_numbers():
-    report = pole_report(expr(x - sp.Rational(3, 10) - sp.Rational(1, 10**9),
-                              (x - sp.Rational(3, 10)) * (x + sp.Rational(1, 2))), (-1, 1))
+    report = pole_report(
+        expr(
+            x - sp.Rational(3, 10) - sp.Rational(1, 10**9),
+            (x - sp.Rational(3, 10)) * (x + sp.Rational(1, 2)),
+        ),
+        (-1, 1),
+    )
     assert report.locations == (-0.5,)
     (doublet,) = report.spurious
     assert doublet.location == 0.3 and doublet.kind == "spurious" and doublet.bottom
@@ -61,15 +66,22 @@ def test_double_pole_perturbed_into_a_complex_pair_is_one_double_pole():
     (pole,) = report.poles
     assert pole.multiplicity == 2 and pole.order == 2
     assert abs(pole.location - 0.25) <= 1e-15
-    assert not pole.bottom  # no exact real zero of Q: strict inference gives huge values, not bottom
+    assert (
+        not pole.bottom
+    )  # no exact real zero of Q: strict inference gives huge values, not bottom
     assert pole.residue == pytest.approx(1.0, rel=1e-9)  # Laurent coefficient of 1/(x - 1/4)**2
     assert report.zeros == report.poles
 
 
 def test_double_pole_split_into_two_real_zeros_is_one_double_pole():
     # Q = (x - 1/4)**2 - 2**-40 exactly in float64: two real zeros 2**-19 apart
-    layer = SCMRationalLayer(0, 2, numerator_init=[1.0], denominator_init=[1 / 16 - 2.0**-40, -0.5, 1.0],
-                             dtype=torch.float64)
+    layer = SCMRationalLayer(
+        0,
+        2,
+        numerator_init=[1.0],
+        denominator_init=[1 / 16 - 2.0**-40, -0.5, 1.0],
+        dtype=torch.float64,
+    )
     report = pole_report(layer, (-1, 1))
     (pole,) = report.poles
     assert pole.multiplicity == 2 and pole.bottom
@@ -120,13 +132,26 @@ def test_data_test_and_removal(seed):
     assert rms_rel(cleaned, xs, ys) <= 1.05 * rms_rel(layer, xs, ys)
     # the original layer is untouched; degrees, basis, domain and dtype are kept
     assert len(pole_report(layer, (-1, 1)).zeros) == 3
-    assert (cleaned.numerator_degree, cleaned.denominator_degree, cleaned.basis, cleaned.domain) == (3, 3, "chebyshev", layer.domain)
+    assert (
+        cleaned.numerator_degree,
+        cleaned.denominator_degree,
+        cleaned.basis,
+        cleaned.domain,
+    ) == (3, 3, "chebyshev", layer.domain)
 
 
 def test_removal_keeps_monomial_basis_and_float32():
     xs, ys, layer = noisy_overfit(0)
-    mono = fit_rational(xs, ys, 3, 3, reduce_degree=False, remove_spurious=False, basis="monomial",
-                        dtype=torch.float32)
+    mono = fit_rational(
+        xs,
+        ys,
+        3,
+        3,
+        reduce_degree=False,
+        remove_spurious=False,
+        basis="monomial",
+        dtype=torch.float32,
+    )
     cleaned, report = remove_spurious_poles(mono, xs, ys)
     assert cleaned.basis == "monomial" and cleaned.numerator.dtype == torch.float32
     assert len(report.poles) == 1 and report.spurious == ()
@@ -140,7 +165,9 @@ def test_data_keeps_a_small_but_real_pole():
     xs = np.linspace(-1, 1, 512)
     layer = fit_rational(xs, f(xs), 1, 3)
     assert pole_report(layer, (-1, 1)).locations == pytest.approx((-0.8477,), abs=1e-12)
-    assert pole_report(layer, (-1, 1), data=(xs, f(xs))).locations == pytest.approx((-0.8477,), abs=1e-12)
+    assert pole_report(layer, (-1, 1), data=(xs, f(xs))).locations == pytest.approx(
+        (-0.8477,), abs=1e-12
+    )
 
 
 def test_bottom_targets_in_the_data_test():
@@ -153,8 +180,12 @@ def test_bottom_targets_in_the_data_test():
 
 @settings(max_examples=25, deadline=None)
 @given(
-    st.lists(st.fractions(min_value=Fraction(-9, 10), max_value=Fraction(9, 10), max_denominator=40),
-             min_size=1, max_size=3, unique=True),
+    st.lists(
+        st.fractions(min_value=Fraction(-9, 10), max_value=Fraction(9, 10), max_denominator=40),
+        min_size=1,
+        max_size=3,
+        unique=True,
+    ),
     st.lists(st.integers(min_value=1, max_value=9), min_size=3, max_size=3),
     st.fractions(min_value=Fraction(-9, 10), max_value=Fraction(9, 10), max_denominator=40),
 )
@@ -165,7 +196,10 @@ def test_planted_poles_found_and_planted_doublet_flagged(poles, residues, double
     if min(abs(doublet_at - p) for p in poles) < Fraction(1, 20):
         return
     # independent reference: r = sum_k c_k / (x - p_k) + 1, exact
-    terms = [sp.Integer(c) / (x - sp.Rational(p.numerator, p.denominator)) for c, p in zip(residues, poles, strict=False)]
+    terms = [
+        sp.Integer(c) / (x - sp.Rational(p.numerator, p.denominator))
+        for c, p in zip(residues, poles, strict=False)
+    ]
     r = sp.together(sum(terms) + 1)
     num, den = sp.fraction(r)
     report = pole_report(expr(sp.expand(num), sp.expand(den)), (-1, 1))
@@ -173,7 +207,9 @@ def test_planted_poles_found_and_planted_doublet_flagged(poles, residues, double
     assert [p.residue for p in report.poles] == pytest.approx(residues[: len(poles)], rel=1e-9)
     assert report.spurious == ()
     d = sp.Rational(doublet_at.numerator, doublet_at.denominator)
-    with_doublet = pole_report(expr(sp.expand(num * (x - d - sp.Rational(1, 10**10))), sp.expand(den * (x - d))), (-1, 1))
+    with_doublet = pole_report(
+        expr(sp.expand(num * (x - d - sp.Rational(1, 10**10))), sp.expand(den * (x - d))), (-1, 1)
+    )
     assert with_doublet.locations == report.locations
     assert [p.location for p in with_doublet.spurious] == [float(doublet_at)]
 
@@ -189,7 +225,9 @@ def test_pole_report_errors():
         pole_report("1/(x - 1/2)", (-1, 1), data=np.ones(3))
     with pytest.raises(ShapeMismatchError, match="data y must have the shape of x"):
         pole_report("1/(x - 1/2)", (-1, 1), data=(np.ones(3), np.ones(4)))
-    with pytest.raises(UnsupportedInputError, match="remove_spurious_poles expects an SCMRationalLayer"):
+    with pytest.raises(
+        UnsupportedInputError, match="remove_spurious_poles expects an SCMRationalLayer"
+    ):
         remove_spurious_poles(torch.nn.Linear(1, 1), np.ones(3), np.ones(3))  # type: ignore[arg-type]
 
 
@@ -229,7 +267,9 @@ def test_zero_set_report_slice():
     (rep,) = report.slices
     assert rep.locations == (0.0,) and rep.poles[0].residue == pytest.approx(1.0)
     on_factor = zero_set_report(head, None, fixed={"h1": 0.5, "h2": 0.0}, interval=(0, 1))
-    assert on_factor.slices[0].poles == () and [z.location for z in on_factor.slices[0].removable] == [0.5]
+    assert on_factor.slices[0].poles == () and [
+        z.location for z in on_factor.slices[0].removable
+    ] == [0.5]
 
 
 def test_zero_set_report_errors():

@@ -22,7 +22,9 @@ def test_known_polynomial_poles_multiplicity_and_cancellation():
     # template are tested below
     x = sp.Symbol("x")
     with sp.evaluate(False):
-        expr = (x + sp.Rational(1, 3)) / ((x - sp.Rational(1, 2)) ** 2 * (x + sp.Rational(1, 3)) * (x**2 - 2) * (x - 5))
+        expr = (x + sp.Rational(1, 3)) / (
+            (x - sp.Rational(1, 2)) ** 2 * (x + sp.Rational(1, 3)) * (x**2 - 2) * (x - 5)
+        )
     report = pole_report(expr, (-2, 2))
     kinds = [(z.location, z.multiplicity, z.kind) for z in report.zeros]
     assert kinds == [
@@ -49,11 +51,22 @@ def test_validity_factor_zeros_are_listed():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.fractions(min_value=-3, max_value=3, max_denominator=50), min_size=1, max_size=4, unique=True),
-       st.integers(min_value=1, max_value=3))
+@given(
+    st.lists(
+        st.fractions(min_value=-3, max_value=3, max_denominator=50),
+        min_size=1,
+        max_size=4,
+        unique=True,
+    ),
+    st.integers(min_value=1, max_value=3),
+)
 def test_roots_of_products_of_linear_factors(roots, mult):
     x = sp.Symbol("x")
-    Q = sp.Poly(sp.prod([(x - sp.Rational(r.numerator, r.denominator)) for r in roots]) ** mult, x, domain=sp.QQ)
+    Q = sp.Poly(
+        sp.prod([(x - sp.Rational(r.numerator, r.denominator)) for r in roots]) ** mult,
+        x,
+        domain=sp.QQ,
+    )
     found = real_zeros(Q, Fraction(-3), Fraction(3))
     assert [iv for iv, _ in found] == [(r, r) for r in sorted(roots)]
     assert {m for _, m in found} == {mult}
@@ -65,16 +78,25 @@ def test_trained_layer_coefficients_are_exact_and_digits_round():
     assert exact.locations == (-float(torch.tensor(0.1)),)  # the float32 value of 0.1, exactly
     rounded = pole_report(layer, (-1, 1), digits=3)
     assert rounded.zeros[0].interval == (Fraction(-1, 10), Fraction(-1, 10))
-    cheb = SCMRationalLayer(1, 2, basis="chebyshev", domain=(0.0, 2.0),
-                            numerator_init=[1.0, 0.0], denominator_init=[0.0, 0.0, 1.0])
+    cheb = SCMRationalLayer(
+        1,
+        2,
+        basis="chebyshev",
+        domain=(0.0, 2.0),
+        numerator_init=[1.0, 0.0],
+        denominator_init=[0.0, 0.0, 1.0],
+    )
     # T_2(t) = 2t**2 - 1 with t = x - 1: zeros at 1 +- 1/sqrt(2)
     expected = tuple(float(sp.N(1 + s / sp.sqrt(2), 40)) for s in (-1, 1))  # correctly rounded
     assert pole_report(cheb, (0, 2)).locations == expected
 
 
 def test_template_report_substitutes_the_coefficients():
-    layer = RationalTemplateLayer("(a0 + a1*x)/(b0 + b1*x)", ["a0", "a1", "b0", "b1"],
-                                  init={"a0": 0.5, "a1": 1.0, "b0": 0.5, "b1": 1.0})
+    layer = RationalTemplateLayer(
+        "(a0 + a1*x)/(b0 + b1*x)",
+        ["a0", "a1", "b0", "b1"],
+        init={"a0": 0.5, "a1": 1.0, "b0": 0.5, "b1": 1.0},
+    )
     report = pole_report(layer, (-1, 1))
     assert [z.kind for z in report.zeros] == ["removable"]  # (x + 1/2)/(x + 1/2)
     assert report.poles == ()

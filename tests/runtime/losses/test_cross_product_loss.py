@@ -40,7 +40,9 @@ def test_zero_exactly_on_proportional_tuples_and_bottom_rows_train_q() -> None:
 def test_mask_excludes_rows_even_with_nan() -> None:
     P = torch.tensor([1.0, float("nan")], requires_grad=True)
     Q = torch.tensor([1.0, 1.0])
-    loss = cross_product_loss(P, Q, torch.tensor([2.0, 1.0]), torch.tensor([1.0, 1.0]), mask=torch.tensor([True, False]))
+    loss = cross_product_loss(
+        P, Q, torch.tensor([2.0, 1.0]), torch.tensor([1.0, 1.0]), mask=torch.tensor([True, False])
+    )
     loss.backward()
     assert loss.item() == pytest.approx(0.25) and P.grad[1] == 0
 

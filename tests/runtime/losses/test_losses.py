@@ -304,7 +304,15 @@ def test_coverage_counts_like_strict_inference() -> None:
     assert not cov.requires_grad and cov.dtype == torch.float32
     # float32(1e-4) = 9.99999975e-05 is below the real threshold 1e-4: bottom, exactly as
     # strict_inference decides (thresholds round up, never to nearest); only -1.0 is accepted
-    want = (~strict_inference(torch.ones(6), Q.detach(), config=InferenceConfig(tau_infer=1e-4)).bottom_mask).float().mean()
+    want = (
+        (
+            ~strict_inference(
+                torch.ones(6), Q.detach(), config=InferenceConfig(tau_infer=1e-4)
+            ).bottom_mask
+        )
+        .float()
+        .mean()
+    )
     torch.testing.assert_close(cov, want)
     torch.testing.assert_close(cov, torch.tensor(1 / 6))
     torch.testing.assert_close(
@@ -518,7 +526,11 @@ def test_fit_through_a_pole_with_bottom_targets() -> None:
 # --------------------------------------------------------------------------- relative weighting
 
 
-@given(y=st.floats(1e-6, 1e6) | st.floats(-1e6, -1e-6), scale=st.floats(1e-3, 1e3), cap=st.floats(2.0, 1e4))
+@given(
+    y=st.floats(1e-6, 1e6) | st.floats(-1e6, -1e-6),
+    scale=st.floats(1e-3, 1e3),
+    cap=st.floats(2.0, 1e4),
+)
 def test_relative_weight_is_abs_y_plus_reciprocal_capped(y, scale, cap) -> None:
     """Independent reference in exact rationals: 1/|sin cos| of phi = acot(y) is |y| + 1/|y|."""
     Yn = torch.tensor([y * scale], dtype=f64)
@@ -570,7 +582,9 @@ def test_relative_weighting_combines_with_weight_and_mask() -> None:
     ref = implicit_loss(P[:5], Q[:5], Yn[:5], Yd[:5], weight=rw)
     torch.testing.assert_close(got, ref, rtol=1e-12, atol=0)
     # a weighted mean: scaling every weight leaves it unchanged
-    torch.testing.assert_close(implicit_loss(P[:5], Q[:5], Yn[:5], Yd[:5], weight=7 * rw), ref, rtol=1e-12, atol=0)
+    torch.testing.assert_close(
+        implicit_loss(P[:5], Q[:5], Yn[:5], Yd[:5], weight=7 * rw), ref, rtol=1e-12, atol=0
+    )
     with pytest.raises(InvalidConfigError, match="weighting must be one of"):
         implicit_loss(P, Q, Yn, Yd, weighting="angle")
 
@@ -581,5 +595,10 @@ def test_scm_training_loss_passes_the_weighting() -> None:
     P, Q = y * 1.01, torch.ones_like(y)
     cfg = LossConfig(margin=0.0, sign=0.0, validity=0.0, weighting="relative", weight_cap=100.0)
     got = SCMTrainingLoss(cfg)((P, Q), targets, tau_train=1e-4)
-    torch.testing.assert_close(got, implicit_loss(P, Q, *targets, weighting="relative", weight_cap=100.0))
-    assert got.item() != SCMTrainingLoss(LossConfig(margin=0.0, sign=0.0, validity=0.0))((P, Q), targets).item()
+    torch.testing.assert_close(
+        got, implicit_loss(P, Q, *targets, weighting="relative", weight_cap=100.0)
+    )
+    assert (
+        got.item()
+        != SCMTrainingLoss(LossConfig(margin=0.0, sign=0.0, validity=0.0))((P, Q), targets).item()
+    )

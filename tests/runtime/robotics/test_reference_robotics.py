@@ -44,7 +44,9 @@ def _assert_generic_targets(summary: dict) -> None:
 def default_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("rr") / "default"
     # the default command, with a shorter MLP baseline (500 L-BFGS iterations in the slow tests)
-    return run_reference_robotics_deployment(ReferenceRoboticsDeploymentConfig(output_dir=out, baseline_iterations=100))
+    return run_reference_robotics_deployment(
+        ReferenceRoboticsDeploymentConfig(output_dir=out, baseline_iterations=100)
+    )
 
 
 def test_default_command_deploys_the_generic_head(default_run) -> None:
@@ -91,8 +93,12 @@ def test_artifacts_reload_and_cross_check(default_run) -> None:
     records = [json.loads(line) for line in default_run.training_log_path.read_text().splitlines()]
     trials = [r for r in records if r.get("event") == "degree_candidate"]
     assert [(r["numerator_degree"], r["denominator_degree"]) for r in trials][-1] == (3, 1)
-    assert [r for r in records if r.get("event") == "generic_fit"][0]["singular_set"]["zero_set"] == "{s2 = 0}"
-    epochs = [r for r in records if r.get("event") == "epoch"]  # the template compared in the same run
+    assert [r for r in records if r.get("event") == "generic_fit"][0]["singular_set"][
+        "zero_set"
+    ] == "{s2 = 0}"
+    epochs = [
+        r for r in records if r.get("event") == "epoch"
+    ]  # the template compared in the same run
     assert len(epochs) == 2 and epochs[-1]["train_loss"] < epochs[0]["train_loss"]
 
 
@@ -112,12 +118,16 @@ def test_tampered_artifacts_are_detected(default_run, tmp_path) -> None:
 
 def test_refuses_to_overwrite_unless_asked(default_run, tmp_path) -> None:
     with pytest.raises(InvalidConfigError, match="not empty; pass overwrite=True"):
-        run_reference_robotics_deployment(ReferenceRoboticsDeploymentConfig(output_dir=default_run.output_dir))
+        run_reference_robotics_deployment(
+            ReferenceRoboticsDeploymentConfig(output_dir=default_run.output_dir)
+        )
     stranger = tmp_path / "stranger"
     stranger.mkdir()
     (stranger / "notes.txt").write_text("mine")
     with pytest.raises(InvalidConfigError, match="not a previous reference run"):
-        run_reference_robotics_deployment(ReferenceRoboticsDeploymentConfig(output_dir=stranger, overwrite=True))
+        run_reference_robotics_deployment(
+            ReferenceRoboticsDeploymentConfig(output_dir=stranger, overwrite=True)
+        )
     assert (stranger / "notes.txt").read_text() == "mine"
 
 
@@ -136,7 +146,9 @@ def test_three_link_scenario_the_template_cannot_express(tmp_path) -> None:
 @pytest.mark.slow  # ~75 s: both alternative variants end to end (the default command stays in the fast suite)
 def test_template_variant_and_dls_labels(tmp_path) -> None:
     t = run_reference_robotics_deployment(
-        ReferenceRoboticsDeploymentConfig(output_dir=tmp_path / "t", variant="template", epochs=8, **FAST)
+        ReferenceRoboticsDeploymentConfig(
+            output_dir=tmp_path / "t", variant="template", epochs=8, **FAST
+        )
     )  # a quarter of the rows, four times the epochs: the default command's number of steps
     b = _buckets(t.summary)
     assert b["all"]["bottom_precision"] == 1.0 and b["all"]["bottom_recall"] == 1.0
@@ -147,7 +159,9 @@ def test_template_variant_and_dls_labels(tmp_path) -> None:
     )
     b = _buckets(d.summary)
     assert b["all"]["n_bottom"] == 0 and b["all"]["template.n_bottom"] == 0
-    assert d.summary["generic_fit"]["singular_set"]["matches_reference"] is False  # Q > 0 on the arm
+    assert (
+        d.summary["generic_fit"]["singular_set"]["matches_reference"] is False
+    )  # Q > 0 on the arm
     for k, row in b.items():
         if k == "all":
             continue
@@ -176,7 +190,14 @@ def test_config_errors(kwargs, match) -> None:
 
 
 def test_command_line_entry_points(tmp_path, capsys) -> None:
-    args = ["--n-samples", "600", "--baseline-iterations", "5", "--output-dir", str(tmp_path / "cli")]
+    args = [
+        "--n-samples",
+        "600",
+        "--baseline-iterations",
+        "5",
+        "--output-dir",
+        str(tmp_path / "cli"),
+    ]
     assert main([*args, "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert "bottom precision=" in out and "{s2 = 0}" in out

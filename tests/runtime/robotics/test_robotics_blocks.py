@@ -32,7 +32,9 @@ angles = st.floats(-math.pi, math.pi, allow_nan=False)
 lengths = st.floats(0.2, 3.0, allow_nan=False)
 
 
-@given(t1=angles, t2=angles, l1=lengths, l2=lengths, v=st.tuples(st.floats(-1, 1), st.floats(-1, 1)))
+@given(
+    t1=angles, t2=angles, l1=lengths, l2=lengths, v=st.tuples(st.floats(-1, 1), st.floats(-1, 1))
+)
 @example(t1=0.0, t2=1.1125369292536007e-308, l1=1.0, l2=1.0, v=(1.0, 0.0))  # label overflows to inf
 def test_inverse_velocity_solves_the_jacobian_system(t1, t2, l1, l2, v) -> None:
     arm = PlanarArm(l1, l2)
@@ -78,8 +80,11 @@ def test_dataset_is_seeded_stratified_and_labels_bottom_exactly() -> None:
     assert (dls.status == 0).all() and np.isfinite(dls.targets).all()
 
 
-@given(t=st.tuples(angles, angles, angles), v=st.tuples(st.floats(-1, 1), st.floats(-1, 1), st.floats(-1, 1)),
-       links=st.tuples(lengths, lengths, lengths))
+@given(
+    t=st.tuples(angles, angles, angles),
+    v=st.tuples(st.floats(-1, 1), st.floats(-1, 1), st.floats(-1, 1)),
+    links=st.tuples(lengths, lengths, lengths),
+)
 @example(t=(0.4, 0.0, -1.0), v=(1.0, 0.5, -0.2), links=(1.0, 0.7, 0.4))  # exactly singular
 def test_three_link_inverse_solves_the_position_and_orientation_system(t, v, links) -> None:
     arm = PlanarArm3(*links)
@@ -94,8 +99,11 @@ def test_three_link_inverse_solves_the_position_and_orientation_system(t, v, lin
         assert np.allclose(J @ dtheta[0], v, atol=1e-8 * (1 + np.abs(dtheta).max()))
     # the Jacobian is the derivative of the forward kinematics (central differences)
     h = 1e-6
-    cols = [(arm.forward_kinematics(np.array(t) + h * e) - arm.forward_kinematics(np.array(t) - h * e)) / (2 * h)
-            for e in np.eye(3)]
+    cols = [
+        (arm.forward_kinematics(np.array(t) + h * e) - arm.forward_kinematics(np.array(t) - h * e))
+        / (2 * h)
+        for e in np.eye(3)
+    ]
     assert np.allclose(np.stack(cols, axis=-1), J, atol=1e-6 * (1 + np.abs(J).max()))
 
 
@@ -107,12 +115,16 @@ def test_three_link_dataset_dls_and_features() -> None:
     arm = PlanarArm3()
     d = generate_ik_dataset(IKDatasetConfig(n_samples=500, seed=4, arm=arm))
     assert d.inputs.shape == (500, 6) and d.targets.shape == (500, 3)
-    assert np.array_equal(d.status == 1, d.det == 0) and np.array_equal(d.det, arm.det_jacobian(d.inputs[:, 1]))
+    assert np.array_equal(d.status == 1, d.det == 0) and np.array_equal(
+        d.det, arm.det_jacobian(d.inputs[:, 1])
+    )
     assert np.isnan(d.targets[d.status == 1]).all() and np.isfinite(d.targets[d.status == 0]).all()
     torch_feats = ArmFeatures(3, 3)(torch.tensor(d.inputs)).numpy()
     assert np.allclose(torch_feats, arm.features(d.inputs), rtol=0, atol=1e-15)
     far = d.inputs[np.abs(d.det) > 0.3][:20]
-    assert np.allclose(DLSSolver(arm=arm, damping=1e-7)(far), arm.inverse_velocity(far)[0], rtol=1e-8)
+    assert np.allclose(
+        DLSSolver(arm=arm, damping=1e-7)(far), arm.inverse_velocity(far)[0], rtol=1e-8
+    )
     assert np.isfinite(DLSSolver(arm=arm)(d.inputs[d.status == 1])).all()
     with pytest.raises(ShapeMismatchError, match=r"\[batch, 6\]"):
         arm.features(d.inputs[:, :4])
@@ -161,7 +173,9 @@ def test_prediction_errors_and_bucket_table() -> None:
     assert total["bottom_recall"] == 1.0
     assert total["bottom_precision"] == pytest.approx(d.singular.sum() / (d.singular.sum() + 1))
     assert rows[0]["m.n_scored"] == 0  # exact singular rows have no finite target
-    named = bucket_table(d, {"m": exact}, bottom_masks={"m": d.singular, "none": np.zeros(len(d), bool)})[-1]
+    named = bucket_table(
+        d, {"m": exact}, bottom_masks={"m": d.singular, "none": np.zeros(len(d), bool)}
+    )[-1]
     assert named["m.bottom_precision"] == named["m.bottom_recall"] == 1.0
     assert named["none.bottom_precision"] is None and named["none.bottom_recall"] == 0.0
     with pytest.raises(ShapeMismatchError):

@@ -25,7 +25,9 @@ ABOVE_1E5 = ("[1e-5,1e-4)", "[1e-4,1e-3)", "[1e-3,1e-2)", "[1e-2,inf)")
 
 
 def _splits(arm, n: int, seed: int, label_mode: str = "inverse"):
-    data = generate_ik_dataset(IKDatasetConfig(n_samples=n, seed=seed, arm=arm, label_mode=label_mode))
+    data = generate_ik_dataset(
+        IKDatasetConfig(n_samples=n, seed=seed, arm=arm, label_mode=label_mode)
+    )
     return data.split((0.6, 0.2, 0.2), seed=seed)
 
 
@@ -42,7 +44,10 @@ def _evaluate(fit, test):
 def test_generic_head_learns_the_inverse_jacobian_and_its_singular_set(arm, seed) -> None:
     train, calib, test = _splits(arm, 1500, seed)
     fit = fit_generic_head(train, calib, arm)
-    assert (fit.numerator_degree, fit.denominator_degree) == (3, 1)  # found by the search, not given
+    assert (fit.numerator_degree, fit.denominator_degree) == (
+        3,
+        1,
+    )  # found by the search, not given
     assert [(t.numerator_degree, t.denominator_degree) for t in fit.trials][-1] == (3, 1)
     assert fit.singular_set.matches_reference and fit.singular_set.description == "{s2 = 0}"
     b = _evaluate(fit, test)
@@ -91,9 +96,15 @@ def test_degree_search_falls_back_to_the_most_accurate_candidate() -> None:
     arm = PlanarArm()
     train, calib, _ = _splits(arm, 600, 7)
     fit = fit_generic_head(train, calib, arm, degrees=[(2, 1), (1, 1)], tolerance=0.0)
-    assert [(t.numerator_degree, t.denominator_degree) for t in fit.trials] == [(1, 1), (2, 1)]  # by size
+    assert [(t.numerator_degree, t.denominator_degree) for t in fit.trials] == [
+        (1, 1),
+        (2, 1),
+    ]  # by size
     best = min(fit.trials, key=lambda t: t.calibration_median_rel_err)
-    assert (fit.numerator_degree, fit.denominator_degree) == (best.numerator_degree, best.denominator_degree)
+    assert (fit.numerator_degree, fit.denominator_degree) == (
+        best.numerator_degree,
+        best.denominator_degree,
+    )
     assert best.calibration_median_rel_err > 1e-2  # too low a degree: no exact fit, and it says so
 
 
@@ -119,12 +130,16 @@ def _coef(terms: dict[tuple[int, ...], float]) -> np.ndarray:
 
 def test_report_recognises_sin_theta2_up_to_scale_and_the_circle_relations() -> None:
     # -0.6*s2 + 0.3*(c1^2 + s1^2 - 1): equal to -0.6*s2 on the arm
-    r = singular_set_report(EXPS2, _coef({(0, 4): -0.6, (1, 1): 0.3, (2, 2): 0.3, (0, 0): -0.3}), NAMES2, 2)
+    r = singular_set_report(
+        EXPS2, _coef({(0, 4): -0.6, (1, 1): 0.3, (2, 2): 0.3, (0, 0): -0.3}), NAMES2, 2
+    )
     assert r.matches_reference and r.description == "{s2 = 0}" and r.snap_residual == 0.0
     assert sp.simplify(r.normal_form + sp.Symbol("s2")) == 0
     other = singular_set_report(EXPS2, _coef({(0, 3): 1.0, (0, 0): -0.5}), NAMES2, 2)  # c2 = 1/2
     assert not other.matches_reference and other.description == "{2*c2 - 1 = 0}"
-    everywhere = singular_set_report(EXPS2, _coef({(3, 3): 1.0, (4, 4): 1.0, (0, 0): -1.0}), NAMES2, 2)
+    everywhere = singular_set_report(
+        EXPS2, _coef({(3, 3): 1.0, (4, 4): 1.0, (0, 0): -1.0}), NAMES2, 2
+    )
     assert everywhere.normal_form == 0 and not everywhere.matches_reference
     assert "whole arm" in everywhere.description
     nowhere = singular_set_report(EXPS2, _coef({(0, 0): 2.0}), NAMES2, 2)
@@ -164,7 +179,9 @@ def test_report_agrees_with_evaluation_on_the_arm(scale: Fraction, g: list, extr
     r = singular_set_report(EXPS2, c, NAMES2, 2)
     # independent reference: evaluate Q / s2 at angles on the arm
     t = np.random.default_rng(0).uniform(-3, 3, size=(64, 2))
-    feats = np.column_stack([np.cos(t[:, 0]), np.sin(t[:, 0]), np.cos(t[:, 1]), np.sin(t[:, 1]), 0 * t])
+    feats = np.column_stack(
+        [np.cos(t[:, 0]), np.sin(t[:, 0]), np.cos(t[:, 1]), np.sin(t[:, 1]), 0 * t]
+    )
     aug = np.column_stack([np.ones(64), feats])
     Q = sum(v * aug[:, a] * aug[:, b] for (a, b), v in zip(EXPS2, c, strict=True))
     ratio = Q / feats[:, 3]

@@ -28,7 +28,10 @@ class Moebius(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.a = nn.Parameter(torch.randn(2, dtype=torch.float64))
-        self.b = nn.Parameter(torch.tensor([1.0, 0.0], dtype=torch.float64) + 0.1 * torch.randn(2, dtype=torch.float64))
+        self.b = nn.Parameter(
+            torch.tensor([1.0, 0.0], dtype=torch.float64)
+            + 0.1 * torch.randn(2, dtype=torch.float64)
+        )
 
     def forward(self, x):
         x = x.squeeze(-1)
@@ -74,7 +77,9 @@ def main(out: Path, mode: str) -> None:
     trainer = SCMTrainer(model, opt, loss_fn, loader, config=config)
     history = trainer.fit()
     result = {
-        "params": [float(v) for v in torch.cat([p.detach().reshape(-1) for p in model.parameters()])],
+        "params": [
+            float(v) for v in torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+        ],
         "best_epoch": trainer.best_epoch,
         "history": history,
         "loss_calls": calls[0],

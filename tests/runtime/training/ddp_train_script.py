@@ -67,7 +67,9 @@ def train(out: Path, rank: int) -> dict:
     y = (2.0 - x.squeeze(-1)) / (x.squeeze(-1) + 1.5)
     loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True)
     xv = torch.linspace(-1, 1, 64).unsqueeze(-1)
-    val = DataLoader(TensorDataset(xv, 0.5 * (2.0 - xv.squeeze(-1)) / (xv.squeeze(-1) + 1.5)), batch_size=16)
+    val = DataLoader(
+        TensorDataset(xv, 0.5 * (2.0 - xv.squeeze(-1)) / (xv.squeeze(-1) + 1.5)), batch_size=16
+    )
     rows: dict[bool, list[int]] = {True: [], False: []}  # grad enabled: training, else validation
 
     def loss_fn(outputs, targets, *, tau_train):

@@ -25,7 +25,7 @@ import torch
 
 from zpml_runtime.metrics import recommend_tau_infer, tau_infer_sweep_from_q_abs
 
-SEED_EXAMPLE = '''
+SEED_EXAMPLE = """
 import torch
 import torch.nn as nn
 
@@ -70,7 +70,7 @@ trainer.fit()
 # Infer on strict (wrapper in eval mode decodes + emits masks).
 wrapped.eval()
 decoded, bottom_mask, gap_mask = wrapped(x)
-'''
+"""
 
 POLE = -0.1
 
@@ -87,7 +87,9 @@ def run_seed_example(*, seed: int, config_line: str | None = None) -> dict:
     """Execute the seed example (optionally with ``config=...`` passed to SCMTrainer)."""
     code = SEED_EXAMPLE
     if config_line is not None:
-        code = code.replace("train_loader=train_loader)", f"train_loader=train_loader, config={config_line})")
+        code = code.replace(
+            "train_loader=train_loader)", f"train_loader=train_loader, config={config_line})"
+        )
     torch.manual_seed(seed)
     namespace: dict = {"__name__": "seed004_example"}
     exec(compile(code, "seed004_example", "exec"), namespace)  # noqa: S102 - our own constant code
@@ -118,7 +120,9 @@ def evaluate_pole_fit(wrapped) -> dict:
         tau = recommend_tau_infer(sweep, max_false_bottom_rate=0.0).tau_infer
         pts = torch.cat([torch.tensor([[POLE]]), xh])
         Pp, Qp = wrapped.raw(pts)
-        res = strict_inference(Pp, Qp, config=InferenceConfig(tau_infer=tau, tau_train=max(tau, 1e-4)))
+        res = strict_inference(
+            Pp, Qp, config=InferenceConfig(tau_infer=tau, tau_train=max(tau, 1e-4))
+        )
         bottom = res.bottom_mask
         far = (pts.squeeze(-1) - POLE).abs() > 1e-3
         _, q_seed_tau = wrapped.raw(torch.tensor([[POLE]]))
@@ -208,7 +212,10 @@ def test_seed_example_with_head_fit_meets_the_targets(seed):
 
 @pytest.mark.slow
 def test_seed_example_with_head_fit_ten_seeds():
-    results = [evaluate_pole_fit(run_seed_example(seed=s, config_line=HEAD_FIT_LINE)["wrapped"]) for s in range(10)]
+    results = [
+        evaluate_pole_fit(run_seed_example(seed=s, config_line=HEAD_FIT_LINE)["wrapped"])
+        for s in range(10)
+    ]
     flags = [_meets_targets(m) for m in results]
     assert sum(p for p, _ in flags) >= 9, results
     assert sum(med for _, med in flags) >= 8, results

@@ -14,7 +14,8 @@ import torch.distributed as dist
 SCRIPT = Path(__file__).with_name("ddp_train_script.py")
 
 pytestmark = pytest.mark.skipif(
-    not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo needed"
+    not dist.is_available() or not dist.is_gloo_available(),
+    reason="torch.distributed with gloo needed",
 )
 
 
@@ -33,13 +34,22 @@ def test_trainer_runs_unchanged_under_torchrun(tmp_path):
     out, logs = tmp_path / "out", tmp_path / "torchrun-logs"
     out.mkdir()
     # faulthandler: a fatal signal in a rank prints every thread's Python stack to its stderr
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1", TORCH_SHOW_CPP_STACKTRACES="1")
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1", TORCH_SHOW_CPP_STACKTRACES="1"
+    )
     # --standalone: the launcher binds its rendezvous store to a free port itself (a port
     # chosen here and bound seconds later by torchrun can be taken in between on a busy
     # machine); --tee keeps each rank's output in its own file under --log-dir as well
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        f"--log-dir={logs}", "--tee=3", str(SCRIPT), str(out),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        f"--log-dir={logs}",
+        "--tee=3",
+        str(SCRIPT),
+        str(out),
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, _failure_report(proc, logs)
@@ -65,4 +75,6 @@ def test_trainer_runs_unchanged_under_torchrun(tmp_path):
     # to abort the interpreter's exit (SIGABRT, about 1 run in 20 under load when they were)
     for r in (r0, r1):
         if r["threads_after_destroy"] is not None:
-            assert not [t for t in r["threads_after_destroy"] if "gloo" in t], r["threads_after_destroy"]
+            assert not [t for t in r["threads_after_destroy"] if "gloo" in t], r[
+                "threads_after_destroy"
+            ]

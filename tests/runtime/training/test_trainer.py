@@ -81,7 +81,11 @@ def seed_loss(outputs, lifted_targets):
 def data(n: int = 64, pole: float = 0.5, batch: int = 16, shuffle: bool = False):
     x = torch.linspace(-1.0, 1.0, n).unsqueeze(-1)
     y = (2.0 - x) / (x + pole)
-    return x, y.squeeze(-1), DataLoader(TensorDataset(x, y.squeeze(-1)), batch_size=batch, shuffle=shuffle)
+    return (
+        x,
+        y.squeeze(-1),
+        DataLoader(TensorDataset(x, y.squeeze(-1)), batch_size=batch, shuffle=shuffle),
+    )
 
 
 def cfg(**kw) -> TrainingConfig:
@@ -103,7 +107,10 @@ def cfg(**kw) -> TrainingConfig:
         ({"max_epochs": -1}, "max_epochs=-1"),
         ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps=0"),
         ({"early_stopping_patience": 3}, "val_loader is None"),
-        ({"tau_infer": 1e-3, "tau_train_min": 1e-4}, "tau_train_min=0.0001 must be >= tau_infer=0.001"),
+        (
+            {"tau_infer": 1e-3, "tau_train_min": 1e-4},
+            "tau_train_min=0.0001 must be >= tau_infer=0.001",
+        ),
         ({"scheduler_interval": "batch"}, "scheduler_interval='batch'"),
         ({"progress": 1}, "progress=1"),
     ],
@@ -114,7 +121,9 @@ def test_config_rejects_bad_values(kwargs, match):
 
 
 def test_config_unknown_field_is_typed_and_suggests():
-    with pytest.raises(UnknownConfigFieldError, match="no field 'max_epoch'.*did you mean 'max_epochs'"):
+    with pytest.raises(
+        UnknownConfigFieldError, match="no field 'max_epoch'.*did you mean 'max_epochs'"
+    ):
         TrainingConfig(max_epoch=3)
     with pytest.raises(TypeError, match="keyword arguments only"):
         TrainingConfig(3)
@@ -167,7 +176,9 @@ def test_tau_train_drawn_per_step_in_range_and_seeded():
         rec = TauRecorder()
         model = Moebius()
         conf = cfg(max_epochs=3, tau_train_min=1e-4, tau_train_max=1e-2, seed=seed)
-        SCMTrainer(model, torch.optim.SGD(model.parameters(), lr=1e-3), rec, loader, config=conf).fit()
+        SCMTrainer(
+            model, torch.optim.SGD(model.parameters(), lr=1e-3), rec, loader, config=conf
+        ).fit()
         return rec.taus
 
     a, b, c = run(0), run(0), run(1)
@@ -185,7 +196,9 @@ def test_tau_train_not_passed_to_a_two_argument_loss():
         return seed_loss(outputs, targets)
 
     model = Moebius()
-    SCMTrainer(model, torch.optim.SGD(model.parameters(), lr=1e-3), loss, loader, config=cfg(max_epochs=1)).fit()
+    SCMTrainer(
+        model, torch.optim.SGD(model.parameters(), lr=1e-3), loss, loader, config=cfg(max_epochs=1)
+    ).fit()
     assert len(calls) == 4
 
 
@@ -241,7 +254,9 @@ def test_missing_rows_excluded_and_counted():
         return seed_loss(outputs, targets)
 
     model = Moebius()
-    history = SCMTrainer(model, torch.optim.SGD(model.parameters(), lr=1e-2), loss, loader, config=cfg(max_epochs=2)).fit()
+    history = SCMTrainer(
+        model, torch.optim.SGD(model.parameters(), lr=1e-2), loss, loader, config=cfg(max_epochs=2)
+    ).fit()
     assert sizes == [29, 29]
     assert history[0]["n_missing_rows"] == 3 and history[0]["n_bottom_rows"] == 0
     assert math.isfinite(history[-1]["train_loss"])
@@ -249,7 +264,11 @@ def test_missing_rows_excluded_and_counted():
     # a mask-aware loss (SCMTrainingLoss) gets the whole batch and masks itself
     model = Moebius()
     history = SCMTrainer(
-        model, torch.optim.SGD(model.parameters(), lr=1e-2), SCMTrainingLoss(), loader, config=cfg(max_epochs=2)
+        model,
+        torch.optim.SGD(model.parameters(), lr=1e-2),
+        SCMTrainingLoss(),
+        loader,
+        config=cfg(max_epochs=2),
     ).fit()
     assert history[0]["n_missing_rows"] == 3 and math.isfinite(history[-1]["train_loss"])
     assert "implicit" in history[-1].get("loss_terms", {})
@@ -263,7 +282,9 @@ def test_gradient_accumulation_matches_one_big_batch():
         model = Moebius()
         loader = DataLoader(TensorDataset(x, y), batch_size=batch)
         conf = cfg(max_epochs=1, gradient_accumulation_steps=accum)
-        SCMTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), seed_loss, loader, config=conf).fit()
+        SCMTrainer(
+            model, torch.optim.SGD(model.parameters(), lr=0.1), seed_loss, loader, config=conf
+        ).fit()
         results.append(torch.cat([model.a.detach(), model.b.detach()]))
     torch.testing.assert_close(results[0], results[1], rtol=1e-6, atol=1e-7)
 
@@ -276,7 +297,9 @@ def test_grad_clipping_bounds_the_update():
         model = Moebius()
         before = torch.cat([model.a.detach(), model.b.detach()]).clone()
         conf = cfg(max_epochs=1, grad_clip_norm=clip)
-        SCMTrainer(model, torch.optim.SGD(model.parameters(), lr=1.0), seed_loss, loader, config=conf).fit()
+        SCMTrainer(
+            model, torch.optim.SGD(model.parameters(), lr=1.0), seed_loss, loader, config=conf
+        ).fit()
         moves[clip] = float((torch.cat([model.a.detach(), model.b.detach()]) - before).norm())
     assert moves[1e-3] <= 1e-3 * (1 + 1e-5)
     assert moves[None] > 10 * moves[1e-3]
@@ -288,7 +311,9 @@ def test_early_stopping_and_best_restore(tmp_path):
     val = DataLoader(TensorDataset(x, 0.3 * y), batch_size=64)
     model = Moebius()
     conf = cfg(max_epochs=200, val_loader=val, early_stopping_patience=3, checkpoint_dir=tmp_path)
-    trainer = SCMTrainer(model, torch.optim.Adam(model.parameters(), lr=0.05), seed_loss, loader, config=conf)
+    trainer = SCMTrainer(
+        model, torch.optim.Adam(model.parameters(), lr=0.05), seed_loss, loader, config=conf
+    )
     history = trainer.fit()
     assert trainer.stopped_early and len(history) < 200
     best = min(history, key=lambda r: r["val_loss"])
@@ -306,7 +331,9 @@ def test_log_hook_and_jsonl_logger(tmp_path, capsys):
     logger = JsonlLogger(tmp_path / "train.jsonl")
     model = Moebius()
     conf = cfg(max_epochs=3, log_hook=records.append, logger=logger, log_every_n_steps=2)
-    SCMTrainer(model, torch.optim.SGD(model.parameters(), lr=1e-2), seed_loss, loader, config=conf).fit()
+    SCMTrainer(
+        model, torch.optim.SGD(model.parameters(), lr=1e-2), seed_loss, loader, config=conf
+    ).fit()
     events = [r["event"] for r in records]
     assert events[0] == "fit_start" and events[-1] == "fit_end"
     assert events.count("epoch") == 3 and events.count("step") == 6
@@ -321,7 +348,9 @@ def test_progress_bar_can_be_on(capsys):
     _, _, loader = data()
     model = Moebius()
     conf = TrainingConfig(max_epochs=2, progress=True)
-    SCMTrainer(model, torch.optim.SGD(model.parameters(), lr=1e-2), seed_loss, loader, config=conf).fit()
+    SCMTrainer(
+        model, torch.optim.SGD(model.parameters(), lr=1e-2), seed_loss, loader, config=conf
+    ).fit()
     assert "SCMTrainer" in capsys.readouterr().err
 
 
@@ -330,7 +359,9 @@ def test_scheduler_stepped_per_epoch():
     model = Moebius()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
-    history = SCMTrainer(model, opt, seed_loss, loader, scheduler=sched, config=cfg(max_epochs=3)).fit()
+    history = SCMTrainer(
+        model, opt, seed_loss, loader, scheduler=sched, config=cfg(max_epochs=3)
+    ).fit()
     assert [r["lr"] for r in history] == pytest.approx([0.1, 0.05, 0.025])
 
 
@@ -347,7 +378,13 @@ def test_wrong_target_shape_is_named():
             return p.unsqueeze(-1), q.unsqueeze(-1)
 
     model = KeepsDim()
-    trainer = SCMTrainer(model, torch.optim.SGD(model.parameters(), lr=1e-2), seed_loss, loader, config=cfg(max_epochs=1))
+    trainer = SCMTrainer(
+        model,
+        torch.optim.SGD(model.parameters(), lr=1e-2),
+        seed_loss,
+        loader,
+        config=cfg(max_epochs=1),
+    )
     with pytest.raises(ShapeMismatchError, match=r"epoch 1, batch 0.*\[8, 1\].*\[8\].*squeeze"):
         trainer.fit()
 
@@ -358,8 +395,16 @@ def test_nan_in_finite_labelled_target_names_row_and_epoch():
     y[5] = float("nan")
     loader = DataLoader(TensorDataset(x, y, torch.zeros(8, dtype=torch.long)), batch_size=8)
     model = Moebius()
-    trainer = SCMTrainer(model, torch.optim.SGD(model.parameters(), lr=1e-2), seed_loss, loader, config=cfg(max_epochs=1))
-    with pytest.raises(InvalidTargetError, match="epoch 1, batch 0.*row 5 is labelled finite but holds nan"):
+    trainer = SCMTrainer(
+        model,
+        torch.optim.SGD(model.parameters(), lr=1e-2),
+        seed_loss,
+        loader,
+        config=cfg(max_epochs=1),
+    )
+    with pytest.raises(
+        InvalidTargetError, match="epoch 1, batch 0.*row 5 is labelled finite but holds nan"
+    ):
         trainer.fit()
 
 
@@ -369,12 +414,23 @@ def test_bottom_labels_with_layer_that_cannot_reach_bottom():
     status = torch.tensor([0, 0, 1, 0, 0, 0, 0, 0])  # row 2 is bottom
     loader = DataLoader(TensorDataset(x, y, status), batch_size=8)
     model = Net(FlooredHead())
-    trainer = SCMTrainer(model, torch.optim.SGD(model.parameters(), lr=1e-2), seed_loss, loader, config=cfg(max_epochs=1))
-    with pytest.raises(BottomUnreachableError, match=r"1 target rows.*layer 'head' \(FlooredHead\).*can_reach_bottom = False"):
+    trainer = SCMTrainer(
+        model,
+        torch.optim.SGD(model.parameters(), lr=1e-2),
+        seed_loss,
+        loader,
+        config=cfg(max_epochs=1),
+    )
+    with pytest.raises(
+        BottomUnreachableError,
+        match=r"1 target rows.*layer 'head' \(FlooredHead\).*can_reach_bottom = False",
+    ):
         trainer.fit()
     # finite-only data is fine for the same model
     ok = DataLoader(TensorDataset(x, y), batch_size=8)
-    SCMTrainer(model, torch.optim.SGD(model.parameters(), lr=1e-2), seed_loss, ok, config=cfg(max_epochs=1)).fit()
+    SCMTrainer(
+        model, torch.optim.SGD(model.parameters(), lr=1e-2), seed_loss, ok, config=cfg(max_epochs=1)
+    ).fit()
 
 
 def test_non_scalar_loss_is_named():
@@ -385,7 +441,13 @@ def test_non_scalar_loss_is_named():
         p, q = outputs
         return (p * targets[1] - q * targets[0]) ** 2
 
-    trainer = SCMTrainer(model, torch.optim.SGD(model.parameters(), lr=1e-2), per_row, loader, config=cfg(max_epochs=1))
+    trainer = SCMTrainer(
+        model,
+        torch.optim.SGD(model.parameters(), lr=1e-2),
+        per_row,
+        loader,
+        config=cfg(max_epochs=1),
+    )
     with pytest.raises(LossValueError, match=r"epoch 1, batch 0.*shape \[16\].*scalar"):
         trainer.fit()
 
@@ -402,7 +464,11 @@ def test_non_finite_loss_names_epoch_and_batch(mode):
         return value * float("nan") if len(calls) == 7 else value  # epoch 2, batch 2
 
     trainer = SCMTrainer(
-        model, torch.optim.SGD(model.parameters(), lr=1e-3), loss, loader, config=cfg(max_epochs=3, check_finite=mode)
+        model,
+        torch.optim.SGD(model.parameters(), lr=1e-3),
+        loss,
+        loader,
+        config=cfg(max_epochs=3, check_finite=mode),
     )
     with pytest.raises(LossValueError, match=r"epoch 2, batch 2.*not finite"):
         trainer.fit()
@@ -429,10 +495,22 @@ class FixedTuple(nn.Module):
 
 def _coverage_case():
     f32 = torch.float32
-    below = torch.nextafter(torch.tensor(1e-6, dtype=f32), torch.tensor(0.0, dtype=f32))  # float32 below 1e-6
+    below = torch.nextafter(
+        torch.tensor(1e-6, dtype=f32), torch.tensor(0.0, dtype=f32)
+    )  # float32 below 1e-6
     nearest = torch.tensor(1e-6, dtype=f32)  # float32(1e-6) < 1e-6: bottom under tau_infer = 1e-6
-    Q = torch.stack([torch.tensor(math.inf), torch.tensor(-math.inf), below, nearest, torch.tensor(2e-6), torch.tensor(0.0),
-                     torch.tensor(1.0), torch.tensor(0.5)]).to(f32)
+    Q = torch.stack(
+        [
+            torch.tensor(math.inf),
+            torch.tensor(-math.inf),
+            below,
+            nearest,
+            torch.tensor(2e-6),
+            torch.tensor(0.0),
+            torch.tensor(1.0),
+            torch.tensor(0.5),
+        ]
+    ).to(f32)
     P = torch.tensor([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, math.nan, 3e38], dtype=f32)
     idx = torch.arange(len(Q), dtype=f32).unsqueeze(-1)
     y = torch.ones(len(Q))
@@ -452,9 +530,16 @@ def test_val_coverage_is_the_deployed_bottom_mask(wrapped):
         model = SCMInferenceWrapper(model, config=icfg)
         conf = cfg(max_epochs=0, val_loader=loader, tau_train_min=1e-4, tau_train_max=1e-4)
     else:
-        conf = cfg(max_epochs=0, val_loader=loader, tau_infer=1e-6, tau_train_min=1e-4, tau_train_max=1e-4)
-    trainer = SCMTrainer(model, torch.optim.SGD(model.parameters(), lr=0.0), lambda o, t: o[0].sum() * 0, loader,
-                         config=conf)
+        conf = cfg(
+            max_epochs=0, val_loader=loader, tau_infer=1e-6, tau_train_min=1e-4, tau_train_max=1e-4
+        )
+    trainer = SCMTrainer(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.0),
+        lambda o, t: o[0].sum() * 0,
+        loader,
+        config=conf,
+    )
     deployed = strict_inference(P, Q, config=icfg).bottom_mask
     # inf, -inf, below, nearest, exact 0, NaN P, overflowing quotient: 7 bottoms; only 2e-6 is covered
     assert deployed.tolist() == [True, True, True, True, False, True, True, True]
@@ -464,7 +549,12 @@ def test_val_coverage_is_the_deployed_bottom_mask(wrapped):
 def test_val_coverage_with_tau_infer_zero_counts_faults_as_bottom():
     P, Q, loader = _coverage_case()
     model = FixedTuple(P, Q)
-    trainer = SCMTrainer(model, torch.optim.SGD(model.parameters(), lr=0.0), lambda o, t: o[0].sum() * 0, loader,
-                         config=cfg(max_epochs=0, val_loader=loader))
+    trainer = SCMTrainer(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.0),
+        lambda o, t: o[0].sum() * 0,
+        loader,
+        config=cfg(max_epochs=0, val_loader=loader),
+    )
     # tau_infer = 0: Q = +-inf, Q = 0, NaN P and the overflowing 3e38 / 0.5 are bottom; the three tiny Q are covered
     assert trainer.evaluate()["val_coverage"] == pytest.approx(3 / 8)

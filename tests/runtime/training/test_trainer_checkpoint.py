@@ -41,7 +41,9 @@ def make(tmp_path, **kw):
     model = Moebius()
     opt = torch.optim.Adam(model.parameters(), lr=0.02)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
-    conf = TrainingConfig(progress=False, checkpoint_dir=tmp_path, tau_train_min=1e-4, tau_train_max=1e-3, **kw)
+    conf = TrainingConfig(
+        progress=False, checkpoint_dir=tmp_path, tau_train_min=1e-4, tau_train_max=1e-3, **kw
+    )
     return SCMTrainer(model, opt, loss_fn, loader, scheduler=sched, config=conf)
 
 
@@ -73,7 +75,9 @@ def test_checkpoint_is_plain_state(tmp_path):
 
 def test_config_hash_mismatch_names_the_field(tmp_path):
     make(tmp_path / "a", max_epochs=1).fit()
-    with pytest.raises(CheckpointMismatchError, match=r"tau_train_max: checkpoint 0.001 vs now 0.01"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"tau_train_max: checkpoint 0.001 vs now 0.01"
+    ):
         trainer = make(tmp_path / "b", max_epochs=2, seed=0)
         trainer.config = trainer.config.replace(tau_train_max=1e-2)
         trainer.load_checkpoint(tmp_path / "a" / "last.pt")

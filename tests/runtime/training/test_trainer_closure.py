@@ -167,10 +167,14 @@ def test_closure_objective_is_the_mean_over_the_accumulation_group():
 
 def test_partial_group_at_epoch_end_is_stepped():
     x, y, _ = data(n=40)
-    loader = DataLoader(TensorDataset(x, y), batch_size=16)  # 16, 16, 8: one full group of 2, one partial
+    loader = DataLoader(
+        TensorDataset(x, y), batch_size=16
+    )  # 16, 16, 8: one full group of 2, one partial
     model = Moebius()
     opt = NeedsClosure(model.parameters())
-    h = SCMTrainer(model, opt, loss_fn, loader, config=cfg(max_epochs=1, gradient_accumulation_steps=2)).fit()
+    h = SCMTrainer(
+        model, opt, loss_fn, loader, config=cfg(max_epochs=1, gradient_accumulation_steps=2)
+    ).fit()
     assert opt.calls == 2 and h[0]["steps"] == 2 and h[0]["n_rows"] == 40
 
 
@@ -179,8 +183,14 @@ def test_custom_closure_optimiser_and_step_scheduler():
     model = Moebius()
     opt = NeedsClosure(model.parameters(), lr=0.05)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
-    h = SCMTrainer(model, opt, loss_fn, loader, scheduler=sched,
-                   config=cfg(max_epochs=1, scheduler_interval="step")).fit()
+    h = SCMTrainer(
+        model,
+        opt,
+        loss_fn,
+        loader,
+        scheduler=sched,
+        config=cfg(max_epochs=1, scheduler_interval="step"),
+    ).fit()
     assert opt.calls == 4 and h[0]["steps"] == 4
     assert opt.param_groups[0]["lr"] == pytest.approx(0.05 / 16)
 
@@ -196,8 +206,13 @@ def test_check_finite_step_stops_before_the_update():
         return loss_fn(outputs, targets) * math.nan
 
     loader = DataLoader(TensorDataset(x, y), batch_size=8)
-    trainer = SCMTrainer(model, lbfgs(model.parameters()), bad_loss, loader,
-                         config=cfg(max_epochs=1, check_finite="step"))
+    trainer = SCMTrainer(
+        model,
+        lbfgs(model.parameters()),
+        bad_loss,
+        loader,
+        config=cfg(max_epochs=1, check_finite="step"),
+    )
     with pytest.raises(LossValueError, match="not applied"):
         trainer.fit()
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
@@ -218,15 +233,27 @@ def test_lbfgs_checkpoint_resume_matches_uninterrupted(tmp_path):
     full = Moebius()
     SCMTrainer(full, lbfgs(full.parameters()), loss_fn, loader, config=cfg(max_epochs=3)).fit()
     part = Moebius()
-    SCMTrainer(part, lbfgs(part.parameters()), loss_fn, loader, config=cfg(max_epochs=1, checkpoint_dir=tmp_path)).fit()
+    SCMTrainer(
+        part,
+        lbfgs(part.parameters()),
+        loss_fn,
+        loader,
+        config=cfg(max_epochs=1, checkpoint_dir=tmp_path),
+    ).fit()
     resumed = Moebius(a=(9.0, 9.0), b=(9.0, 9.0))
-    SCMTrainer(resumed, lbfgs(resumed.parameters()), loss_fn, loader,
-               config=cfg(max_epochs=3, resume_from=tmp_path / "last.pt")).fit()
+    SCMTrainer(
+        resumed,
+        lbfgs(resumed.parameters()),
+        loss_fn,
+        loader,
+        config=cfg(max_epochs=3, resume_from=tmp_path / "last.pt"),
+    ).fit()
     assert torch.equal(resumed.a, full.a) and torch.equal(resumed.b, full.b)
 
 
 @pytest.mark.skipif(
-    not torch.distributed.is_available() or not torch.distributed.is_gloo_available(), reason="gloo needed"
+    not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+    reason="gloo needed",
 )
 @pytest.mark.parametrize("mode", ["lbfgs", "head_fit"])
 def test_lbfgs_and_head_fit_under_torchrun_keep_ranks_in_lockstep(tmp_path, mode):
@@ -241,15 +268,29 @@ def test_lbfgs_and_head_fit_under_torchrun_keep_ranks_in_lockstep(tmp_path, mode
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     script = Path(__file__).with_name("ddp_lbfgs_script.py")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-           "--master_addr=127.0.0.1", f"--master_port={port}", str(script), str(tmp_path), mode]
-    proc = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--nnodes=1",
+        "--master_addr=127.0.0.1",
+        f"--master_port={port}",
+        str(script),
+        str(tmp_path),
+        mode,
+    ]
+    proc = subprocess.run(
+        cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert r0["params"] == r1["params"]
     if mode == "head_fit":  # rank 0's head fit was broadcast and its objective chose the best epoch
         assert r0["best_epoch"] == r1["best_epoch"] is not None
-        assert [h["head_fit_objective"] for h in r0["history"]] == [h["head_fit_objective"] for h in r1["history"]]
+        assert [h["head_fit_objective"] for h in r0["history"]] == [
+            h["head_fit_objective"] for h in r1["history"]
+        ]
         return
     # equal numbers of closure evaluations (else gloo would have deadlocked or diverged)
     assert r0["loss_calls"] == r1["loss_calls"] > 3 * 2

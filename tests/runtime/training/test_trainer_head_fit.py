@@ -51,7 +51,9 @@ class Backboned(nn.Module):
 
     def __init__(self, head: nn.Module, width: int = 32, post: bool = False) -> None:
         super().__init__()
-        self.backbone = nn.Sequential(nn.Linear(1, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU())
+        self.backbone = nn.Sequential(
+            nn.Linear(1, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU()
+        )
         self.head = head
         self.post = post
 
@@ -82,8 +84,13 @@ def pole_data(n: int = 512, dtype=torch.float64, batch: int = 128, shuffle: bool
 
 def random_layer(seed: int, dtype=torch.float64) -> SCMRationalLayer:
     g = torch.Generator().manual_seed(seed)
-    return SCMRationalLayer(3, 3, numerator_init=torch.randn(4, generator=g, dtype=torch.float64),
-                            denominator_init=torch.randn(4, generator=g, dtype=torch.float64), dtype=dtype)
+    return SCMRationalLayer(
+        3,
+        3,
+        numerator_init=torch.randn(4, generator=g, dtype=torch.float64),
+        denominator_init=torch.randn(4, generator=g, dtype=torch.float64),
+        dtype=dtype,
+    )
 
 
 def fine_grid_error(model: nn.Module, dtype=torch.float64, away: float = 1e-3) -> float:
@@ -117,13 +124,17 @@ def test_find_head_sees_through_squeeze_and_wrapper():
 def test_find_head_refuses_a_post_processed_head_and_bad_names():
     torch.manual_seed(0)
     model = Backboned(AngularProjectiveHead(32), post=True)
-    with pytest.raises(HeadFitError, match=r"head \(AngularProjectiveHead\) produces the model's \(P, Q\)|none of"):
+    with pytest.raises(
+        HeadFitError, match=r"head \(AngularProjectiveHead\) produces the model's \(P, Q\)|none of"
+    ):
         find_head(model, torch.zeros(4, 1))
     with pytest.raises(HeadFitError, match="no projective layer"):
         find_head(nn.Sequential(nn.Linear(1, 2)), torch.zeros(4, 1))
     with pytest.raises(HeadFitError, match="no submodule named 'nope'"):
         find_head(model, torch.zeros(4, 1), head="nope")
-    assert issubclass(HeadFitError, InvalidConfigError.__mro__[1]) or issubclass(HeadFitError, Exception)
+    assert issubclass(HeadFitError, InvalidConfigError.__mro__[1]) or issubclass(
+        HeadFitError, Exception
+    )
 
 
 def test_find_head_picks_the_innermost_terminal_layer():
@@ -151,7 +162,9 @@ def test_fit_head_from_random_start_places_the_pole(seed):
 def test_fit_head_float32_layer_and_bottom_rows():
     """A float32 head (deployment dtype) fitted on data holding the pole itself, labelled +inf."""
     x = torch.cat([torch.linspace(-1.0, 1.0, 200), torch.tensor([POLE] * 4)]).unsqueeze(-1)
-    y = torch.where((x.squeeze(-1) - POLE).abs() < 1e-7, torch.tensor(math.inf), 1.0 / (x.squeeze(-1) + 0.1))
+    y = torch.where(
+        (x.squeeze(-1) - POLE).abs() < 1e-7, torch.tensor(math.inf), 1.0 / (x.squeeze(-1) + 0.1)
+    )
     assert torch.isinf(y).sum() == 4
     model = Elementwise(random_layer(5, dtype=torch.float32))
     res = fit_head(model, DataLoader(TensorDataset(x, y), batch_size=64))
@@ -250,8 +263,13 @@ def test_trainer_head_fit_init_then_adam_from_random_start(seed):
     torch.manual_seed(seed)
     model = Elementwise(random_layer(seed))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    history = SCMTrainer(model, opt, loss_fn, loader, config=TrainingConfig(max_epochs=50, progress=False,
-                                                                          head_fit="init")).fit()
+    history = SCMTrainer(
+        model,
+        opt,
+        loss_fn,
+        loader,
+        config=TrainingConfig(max_epochs=50, progress=False, head_fit="init"),
+    ).fit()
     assert "head_fit_objective" not in history[-1]
     report = pole_report(model.layer, (-1.0, 1.0))
     assert len(report.poles) == 1 and abs(report.poles[0].location - POLE) < 1e-6
@@ -265,7 +283,13 @@ def test_trainer_head_fit_epoch_keeps_the_fit_exact():
     torch.manual_seed(0)
     model = Elementwise(random_layer(0))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    SCMTrainer(model, opt, loss_fn, loader, config=TrainingConfig(max_epochs=5, progress=False, head_fit="epoch")).fit()
+    SCMTrainer(
+        model,
+        opt,
+        loss_fn,
+        loader,
+        config=TrainingConfig(max_epochs=5, progress=False, head_fit="epoch"),
+    ).fit()
     report = pole_report(model.layer, (-1.0, 1.0))
     assert len(report.poles) == 1 and abs(report.poles[0].location - POLE) < 1e-9
     assert fine_grid_error(model) < 1e-8
@@ -276,7 +300,9 @@ def test_trainer_head_fit_epoch_records_logs_and_hash(tmp_path):
     records = []
     conf = TrainingConfig(max_epochs=3, progress=False, head_fit="epoch", log_hook=records.append)
     model = Elementwise(random_layer(4))
-    history = SCMTrainer(model, torch.optim.Adam(model.parameters(), lr=1e-3), loss_fn, loader, config=conf).fit()
+    history = SCMTrainer(
+        model, torch.optim.Adam(model.parameters(), lr=1e-3), loss_fn, loader, config=conf
+    ).fit()
     fits = [r for r in records if r["event"] == "head_fit"]
     assert [r["epoch"] for r in fits] == [0, 1, 2, 3]
     assert fits[0]["linear_start"] and all(r["head"] == "layer" for r in fits)
@@ -295,8 +321,14 @@ def test_trainer_head_fit_resume_matches_uninterrupted(tmp_path):
         torch.manual_seed(0)
         model = Backboned(AngularProjectiveHead(8), width=8).double()
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        conf = TrainingConfig(max_epochs=epochs, progress=False, head_fit="epoch", head_fit_max_iter=5,
-                              resume_from=resume, checkpoint_dir=ckpt)
+        conf = TrainingConfig(
+            max_epochs=epochs,
+            progress=False,
+            head_fit="epoch",
+            head_fit_max_iter=5,
+            resume_from=resume,
+            checkpoint_dir=ckpt,
+        )
         SCMTrainer(model, opt, loss_fn, loader, config=conf).fit()
         return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
@@ -334,15 +366,22 @@ def test_trainer_head_fit_without_a_fittable_head_is_named():
 
     model = Split()
     x, y, loader = pole_data(n=16, dtype=torch.float32)
-    trainer = SCMTrainer(model, torch.optim.Adam(model.parameters()), loss_fn, loader,
-                         config=TrainingConfig(max_epochs=1, progress=False, head_fit="init"))
+    trainer = SCMTrainer(
+        model,
+        torch.optim.Adam(model.parameters()),
+        loss_fn,
+        loader,
+        config=TrainingConfig(max_epochs=1, progress=False, head_fit="init"),
+    )
     with pytest.raises(HeadFitError, match="no projective layer"):
         trainer.fit()
 
 
 def test_pole_grid_helper_is_a_real_check():
     """The fine-grid helper catches a wrong model (guards the assertions above)."""
-    layer = SCMRationalLayer(1, 1, numerator_init=[1.0, 0.0], denominator_init=[0.1001, 1.0], dtype=torch.float64)
+    layer = SCMRationalLayer(
+        1, 1, numerator_init=[1.0, 0.0], denominator_init=[0.1001, 1.0], dtype=torch.float64
+    )
     assert fine_grid_error(Elementwise(layer)) > 1e-2
     assert np.isfinite(fine_grid_error(Elementwise(layer)))
 
@@ -355,8 +394,13 @@ def test_head_fit_epoch_solves_the_head_instead_of_descending_it():
         torch.manual_seed(0)
         model = Backboned(AngularProjectiveHead(8), width=8)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        SCMTrainer(model, opt, loss_fn, loader, config=TrainingConfig(max_epochs=2, progress=False, head_fit=mode,
-                                                                      head_fit_max_iter=5)).fit()
+        SCMTrainer(
+            model,
+            opt,
+            loss_fn,
+            loader,
+            config=TrainingConfig(max_epochs=2, progress=False, head_fit=mode, head_fit_max_iter=5),
+        ).fit()
         assert all((len(opt.state[p]) > 0) == head_state for p in model.head.parameters())
         assert all(len(opt.state[p]) > 0 for p in model.backbone.parameters())
 
@@ -390,8 +434,14 @@ def test_head_fit_step_refits_after_every_step_and_resumes(tmp_path, monkeypatch
         torch.manual_seed(0)
         model = Backboned(AngularProjectiveHead(8), width=8).double()
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        conf = TrainingConfig(max_epochs=epochs, progress=False, head_fit="step", head_fit_max_iter=3,
-                              resume_from=resume, checkpoint_dir=ckpt)
+        conf = TrainingConfig(
+            max_epochs=epochs,
+            progress=False,
+            head_fit="step",
+            head_fit_max_iter=3,
+            resume_from=resume,
+            checkpoint_dir=ckpt,
+        )
         history = SCMTrainer(model, opt, loss_fn, loader, config=conf).fit()
         return torch.cat([p.detach().reshape(-1) for p in model.parameters()]), history
 
@@ -408,22 +458,39 @@ def test_head_fit_restores_the_best_fitted_epoch_without_validation():
     x, y, loader = pole_data(n=128, batch=16, dtype=torch.float32, shuffle=True)
     torch.manual_seed(3)
     model = Backboned(AngularProjectiveHead(8), width=8)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-2)  # large steps: the objective is not monotone
-    trainer = SCMTrainer(model, opt, loss_fn, loader,
-                         config=TrainingConfig(max_epochs=7, progress=False, head_fit="epoch", head_fit_max_iter=10))
+    opt = torch.optim.Adam(
+        model.parameters(), lr=3e-2
+    )  # large steps: the objective is not monotone
+    trainer = SCMTrainer(
+        model,
+        opt,
+        loss_fn,
+        loader,
+        config=TrainingConfig(max_epochs=7, progress=False, head_fit="epoch", head_fit_max_iter=10),
+    )
     history = trainer.fit()
     objectives = [h["head_fit_objective"] for h in history]
     best = min(range(len(objectives)), key=objectives.__getitem__)
     assert best < len(objectives) - 1  # the case this test is about: the last epoch is not the best
-    assert trainer.best_epoch == history[best]["epoch"] and trainer.best_head_fit_objective == objectives[best]
-    assert [h["best"] for h in history] == [o == min(objectives[: i + 1]) for i, o in enumerate(objectives)]
+    assert (
+        trainer.best_epoch == history[best]["epoch"]
+        and trainer.best_head_fit_objective == objectives[best]
+    )
+    assert [h["best"] for h in history] == [
+        o == min(objectives[: i + 1]) for i, o in enumerate(objectives)
+    ]
     # the restored parameters are the best epoch's: their objective is the best one
     again = fit_head(model, loader, max_iter=0, linear_start=False)
     assert again.objective_before == pytest.approx(objectives[best], rel=1e-5)
     # restore_best=False keeps the last epoch
     torch.manual_seed(3)
     model2 = Backboned(AngularProjectiveHead(8), width=8)
-    conf = TrainingConfig(max_epochs=7, progress=False, head_fit="epoch", head_fit_max_iter=10, restore_best=False)
-    SCMTrainer(model2, torch.optim.Adam(model2.parameters(), lr=3e-2), loss_fn, loader, config=conf).fit()
-    assert fit_head(model2, loader, max_iter=0, linear_start=False).objective_before == pytest.approx(
-        objectives[-1], rel=1e-5)
+    conf = TrainingConfig(
+        max_epochs=7, progress=False, head_fit="epoch", head_fit_max_iter=10, restore_best=False
+    )
+    SCMTrainer(
+        model2, torch.optim.Adam(model2.parameters(), lr=3e-2), loss_fn, loader, config=conf
+    ).fit()
+    assert fit_head(
+        model2, loader, max_iter=0, linear_start=False
+    ).objective_before == pytest.approx(objectives[-1], rel=1e-5)

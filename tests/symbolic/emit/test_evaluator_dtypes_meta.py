@@ -45,7 +45,10 @@ def test_half_precision_inputs_are_refused_as_the_text_says(dtype: torch.dtype) 
         with pytest.raises(UnsupportedInputError) as info:
             f(x)  # type: ignore[operator]
         text = str(info.value)
-        assert f"{where.strip()}: x must have a real floating dtype (float32 or float64), got {dtype}" in text
+        assert (
+            f"{where.strip()}: x must have a real floating dtype (float32 or float64), got {dtype}"
+            in text
+        )
         assert "x.to(torch.float32)" in text
 
 
@@ -97,7 +100,9 @@ def test_meta_inputs_to_the_strict_evaluator_are_typed_errors() -> None:
 
 def test_evaluator_built_on_meta_is_a_typed_error() -> None:
     """A module moved to 'meta' (as ``with torch.device('meta')`` initialisation does)."""
-    ev = zs.strict_evaluator("a*x/(x - b)", parameters=["a", "b"], init={"a": 2.0, "b": 0.5}).to("meta")
+    ev = zs.strict_evaluator("a*x/(x - b)", parameters=["a", "b"], init={"a": 2.0, "b": 0.5}).to(
+        "meta"
+    )
     with pytest.raises(UnsupportedInputError, match="'meta' device"):
         ev(torch.empty(3, 1, device="meta"))
     with pytest.raises(UnsupportedInputError, match="coefficients are on meta"):
@@ -110,7 +115,9 @@ def test_meta_tensors_in_strict_inference_are_typed_errors() -> None:
         strict_inference(meta, meta)
     with pytest.raises(UnsupportedInputError, match="Q is on the 'meta' device"):
         strict_inference(cpu, meta.clone())
-    with pytest.raises(UnsupportedInputError, match=r"validity_factors\[0\] is on the 'meta' device"):
+    with pytest.raises(
+        UnsupportedInputError, match=r"validity_factors\[0\] is on the 'meta' device"
+    ):
         strict_inference(cpu, cpu, validity_factors=[torch.empty(4, device="meta")])
     with torch.enable_grad(), pytest.raises(UnsupportedInputError, match="'meta' device"):
         strict_inference(torch.empty(4, device="meta", requires_grad=True), meta)

@@ -97,7 +97,9 @@ def test_the_predictive_check_never_changes_an_outcome(text: str, max_degree: in
     with pytest.MonkeyPatch.context() as m:
         m.setattr(driver, "_check_sum_degree", lambda *a: None)
         without = run()
-    assert isinstance(with_check, zs.BudgetExceededError) == isinstance(without, zs.BudgetExceededError)
+    assert isinstance(with_check, zs.BudgetExceededError) == isinstance(
+        without, zs.BudgetExceededError
+    )
     if not isinstance(with_check, zs.BudgetExceededError):
         assert with_check.numerator == without.numerator  # type: ignore[attr-defined]
         assert with_check.denominator == without.denominator  # type: ignore[attr-defined]
@@ -127,13 +129,18 @@ def test_products_of_wide_monomials_cost_more_work() -> None:
     assert info.value.budget == "max_work"
 
 
-def test_horner_skips_unused_generators_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_horner_skips_unused_generators_with_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The Horner form of a sparse polynomial in 600 generators is the node (interned, so
     ``is``) the step-by-one recursion builds."""
     from zpml_symbolic.flatten.budget import Budget, BudgetMeter
     from zpml_symbolic.ir import node as ir
 
-    fru = zs.flatten("1/(v3*v500 + v599**2*v7 - 2*v0 + v250*v251*v252 + 5)", variables=[f"v{i}" for i in range(600)])
+    fru = zs.flatten(
+        "1/(v3*v500 + v599**2*v7 - 2*v0 + v250*v251*v252 + 5)",
+        variables=[f"v{i}" for i in range(600)],
+    )
     ((poly, _),) = fru.denominator_factor_polys
     gens = tuple(ir.var(s.name) for s in fru.generators)
     fast = numeric_ir.horner(poly, gens, BudgetMeter(Budget()))

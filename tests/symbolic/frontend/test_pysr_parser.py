@@ -90,7 +90,9 @@ def test_binary_function_with_comma_is_named_before_the_comma() -> None:
 
 
 def test_unknown_function_is_a_parse_error_not_a_rationality_claim() -> None:
-    with pytest.raises(ParseError, match=r"unknown function f\(\): function calls are not supported") as info:
+    with pytest.raises(
+        ParseError, match=r"unknown function f\(\): function calls are not supported"
+    ) as info:
         zs.parse("f(x)")
     assert not isinstance(info.value, NotRationalError)
 
@@ -98,7 +100,11 @@ def test_unknown_function_is_a_parse_error_not_a_rationality_claim() -> None:
 @pytest.mark.parametrize(
     ("text", "column", "match"),
     [
-        ("x ** 2.5", 6, r"found '2\.5'\): a non-integer power is not a rational function, so the equation is not rational"),
+        (
+            "x ** 2.5",
+            6,
+            r"found '2\.5'\): a non-integer power is not a rational function, so the equation is not rational",
+        ),
         ("x ^ 0.5", 5, r"found '0\.5'"),
         ("x ^ -0.5", 5, r"found '0\.5'"),
         ("x ** y", 6, r"found 'y'\): a symbolic power is not a rational function"),
@@ -133,12 +139,19 @@ def test_pysr_dialect_reads_julia_float32_and_refuses_inf() -> None:
     assert zs.parse("2.5f-3 + x", dialect="pysr") == zs.parse("2.5e-3 + x")
     with pytest.raises(ParseError, match=r"malformed number '1\.5f0'"):
         zs.parse("1.5f0*x")  # not in the default dialect
-    with pytest.raises(zs.NotRationalTextError, match="Inf is not a finite number, so the equation is not rational"):
+    with pytest.raises(
+        zs.NotRationalTextError, match="Inf is not a finite number, so the equation is not rational"
+    ):
         zs.parse("x + Inf", dialect="pysr")
     with pytest.raises(zs.NotRationalTextError, match="NaN is not a finite number"):
         zs.parse("NaN", dialect="pysr")
-    assert zs.parse("x + Inf").free_symbols == {x, sympy.Symbol("Inf")}  # an ordinary name by default
-    with pytest.raises(InvalidArgumentError, match=r"dialect must be one of \['zpml', 'pysr'\], got 'julia'"):
+    assert zs.parse("x + Inf").free_symbols == {
+        x,
+        sympy.Symbol("Inf"),
+    }  # an ordinary name by default
+    with pytest.raises(
+        InvalidArgumentError, match=r"dialect must be one of \['zpml', 'pysr'\], got 'julia'"
+    ):
         zs.parse("x", dialect="julia")
 
 
@@ -203,7 +216,9 @@ def test_random_pysr_equations_match_a_reference_evaluator(case: tuple[str, obje
 
 @settings(deadline=None, max_examples=150)
 @given(equations())
-def test_lifted_constants_substituted_back_give_the_same_value(case: tuple[str, object, int]) -> None:
+def test_lifted_constants_substituted_back_give_the_same_value(
+    case: tuple[str, object, int],
+) -> None:
     text, expected, n_floats = case
     eq = parse_equation(text)
     fru = zs.flatten(eq.expr, parameters=eq.parameters, variables=["x0", "x1"])
@@ -225,7 +240,9 @@ def test_parse_equation_lifts_float_literals_in_written_order() -> None:
     assert eq.identifiers == ("x0", "x1", "x2")
     c0, c1, c2 = (zs.Coefficient(n) for n in eq.parameters)
     assert all(zs.is_coefficient(s) for s in eq.expr.free_symbols if s.name.startswith("c"))
-    expected = zs.parse("((x0 * c0) + c1) / (x1 - c2) + x2**2 * 3 - x0**2", parameters=["c0", "c1", "c2"])
+    expected = zs.parse(
+        "((x0 * c0) + c1) / (x1 - c2) + x2**2 * 3 - x0**2", parameters=["c0", "c1", "c2"]
+    )
     assert eq.expr == expected  # integers (3) and exponents (2.0) stay exact
     assert eq.initial_values() == {"c0": 2.0, "c1": -0.5, "c2": 1.7}
 
@@ -291,7 +308,9 @@ def test_decimal_text_is_the_correctly_rounded_decimal(v: float, digits: int) ->
 def test_decimal_number_compiles_to_the_decimal_not_its_binary_value() -> None:
     d = DecimalNumber("1.7")
     assert zs.from_sympy(d).root.value == Fraction(17, 10)
-    assert zs.from_sympy(sympy.Float("1.7")).root.value != Fraction(17, 10)  # a plain Float is binary
+    assert zs.from_sympy(sympy.Float("1.7")).root.value != Fraction(
+        17, 10
+    )  # a plain Float is binary
     minus = -d
     assert minus.text == "-1.7" and (-minus).text == "1.7"
     assert copy.deepcopy(d).text == "1.7"
@@ -317,11 +336,15 @@ def test_evaluate_accepts_keys_of_unused_symbols_unless_asked_to_refuse() -> Non
     fru = zs.flatten("x/(y - 1)")
     assert fru.evaluate({"x": 2, "y": 3, "z": 7, "w": 0}) == 1
     assert str(fru.explain({"x": 2, "y": 1, "z": 7})).startswith("bottom at x=2, y=1")
-    with pytest.raises(zs.InvalidArgumentError, match=r"values given for unknown symbols \['w', 'z'\]"):
+    with pytest.raises(
+        zs.InvalidArgumentError, match=r"values given for unknown symbols \['w', 'z'\]"
+    ):
         fru.evaluate({"x": 2, "y": 3, "z": 7, "w": 0}, unknown="error")
     with pytest.raises(zs.InvalidArgumentError, match=r"no value given for \['y'\]"):
         fru.evaluate({"x": 2, "z": 7})  # a missing input is still an error
-    with pytest.raises(zs.InvalidArgumentError, match="unknown must be 'ignore' or 'error', got 'warn'"):
+    with pytest.raises(
+        zs.InvalidArgumentError, match="unknown must be 'ignore' or 'error', got 'warn'"
+    ):
         fru.evaluate({"x": 2, "y": 3}, unknown="warn")
 
 
