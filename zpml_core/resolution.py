@@ -201,7 +201,9 @@ class ResolvedThresholds:
         """
         em = self.emitted()
         t_infer, t_train = effective_pair(em.tau_infer, em.tau_train, dtype)
-        t_factors = effective_factors(em.factor_taus, dtype if factor_dtypes is None else factor_dtypes)
+        t_factors = effective_factors(
+            em.factor_taus, dtype if factor_dtypes is None else factor_dtypes
+        )
         return EffectiveThresholds(dtype, t_infer, t_train, t_factors)
 
 

@@ -99,7 +99,9 @@ def strict_inference(
 def numerical_hazard_mask(Q: Any, *, threshold: float) -> Any:
     """Monitor-only mask of finite denominators with ``Q == 0`` or ``|Q| < threshold`` (never a fault)."""
     backend = backend_of(Q, name="Q")
-    t = ceil_to_dtype(check_threshold(threshold, "threshold"), check_float(Q, name="Q"), "threshold")
+    t = ceil_to_dtype(
+        check_threshold(threshold, "threshold"), check_float(Q, name="Q"), "threshold"
+    )
     if backend == "torch":
         return K.below_functional(Q, torch.abs(Q), t)
     with np.errstate(all="ignore"):

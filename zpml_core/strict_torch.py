@@ -57,7 +57,9 @@ def finish_torch(
         ff, fs = tuple(outs[5 : 5 + k]), tuple(outs[5 + k :])
     elif needs_grad:
         with torch.no_grad():
-            masks = _torch_masks(P.detach(), Q.detach(), t, tr, factors, thresholds, functional=functional)
+            masks = _torch_masks(
+                P.detach(), Q.detach(), t, tr, factors, thresholds, functional=functional
+            )
         bottom = masks[1]
         # Double where: bottom entries divide 0 by 1, so no NaN/Inf enters the backward pass.
         safe = torch.where(bottom, 0.0, P) / torch.where(bottom, 1.0, Q)

@@ -124,7 +124,10 @@ def test_zero_means_exact_zeros_and_underflow_is_refused() -> None:
 
 def test_gauge_scales_by_a_power_of_two_exactly() -> None:
     r = resolve_thresholds(
-        InferenceConfig(tau_infer=1e-6, tau_train=1e-3), [0.1, 0.2], 2, gauge=70,
+        InferenceConfig(tau_infer=1e-6, tau_train=1e-3),
+        [0.1, 0.2],
+        2,
+        gauge=70,
         factor_gauges=[0, -3],
     )
     em = r.emitted()
@@ -189,4 +192,6 @@ def test_resolved_thresholds_are_frozen_and_hashable() -> None:
         "t_train": None,
         "t_factors": [0.2, 0.2],
     }
-    assert ResolvedThresholds(1e300, None, ()).effective("float16").to_metadata()["t_infer"] == "inf"
+    assert (
+        ResolvedThresholds(1e300, None, ()).effective("float16").to_metadata()["t_infer"] == "inf"
+    )

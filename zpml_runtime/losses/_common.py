@@ -62,7 +62,9 @@ def as_targets(y: Any, like: Tensor, *, name: str, func: str) -> Tensor:
     return y
 
 
-def check_tuples(P: Any, Q: Any, Y_n: Any, Y_d: Any, *, func: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def check_tuples(
+    P: Any, Q: Any, Y_n: Any, Y_d: Any, *, func: str
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Check predictions ``(P, Q)`` and targets ``(Y_n, Y_d)``: tensors of one shape (no broadcasting).
 
     Targets are cast to the dtype and device of ``P``; a mismatch raises

@@ -99,8 +99,16 @@ class SCMTrainingLoss(nn.Module):
         terms: dict[str, Tensor] = {}
         if w["implicit"]:
             terms["implicit"] = implicit_loss(
-                P, Q, y_n, y_d, cfg.gamma, detach_scale=cfg.detach_scale, mask=finite | singular_fit,
-                weighting=cfg.weighting, weight_cap=cfg.weight_cap, weight_power=cfg.weight_power,
+                P,
+                Q,
+                y_n,
+                y_d,
+                cfg.gamma,
+                detach_scale=cfg.detach_scale,
+                mask=finite | singular_fit,
+                weighting=cfg.weighting,
+                weight_cap=cfg.weight_cap,
+                weight_power=cfg.weight_power,
             )
         if w["margin"]:
             terms["margin"] = margin_loss(Q, tau, mask=finite)

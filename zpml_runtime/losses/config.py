@@ -70,7 +70,9 @@ class LossConfig:
             raise InvalidConfigError(f"LossConfig.weight_cap must be >= 2, got {self.weight_cap!r}")
         _nonneg("weight_power", self.weight_power)
         if not 0 < self.weight_power <= 2:
-            raise InvalidConfigError(f"LossConfig.weight_power must be in (0, 2], got {self.weight_power!r}")
+            raise InvalidConfigError(
+                f"LossConfig.weight_power must be in (0, 2], got {self.weight_power!r}"
+            )
         c = self.target_coverage
         if isinstance(c, bool) or not isinstance(c, int | float) or not 0.0 <= c <= 1.0:
             raise InvalidConfigError(f"LossConfig.target_coverage must be in [0, 1], got {c!r}")

@@ -135,7 +135,9 @@ def relative_weight(
     func = "relative_weight"
     cap = check_nonneg_number(cap, name="cap", func=func)
     if cap < 2.0:
-        raise InvalidConfigError(f"{func}: cap must be >= 2 (the smallest weight, at |y| = 1), got {cap!r}")
+        raise InvalidConfigError(
+            f"{func}: cap must be >= 2 (the smallest weight, at |y| = 1), got {cap!r}"
+        )
     power = check_nonneg_number(power, name="power", func=func)
     if not 0.0 < power <= 2.0:
         raise InvalidConfigError(f"{func}: power must be in (0, 2], got {power!r}")
@@ -143,7 +145,9 @@ def relative_weight(
     num = yn * yn + yd * yd
     den = (yn * yd).abs()
     capped = den * cap <= num  # also every den == 0 row
-    w = torch.where(capped, torch.full_like(num, cap), num / torch.where(capped, torch.ones_like(den), den))
+    w = torch.where(
+        capped, torch.full_like(num, cap), num / torch.where(capped, torch.ones_like(den), den)
+    )
     return w if power == 1.0 else w.pow(power)
 
 

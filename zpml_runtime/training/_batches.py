@@ -28,7 +28,9 @@ Targets = tuple[torch.Tensor, torch.Tensor] | SemanticTargets
 def split_batch(batch: Any, where: str) -> tuple[Any, torch.Tensor, Any]:
     """``(x, y)`` or ``(x, y, status)`` -> ``(x, y, status or None)``."""
     if not isinstance(batch, tuple | list) or len(batch) not in (2, 3):
-        what = type(batch).__name__ + (f" of length {len(batch)}" if isinstance(batch, tuple | list) else "")
+        what = type(batch).__name__ + (
+            f" of length {len(batch)}" if isinstance(batch, tuple | list) else ""
+        )
         raise UnsupportedInputError(
             f"{where}: a batch must be (x, y) or (x, y, status), got a {what}; "
             "e.g. DataLoader(TensorDataset(x, y), ...)"
@@ -70,11 +72,15 @@ def check_target_shape(P: torch.Tensor, y_n: torch.Tensor, where: str) -> None:
         )
 
 
-def select_rows(outputs: tuple[Any, ...], targets: SemanticTargets, keep: torch.Tensor) -> tuple[tuple[Any, ...], SemanticTargets]:
+def select_rows(
+    outputs: tuple[Any, ...], targets: SemanticTargets, keep: torch.Tensor
+) -> tuple[tuple[Any, ...], SemanticTargets]:
     """Drop excluded rows (``keep`` False) from outputs and targets, for losses that ignore ``loss_mask``."""
     P, Q, V = split_model_outputs(outputs)
     if keep.shape != P.shape:
-        raise ShapeMismatchError(f"loss_mask shape {list(keep.shape)} != output shape {list(P.shape)}")
+        raise ShapeMismatchError(
+            f"loss_mask shape {list(keep.shape)} != output shape {list(P.shape)}"
+        )
     row_keep = keep if keep.dim() <= 1 else keep.reshape(keep.shape[0], -1).all(dim=1)
     if V is None:
         return (P[keep], Q[keep]), targets.select(keep)
@@ -93,14 +99,24 @@ def unreachable_bottom_layers(model: nn.Module) -> list[str]:
     """
     declared: list[tuple[str, nn.Module]] = []
     for name, module in model.named_modules():
-        if not hasattr(type(module), "can_reach_bottom") and not hasattr(module, "can_reach_bottom"):
+        if not hasattr(type(module), "can_reach_bottom") and not hasattr(
+            module, "can_reach_bottom"
+        ):
             continue
         if any(name == p or name.startswith(p + ".") for p, _ in declared if p):
             continue
         if not name:  # the root decides alone
-            return [] if getattr(module, "can_reach_bottom", True) else [f"<model> ({type(module).__name__})"]
+            return (
+                []
+                if getattr(module, "can_reach_bottom", True)
+                else [f"<model> ({type(module).__name__})"]
+            )
         declared.append((name, module))
-    return [f"{n!r} ({type(m).__name__})" for n, m in declared if not getattr(m, "can_reach_bottom", True)]
+    return [
+        f"{n!r} ({type(m).__name__})"
+        for n, m in declared
+        if not getattr(m, "can_reach_bottom", True)
+    ]
 
 
 def _parameters(fn: Callable[..., Any]) -> dict[str, inspect.Parameter] | None:

@@ -31,7 +31,10 @@ def requires_closure(optimizer: torch.optim.Optimizer) -> bool:
         return True
     try:
         params = inspect.signature(optimizer.step).parameters
-    except (TypeError, ValueError):  # a C-implemented or otherwise opaque step: assume the usual signature
+    except (
+        TypeError,
+        ValueError,
+    ):  # a C-implemented or otherwise opaque step: assume the usual signature
         return False
     closure = params.get("closure")
     return closure is not None and closure.default is inspect.Parameter.empty

@@ -100,7 +100,9 @@ def shard_loader(loader: Any, *, shuffle_seed: int, train: bool) -> Any:
     """
     if not is_distributed() or not isinstance(loader, DataLoader):
         return loader
-    if isinstance(loader.sampler, DistributedSampler) or isinstance(loader.dataset, IterableDataset):
+    if isinstance(loader.sampler, DistributedSampler) or isinstance(
+        loader.dataset, IterableDataset
+    ):
         return loader
     if loader.batch_size is None:  # a custom batch_sampler: cannot rebuild faithfully
         return loader

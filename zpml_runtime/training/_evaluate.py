@@ -33,7 +33,9 @@ def validation_config(config: TrainingConfig, model: Any) -> InferenceConfig:
 
 
 @torch.no_grad()
-def evaluate(trainer: SCMTrainer, loader: Iterable[Any] | None = None) -> dict[str, float | int | None]:
+def evaluate(
+    trainer: SCMTrainer, loader: Iterable[Any] | None = None
+) -> dict[str, float | int | None]:
     """Mean loss and coverage on ``loader`` (default: ``val_loader``).
 
     Runs the raw ``(P, Q[, V])`` of the model in eval mode (``wrapped.raw``
@@ -47,7 +49,9 @@ def evaluate(trainer: SCMTrainer, loader: Iterable[Any] | None = None) -> dict[s
     """
     loader = trainer.val_loader if loader is None else loader
     if loader is None:
-        raise UnsupportedInputError("SCMTrainer.evaluate: no loader given and config.val_loader is None")
+        raise UnsupportedInputError(
+            "SCMTrainer.evaluate: no loader given and config.val_loader is None"
+        )
     module = trainer.model
     was_training = module.training
     module.eval()
@@ -66,7 +70,9 @@ def evaluate(trainer: SCMTrainer, loader: Iterable[Any] | None = None) -> dict[s
                     loss.detach().double() * n,
                     torch.as_tensor(float(n), dtype=torch.float64, device=trainer.device),
                     (~bottom).sum().double(),
-                    torch.as_tensor(float(bottom.numel()), dtype=torch.float64, device=trainer.device),
+                    torch.as_tensor(
+                        float(bottom.numel()), dtype=torch.float64, device=trainer.device
+                    ),
                 ]
             )
     finally:
@@ -90,7 +96,11 @@ def deployed_bottom(trainer: SCMTrainer, outputs: Any) -> torch.Tensor:
     """
     P, Q, V = split_model_outputs(outputs)
     P, Q = P.detach(), Q.detach()
-    V = V.detach() if isinstance(V, torch.Tensor) else (None if V is None else [v.detach() for v in V])
+    V = (
+        V.detach()
+        if isinstance(V, torch.Tensor)
+        else (None if V is None else [v.detach() for v in V])
+    )
     wrapper = trainer._wrapper
     if wrapper is not None and trainer.config.tau_infer is None:
         return wrapper.decode((P, Q) if V is None else (P, Q, V)).bottom_mask

@@ -72,8 +72,13 @@ class HeadSchedule:
         if self.mode != "step":
             return
         cfg = self.trainer.config
-        self.last_fit = fit_head(self.trainer.model, self._data(), head=self.head,
-                                 weighting=cfg.head_fit_weighting, max_iter=cfg.head_fit_max_iter)
+        self.last_fit = fit_head(
+            self.trainer.model,
+            self._data(),
+            head=self.head,
+            weighting=cfg.head_fit_weighting,
+            max_iter=cfg.head_fit_max_iter,
+        )
 
     def after_epoch(self, epoch: int, record: dict[str, Any]) -> None:
         """``"epoch"``: solve the head; record the objective and track the best epoch."""
@@ -88,8 +93,13 @@ class HeadSchedule:
     def _fit(self, epoch: int) -> HeadFitResult:
         t = self.trainer
         cfg = t.config
-        result = fit_head(t.model, self._data(), max_batches=cfg.head_fit_batches, weighting=cfg.head_fit_weighting,
-                          max_iter=cfg.head_fit_max_iter * (5 if epoch == 0 else 1))
+        result = fit_head(
+            t.model,
+            self._data(),
+            max_batches=cfg.head_fit_batches,
+            weighting=cfg.head_fit_weighting,
+            max_iter=cfg.head_fit_max_iter * (5 if epoch == 0 else 1),
+        )
         t._emit({"event": "head_fit", "epoch": epoch, **dataclasses.asdict(result)})
         if self.mode in ("epoch", "step"):
             self._solve(dict(self._raw().named_modules())[result.head])
@@ -137,7 +147,9 @@ class HeadSchedule:
         without a validation loader the epoch with the lowest head-fit objective is the best one."""
         t = self.trainer
         value = record["head_fit_objective"]
-        improved = math.isfinite(value) and (t.best_head_fit_objective is None or value < t.best_head_fit_objective)
+        improved = math.isfinite(value) and (
+            t.best_head_fit_objective is None or value < t.best_head_fit_objective
+        )
         if t._distributed:  # rank 0's objective decides (its head was broadcast), so ranks agree
             flag = torch.tensor([1.0 if improved and t._rank0 else 0.0], device=t.device)
             improved = bool(D.all_reduce_max(flag).item() > 0)

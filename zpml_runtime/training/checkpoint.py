@@ -75,7 +75,11 @@ def check_config_hash(state: Mapping[str, Any], config: TrainingConfig, *, sourc
         return
     stored = state.get("hashed_fields") or {}
     now = config.hashed_fields()
-    diff = [f"{k}: checkpoint {stored.get(k)!r} vs now {now[k]!r}" for k in now if stored.get(k) != now[k]]
+    diff = [
+        f"{k}: checkpoint {stored.get(k)!r} vs now {now[k]!r}"
+        for k in now
+        if stored.get(k) != now[k]
+    ]
     detail = "; ".join(diff) if diff else "(fields not recorded)"
     raise CheckpointMismatchError(
         f"checkpoint {source!r} was written with config hash {state['config_hash']} but the "

@@ -182,7 +182,12 @@ class TrainingConfig:
             )
         _float(self.tau_infer, "tau_infer", optional=True)
         if self.tau_infer is not None:
-            check_order(self.tau_infer, self.tau_train_min, owner="TrainingConfig: ", train_name="tau_train_min")
+            check_order(
+                self.tau_infer,
+                self.tau_train_min,
+                owner="TrainingConfig: ",
+                train_name="tau_train_min",
+            )
         _int(self.gradient_accumulation_steps, "gradient_accumulation_steps", 1)
         _float(self.grad_clip_norm, "grad_clip_norm", positive=True, optional=True)
         _int(self.early_stopping_patience, "early_stopping_patience", 1, optional=True)

@@ -67,14 +67,23 @@ class HeadFitResult:
 @dataclasses.dataclass
 class _Cache:
     inputs: list[torch.Tensor]
-    targets: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # y_n, y_d, mask (model output shape)
-    weights: list[torch.Tensor] = dataclasses.field(default_factory=list)  # objective weights, 0 = excluded
+    targets: list[
+        tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    ]  # y_n, y_d, mask (model output shape)
+    weights: list[torch.Tensor] = dataclasses.field(
+        default_factory=list
+    )  # objective weights, 0 = excluded
 
     def merge(self) -> None:
         """One tensor per field when every batch has the same trailing shape (one head call per evaluation)."""
         shapes = {tuple(h.shape[1:]) for h in self.inputs}
         tshapes = {tuple(t[0].shape[1:]) for t in self.targets}
-        if len(self.inputs) > 1 and len(shapes) == 1 and len(tshapes) == 1 and all(h.dim() > 0 for h in self.inputs):
+        if (
+            len(self.inputs) > 1
+            and len(shapes) == 1
+            and len(tshapes) == 1
+            and all(h.dim() > 0 for h in self.inputs)
+        ):
             self.inputs = [torch.cat(self.inputs)]
             y_n, y_d, mask = (torch.cat(parts) for parts in zip(*self.targets, strict=True))
             self.targets = [(y_n, y_d, mask)]
@@ -93,7 +102,9 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.numel() == b.numel() and bool(torch.equal(a.reshape(-1), b.reshape(-1)))
 
 
-def find_head(model: nn.Module, x: Any, *, head: str | nn.Module | None = None) -> tuple[str, nn.Module]:
+def find_head(
+    model: nn.Module, x: Any, *, head: str | nn.Module | None = None
+) -> tuple[str, nn.Module]:
     """The module whose ``(P, Q)`` output *is* the model's output on input ``x``.
 
     Candidates are the projective layers inside ``model`` (``ProjectiveLayer``:
@@ -116,9 +127,13 @@ def find_head(model: nn.Module, x: Any, *, head: str | nn.Module | None = None) 
     elif isinstance(head, nn.Module):
         cands = [(n, m) for n, m in raw.named_modules() if m is head]
         if not cands:
-            raise HeadFitError(f"fit_head: head {type(head).__name__} is not a submodule of the model")
+            raise HeadFitError(
+                f"fit_head: head {type(head).__name__} is not a submodule of the model"
+            )
     else:
-        raise HeadFitError(f"fit_head: head must be None, a submodule or its name, got {type(head).__name__}")
+        raise HeadFitError(
+            f"fit_head: head must be None, a submodule or its name, got {type(head).__name__}"
+        )
     if not cands:
         raise HeadFitError(
             f"fit_head: {type(raw).__name__} contains no projective layer (AngularProjectiveHead, "
@@ -147,7 +162,12 @@ def find_head(model: nn.Module, x: Any, *, head: str | nn.Module | None = None) 
         args, kwargs, out = seen[name]
         if kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor):
             continue
-        if isinstance(out, tuple | list) and len(out) >= 2 and _same(out[0], P) and _same(out[1], Q):
+        if (
+            isinstance(out, tuple | list)
+            and len(out) >= 2
+            and _same(out[0], P)
+            and _same(out[1], Q)
+        ):
             terminal.append((sum(p.numel() for p in mod.parameters()), -name.count("."), name, mod))
     if not terminal:
         names = ", ".join(f"{n or '<model>'} ({type(m).__name__})" for n, m in cands)
@@ -157,7 +177,9 @@ def find_head(model: nn.Module, x: Any, *, head: str | nn.Module | None = None) 
         )
     _, _, name, mod = min(terminal, key=lambda t: (t[0], t[1]))
     if not any(p.requires_grad for p in mod.parameters()):
-        raise HeadFitError(f"fit_head: head {name or '<model>'} ({type(mod).__name__}) has no trainable parameters")
+        raise HeadFitError(
+            f"fit_head: head {name or '<model>'} ({type(mod).__name__}) has no trainable parameters"
+        )
     return name, mod
 
 
@@ -169,7 +191,11 @@ def _row_mask(targets: Any, y_n: torch.Tensor, y_d: torch.Tensor) -> torch.Tenso
 
 
 def _cache(
-    model: nn.Module, head: nn.Module, loader: Iterable[Any], max_batches: int | None, device: torch.device
+    model: nn.Module,
+    head: nn.Module,
+    loader: Iterable[Any],
+    max_batches: int | None,
+    device: torch.device,
 ) -> _Cache:
     raw = _raw_module(model)
     cache = _Cache([], [])
@@ -190,12 +216,16 @@ def _cache(
                 captured.clear()
                 P, _Q, _V = split_model_outputs(raw(x))
                 if len(captured) != 1:
-                    raise HeadFitError(f"{where}: the head ran {len(captured)} times in one forward pass; expected once")
+                    raise HeadFitError(
+                        f"{where}: the head ran {len(captured)} times in one forward pass; expected once"
+                    )
                 targets = lift_batch_targets(y, status, where)
                 y_n, y_d = targets
                 check_target_shape(P, y_n, where)
                 cache.inputs.append(captured[0])
-                cache.targets.append((y_n.to(P.dtype), y_d.to(P.dtype), _row_mask(targets, y_n, y_d)))
+                cache.targets.append(
+                    (y_n.to(P.dtype), y_d.to(P.dtype), _row_mask(targets, y_n, y_d))
+                )
     finally:
         hook.remove()
     if not cache.inputs:
@@ -235,8 +265,11 @@ def _flat_targets(cache: _Cache) -> tuple[np.ndarray, np.ndarray]:
     for y_n, y_d, mask in cache.targets:
         yn = y_n.detach().cpu().to(torch.float64)
         yd = y_d.detach().cpu().to(torch.float64)
-        y = torch.where(yd != 0, yn / torch.where(yd != 0, yd, torch.ones_like(yd)),
-                        torch.where(yn >= 0, math.inf, -math.inf))
+        y = torch.where(
+            yd != 0,
+            yn / torch.where(yd != 0, yd, torch.ones_like(yd)),
+            torch.where(yn >= 0, math.inf, -math.inf),
+        )
         m = mask.detach().cpu()
         ys.append(torch.where(m, y, torch.zeros_like(y)))
         ws.append(m.to(torch.float64))
@@ -252,12 +285,25 @@ def _linear_start(head: nn.Module, cache: _Cache) -> bool:
     y, w = _flat_targets(cache)
     dtype = next(head.parameters()).dtype
     if isinstance(head, SCMRationalLayer):
-        x = torch.cat([h.reshape(-1) for h in cache.inputs]).detach().cpu().to(torch.float64).numpy()
+        x = (
+            torch.cat([h.reshape(-1) for h in cache.inputs])
+            .detach()
+            .cpu()
+            .to(torch.float64)
+            .numpy()
+        )
         y, w = y.reshape(-1), w.reshape(-1)
         if x.shape != y.shape or not np.any(w > 0):
             return False
-        fitted = fit_rational(x, y, head.numerator_degree, head.denominator_degree, domain=head.domain,
-                              basis=head.basis, weights=w)
+        fitted = fit_rational(
+            x,
+            y,
+            head.numerator_degree,
+            head.denominator_degree,
+            domain=head.domain,
+            basis=head.basis,
+            weights=w,
+        )
         if not isinstance(fitted, SCMRationalLayer):  # 1-D x: always the univariate layer
             return False
         with torch.no_grad():
@@ -265,15 +311,29 @@ def _linear_start(head: nn.Module, cache: _Cache) -> bool:
             head.denominator.copy_(fitted.denominator.to(dtype))
         return True
     if isinstance(head, MultivariateRationalLayer):
-        h = torch.cat([t.reshape(-1, t.shape[-1]) for t in cache.inputs]).detach().cpu().to(torch.float64).numpy()
+        h = (
+            torch.cat([t.reshape(-1, t.shape[-1]) for t in cache.inputs])
+            .detach()
+            .cpu()
+            .to(torch.float64)
+            .numpy()
+        )
         if y.shape[0] != h.shape[0] or y.shape[1] != head.out_features:
             return False
         rows = w.min(axis=1)  # a row counts when all of its outputs do
         if not np.any(rows > 0):
             return False
-        fitted = fit_rational(h, y if head.out_features > 1 else y[:, 0], head.numerator_degree,
-                              head.denominator_degree, shared_denominator=head.shared_denominator, weights=rows)
-        if not isinstance(fitted, MultivariateRationalLayer):  # 2-D x: always the multivariate layer
+        fitted = fit_rational(
+            h,
+            y if head.out_features > 1 else y[:, 0],
+            head.numerator_degree,
+            head.denominator_degree,
+            shared_denominator=head.shared_denominator,
+            weights=rows,
+        )
+        if not isinstance(
+            fitted, MultivariateRationalLayer
+        ):  # 2-D x: always the multivariate layer
             return False
         with torch.no_grad():
             head.set_monomial_coefficients(fitted.monomial_coefficients().to(dtype))
@@ -319,16 +379,26 @@ def fit_head(
     fit (and its objective values) is broadcast so every rank holds the same head.
     """
     if weighting not in WEIGHTINGS:
-        raise InvalidConfigError(f"fit_head: weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        raise InvalidConfigError(
+            f"fit_head: weighting must be one of {WEIGHTINGS}, got {weighting!r}"
+        )
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
         raise InvalidConfigError(f"fit_head: max_iter must be an integer >= 0, got {max_iter!r}")
-    if max_batches is not None and (isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1):
-        raise InvalidConfigError(f"fit_head: max_batches must be an integer >= 1 or None, got {max_batches!r}")
+    if max_batches is not None and (
+        isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1
+    ):
+        raise InvalidConfigError(
+            f"fit_head: max_batches must be an integer >= 1 or None, got {max_batches!r}"
+        )
     if not hasattr(loader, "__iter__"):
-        raise UnsupportedInputError(f"fit_head: loader must be an iterable of batches, got {type(loader).__name__}")
+        raise UnsupportedInputError(
+            f"fit_head: loader must be an iterable of batches, got {type(loader).__name__}"
+        )
     t0 = time.perf_counter()
     gamma = check_nonneg_number(gamma, name="gamma", func="fit_head")
-    relative_weight(torch.ones(1), torch.ones(1), weight_cap, weight_power)  # validates cap and power
+    relative_weight(
+        torch.ones(1), torch.ones(1), weight_cap, weight_power
+    )  # validates cap and power
     options = {"weighting": weighting, "weight_cap": weight_cap, "weight_power": weight_power}
     raw = _raw_module(model)
     params = list(raw.parameters())
@@ -336,17 +406,23 @@ def fit_head(
     was_training = raw.training
     raw.eval()
     try:
-        with torch.random.fork_rng(devices=[]):  # shuffled loaders draw from torch's RNG: leave it untouched
+        with torch.random.fork_rng(
+            devices=[]
+        ):  # shuffled loaders draw from torch's RNG: leave it untouched
             first = next(iter(loader), None)
             if first is None:
                 raise HeadFitError("fit_head: the loader yielded no batches")
             x0 = split_batch(first, "fit_head batch 0")[0]
-            name, mod = find_head(raw, x0.to(device) if isinstance(x0, torch.Tensor) else x0, head=head)
+            name, mod = find_head(
+                raw, x0.to(device) if isinstance(x0, torch.Tensor) else x0, head=head
+            )
             cache = _cache(raw, mod, loader, max_batches, device)
         _weights(cache, options)
         rows = int(sum(int(m.sum()) for _, _, m in cache.targets))
         if rows == 0:
-            raise HeadFitError("fit_head: every target row is excluded (missing/fault); nothing to fit")
+            raise HeadFitError(
+                "fit_head: every target row is excluded (missing/fault); nothing to fit"
+            )
         cache.merge()
         result = _fit(mod, cache, gamma, max_iter, linear_start)
     finally:
@@ -377,8 +453,15 @@ def _fit(
     evaluations = 0
     trainable = [p for p in head.parameters() if p.requires_grad]
     if max_iter > 0 and trainable:
-        opt = torch.optim.LBFGS(trainable, lr=1.0, max_iter=max_iter, history_size=50, line_search_fn="strong_wolfe",
-                                tolerance_grad=1e-12, tolerance_change=1e-15)
+        opt = torch.optim.LBFGS(
+            trainable,
+            lr=1.0,
+            max_iter=max_iter,
+            history_size=50,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=1e-12,
+            tolerance_change=1e-15,
+        )
 
         def closure() -> torch.Tensor:
             nonlocal evaluations
@@ -389,11 +472,17 @@ def _fit(
                 value.backward()
             return value.detach()
 
-        with contextlib.suppress(RuntimeError):  # a failed line search leaves the best state in place
+        with contextlib.suppress(
+            RuntimeError
+        ):  # a failed line search leaves the best state in place
             opt.step(closure)
         with torch.no_grad():
             value = float(_objective(head, cache, gamma))
-        if math.isfinite(value) and value <= best and all(bool(torch.isfinite(p).all()) for p in trainable):
+        if (
+            math.isfinite(value)
+            and value <= best
+            and all(bool(torch.isfinite(p).all()) for p in trainable)
+        ):
             best, best_state = value, _snapshot(head)
     head.load_state_dict(best_state)
     return before, best, used_linear, evaluations

@@ -84,13 +84,17 @@ class SCMTrainer:
         config: TrainingConfig | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
-            raise UnsupportedInputError(f"SCMTrainer: model must be a torch.nn.Module, got {type(model).__name__}")
+            raise UnsupportedInputError(
+                f"SCMTrainer: model must be a torch.nn.Module, got {type(model).__name__}"
+            )
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise UnsupportedInputError(
                 f"SCMTrainer: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
             )
         if not callable(loss_fn):
-            raise UnsupportedInputError(f"SCMTrainer: loss_fn must be callable, got {type(loss_fn).__name__}")
+            raise UnsupportedInputError(
+                f"SCMTrainer: loss_fn must be callable, got {type(loss_fn).__name__}"
+            )
         if not hasattr(train_loader, "__iter__"):
             raise UnsupportedInputError(
                 f"SCMTrainer: train_loader must be an iterable of batches, got {type(train_loader).__name__}"
@@ -117,7 +121,9 @@ class SCMTrainer:
         self._owns_ddp = self._distributed and D.unwrap_ddp(model) is model
         self._train_module: nn.Module = model
         self.train_loader = (
-            D.shard_loader(train_loader, shuffle_seed=config.seed, train=True) if self._distributed else train_loader
+            D.shard_loader(train_loader, shuffle_seed=config.seed, train=True)
+            if self._distributed
+            else train_loader
         )
         self.val_loader = (
             D.shard_loader(config.val_loader, shuffle_seed=config.seed, train=False)
@@ -293,8 +299,13 @@ class SCMTrainer:
                 tau = lo if lo == hi else self._rng.uniform(lo, hi)
                 if cfg.log_every_n_steps and self.global_step % cfg.log_every_n_steps == 0:
                     self._emit(
-                        {"event": "step", "epoch": epoch, "step": self.global_step,
-                         "loss": float(losses[-1]), "tau_train": taus / max(n_steps, 1)}
+                        {
+                            "event": "step",
+                            "epoch": epoch,
+                            "step": self.global_step,
+                            "loss": float(losses[-1]),
+                            "tau_train": taus / max(n_steps, 1),
+                        }
                     )
         if pending:  # a partial accumulation group at the end of the epoch
             taus += tau
@@ -334,7 +345,9 @@ class SCMTrainer:
             float(n_elements),
         ]
         if self._distributed:
-            sums = D.all_reduce_sum(torch.tensor(sums, dtype=torch.float64, device=stacked.device)).tolist()
+            sums = D.all_reduce_sum(
+                torch.tensor(sums, dtype=torch.float64, device=stacked.device)
+            ).tolist()
         total = sums
         self.epoch += 1
         record: dict[str, Any] = {
@@ -363,7 +376,9 @@ class SCMTrainer:
         record["time_s"] = time.perf_counter() - t0
         return record
 
-    def _forward_loss(self, x: Any, y: torch.Tensor, status: Any, tau: float, where: str) -> tuple[torch.Tensor, Any]:
+    def _forward_loss(
+        self, x: Any, y: torch.Tensor, status: Any, tau: float, where: str
+    ) -> tuple[torch.Tensor, Any]:
         """Forward one training micro-batch and return ``(loss, lifted targets)``."""
         wrapper = self._wrapper
         outputs = self._train_module(x) if wrapper is None or self._distributed else wrapper.raw(x)
@@ -385,7 +400,11 @@ class SCMTrainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.global_step += 1
-        if self.scheduler is not None and self.config.scheduler_interval == "step" and not self._plateau:
+        if (
+            self.scheduler is not None
+            and self.config.scheduler_interval == "step"
+            and not self._plateau
+        ):
             self.scheduler.step()
 
     def _loss(
@@ -433,7 +452,8 @@ class SCMTrainer:
         val = record.get("val_loss")
         val_f = math.nan if val is None else float(val)
         improved = math.isfinite(val_f) and (
-            self.best_val_loss is None or val_f < self.best_val_loss - self.config.early_stopping_min_delta
+            self.best_val_loss is None
+            or val_f < self.best_val_loss - self.config.early_stopping_min_delta
         )
         if improved:
             self.best_val_loss = val_f
@@ -472,7 +492,9 @@ class SCMTrainer:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=self.config.max_epochs, initial=self.epoch, desc="SCMTrainer", unit="epoch")
+        return tqdm(
+            total=self.config.max_epochs, initial=self.epoch, desc="SCMTrainer", unit="epoch"
+        )
 
 
 def _postfix(record: dict[str, Any]) -> dict[str, str]:

@@ -302,7 +302,11 @@ class StrictEvaluator(nn.Module):
         of a multi-expression evaluator (``result`` is then the tuple or its entry).
         """
         n_expr = len(self.model.frus)
-        if isinstance(expression, bool) or not isinstance(expression, int) or not 0 <= expression < n_expr:
+        if (
+            isinstance(expression, bool)
+            or not isinstance(expression, int)
+            or not 0 <= expression < n_expr
+        ):
             raise InvalidArgumentError(
                 f"expression must be an index in range({n_expr}), got {expression!r}"
             )

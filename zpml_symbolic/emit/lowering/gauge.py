@@ -157,7 +157,12 @@ def regauge(P: Node, Q: Node, V: list[Node]) -> tuple[Node, Node, list[Node], Ou
 
 
 def gauged_thresholds(
-    config: Any, validity_taus: Any, n_factors: int, gauge: OutputGauge, *, counted: str | None = None
+    config: Any,
+    validity_taus: Any,
+    n_factors: int,
+    gauge: OutputGauge,
+    *,
+    counted: str | None = None,
 ) -> ResolvedThresholds:
     """The validated thresholds of one expression (canonical gauge) with its emitted
     ``gauge`` (:func:`~zpml_core.resolution.resolve_thresholds`); ``config`` is an

@@ -213,7 +213,9 @@ def bake_thresholds(g: Graph, emitted: ResolvedThresholds, dtype: str) -> Effect
     ``dtype`` into ``g`` under their reserved names; returns them."""
     eff = emitted.effective(dtype)
     doc = "effective threshold of {} in " + dtype + ": |v| < t is the exact real test |v| < {}"
-    g.initializer(T_INFER, eff.t_infer, doc=doc.format(f"tau_infer={emitted.tau_infer!r}", "tau_infer"))
+    g.initializer(
+        T_INFER, eff.t_infer, doc=doc.format(f"tau_infer={emitted.tau_infer!r}", "tau_infer")
+    )
     if eff.t_train is not None:
         g.initializer(
             T_TRAIN, eff.t_train, doc=doc.format(f"tau_train={emitted.tau_train!r}", "tau_train")

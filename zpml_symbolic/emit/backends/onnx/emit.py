@@ -261,7 +261,9 @@ def emit_onnx_artifact(
     threshold_names = [T_INFER, T_TRAIN] + [T_FACTOR.format(i) for i in range(sum(counts))]
     reserved = {INPUT_NAME, *layout.names, *threshold_names}
     suffix = TILE_SUFFIX if tile_rows is not None else ""
-    if tile_rows is not None:  # the body computes ``{name}_tile`` from ``x_tile``; the graph scans it
+    if (
+        tile_rows is not None
+    ):  # the body computes ``{name}_tile`` from ``x_tile``; the graph scans it
         reserved |= {TILE_INPUT, *(n + suffix for n in layout.names)}
     param_inits = parameter_initializers(plan.parameters, reserved)
     g = Graph(wide, reserved | set(param_inits.values()), TILE_INPUT if suffix else INPUT_NAME)

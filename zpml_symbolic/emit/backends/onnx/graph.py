@@ -59,7 +59,6 @@ _NP = {
 }
 
 
-
 class Graph:
     """Accumulates nodes and initializers with unique names, node-level CSE and
     rank tracking (0: a 0-d scalar, 1: a ``[batch]`` tensor)."""
@@ -247,4 +246,3 @@ def exact_const(g: Graph, c: Fraction) -> str:
     text = str(c.numerator) if c.denominator == 1 else f"{c.numerator}_{c.denominator}"
     hint = "c_" + text.replace("-", "m") if len(text) <= 24 else None
     return g.const(_round(c), hint=hint, exact=f"exact value {c}")
-

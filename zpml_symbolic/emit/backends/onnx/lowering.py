@@ -123,4 +123,3 @@ class OnnxLowering(Interpreter[str]):
 #: op -> how to build it in the ONNX graph (the operations of the ``onnx`` column;
 #: ``input``, ``param`` and ``const`` become Split/Squeeze nodes and initializers)
 ONNX_OPS: dict[str, Callable[..., str]] = {op: getattr(OnnxLowering, op.value) for op in OPERATIONS}
-

@@ -63,4 +63,3 @@ def tile(
     for (_, outer), tiled in zip(outputs, stacked, strict=True):
         flat = g.node("Reshape", [tiled, minus_one], f"{outer}_flat")
         g.nodes.append(helper.make_node("Slice", [flat, zero, rows], [outer]))
-
