@@ -417,23 +417,46 @@ def test_fit_head_leaves_torch_rng_alone():
     assert torch.equal(after, torch.rand(3))
 
 
-def test_head_fit_step_refits_after_every_step_and_resumes(tmp_path, monkeypatch):
-    import zpml_runtime.training._head_schedule as trainer_module
+class _Records:
+    """A logger keeping the trainer's records in memory."""
 
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+
+    def log(self, record: dict) -> None:
+        self.records.append(record)
+
+
+def _head_state(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.head.parameters()]).clone()
+
+
+class _StepSpy(torch.optim.Adam):
+    """Adam recording the head's parameters on entry to and exit from every step."""
+
+    def __init__(self, model: nn.Module, **kwargs) -> None:
+        super().__init__(model.parameters(), **kwargs)
+        self.model = model
+        self.seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def step(self, closure=None):  # type: ignore[override]
+        before = _head_state(self.model)
+        loss = super().step(closure)
+        self.seen.append((before, _head_state(self.model)))
+        return loss
+
+
+def test_head_fit_step_refits_after_every_step_and_resumes(tmp_path):
+    """head_fit="step": one logged first fit, then the head is solved again after every
+    optimiser step (the optimiser itself never moves it); a resumed run is bit-identical."""
     x, y, loader = pole_data(n=64, batch=16)
-    calls = []
-    real = trainer_module.fit_head
-
-    def counting(*args, **kwargs):
-        calls.append(kwargs.get("max_iter"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(trainer_module, "fit_head", counting)
 
     def run(epochs, resume=None, ckpt=None):
         torch.manual_seed(0)
         model = Backboned(AngularProjectiveHead(8), width=8).double()
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        initial = _head_state(model)
+        opt = _StepSpy(model, lr=1e-3)
+        records = _Records()
         conf = TrainingConfig(
             max_epochs=epochs,
             progress=False,
@@ -441,15 +464,25 @@ def test_head_fit_step_refits_after_every_step_and_resumes(tmp_path, monkeypatch
             head_fit_max_iter=3,
             resume_from=resume,
             checkpoint_dir=ckpt,
+            logger=records,
         )
         history = SCMTrainer(model, opt, loss_fn, loader, config=conf).fit()
-        return torch.cat([p.detach().reshape(-1) for p in model.parameters()]), history
+        params = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+        return params, history, initial, opt.seen, records.records, _head_state(model)
 
-    full, history = run(2)
-    assert calls == [15] + [3] * 8  # one first fit (5x), then one per optimiser step (4 per epoch)
+    full, history, initial, seen, records, final_head = run(2)
+    assert len(seen) == 8  # 4 steps per epoch
+    fits = [r for r in records if r.get("event") == "head_fit"]
+    assert len(fits) == 1 and fits[0]["epoch"] == 0  # the first fit; per-step refits are not logged
+    assert not torch.equal(seen[0][0], initial)  # solved before the first step
+    for before, after in seen:
+        assert torch.equal(before, after)  # the optimiser never moves the solved head
+    for (_, after), (before_next, _) in zip(seen[:-1], seen[1:], strict=True):
+        assert not torch.equal(after, before_next)  # solved again after every step
+    assert not torch.equal(seen[-1][1], final_head)  # ... the last one included
     assert all(h["head_fit_objective"] <= history[0]["head_fit_objective"] * 10 for h in history)
     run(1, ckpt=tmp_path)
-    resumed, _ = run(2, resume=tmp_path / "last.pt")
+    resumed = run(2, resume=tmp_path / "last.pt")[0]
     assert torch.equal(full, resumed)
 
 
