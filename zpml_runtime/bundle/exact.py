@@ -109,16 +109,17 @@ def read_metadata_fru(metadata: Mapping[str, Any] | BundleMetadata) -> MetadataF
 
     Raises :class:`BundleError` when the ``fru`` section is malformed.
     """
+    fru: object
     if isinstance(metadata, BundleMetadata):
-        source, fru = metadata.source, metadata.fru
+        fru = metadata.fru
         if not metadata.is_compiled or fru is None:
             return None
         schema: Mapping[str, Any] = metadata.output_schema or {}
         params: Mapping[str, Any] = metadata.parameters
         variables = metadata.input.variables
     else:  # a partial record (e.g. the fru section of an expression being compiled)
-        source, fru = metadata.get("source"), metadata.get("fru")
-        if source != "compiled_fru" or fru is None:
+        fru = metadata.get("fru")
+        if metadata.get("source") != "compiled_fru" or fru is None:
             return None
         schema = metadata.get("structural_validity_output_schema") or {}
         params = metadata.get("parameters") or {}
@@ -238,12 +239,14 @@ class SparsePoly:
     terms: tuple[tuple[Any, tuple[tuple[int, int], ...]], ...]
 
     @staticmethod
-    def of(poly: Sparse | Terms) -> SparsePoly:
-        """From sparse terms, or from dense ``(exponents, coefficient)`` terms."""
-        items = list(poly)
-        if items and isinstance(items[0][0], tuple):  # dense (exponents, coefficient)
-            items = list(sparse_terms(poly))  # type: ignore[arg-type]
-        return SparsePoly(tuple((to_fast(c), mono) for c, mono in items))
+    def of(poly: Sparse) -> SparsePoly:
+        """From sparse terms (:func:`sparse_terms`)."""
+        return SparsePoly(tuple((to_fast(c), mono) for c, mono in poly))
+
+    @staticmethod
+    def dense(terms: Terms) -> SparsePoly:
+        """From dense ``(exponents, coefficient)`` terms as the metadata records them."""
+        return SparsePoly.of(sparse_terms(terms))
 
     def uses(self, generators: set[int]) -> bool:
         """True when a term has a positive power of one of ``generators``."""
@@ -262,7 +265,7 @@ class SparsePoly:
 
 def eval_terms_exact(terms: Terms, values: Sequence[Fraction]) -> Fraction:
     """Evaluate a polynomial exactly at one point of rational generator ``values``."""
-    return to_fraction(SparsePoly.of(terms).value([to_fast(v) for v in values]))
+    return to_fraction(SparsePoly.dense(terms).value([to_fast(v) for v in values]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,7 +317,7 @@ def evaluate_point(fru: MetadataFRU, point: Sequence[Fraction | float]) -> Exact
     exact = [to_fast(Fraction(v)) if i not in bad else to_fast(0) for i, v in enumerate(gens)]
 
     def value(terms: Terms) -> Fraction | None:
-        poly = SparsePoly.of(terms)
+        poly = SparsePoly.dense(terms)
         return None if poly.uses(bad) else to_fraction(poly.value(exact))
 
     return ExactPoint(

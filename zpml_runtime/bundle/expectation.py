@@ -194,9 +194,10 @@ def expected_outputs(
     factor_sem = [
         _below(v, e, [None if t is None else _num(t)]) for v, e, t in zip(vs, e_vs, t_factors, strict=True)
     ]
-    if sem_q is None or any(f is None for f in factor_sem):
+    decided = [f for f in factor_sem if f is not None]
+    if sem_q is None or len(decided) != len(factor_sem):
         return None  # rounding could decide either way
-    semantic = bool(sem_q[0]) or any(f[0] for f in factor_sem)  # type: ignore[index]
+    semantic = bool(sem_q[0]) or any(f[0] for f in decided)
     decoded = None
     tol = 0.0
     if not semantic:
@@ -211,7 +212,7 @@ def expected_outputs(
             return None  # P/Q may overflow: undecided
         decoded = _frac(dec)
         tol = float(_frac(tol_exact))
-    gap = (not semantic) and t_train is not None and bool(sem_q[1])  # type: ignore[index]
+    gap = (not semantic) and t_train is not None and bool(sem_q[1])
     return _Expected(
         False,
         semantic,
@@ -219,8 +220,8 @@ def expected_outputs(
         decoded,
         tol,
         tuple(
-            (False, bool(f[0]), (_frac(v), _frac(e)))  # type: ignore[index]
-            for f, v, e in zip(factor_sem, vs, e_vs, strict=True)
+            (False, bool(f[0]), (_frac(v), _frac(e)))
+            for f, v, e in zip(decided, vs, e_vs, strict=True)
         ),
     )
 

@@ -37,8 +37,10 @@ def dump_ir(root: Any) -> dict[str, Any]:
             continue
         args = [index[id(a)] for a in node.args]
         if node.op is Op.CONST:
+            assert isinstance(node.value, Fraction | int)  # Op.CONST carries a rational
             value: Any = f"{node.value.numerator}/{node.value.denominator}"
         elif node.op is Op.POW:
+            assert isinstance(node.value, int)  # Op.POW carries its integer exponent
             value = int(node.value)
         elif node.op in (Op.VAR, Op.PARAM):
             value = str(node.value)

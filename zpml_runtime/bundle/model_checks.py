@@ -18,7 +18,7 @@ from zpml_runtime.bundle.format import STRICT_OUTPUTS, BundleError
 from zpml_runtime.bundle.metadata import BundleMetadata
 
 _STANDARD_DOMAINS = ("", "ai.onnx")
-_DTYPES = {
+_DTYPES: dict[int, str] = {
     onnx.TensorProto.FLOAT: "float32",
     onnx.TensorProto.DOUBLE: "float64",
     onnx.TensorProto.BOOL: "bool",

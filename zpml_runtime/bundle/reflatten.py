@@ -8,12 +8,13 @@ makes sure the two agree: the text goes through the safe parser only
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from zpml_runtime.bundle.format import BundleError
 
 
-def reflatten(metadata: dict[str, Any]) -> tuple[Any, list[str]]:
+def reflatten(metadata: Mapping[str, Any]) -> tuple[Any, list[str]]:
     """Re-flatten ``fru.expression`` and compare with the recorded exact terms.
 
     Returns ``(fru, problems)``: the rebuilt FlattenedFRU (``None`` when the text
@@ -24,7 +25,8 @@ def reflatten(metadata: dict[str, Any]) -> tuple[Any, list[str]]:
     from zpml_symbolic.flatten.fru import poly_terms
 
     fru_meta = metadata.get("fru") or {}
-    gens = fru_meta.get("generators") if isinstance(fru_meta.get("generators"), list) else []
+    raw_gens = fru_meta.get("generators")
+    gens: list[Any] = raw_gens if isinstance(raw_gens, list) else []
     all_params = list(metadata.get("parameters") or {})
     # parameters in the FRU's own order (its generators), then the ones it does not use
     params = [g for g in gens if g in all_params] + [p for p in all_params if p not in gens]
@@ -87,7 +89,7 @@ def _factor_records(fru: Any, terms: Any) -> list[tuple[Any, Any]]:
     return [(terms(poly) if poly else [], src.retained) for src, poly in sources]
 
 
-def recorded_expression(fru_meta: dict[str, Any], params: list[str]) -> Any:
+def recorded_expression(fru_meta: Mapping[str, Any], params: list[str]) -> Any:
     """The expression to flatten: the recorded tree (``fru.ir``, whose text must be
     ``fru.expression``), or the text through the safe parser when no tree is recorded."""
     import zpml_symbolic as zs
@@ -113,7 +115,7 @@ def expression_problems(metadata: dict[str, Any]) -> list[str]:
     return reflatten(metadata)[1]
 
 
-def own_variables(metadata: dict[str, Any]) -> list[str]:
+def own_variables(metadata: Mapping[str, Any]) -> list[str]:
     """The variables the recorded FRU is flattened over, in the FRU's own order.
 
     That order is the one of ``fru.generators`` (the expression's variables as it

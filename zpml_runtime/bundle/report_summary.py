@@ -219,7 +219,7 @@ def build_bundle_summary(
         }
         q = None
         exprs = [read_metadata_fru(v) for v, _ in views]
-        described = {
+        described: dict[str, str | None] = {
             "expression": "; ".join(f.expression for f in exprs if f),
             "numerator": "; ".join(f.numerator for f in exprs if f),
             "denominator": "; ".join(f.denominator for f in exprs if f),
@@ -322,7 +322,7 @@ def _counts_rates(out: dict[str, np.ndarray], n: int) -> tuple[dict[str, int], d
 
     def per_sample(name: str) -> np.ndarray:
         m = np.asarray(out[name]).astype(bool)
-        return m.any(axis=1) if m.ndim == 2 else m
+        return np.asarray(m.any(axis=1)) if m.ndim == 2 else m
 
     bottom, gap = per_sample("bottom_mask"), per_sample("gap_mask")
     fault, sem = per_sample("fault_mask"), per_sample("semantic_bottom_mask")

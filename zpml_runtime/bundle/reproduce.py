@@ -138,7 +138,7 @@ def kind_problems(metadata: dict[str, Any]) -> list[str]:
     rec = metadata.get("emitter")
     if not isinstance(rec, dict):
         return []
-    want = _KINDS.get(metadata.get("source"))
+    want = _KINDS.get(str(metadata.get("source")))
     if rec.get("kind") != want:
         return [
             f"metadata source {metadata.get('source')!r} but emitter kind {rec.get('kind')!r} "
@@ -182,7 +182,7 @@ def has_usable_fru(metadata: Mapping[str, Any]) -> bool:
 
 def compiled_views(
     metadata: Mapping[str, Any],
-) -> tuple[list[tuple[dict[str, Any], dict[str, str] | None]], list[Any], list[str]]:
+) -> tuple[list[tuple[Mapping[str, Any], dict[str, str] | None]], list[Any], list[str]]:
     """Per output: its single-expression metadata view (and output name map for several
     outputs), the re-flattened FRU, and the problems (recorded terms that the recorded
     expression does not give)."""
@@ -190,7 +190,9 @@ def compiled_views(
     from zpml_runtime.bundle.reflatten import reflatten
 
     if is_multi(metadata):
-        views: list[tuple[dict[str, Any], dict[str, str] | None]] = list(expression_views(metadata))
+        views: list[tuple[Mapping[str, Any], dict[str, str] | None]] = list(
+            expression_views(metadata)
+        )
     else:
         views = [(metadata, None)]
     frus, problems = [], []

@@ -176,7 +176,7 @@ def traced_strict_model(
             torch.onnx.export(
                 raw,
                 (x,),
-                buf,
+                buf,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects too
                 dynamo=False,
                 input_names=["x"],
                 output_names=names,
@@ -239,7 +239,7 @@ def _reshape_outputs(model: onnx.ModelProto, k: int, factor_shapes: list[list[An
         if per_sample:
             graph.node.append(helper.make_node("Gather", [wide, first], [o.name], axis=1))
         elem = o.type.tensor_type.elem_type
-        dims = ["batch"] if per_sample else ["batch", k]
+        dims: list[str | int] = ["batch"] if per_sample else ["batch", k]
         outputs.append(helper.make_tensor_value_info(o.name, elem, dims))
     del graph.output[:]
     graph.output.extend(outputs)

@@ -26,7 +26,7 @@ the bundle is refused.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,12 +144,12 @@ def _compiled(
     )
 
     if not has_usable_fru(meta):
-        reason = (
+        why = (
             "metadata source is compiled_fru but it carries no usable exact expression "
             "(fru / expressions missing or null): the graph cannot be verified; re-export the "
             "bundle, or pass allow_unverified=True (zpml --allow-unverified) to use it unverified"
         )
-        return Verification(False, reason, "nothing verified: no exact expression", True), None
+        return Verification(False, why, "nothing verified: no exact expression", True), None
     try:
         views, frus, found = compiled_views(meta)
     except BundleError as e:
@@ -177,7 +177,7 @@ def _compiled(
 
 def _second_line(
     meta: dict[str, Any],
-    views: list[tuple[dict[str, Any], dict[str, str] | None]],
+    views: list[tuple[Mapping[str, Any], dict[str, str] | None]],
     frus: list[Any] | None,
     run: RunGraph,
     seed: int | None,
