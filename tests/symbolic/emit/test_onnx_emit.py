@@ -38,9 +38,6 @@ from zpml_core.arrays import effective_threshold
 from zpml_runtime.errors import InvalidConfigError, ThresholdUnderflowError
 from zpml_runtime.inference import InferenceConfig, strict_inference
 from zpml_symbolic.emit.backends.numpy_emit import run_program
-from zpml_symbolic.emit.backends.torch_emit import to_torch
-from zpml_symbolic.emit.lowering.plan import Plan, make_plan
-from zpml_symbolic.emit.lowering.program import OPS
 from zpml_symbolic.emit.backends.onnx import (
     DEFAULT_OPSET,
     DEFAULT_TILE_ROWS,
@@ -52,6 +49,9 @@ from zpml_symbolic.emit.backends.onnx import (
     read_metadata,
     to_onnx,
 )
+from zpml_symbolic.emit.backends.torch_emit import to_torch
+from zpml_symbolic.emit.lowering.plan import Plan, make_plan
+from zpml_symbolic.emit.lowering.program import OPS
 from zpml_symbolic.errors import EmitError, InvalidArgumentError
 
 EXAMPLE = "(x**2 + 1)/(x - y) + 1/(1 + 1/x)"
