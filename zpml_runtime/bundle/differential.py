@@ -45,7 +45,7 @@ def program_references(metadata: dict[str, Any], frus: list[Any]) -> list[Refere
         plan = make_plan(frus, variables=list(info.input.variables))
         coefficients = coefficient_values(plan, params)
     except (ZeroProofError, ValueError, TypeError) as e:
-        raise BundleError(f"no numpy reference: {str(e).splitlines()[0][:200]}") from None
+        raise BundleError(f"no numpy reference: {str(e).splitlines()[0][:200]}") from e
     refs = []
     for k in range(len(frus)):
         view = _expression_plan(plan, k) if len(frus) > 1 else plan

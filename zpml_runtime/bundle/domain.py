@@ -80,7 +80,7 @@ def check_input_box(
     try:
         box = normalize_box(input_box)
     except BoxError as e:
-        raise InputBoxError(f"input_box: {e}", field=e.field) from None
+        raise InputBoxError(f"input_box: {e}", field=e.field) from e
     params = set(parameters or {})
     for name in box:
         if name not in variables:

@@ -154,7 +154,7 @@ def load_npy_bytes(data: bytes, what: str) -> np.ndarray:
         else:
             raise ValueError(f"unsupported .npy version {version}")
     except (ValueError, SyntaxError, OverflowError, MemoryError, RecursionError) as e:
-        raise BundleError(f"{what} is not a plain .npy array: {str(e)[:200]}") from None
+        raise BundleError(f"{what} is not a plain .npy array: {str(e)[:200]}") from e
     if dtype.hasobject or dtype.name not in ("float32", "float64") or dtype.byteorder == ">":
         raise BundleError(f"{what} must be a little-endian float32/float64 .npy array, got {dtype}")
     count = math.prod(shape)

@@ -83,8 +83,8 @@ def load_ir(data: Any) -> Any:
                 raise _bad(k, entry, "a constant is an exact 'p/q' string with no arguments")
             try:
                 built.append(ir.const(Fraction(value)))
-            except (ValueError, ZeroDivisionError):
-                raise _bad(k, entry, "not an exact rational 'p/q'") from None
+            except (ValueError, ZeroDivisionError) as e:
+                raise _bad(k, entry, "not an exact rational 'p/q'") from e
         elif op == "pow":
             if len(children) != 1 or isinstance(value, bool) or not isinstance(value, int):
                 raise _bad(k, entry, "a power has one argument and an integer exponent")

@@ -66,7 +66,7 @@ def _create_lock_file(lock_path: Path, out: Path) -> None:
         raise BundlePathError(
             f"cannot create lock {lock_path} for bundle {out}: {e.strerror or e}; "
             "choose a bundle directory in a writable place"
-        ) from None
+        ) from e
     os.close(fd)
 
 
@@ -156,7 +156,7 @@ def check_replaceable(out: Path) -> None:
         raise BundleError(
             f"{out} is not a valid bundle, refusing to replace it (remove it yourself if it is "
             f"disposable): {'; '.join(e.problems)[:500]}"
-        ) from None
+        ) from e
 
 
 def _write_files(tmp: Path, files: dict[str, bytes]) -> None:
@@ -184,18 +184,18 @@ def publish_bundle(
     except OSError as e:
         raise BundlePathError(
             f"cannot create the parent directory of bundle {out}: {e.strerror or e}"
-        ) from None
+        ) from e
     _create_lock_file(lock_path, out)
     try:
         lock = filelock.FileLock(str(lock_path), timeout=lock_timeout)
         lock.acquire()
-    except filelock.Timeout:
+    except filelock.Timeout as e:
         raise BundleBusyError(
             f"another export is writing {out} (lock {parent / f'.{out.name}.lock'} held for more "
             f"than {lock_timeout} s); retry later or pass a larger lock_timeout"
-        ) from None
+        ) from e
     except OSError as e:
-        raise BundleError(f"cannot create or lock {out}: {e.strerror or e}") from None
+        raise BundleError(f"cannot create or lock {out}: {e.strerror or e}") from e
     tmp: Path | None = None
     try:
         recover(out)
@@ -229,7 +229,7 @@ def publish_bundle(
         _fsync_dir(parent)
         _step("published")
     except OSError as e:
-        raise BundleError(f"cannot write bundle {out}: {e.strerror or e}") from None
+        raise BundleError(f"cannot write bundle {out}: {e.strerror or e}") from e
     finally:
         try:
             if tmp is not None and os.path.lexists(tmp):

@@ -79,7 +79,7 @@ def load_report_inputs(
         try:  # a regular .npy file only; never unpickled
             arr = load_plain_npy(source, "inputs file")
         except OSError as e:
-            raise BundleError(f"cannot read inputs file {where}: {e.strerror or e}") from None
+            raise BundleError(f"cannot read inputs file {where}: {e.strerror or e}") from e
     n_vars = len(runtime.variables)
     if arr.ndim != 2 or arr.shape[1] != n_vars or arr.shape[0] < 1:
         raise BundleError(

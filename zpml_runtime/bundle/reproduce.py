@@ -245,7 +245,7 @@ def emit_compiled_artifact(metadata: Mapping[str, Any], frus: list[Any]) -> Onnx
     except (ZeroProofError, ValueError, TypeError, KeyError) as e:
         raise BundleError(
             f"the recorded expression and emitter options cannot be compiled: {str(e).splitlines()[0][:300]}"
-        ) from None
+        ) from e
     if multi:
         counts = [len(t) for t in taus]
         stack_expression_outputs(art.model, expression_prefixes(len(frus)), counts, prefix)
@@ -299,7 +299,7 @@ def emit_decoder(metadata: dict[str, Any]) -> onnx.ModelProto:
     except (ZeroProofError, ValueError, TypeError, KeyError, IndexError) as e:
         raise BundleError(
             f"the recorded thresholds and emitter options do not give a strict decoder: {str(e).splitlines()[0][:300]}"
-        ) from None
+        ) from e
 
 
 def _subgraphs(node: onnx.NodeProto) -> Iterable[onnx.GraphProto]:

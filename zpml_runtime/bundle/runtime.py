@@ -152,7 +152,7 @@ class OnnxRuntimeBundle:
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise BundleError(
                 f"onnxruntime failed to run bundle {self.path}: {str(e).splitlines()[0][:300]}"
-            ) from None
+            ) from e
         return BundleResult(OrderedDict(zip(self.output_names, values, strict=True)))
 
 

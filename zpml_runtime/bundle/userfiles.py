@@ -188,7 +188,7 @@ def load_plain_npy(path: str | os.PathLike[str], what: str = "file") -> Any:
         try:
             arr = np.load(fh, allow_pickle=False)
         except (ValueError, EOFError) as e:
-            raise NpyContentError(f"{what} {name} is a damaged .npy file: {e}") from None
+            raise NpyContentError(f"{what} {name} is a damaged .npy file: {e}") from e
     if not isinstance(arr, np.ndarray) or not (
         np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
     ):

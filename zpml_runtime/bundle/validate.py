@@ -120,7 +120,7 @@ def _read_metadata(
         meta = loads_metadata(meta_bytes)
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         problems.append(f"{METADATA_FILE} is not valid strict JSON: {str(e)[:300]}")
-        raise BundleValidationError(str(bundle), problems) from None
+        raise BundleValidationError(str(bundle), problems) from e
     problems += BundleMetadata.schema_problems(meta)
     if problems:  # later checks read the metadata: stop at a schema violation
         raise BundleValidationError(str(bundle), problems)
@@ -200,8 +200,8 @@ def _structural(directory: str | os.PathLike[str], signing_key: bytes | None) ->
         if bundle.is_symlink() and not bundle.is_dir():
             raise NotADirectoryError
         dfd = os.open(bundle, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except (OSError, ValueError):
-        raise BundleValidationError(str(bundle), [f"{bundle} is not a directory"]) from None
+    except (OSError, ValueError) as e:
+        raise BundleValidationError(str(bundle), [f"{bundle} is not a directory"]) from e
     try:
         meta, info = _read_metadata(bundle, dfd, signing_key, problems)
         read = _read_model(dfd, info, problems)
@@ -239,7 +239,7 @@ def make_session(model_bytes: bytes, providers: Sequence[str], directory: str) -
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise BundleValidationError(
             directory, [f"onnxruntime cannot load model.onnx: {str(e).splitlines()[0][:300]}"]
-        ) from None
+        ) from e
 
 
 def open_validated(

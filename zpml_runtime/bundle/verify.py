@@ -124,7 +124,7 @@ def _typed_errors(run: RunGraph) -> RunGraph:
             return run(x)
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
             first = (str(e).splitlines() or [type(e).__name__])[0][:300]
-            raise BundleError(f"onnxruntime failed to run model.onnx: {first}") from None
+            raise BundleError(f"onnxruntime failed to run model.onnx: {first}") from e
 
     return checked
 

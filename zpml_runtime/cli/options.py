@@ -113,7 +113,7 @@ def signing_key(args: argparse.Namespace) -> bytes | None:
     except UserFileError as e:
         raise UsageError(str(e)) from None
     except OSError as e:
-        raise CliError(f"cannot read --signing-key-file {path}: {e.strerror or e}") from None
+        raise CliError(f"cannot read --signing-key-file {path}: {e.strerror or e}") from e
 
 
 def load_quietly(directory: str, key: bytes | None, args: argparse.Namespace) -> Any:

@@ -59,9 +59,9 @@ def read_calibration_csv(
                     ) from None
                 r.append(_bool_cell(row[in_range_column], i, in_range_column))
     except UnicodeDecodeError as e:
-        raise CliError(f"CSV {path} is not UTF-8 text: {e.reason}") from None
+        raise CliError(f"CSV {path} is not UTF-8 text: {e.reason}") from e
     except csv.Error as e:
-        raise CliError(f"CSV {path} is malformed: {e}") from None
+        raise CliError(f"CSV {path} is malformed: {e}") from e
     if not q:
         raise CliError(f"CSV {path} has a header but no data rows")
     return q, r
@@ -80,7 +80,7 @@ def load_npy(path: str, option: str) -> Any:
     except UserFileError as e:
         raise UsageError(str(e)) from None
     except OSError as e:
-        raise CliError(f"cannot read {option} {path}: {e.strerror or e}") from None
+        raise CliError(f"cannot read {option} {path}: {e.strerror or e}") from e
 
 
 # ----------------------------------------------------------------- batch inputs (zpml run)
@@ -142,7 +142,7 @@ def _batch_npy(path: str, option: str) -> Any:
     except UserFileError as e:
         raise UsageError(str(e)) from None
     except OSError as e:
-        raise UsageError(f"cannot read {option} {path}: {e.strerror or e}") from None
+        raise UsageError(f"cannot read {option} {path}: {e.strerror or e}") from e
     if arr.ndim != 2:
         raise UsageError(f"{option} {path} must be a 2-D array [rows, variables], got shape {arr.shape}")
     if arr.shape[0] == 0:
@@ -162,11 +162,11 @@ def _read_text(path: str, option: str) -> str:
     except UserFileError as e:
         raise UsageError(str(e)) from None
     except OSError as e:
-        raise UsageError(f"cannot read {option} {path}: {e.strerror or e}") from None
+        raise UsageError(f"cannot read {option} {path}: {e.strerror or e}") from e
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise UsageError(f"{option} {path} is not UTF-8 text: {e.reason} at byte {e.start}") from None
+        raise UsageError(f"{option} {path} is not UTF-8 text: {e.reason} at byte {e.start}") from e
 
 
 def _number(cell: str) -> float | None:
@@ -189,7 +189,7 @@ def _batch_csv(path: str, option: str) -> BatchTable:
                 rows.append(row)
                 lines.append(reader.line_num)
     except csv.Error as e:
-        raise UsageError(f"{option} {path} is malformed CSV (row {reader.line_num}): {e}") from None
+        raise UsageError(f"{option} {path} is malformed CSV (row {reader.line_num}): {e}") from e
     if not rows:
         raise UsageError(f"{option} {path} is empty")
     header: tuple[str, ...] | None = None
