@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from ..errors import ShapeMismatchError, UnsupportedInputError
 from ..inference.wrapper import split_model_outputs
+from .errors import BottomUnreachableError, LossValueError
 from .targets import SemanticTargets, lift_semantic_targets, lift_targets
+
+if TYPE_CHECKING:
+    from .trainer import SCMTrainer
 
 __all__ = [
     "accepts_tau_train",
+    "batch_loss",
     "handles_loss_mask",
     "lift_batch_targets",
     "select_rows",
@@ -145,3 +150,49 @@ def handles_loss_mask(loss_fn: Callable[..., Any]) -> bool:
     if getattr(loss_fn, "handles_loss_mask", False):
         return True
     return any(cls.__name__ == "SCMTrainingLoss" for cls in type(loss_fn).__mro__)
+
+
+def batch_loss(
+    trainer: SCMTrainer, outputs: Any, y: torch.Tensor, status: Any, tau: float, where: str
+) -> tuple[torch.Tensor, int, Any, Any]:
+    """Lift, check and call ``trainer``'s loss; returns ``(loss, rows used, outputs, targets)``.
+
+    Rows a ``SemanticTargets`` excludes are dropped before a loss that does not take
+    ``loss_mask``; ``tau_train=tau`` is passed to a loss that accepts it.
+    """
+    P, _Q, _V = split_model_outputs(outputs)
+    targets = lift_batch_targets(y, status, where)
+    y_n, y_d = targets
+    check_target_shape(P, y_n, where)
+    semantic = targets if isinstance(targets, SemanticTargets) else None
+    if trainer._unreachable:
+        singular = (y_d == 0) & semantic.loss_mask if semantic is not None else (y_d == 0)
+        if bool(singular.any()):
+            raise BottomUnreachableError(
+                f"{where}: {int(singular.sum())} target rows have Y_d = 0 (bottom or +-inf), but "
+                f"layer {', '.join(trainer._unreachable)} has can_reach_bottom = False: its Q is never "
+                "0, so these targets can never be fitted. Use a layer whose Q can reach zero "
+                "(e.g. SCMRationalLayer, AngularProjectiveHead) or relabel/drop these rows"
+            )
+    n = y_n.numel()
+    call_outputs, call_targets = outputs, targets
+    if semantic is not None and not trainer._mask_aware:
+        keep = semantic.loss_mask
+        if not bool(keep.all()):
+            call_outputs, call_targets = select_rows(outputs, semantic, keep)
+            n = call_targets.y_n.numel()
+    if trainer._pass_tau:
+        loss = trainer.loss_fn(call_outputs, call_targets, tau_train=tau)
+    else:
+        loss = trainer.loss_fn(call_outputs, call_targets)
+    if not isinstance(loss, torch.Tensor):
+        raise LossValueError(
+            f"{where}: loss_fn returned {type(loss).__name__}; it must return a scalar torch.Tensor "
+            "(e.g. a .mean() of per-row losses) so that it can be backpropagated"
+        )
+    if loss.numel() != 1:
+        raise LossValueError(
+            f"{where}: loss_fn returned a tensor of shape {list(loss.shape)}; it must return a "
+            "scalar (0-d) tensor: reduce per-row losses with .mean() or .sum()"
+        )
+    return loss.reshape(()), n, call_outputs, targets

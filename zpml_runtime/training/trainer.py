@@ -24,14 +24,12 @@ import torch
 from torch import nn
 
 from ..errors import UnsupportedInputError
-from ..inference.wrapper import SCMInferenceWrapper, split_model_outputs
+from ..inference.wrapper import SCMInferenceWrapper
 from . import _distributed as D
 from ._batches import (
     accepts_tau_train,
-    check_target_shape,
+    batch_loss,
     handles_loss_mask,
-    lift_batch_targets,
-    select_rows,
     split_batch,
     unreachable_bottom_layers,
 )
@@ -41,7 +39,7 @@ from ._head_schedule import HeadSchedule
 from ._state import restore_state, trainer_state, write_checkpoints
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainingConfig
-from .errors import BottomUnreachableError, LossValueError
+from .errors import LossValueError
 from .targets import SemanticTargets
 
 __all__ = ["SCMTrainer"]
@@ -411,42 +409,7 @@ class SCMTrainer:
         self, outputs: Any, y: torch.Tensor, status: Any, tau: float, where: str
     ) -> tuple[torch.Tensor, int, Any, Any]:
         """Lift, check and call the loss; returns ``(loss, rows used, outputs, targets)``."""
-        P, _Q, _V = split_model_outputs(outputs)
-        targets = lift_batch_targets(y, status, where)
-        y_n, y_d = targets
-        check_target_shape(P, y_n, where)
-        semantic = targets if isinstance(targets, SemanticTargets) else None
-        if self._unreachable:
-            singular = (y_d == 0) & semantic.loss_mask if semantic is not None else (y_d == 0)
-            if bool(singular.any()):
-                raise BottomUnreachableError(
-                    f"{where}: {int(singular.sum())} target rows have Y_d = 0 (bottom or +-inf), but "
-                    f"layer {', '.join(self._unreachable)} has can_reach_bottom = False: its Q is never "
-                    "0, so these targets can never be fitted. Use a layer whose Q can reach zero "
-                    "(e.g. SCMRationalLayer, AngularProjectiveHead) or relabel/drop these rows"
-                )
-        n = y_n.numel()
-        call_outputs, call_targets = outputs, targets
-        if semantic is not None and not self._mask_aware:
-            keep = semantic.loss_mask
-            if not bool(keep.all()):
-                call_outputs, call_targets = select_rows(outputs, semantic, keep)
-                n = call_targets.y_n.numel()
-        if self._pass_tau:
-            loss = self.loss_fn(call_outputs, call_targets, tau_train=tau)
-        else:
-            loss = self.loss_fn(call_outputs, call_targets)
-        if not isinstance(loss, torch.Tensor):
-            raise LossValueError(
-                f"{where}: loss_fn returned {type(loss).__name__}; it must return a scalar torch.Tensor "
-                "(e.g. a .mean() of per-row losses) so that it can be backpropagated"
-            )
-        if loss.numel() != 1:
-            raise LossValueError(
-                f"{where}: loss_fn returned a tensor of shape {list(loss.shape)}; it must return a "
-                "scalar (0-d) tensor: reduce per-row losses with .mean() or .sum()"
-            )
-        return loss.reshape(()), n, call_outputs, targets
+        return batch_loss(self, outputs, y, status, tau, where)
 
     def _early_stopping(self, record: dict[str, Any]) -> None:
         val = record.get("val_loss")
