@@ -31,6 +31,7 @@ import onnx
 from onnx import helper
 
 from zpml_runtime.bundle.format import STRICT_OUTPUTS, BundleError
+from zpml_runtime.bundle.metadata import BundleMetadata
 
 DEFAULT_PREFIX = "structural_validity_factor"
 _PARTS = ("value", "fault_mask", "semantic_bottom_mask")
@@ -221,36 +222,35 @@ def single_gauge(metadata: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def structure_problems(metadata: Mapping[str, Any], model: onnx.ModelProto) -> list[str]:
+def structure_problems(metadata: BundleMetadata, model: onnx.ModelProto) -> list[str]:
     """Consistency of ``multi_output`` with the graph's outputs and thresholds."""
-    mo = metadata.get("multi_output")
+    mo = metadata.multi_output
     if mo is None:
         return []
     problems: list[str] = []
-    k = mo.get("k") if isinstance(mo, dict) else None
-    if not isinstance(k, int) or isinstance(k, bool) or k < 2:
+    k = mo.k
+    if k < 2:
         return [f"metadata multi_output.k must be an integer >= 2, got {k!r}"]
-    names = mo.get("output_names")
-    if not isinstance(names, list) or len(names) != k:
+    if len(mo.output_names) != k:
         problems.append(f"metadata multi_output.output_names must list {k} names")
-    shapes = {o["name"]: o.get("shape") for o in metadata.get("outputs", [])}
+    shapes = {o.name: list(o.shape) for o in metadata.outputs}
     for name in STRICT_OUTPUTS:
         if shapes.get(name) != ["batch", k]:
             problems.append(f"output {name} has shape {shapes.get(name)}; a {k}-output bundle needs ['batch', {k}]")
-    factors = mo.get("factors")
-    t_factors = metadata.get("effective_thresholds", {}).get("t_factors", [])
-    if not isinstance(factors, list) or len(factors) != len(t_factors):
+    factors = mo.factors
+    t_factors = metadata.effective_thresholds.t_factors
+    if len(factors) != len(t_factors):
         problems.append(
-            f"metadata multi_output.factors lists {len(factors) if isinstance(factors, list) else factors!r} "
+            f"metadata multi_output.factors lists {len(factors)} "
             f"factors but the graph has {len(t_factors)} factor thresholds"
         )
         return problems
-    order = metadata.get("output_order", [])
+    order = metadata.output_order
     if len(order) != 6 + 3 * len(factors):
         problems.append(f"output_order has {len(order)} names for {len(factors)} validity factors")
         return problems
     for g, f in enumerate(factors):
-        want = f.get("shape") if isinstance(f, dict) else None
+        want = f.get("shape")
         if want not in (["batch"], ["batch", k]):
             problems.append(f"metadata multi_output.factors[{g}].shape must be ['batch'] or ['batch', {k}]")
             continue

@@ -105,27 +105,37 @@ def emitter_record(kind: str, options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def unverifiable_reason(metadata: dict[str, Any]) -> str | None:
+def _record(metadata: Mapping[str, Any] | BundleMetadata) -> EmitterRecord | str | None:
+    """The emitter record, ``None`` when there is none, or a message when it is malformed."""
+    if isinstance(metadata, BundleMetadata):
+        return metadata.emitter
+    try:
+        return BundleMetadata.parse(metadata, draft=True).emitter
+    except BundleError:
+        return f"metadata emitter record {metadata.get('emitter')!r:.120} is malformed"
+
+
+def unverifiable_reason(metadata: Mapping[str, Any] | BundleMetadata) -> str | None:
     """Why the installed compiler cannot reproduce this bundle's graph (``None``: it can)."""
-    rec = metadata.get("emitter")
+    rec = _record(metadata)
     if rec is None:
         return (
             "metadata.json has no emitter record (the bundle predates verification by "
             f"reproduction, or the record was removed); its graph cannot be reproduced: {_FIX}"
         )
-    if not isinstance(rec, dict) or not isinstance(rec.get("options"), dict):
-        return f"metadata emitter record {rec!r:.120} is malformed; the graph cannot be reproduced: {_FIX}"
+    if isinstance(rec, str):
+        return f"{rec}; the graph cannot be reproduced: {_FIX}"
     want = (compiler_version(), EMITTER_FORMAT)
-    got = (rec.get("version"), rec.get("format"))
+    got = (rec.version, rec.format)
     if got != want:
         return (
             f"the bundle was written by zpml {got[0]!r} (emitter format {got[1]!r}); the installed "
             f"zpml {want[0]} (emitter format {want[1]}) cannot reproduce its graph, so it cannot be "
             f"verified: {_FIX}"
         )
-    if rec.get("fingerprint") != emitter_fingerprint():
+    if rec.fingerprint != emitter_fingerprint():
         return (
-            f"the bundle was written by an emitter with fingerprint {rec.get('fingerprint')!r}; "
+            f"the bundle was written by an emitter with fingerprint {rec.fingerprint!r}; "
             f"the installed zpml {want[0]} emits other graphs (fingerprint "
             f"{emitter_fingerprint()!r}: a build whose emitter changed under the same version), so "
             f"its graph cannot be verified: {_FIX}"
@@ -133,15 +143,16 @@ def unverifiable_reason(metadata: dict[str, Any]) -> str | None:
     return None
 
 
-def kind_problems(metadata: dict[str, Any]) -> list[str]:
+def kind_problems(metadata: Mapping[str, Any] | BundleMetadata) -> list[str]:
     """The emitter kind must be the one of the recorded ``source``."""
-    rec = metadata.get("emitter")
-    if not isinstance(rec, dict):
+    rec = _record(metadata)
+    if not isinstance(rec, EmitterRecord):
         return []
-    want = _KINDS.get(str(metadata.get("source")))
-    if rec.get("kind") != want:
+    source = metadata.source if isinstance(metadata, BundleMetadata) else metadata.get("source")
+    want = _KINDS.get(str(source))
+    if rec.kind != want:
         return [
-            f"metadata source {metadata.get('source')!r} but emitter kind {rec.get('kind')!r} "
+            f"metadata source {source!r} but emitter kind {rec.kind!r} "
             f"(expected {want!r}): the metadata was edited"
         ]
     return []

@@ -213,7 +213,7 @@ def _structural(directory: str | os.PathLike[str], signing_key: bytes | None) ->
 
         check_hygiene(read[1], problems)
         check_model(read[1], info, problems)
-        problems += structure_problems(meta, read[1])
+        problems += structure_problems(info, read[1])
         check_parameters(read[1], info, problems)
     if problems:
         raise BundleValidationError(str(bundle), problems)
