@@ -24,7 +24,9 @@ from zpml_core.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from zpml_core.config import InferenceConfig, check_threshold
-    from zpml_core.result import PROVENANCE_CODES, STRICT_OUTPUT_NAMES, StrictInferenceResult
+    from zpml_core.outputs import PROVENANCE_CODES, STRICT_OUTPUT_NAMES
+    from zpml_core.resolution import EffectiveThresholds, ResolvedThresholds, resolve_thresholds
+    from zpml_core.result import StrictInferenceResult
     from zpml_core.strict import numerical_hazard_mask, strict_inference
 
 #: names imported on first use: they need numpy/torch, the error classes do not
@@ -32,8 +34,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
 _LAZY = {
     "InferenceConfig": "zpml_core.config",
     "check_threshold": "zpml_core.config",
-    "PROVENANCE_CODES": "zpml_core.result",
-    "STRICT_OUTPUT_NAMES": "zpml_core.result",
+    "PROVENANCE_CODES": "zpml_core.outputs",
+    "STRICT_OUTPUT_NAMES": "zpml_core.outputs",
+    "EffectiveThresholds": "zpml_core.resolution",
+    "ResolvedThresholds": "zpml_core.resolution",
+    "resolve_thresholds": "zpml_core.resolution",
     "StrictInferenceResult": "zpml_core.result",
     "numerical_hazard_mask": "zpml_core.strict",
     "strict_inference": "zpml_core.strict",
@@ -47,8 +52,10 @@ __all__ = [
     "PROVENANCE_CODES",
     "__version__",
     "STRICT_OUTPUT_NAMES",
+    "EffectiveThresholds",
     "InferenceConfig",
     "InvalidConfigError",
+    "ResolvedThresholds",
     "ShapeMismatchError",
     "StrictInferenceResult",
     "ThresholdUnderflowError",
@@ -57,5 +64,6 @@ __all__ = [
     "ZeroProofRuntimeError",
     "check_threshold",
     "numerical_hazard_mask",
+    "resolve_thresholds",
     "strict_inference",
 ]

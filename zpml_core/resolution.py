@@ -228,7 +228,8 @@ def resolve_thresholds(
             validated), or ``None`` for ``tau_infer=0`` (exact zeros only).
         validity_taus: one number for every factor, or one per factor.
         n_factors: the number of retained validity factors.
-        gauge, factor_gauges: the power-of-two gauge of the emitted ``P, Q`` and ``V_i``.
+        gauge: ``e`` of the emitted ``P' = 2**-e P``, ``Q' = 2**-e Q`` (0: not regauged).
+        factor_gauges: ``e_i`` of each emitted ``V_i' = 2**-e_i V_i`` (empty: all 0).
         counted: end of the message for a wrong number of ``validity_taus``.
 
     Raises:
