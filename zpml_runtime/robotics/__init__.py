@@ -10,7 +10,9 @@
 * :mod:`~zpml_runtime.robotics.calibration`, :mod:`~zpml_runtime.robotics.deploy`,
   :mod:`~zpml_runtime.robotics.compare`, :mod:`~zpml_runtime.robotics.artifacts`,
   :mod:`~zpml_runtime.robotics.contract`: the remaining steps;
-  :mod:`~zpml_runtime.robotics.pipeline` runs them (:mod:`zpml_runtime.reference_robotics_deployment`).
+  :mod:`~zpml_runtime.robotics.fit_step` fits the models of a run and
+  :mod:`~zpml_runtime.robotics.run_records` builds its summary and audit records;
+  :mod:`~zpml_runtime.robotics.pipeline` runs the steps (:mod:`zpml_runtime.reference_robotics_deployment`).
 """
 
 from zpml_runtime.robotics.arm import DLS_TEMPLATES, IK_TEMPLATES, DLSSolver, IKArm, PlanarArm
