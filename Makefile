@@ -35,8 +35,12 @@ bench: $(STAMP)
 	$(PY) -m pip install -e ".[dev,bench]" --quiet || echo "bench extras unavailable: sympytorch columns will be skipped"
 	$(PY) benchmarks/run_all.py
 
+# style, formatting and types: ruff (lint + format check) and mypy (config in pyproject [tool.mypy])
+LINTED := zpml_core zpml_symbolic zpml_runtime tests benchmarks examples scripts
 lint: $(STAMP)
-	$(PY) -m ruff check zpml_core zpml_symbolic zpml_runtime tests benchmarks examples scripts
+	$(PY) -m ruff check $(LINTED)
+	$(PY) -m ruff format --check $(LINTED)
+	$(PY) -m mypy
 
 # the user docs and the API reference (from docstrings), built offline; any warning fails the build
 docs: $(STAMP)

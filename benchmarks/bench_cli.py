@@ -38,12 +38,26 @@ BASELINE = "99be7124648dee4a35ec92f6037c5f6f8a5edc6e"
 EXPR = "(x**2 + 1)/(x - y) + 1/(1 + 1/x)"
 PACKAGES = ("zpml_core", "zpml_symbolic", "zpml_runtime")
 #: modules timed one after another in the breakdown child (each includes what it imports first)
-IMPORTS = ("numpy", "torch", "sympy", "onnx", "onnxruntime", "flint", "zpml_symbolic", "zpml_runtime.bundle")
+IMPORTS = (
+    "numpy",
+    "torch",
+    "sympy",
+    "onnx",
+    "onnxruntime",
+    "flint",
+    "zpml_symbolic",
+    "zpml_runtime.bundle",
+)
 #: validate_bundle stages reported from the profile (cumulative; a later row runs inside the
 #: row before it with one more level): (label, function name, file suffix, depth)
 STAGES = (
     ("graph verification (`verify_graph`)", "verify_graph", "bundle/verify.py", 1),
-    ("emitter fingerprint (re-emits a fixed input set)", "emitter_fingerprint", "bundle/reproduce.py", 2),
+    (
+        "emitter fingerprint (re-emits a fixed input set)",
+        "emitter_fingerprint",
+        "bundle/reproduce.py",
+        2,
+    ),
     ("second line (wide points, differential)", "_second_line", "bundle/verify.py", 2),
     ("exact semantic recomputation", "check_semantics", "bundle/semantic.py", 3),
 )
@@ -65,7 +79,10 @@ def _time(argv: list[str], code_root: Path) -> tuple[float, float]:
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "zpml_runtime.cli", *argv],
-        cwd=tempfile.gettempdir(), env=env, capture_output=True, text=True,
+        cwd=tempfile.gettempdir(),
+        env=env,
+        capture_output=True,
+        text=True,
     )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -97,7 +114,9 @@ def _breakdown_child(bundle: str) -> None:
     stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
     stages = {}
     for label, func, suffix, _ in STAGES:
-        cum = [v[3] for (file, _, name), v in stats.items() if name == func and file.endswith(suffix)]
+        cum = [
+            v[3] for (file, _, name), v in stats.items() if name == func and file.endswith(suffix)
+        ]
         stages[label] = max(cum) if cum else None
     print(json.dumps({"imports": imports, "validate": total, "stages": stages}))
 
@@ -114,7 +133,9 @@ def _baseline_tree(dest: Path) -> bool:
     try:
         archive = subprocess.run(
             ["git", "archive", "--format=tar", BASELINE, *PACKAGES],
-            cwd=ROOT, capture_output=True, check=True,
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return False
@@ -179,11 +200,22 @@ def main() -> int:
         has_base = _baseline_tree(base)
         bundle, inputs = str(work / "bundle"), str(work / "x.npy")
         np.save(inputs, np.array([[0.0, 1.0], [1.0, 1.0], [0.5, 2.0]]))
-        compile_argv = ["compile", EXPR, "--tau-infer", "1e-6", "--tau-train", "1e-3", "--onnx", bundle]
+        compile_argv = [
+            "compile",
+            EXPR,
+            "--tau-infer",
+            "1e-6",
+            "--tau-train",
+            "1e-3",
+            "--onnx",
+            bundle,
+        ]
         _time(compile_argv, ROOT)
         commands = _commands(bundle, inputs, str(work / "p.npz"))
         after: dict[str, list[tuple[float, float]]] = {k: [] for k in commands}
-        before: dict[str, list[tuple[float, float]]] = {k: [] for k in commands if k != "run (3 rows)"}
+        before: dict[str, list[tuple[float, float]]] = {
+            k: [] for k in commands if k != "run (3 rows)"
+        }
         for _ in range(rounds):
             for name, argv in commands.items():
                 after[name].append(_time(argv, ROOT))
@@ -201,7 +233,7 @@ def main() -> int:
         "## zpml command start-up",
         "",
         "`benchmarks/bench_cli.py`: each command as a fresh process on the README bundle "
-        f"(`zpml compile \"{EXPR}\" --tau-infer 1e-6 --tau-train 1e-3`), {rounds} rounds with all "
+        f'(`zpml compile "{EXPR}" --tau-infer 1e-6 --tau-train 1e-3`), {rounds} rounds with all '
         "commands alternating; CPU is user + system time of the child process.",
         "",
         "This tree:",
@@ -210,7 +242,13 @@ def main() -> int:
         *_table(after),
     ]
     if has_base:
-        lines += ["", f"Before (commit `{BASELINE[:12]}`, the single-module CLI):", "", *head, *_table(before)]
+        lines += [
+            "",
+            f"Before (commit `{BASELINE[:12]}`, the single-module CLI):",
+            "",
+            *head,
+            *_table(before),
+        ]
     lines += [
         "",
         "Where `zpml inspect` spends its time (one process, wall seconds; each import includes "

@@ -328,7 +328,9 @@ def main() -> int:
     )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     out.append("")
-    out.append(f"Load average (1 min) at the end of the run: {load:.1f} on {os.cpu_count()} CPUs (times below are wall clock).")
+    out.append(
+        f"Load average (1 min) at the end of the run: {load:.1f} on {os.cpu_count()} CPUs (times below are wall clock)."
+    )
     out += ["", "### AI Feynman rational formulas", ""]
     out.append(
         f"{published['formulas']} rational formulas of the published table (`tests/symbolic/domain/data/feynman_rational.csv`)."

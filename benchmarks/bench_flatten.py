@@ -458,8 +458,16 @@ def main() -> int:
 # ------------------------------------------------------------------ budget refusals
 #: (label, expression text, whether it runs in --quick). Each runs in a fresh interpreter.
 REFUSALS = [
-    ("1200 simple poles in 1200 variables, `1/v0 + ... + 1/v1199`", "+".join(f"1/v{i}" for i in range(1200)), True),
-    ("the same with 500 terms (degree 500: legal, flattened)", "+".join(f"1/v{i}" for i in range(500)), False),
+    (
+        "1200 simple poles in 1200 variables, `1/v0 + ... + 1/v1199`",
+        "+".join(f"1/v{i}" for i in range(1200)),
+        True,
+    ),
+    (
+        "the same with 500 terms (degree 500: legal, flattened)",
+        "+".join(f"1/v{i}" for i in range(500)),
+        False,
+    ),
     ("40-deep continued fraction in 5 variables", None, False),
     ("`(x + 1)**1000`", "(x + 1)**1000", True),
 ]
@@ -493,8 +501,12 @@ def refusal_lines(quick: bool, log: Callable[[str], None]) -> list[str]:
             continue
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         proc = subprocess.run(
-            [sys.executable, "-c", _REFUSAL_CHILD], input=text or "CF5", capture_output=True,
-            text=True, timeout=600, cwd=ROOT,
+            [sys.executable, "-c", _REFUSAL_CHILD],
+            input=text or "CF5",
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=ROOT,
         )
         if proc.returncode != 0:
             raise RuntimeError(f"refusal case {label!r} failed: {proc.stderr[-2000:]}")

@@ -54,10 +54,18 @@ def by_bucket(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def scenario_section(scenario: str, n: int) -> tuple[list[str], bool]:
-    names = ["model", "template", "mlp", "dls", "predict_zero"] if scenario == "2link" else [
-        "model", "mlp", "dls", "predict_zero"]
-    label = {"model": "generic (bundle)", "template": "template", "mlp": "MLP", "dls": "DLS alone",
-             "predict_zero": "zero"}
+    names = (
+        ["model", "template", "mlp", "dls", "predict_zero"]
+        if scenario == "2link"
+        else ["model", "mlp", "dls", "predict_zero"]
+    )
+    label = {
+        "model": "generic (bundle)",
+        "template": "template",
+        "mlp": "MLP",
+        "dls": "DLS alone",
+        "predict_zero": "zero",
+    }
     lines = [
         f"### {scenario}: inverse-Jacobian labels, generic head deployed",
         "",
@@ -65,7 +73,8 @@ def scenario_section(scenario: str, n: int) -> tuple[list[str], bool]:
         "(generic: the bundle's strict output on the rows it accepted).",
         "",
         "| seed | time s | degrees | singular set | bottom P / R (generic) | bucket | "
-        + " | ".join(label[k] for k in names) + " |",
+        + " | ".join(label[k] for k in names)
+        + " |",
         "|---:|---:|---|---|---|---|" + "---:|" * len(names),
     ]
     ok = True
@@ -75,24 +84,35 @@ def scenario_section(scenario: str, n: int) -> tuple[list[str], bool]:
         g = summ["generic_fit"]
         tot = b["all"]
         ok &= (
-            tot["bottom_precision"] == 1.0 and tot["bottom_recall"] == 1.0
+            tot["bottom_precision"] == 1.0
+            and tot["bottom_recall"] == 1.0
             and g["singular_set"]["matches_reference"]
             and all(b[k]["model.median_rel_err"] <= 1e-6 for k in ABOVE_1E5)
-            and all(b[k]["mlp.median_rel_err"] >= 10 * b[k]["model.median_rel_err"] for k in ABOVE_1E3)
+            and all(
+                b[k]["mlp.median_rel_err"] >= 10 * b[k]["model.median_rel_err"] for k in ABOVE_1E3
+            )
         )
         for i, k in enumerate(BUCKETS):
             head = (
                 f"| {s} | {secs:.1f} | [{g['numerator_degree']}/{g['denominator_degree']}] "
                 f"| `{g['singular_set']['zero_set']}` | {fmt(tot['bottom_precision'])} / {fmt(tot['bottom_recall'])} "
-                if i == 0 else "| | | | | "
+                if i == 0
+                else "| | | | | "
             )
-            lines.append(head + f"| {k} | " + " | ".join(fmt(b[k].get(f"{m}.median_rel_err")) for m in names) + " |")
+            lines.append(
+                head
+                + f"| {k} | "
+                + " | ".join(fmt(b[k].get(f"{m}.median_rel_err")) for m in names)
+                + " |"
+            )
         if scenario == "2link":
             t = by_bucket(summ)["all"]
             coef = summ["template"]["coefficients"]
             lines.append(
                 f"| | | | | | template: l1, l2 = {coef['l1']:.7f}, {coef['l2']:.7f}; bottom P / R "
-                f"{fmt(t['template.bottom_precision'])} / {fmt(t['template.bottom_recall'])} |" + " |" * len(names)
+                f"{fmt(t['template.bottom_precision'])} / {fmt(t['template.bottom_recall'])} |"
+                + " |"
+                * len(names)
             )
     return lines, ok
 
@@ -125,7 +145,10 @@ def main() -> int:
         section, ok = scenario_section(scenario, n)
         lines += section + [""]
         verdicts.append(f"{scenario}: **{'PASS' if ok else 'FAIL'}**")
-    lines += [f"- generic-head targets on {len(SEEDS)}/{len(SEEDS)} seeds: " + "; ".join(verdicts), ""]
+    lines += [
+        f"- generic-head targets on {len(SEEDS)}/{len(SEEDS)} seeds: " + "; ".join(verdicts),
+        "",
+    ]
 
     lines += [
         "### 2link, damped-least-squares labels (damping 1e-2), generic head deployed",
@@ -149,10 +172,16 @@ def main() -> int:
                 f"| {fmt(z / t if t else None)} | {fmt(r['route_rate.bottom'])} |"
             )
         coef = summ["template"]["coefficients"]
-        lines.append(f"| | | template: l1, l2, lambda = {coef['l1']:.5f}, {coef['l2']:.5f}, {coef['lam']:.5f} |"
-                     + " |" * 6)
-    lines += ["", "- DLS labels, generic head: >= 2x predict-zero MAE in every bucket and no routed row on "
-              f"{len(SEEDS)}/{len(SEEDS)} seeds: **{'PASS' if ok_dls else 'FAIL'}**", ""]
+        lines.append(
+            f"| | | template: l1, l2, lambda = {coef['l1']:.5f}, {coef['l2']:.5f}, {coef['lam']:.5f} |"
+            + " |" * 6
+        )
+    lines += [
+        "",
+        "- DLS labels, generic head: >= 2x predict-zero MAE in every bucket and no routed row on "
+        f"{len(SEEDS)}/{len(SEEDS)} seeds: **{'PASS' if ok_dls else 'FAIL'}**",
+        "",
+    ]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

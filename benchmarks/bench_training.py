@@ -56,11 +56,17 @@ def fmt(v: float) -> str:
 
 def seed004(seeds: list[int], epochs: int, head_fit: str) -> list[dict]:
     rows = []
-    extra = {"off": "", "epoch": ', head_fit="epoch"', "step": ', head_fit="step"',
-             "epoch-uniform": ', head_fit="epoch", head_fit_weighting="uniform"'}[head_fit]
+    extra = {
+        "off": "",
+        "epoch": ', head_fit="epoch"',
+        "step": ', head_fit="step"',
+        "epoch-uniform": ', head_fit="epoch", head_fit_weighting="uniform"',
+    }[head_fit]
     for s in seeds:
         t = time.perf_counter()
-        ns = run_seed_example(seed=s, config_line=f"TrainingConfig(max_epochs={epochs}, progress=False{extra})")
+        ns = run_seed_example(
+            seed=s, config_line=f"TrainingConfig(max_epochs={epochs}, progress=False{extra})"
+        )
         m = evaluate_pole_fit(ns["wrapped"])
         m["seed"], m["time_s"] = s, time.perf_counter() - t
         m["pole_ok"] = m["pole_error"] <= 1e-3 and m["bottom_at_pole"] and m["bottom_far"] == 0
@@ -84,20 +90,31 @@ def seed004_section(seeds: list[int], epochs: int) -> list[str]:
     results = {}
     for mode in ("off", "epoch", "step", "epoch-uniform"):
         results[mode] = seed004(seeds, epochs, mode)
-    lines += ["With `head_fit=\"epoch\"` (the head is solved from the data before training and after every epoch, the "
-              "optimiser trains the backbone, and without a validation loader the epoch with the best head-fit "
-              "objective is restored; see docs/training.md):", "",
-              "| seed | median rel. err | max rel. err | pole error | sign changes | tau_infer | bottom ok | time s |",
-              "|---:|---:|---:|---:|---:|---:|---|---:|"]
+    lines += [
+        'With `head_fit="epoch"` (the head is solved from the data before training and after every epoch, the '
+        "optimiser trains the backbone, and without a validation loader the epoch with the best head-fit "
+        "objective is restored; see docs/training.md):",
+        "",
+        "| seed | median rel. err | max rel. err | pole error | sign changes | tau_infer | bottom ok | time s |",
+        "|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
     for r in results["epoch"]:
         lines.append(
             f"| {r['seed']} | {fmt(r['median'])} | {fmt(r['max'])} | {fmt(r['pole_error'])} | {r['n_sign_changes']} "
             f"| {fmt(r['tau_infer'])} | {r['bottom_at_pole'] and r['bottom_far'] == 0} | {r['time_s']:.1f} |"
         )
-    lines += ["", "| configuration | pole + bottom ok | median <= 2e-3 | median (min..max) | max (min..max) | "
-              "pole error (max) | time s (mean) | verdict |", "|---|---:|---:|---|---|---:|---:|---|"]
-    for mode, label in (("off", "defaults (as written)"), ("epoch", '`head_fit="epoch"`'), ("step", '`head_fit="step"`'),
-                        ("epoch-uniform", '`head_fit="epoch", head_fit_weighting="uniform"`')):
+    lines += [
+        "",
+        "| configuration | pole + bottom ok | median <= 2e-3 | median (min..max) | max (min..max) | "
+        "pole error (max) | time s (mean) | verdict |",
+        "|---|---:|---:|---|---|---:|---:|---|",
+    ]
+    for mode, label in (
+        ("off", "defaults (as written)"),
+        ("epoch", '`head_fit="epoch"`'),
+        ("step", '`head_fit="step"`'),
+        ("epoch-uniform", '`head_fit="epoch", head_fit_weighting="uniform"`'),
+    ):
         rs = results[mode]
         pole_ok = sum(r["pole_ok"] for r in rs)
         med_ok = sum(r["median_ok"] for r in rs)
@@ -125,7 +142,13 @@ class Elementwise(nn.Module):
 CASES = {
     # name: (function, interval, true poles, degrees, pole tolerance of a converged fit)
     "1/(x+0.1)": (lambda x: 1.0 / (x + 0.1), (-1.0, 1.0), [-0.1], (3, 3), 1e-6),  # exact in [3/3]
-    "tan": (torch.tan, (-2.0, 2.0), [-np.pi / 2, np.pi / 2], (3, 3), 1e-3),  # [3/3] is an approximation
+    "tan": (
+        torch.tan,
+        (-2.0, 2.0),
+        [-np.pi / 2, np.pi / 2],
+        (3, 3),
+        1e-3,
+    ),  # [3/3] is an approximation
 }
 METHODS = {
     "adam": "Adam",
@@ -142,9 +165,15 @@ def layer_run(case: str, seed: int, method: str, epochs: int) -> dict:
     x = x[torch.stack([(x - p).abs() > 1e-3 for p in poles]).all(0)]
     y = f(x)
     g = torch.Generator().manual_seed(seed)
-    layer = SCMRationalLayer(n, m, basis="chebyshev", domain=(lo, hi), dtype=torch.float64,
-                             numerator_init=torch.randn(n + 1, generator=g, dtype=torch.float64),
-                             denominator_init=torch.randn(m + 1, generator=g, dtype=torch.float64))
+    layer = SCMRationalLayer(
+        n,
+        m,
+        basis="chebyshev",
+        domain=(lo, hi),
+        dtype=torch.float64,
+        numerator_init=torch.randn(n + 1, generator=g, dtype=torch.float64),
+        denominator_init=torch.randn(m + 1, generator=g, dtype=torch.float64),
+    )
     model = Elementwise(layer)
     torch.manual_seed(seed)
     t = time.perf_counter()
@@ -169,8 +198,13 @@ def layer_run(case: str, seed: int, method: str, epochs: int) -> dict:
         P, Q = layer(xf)
     fx = f(xf)
     err = float(((P / Q - fx).abs() / fx.abs().clamp_min(1.0)).max())
-    return {"pole_error": max(errs), "extra": len(extra), "spurious": len(report.spurious), "max": err,
-            "time_s": elapsed}
+    return {
+        "pole_error": max(errs),
+        "extra": len(extra),
+        "spurious": len(report.spurious),
+        "max": err,
+        "time_s": elapsed,
+    }
 
 
 def layers_section(seeds: list[int], epochs: int) -> list[str]:
@@ -178,13 +212,13 @@ def layers_section(seeds: list[int], epochs: int) -> list[str]:
         f"`SCMRationalLayer(3, 3)` (Chebyshev, float64) from random N(0, 1) coefficients, seeds {seeds[0]}-{seeds[-1]}, "
         f"through `SCMTrainer` with `implicit_loss`: Adam (lr 1e-3, batch 128, {epochs} epochs) and L-BFGS (full "
         f"batch, strong Wolfe, 50 iterations per epoch, {max(epochs // 50, 4)} epochs), each from the random start "
-        "and with the layer fitted from the data first (`head_fit=\"init\"`) or after every epoch "
-        "(`head_fit=\"epoch\"`: the layer is the whole model, so Adam only runs between exact refits). 512 points "
+        'and with the layer fitted from the data first (`head_fit="init"`) or after every epoch '
+        '(`head_fit="epoch"`: the layer is the whole model, so Adam only runs between exact refits). 512 points '
         "minus |x - pole| <= 1e-3; poles from the exact `pole_report`; 'extra' = true poles farther than 1e-2 from "
         "every expected pole; max relative error |r - f| / max(|f|, 1) on 100,001 points with |x - pole| > 1e-2. "
         "A seed is ok when every expected pole is matched within the tolerance (1e-6 for the exactly representable "
         "1/(x + 0.1), 1e-3 for the [3/3] approximation of tan) with no extra or spurious pole. Target: every seed "
-        "ok for `head_fit=\"epoch\"` and for L-BFGS after `head_fit=\"init\"`. (Adam after `head_fit=\"init\"` "
+        'ok for `head_fit="epoch"` and for L-BFGS after `head_fit="init"`. (Adam after `head_fit="init"` '
         "is shown for what it is: Adam moves every coefficient by about lr per step even at an exact optimum.)",
         "",
         "| function | method | seeds ok | pole error (worst) | extra poles (sum) | spurious (sum) | max rel. err (worst) | time s (mean) |",
@@ -203,8 +237,12 @@ def layers_section(seeds: list[int], epochs: int) -> list[str]:
                 f"{statistics.mean(r['time_s'] for r in rs):.2f} |"
             )
     failed = [name for name, ok in verdicts if not ok]
-    lines += ["", f"- target rows ok on every seed: **{'PASS' if not failed else 'FAIL'}**"
-              + (f" (not: {'; '.join(failed)})" if failed else ""), ""]
+    lines += [
+        "",
+        f"- target rows ok on every seed: **{'PASS' if not failed else 'FAIL'}**"
+        + (f" (not: {'; '.join(failed)})" if failed else ""),
+        "",
+    ]
     return lines
 
 
@@ -219,20 +257,42 @@ def template_fit(seeds: list[int], epochs: int) -> list[dict]:
     for s in seeds:
         t = time.perf_counter()
         g = torch.Generator().manual_seed(s)
-        init = {k: float(v) for k, v in zip(("a0", "a1", "b0", "b1"), 1.0 + 0.3 * torch.randn(4, generator=g, dtype=torch.float64), strict=True)}
-        layer = RationalTemplateLayer("(a0 + a1*x)/(b0 + b1*x)", ["a0", "a1", "b0", "b1"], init=init, dtype=torch.float64)
+        init = {
+            k: float(v)
+            for k, v in zip(
+                ("a0", "a1", "b0", "b1"),
+                1.0 + 0.3 * torch.randn(4, generator=g, dtype=torch.float64),
+                strict=True,
+            )
+        }
+        layer = RationalTemplateLayer(
+            "(a0 + a1*x)/(b0 + b1*x)", ["a0", "a1", "b0", "b1"], init=init, dtype=torch.float64
+        )
         loader = DataLoader(TensorDataset(x[:, None], y), batch_size=len(x), shuffle=False)
         opt = torch.optim.Adam(layer.parameters(), lr=3e-2)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-        SCMTrainer(layer, opt, seed_loss, loader, scheduler=sched,
-                   config=TrainingConfig(max_epochs=epochs, progress=False)).fit()
+        SCMTrainer(
+            layer,
+            opt,
+            seed_loss,
+            loader,
+            scheduler=sched,
+            config=TrainingConfig(max_epochs=epochs, progress=False),
+        ).fit()
         report = pole_report(layer, (-1.0, 1.0))
         poles = [p.location for p in report.poles if p.kind == "pole"]
         with torch.no_grad():
             out = layer(x[:, None])
             rel = ((out[0] / out[1] - y) / y).abs()
-        rows.append({"seed": s, "pole_error": min((abs(p + 0.1) for p in poles), default=float("inf")),
-                     "poles": poles, "max": float(rel[(x + 0.1).abs() > 0.05].max()), "time_s": time.perf_counter() - t})
+        rows.append(
+            {
+                "seed": s,
+                "pole_error": min((abs(p + 0.1) for p in poles), default=float("inf")),
+                "poles": poles,
+                "max": float(rel[(x + 0.1).abs() > 0.05].max()),
+                "time_s": time.perf_counter() - t,
+            }
+        )
     return rows
 
 
@@ -242,7 +302,9 @@ def template_fit(seeds: list[int], epochs: int) -> list[dict]:
 class SeedModel(nn.Module):
     def __init__(self, head: str = "angular", width: int = 32) -> None:
         super().__init__()
-        self.backbone = nn.Sequential(nn.Linear(1, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU())
+        self.backbone = nn.Sequential(
+            nn.Linear(1, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU()
+        )
         self.kind = head
         if head == "angular":
             self.head = AngularProjectiveHead(input_dim=width, output_dim=1)
@@ -278,8 +340,13 @@ def overhead(reps: int, n: int) -> dict:
     times: dict[str, list[float]] = {"plain": [], "trainer": []}
     torch.manual_seed(0)
     m1, m2 = SeedModel(), SeedModel()
-    o1, o2 = torch.optim.AdamW(m1.parameters(), lr=1e-3), torch.optim.AdamW(m2.parameters(), lr=1e-3)
-    trainer = SCMTrainer(m2, o2, seed_loss, loader, config=TrainingConfig(max_epochs=10**6, progress=False))
+    o1, o2 = (
+        torch.optim.AdamW(m1.parameters(), lr=1e-3),
+        torch.optim.AdamW(m2.parameters(), lr=1e-3),
+    )
+    trainer = SCMTrainer(
+        m2, o2, seed_loss, loader, config=TrainingConfig(max_epochs=10**6, progress=False)
+    )
     for _ in range(reps):
         t = time.perf_counter()
         plain(m1, o1)
@@ -311,8 +378,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", required=True)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", choices=("seed004", "layers", "template", "speed"), action="append", default=[])
-    parser.add_argument("--seed004-seeds", default=None, help="seed range A-B of the seed-004 runs (default 0-9)")
+    parser.add_argument(
+        "--only", choices=("seed004", "layers", "template", "speed"), action="append", default=[]
+    )
+    parser.add_argument(
+        "--seed004-seeds", default=None, help="seed range A-B of the seed-004 runs (default 0-9)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     quick = args.quick
@@ -329,14 +400,24 @@ def main() -> int:
     if "template" in parts:
         epochs = 200 if quick else 2000
         tf = template_fit([0, 1, 2], epochs)
-        lines += [f"Template `(a0 + a1*x)/(b0 + b1*x)` (`RationalTemplateLayer`, float64) through `SCMTrainer` with Adam "
-                  f"(lr 3e-2, cosine decay, full batch, {epochs} epochs, seed-dependent start) on 1/(x + 0.1); poles from the "
-                  "exact `pole_report`. Targets: pole error <= 1e-6, max relative error <= 1e-5.", "",
-                  "| seed | pole error | max rel. err (|x+0.1|>0.05) | time s |", "|---:|---:|---:|---:|"]
+        lines += [
+            f"Template `(a0 + a1*x)/(b0 + b1*x)` (`RationalTemplateLayer`, float64) through `SCMTrainer` with Adam "
+            f"(lr 3e-2, cosine decay, full batch, {epochs} epochs, seed-dependent start) on 1/(x + 0.1); poles from the "
+            "exact `pole_report`. Targets: pole error <= 1e-6, max relative error <= 1e-5.",
+            "",
+            "| seed | pole error | max rel. err (|x+0.1|>0.05) | time s |",
+            "|---:|---:|---:|---:|",
+        ]
         for r in tf:
-            lines.append(f"| {r['seed']} | {fmt(r['pole_error'])} | {fmt(r['max'])} | {r['time_s']:.1f} |")
+            lines.append(
+                f"| {r['seed']} | {fmt(r['pole_error'])} | {fmt(r['max'])} | {r['time_s']:.1f} |"
+            )
         ok = all(r["pole_error"] <= 1e-6 and r["max"] <= 1e-5 for r in tf)
-        lines += ["", f"- template pole <= 1e-6 and max rel. err <= 1e-5 on 3/3 seeds: **{'PASS' if ok else 'FAIL'}**", ""]
+        lines += [
+            "",
+            f"- template pole <= 1e-6 and max rel. err <= 1e-5 on 3/3 seeds: **{'PASS' if ok else 'FAIL'}**",
+            "",
+        ]
     if "speed" in parts:
         reps = 5 if quick else 30
         ov = overhead(reps, 4096)

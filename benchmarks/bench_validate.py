@@ -69,7 +69,14 @@ def _child(dtype: str, repeats: int) -> None:
 
 def _measure(code_root: Path, dtype: str, repeats: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(code_root))
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", dtype, "--repeats", str(repeats)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        dtype,
+        "--repeats",
+        str(repeats),
+    ]
     proc = subprocess.run(cmd, cwd=tempfile.gettempdir(), env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"child failed ({code_root}): {proc.stderr[-2000:]}")
@@ -84,11 +91,16 @@ def _baseline_tree(dest: Path) -> str | None:
     try:
         full = subprocess.run(
             ["git", "rev-parse", "--verify", f"{BASELINE}^{{commit}}"],
-            cwd=ROOT, capture_output=True, text=True, check=True,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         archive = subprocess.run(
             ["git", "archive", "--format=tar", full, *PACKAGES],
-            cwd=ROOT, capture_output=True, check=True,
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -144,11 +156,11 @@ def main() -> int:
         "## bundle validation",
         "",
         "`benchmarks/bench_validate.py`: wall time of `validate_bundle` on the README example bundle "
-        f"(`zpml compile \"{EXPR}\" --tau-infer 1e-6 --tau-train 1e-3`), median and minimum of "
+        f'(`zpml compile "{EXPR}" --tau-infer 1e-6 --tau-train 1e-3`), median and minimum of '
         f"{rounds} x {repeats} calls (the two sides alternating in {rounds} rounds, one warm-up "
-        "call each), fresh validator points every call. \"before\": "
+        'call each), fresh validator points every call. "before": '
         f"commit `{(commit or BASELINE)[:12]}` (exact recomputation on ~20 points of a small dyadic "
-        "grid); \"after\": this tree (the graph re-emitted from the recorded expression and options "
+        'grid); "after": this tree (the graph re-emitted from the recorded expression and options '
         "and compared node by node, then exact recomputation and a bit-exact differential check "
         "against the numpy program on wide random, zero-set and tau-band points in batches of "
         "1, 2, 7, the full set and across a row-tile boundary)." + load,

@@ -227,9 +227,7 @@ Sparse = tuple[tuple[Fraction, tuple[tuple[int, int], ...]], ...]
 
 def sparse_terms(terms: Terms) -> Sparse:
     """Terms as (coefficient, ((generator, exponent), ...)) with zero exponents dropped."""
-    return tuple(
-        (c, tuple((i, e) for i, e in enumerate(exps) if e)) for exps, c in terms if c
-    )
+    return tuple((c, tuple((i, e) for i, e in enumerate(exps) if e)) for exps, c in terms if c)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,15 +36,16 @@ from zpml_runtime.bundle.metadata import EffectiveThresholds
 from zpml_runtime.bundle.sampling import Point, representable
 
 _MANTISSA = {"float32": 24, "float64": 53}
-_MAX = {"float32": Fraction(np.finfo(np.float32).max.item()), "float64": Fraction(float(np.finfo(np.float64).max))}
+_MAX = {
+    "float32": Fraction(np.finfo(np.float32).max.item()),
+    "float64": Fraction(float(np.finfo(np.float64).max)),
+}
 _MIN_EXP = {"float32": -149, "float64": -1074}
 _MIN_NORMAL_EXP = {"float32": -125, "float64": -1021}
 _HEADROOM_BITS = 4  # evaluation order (Horner, products of factors) may grow intermediates
 
 
-def _gen_values(
-    fru: MetadataFRU, point: Sequence[Any], params: Sequence[Fraction]
-) -> list[Any]:
+def _gen_values(fru: MetadataFRU, point: Sequence[Any], params: Sequence[Fraction]) -> list[Any]:
     variables = set(fru.variables)
     names = list(fru.variables) + [g for g in fru.generators if g not in variables]
     by_name = dict(zip(names, list(point) + list(params), strict=True))
@@ -192,7 +193,8 @@ def expected_outputs(
     ti, tt = (None if t is None else _num(t) for t in (t_infer, t_train))
     sem_q = _below(q, e_q, [ti, tt])
     factor_sem = [
-        _below(v, e, [None if t is None else _num(t)]) for v, e, t in zip(vs, e_vs, t_factors, strict=True)
+        _below(v, e, [None if t is None else _num(t)])
+        for v, e, t in zip(vs, e_vs, t_factors, strict=True)
     ]
     decided = [f for f in factor_sem if f is not None]
     if sem_q is None or len(decided) != len(factor_sem):

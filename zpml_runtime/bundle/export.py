@@ -168,12 +168,12 @@ def export_bundle(
     out = Path(out_dir)
     if os.path.lexists(out) and not overwrite:
         raise BundleError(f"{out} already exists; pass overwrite=True to replace it")
-    if signing_key is not None and (not isinstance(signing_key, bytes | bytearray) or not signing_key):
+    if signing_key is not None and (
+        not isinstance(signing_key, bytes | bytearray) or not signing_key
+    ):
         raise BundleError("signing_key must be non-empty bytes")
     dt = _dtype_of(example_inputs, dtype)
-    resolved = resolve_model(
-        model, config, validity_taus, dt, opset, example_inputs, output_names
-    )
+    resolved = resolve_model(model, config, validity_taus, dt, opset, example_inputs, output_names)
     box = None
     if input_box is not None:
         from zpml_runtime.bundle.domain import check_input_box

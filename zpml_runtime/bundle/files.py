@@ -25,6 +25,7 @@ MAX_METADATA_BYTES = 64 * 2**20
 MAX_CHECKSUM_BYTES = 4096
 MAX_SMOKE_BYTES = 256 * 2**20
 
+
 def check_name(name: object, field: str, problems: list[str]) -> str | None:
     """A file name from metadata: a plain name inside the bundle, or a problem."""
     if not isinstance(name, str) or not name:
@@ -175,7 +176,9 @@ def check_signature(
     if signing_key is None:
         return
     if not isinstance(signing_key, bytes | bytearray) or not signing_key:
-        raise BundleError("signing_key must be non-empty bytes (the key the bundle was signed with)")
+        raise BundleError(
+            "signing_key must be non-empty bytes (the key the bundle was signed with)"
+        )
     data = read_at(dfd, SIGNATURE_FILE, "signature file", MAX_CHECKSUM_BYTES, problems)
     if data is None:
         problems.append(

@@ -60,7 +60,9 @@ def load_ir(data: Any) -> Any:
     from zpml_symbolic.ir import node as ir
 
     if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
-        raise BundleError("metadata fru.ir must be an object with a 'nodes' list and a 'root' index")
+        raise BundleError(
+            "metadata fru.ir must be an object with a 'nodes' list and a 'root' index"
+        )
     raw = data["nodes"]
     if not raw or len(raw) > MAX_IR_NODES:
         raise BundleError(f"metadata fru.ir has {len(raw)} nodes (1 to {MAX_IR_NODES} allowed)")

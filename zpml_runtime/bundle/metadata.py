@@ -373,9 +373,7 @@ class BundleMetadata:
             raw=MappingProxyType(dict(meta)),
             bundle_id=_str(meta, "bundle_id"),
             model_file=_str(meta, "model_file"),
-            model_sha256=""
-            if draft and "model_sha256" not in meta
-            else _str(meta, "model_sha256"),
+            model_sha256="" if draft and "model_sha256" not in meta else _str(meta, "model_sha256"),
             model_size=0
             if draft and "model_size" not in meta
             else _int(meta.get("model_size"), "model_size"),

@@ -164,7 +164,11 @@ def check_parameters(model: onnx.ModelProto, meta: BundleMetadata, problems: lis
             continue  # a coefficient the program does not read (folded away)
         got = numpy_helper.to_array(init)
         want = np.asarray(value, dtype=meta.dtype)
-        if got.shape != () or got.dtype != want.dtype or not (got == want or (np.isnan(got) and np.isnan(want))):
+        if (
+            got.shape != ()
+            or got.dtype != want.dtype
+            or not (got == want or (np.isnan(got) and np.isnan(want)))
+        ):
             problems.append(
                 f"parameter {param!r}: the graph's initializer {init.name!r} holds {got.tolist()!r}, "
                 f"metadata parameters say {value!r}"

@@ -236,7 +236,9 @@ def structure_problems(metadata: BundleMetadata, model: onnx.ModelProto) -> list
     shapes = {o.name: list(o.shape) for o in metadata.outputs}
     for name in STRICT_OUTPUTS:
         if shapes.get(name) != ["batch", k]:
-            problems.append(f"output {name} has shape {shapes.get(name)}; a {k}-output bundle needs ['batch', {k}]")
+            problems.append(
+                f"output {name} has shape {shapes.get(name)}; a {k}-output bundle needs ['batch', {k}]"
+            )
     factors = mo.factors
     t_factors = metadata.effective_thresholds.t_factors
     if len(factors) != len(t_factors):
@@ -252,11 +254,15 @@ def structure_problems(metadata: BundleMetadata, model: onnx.ModelProto) -> list
     for g, f in enumerate(factors):
         want = f.get("shape")
         if want not in (["batch"], ["batch", k]):
-            problems.append(f"metadata multi_output.factors[{g}].shape must be ['batch'] or ['batch', {k}]")
+            problems.append(
+                f"metadata multi_output.factors[{g}].shape must be ['batch'] or ['batch', {k}]"
+            )
             continue
         for name in order[6 + 3 * g : 9 + 3 * g]:
             if shapes.get(name) != want:
-                problems.append(f"output {name} has shape {shapes.get(name)}, metadata factor {g} says {want}")
+                problems.append(
+                    f"output {name} has shape {shapes.get(name)}, metadata factor {g} says {want}"
+                )
     return problems
 
 

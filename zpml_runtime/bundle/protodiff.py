@@ -102,9 +102,7 @@ def _message_difference(got: Message, want: Message, path: str) -> str | None:
     return f"{path or 'the message'} differs in its serialised fields"
 
 
-def _attribute_difference(
-    got: onnx.NodeProto, want: onnx.NodeProto, label: str
-) -> str | None:
+def _attribute_difference(got: onnx.NodeProto, want: onnx.NodeProto, label: str) -> str | None:
     a = {x.name: x for x in got.attribute}
     b = {x.name: x for x in want.attribute}
     if list(a) != list(b):
@@ -154,7 +152,9 @@ def graph_difference(got: onnx.GraphProto, want: onnx.GraphProto, where: str) ->
             return diff
     if len(got.node) != len(want.node):
         extra = got.node[len(want.node)] if len(got.node) > len(want.node) else None
-        more = f" (the first extra one: {_node_label(extra, len(want.node), where)})" if extra else ""
+        more = (
+            f" (the first extra one: {_node_label(extra, len(want.node), where)})" if extra else ""
+        )
         return f"{where} has {len(got.node)} nodes, expected {len(want.node)}{more}"
     a_init = {t.name: t for t in got.initializer}
     for i, b in enumerate(want.initializer):
@@ -172,7 +172,9 @@ def graph_difference(got: onnx.GraphProto, want: onnx.GraphProto, where: str) ->
         extra = sorted(set(a_init) - {t.name for t in want.initializer})
         return f"{where} holds initializers {extra[:5]} that the compiler does not emit"
     for what in ("input", "output", "value_info", "sparse_initializer"):
-        diff = _message_difference_list(getattr(got, what), getattr(want, what), f"graph {what} of {where}")
+        diff = _message_difference_list(
+            getattr(got, what), getattr(want, what), f"graph {what} of {where}"
+        )
         if diff:
             return diff
     diff = _message_difference(got, want, "")
@@ -197,6 +199,7 @@ def first_difference(got: onnx.ModelProto, want: onnx.ModelProto) -> str | None:
     if diff:
         return diff
     if list(got.opset_import) != list(want.opset_import):
+
         def ops(m: onnx.ModelProto) -> list[tuple[str, int]]:
             return [(o.domain, o.version) for o in m.opset_import]
 

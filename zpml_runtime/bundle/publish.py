@@ -144,7 +144,9 @@ def check_replaceable(out: Path) -> None:
     entries = sorted(p.name for p in out.iterdir())
     if not entries:
         return
-    extra = [e for e in entries if e not in _BUNDLE_NAMES and not e.startswith(".VALIDATION_REPORT")]
+    extra = [
+        e for e in entries if e not in _BUNDLE_NAMES and not e.startswith(".VALIDATION_REPORT")
+    ]
     if extra:
         raise BundleError(
             f"{out} holds files that are not part of a bundle ({', '.join(extra[:8])}); refusing "

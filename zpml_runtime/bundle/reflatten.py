@@ -69,7 +69,8 @@ def reflatten(metadata: Mapping[str, Any]) -> tuple[Any, list[str]]:
             "the exact terms (or the variable order) were edited"
         ]
     missing = [
-        g for g in fru_meta.get("generators") or []
+        g
+        for g in fru_meta.get("generators") or []
         if g not in metadata["input"]["variables"] and g not in params
     ]
     if missing:

@@ -90,7 +90,9 @@ def reference_smoke_test(
 
     params = list(info.parameters)
     views = (
-        [BundleMetadata.parse(v) for v, _ in expression_views(info.raw)] if info.is_multi else [info]
+        [BundleMetadata.parse(v) for v, _ in expression_views(info.raw)]
+        if info.is_multi
+        else [info]
     )
     schema = views[0].output_schema or {}
     try:
@@ -113,9 +115,9 @@ def reference_smoke_test(
             exact["numerator"] &= str(fru.numerator) == fru_meta.get("numerator") and terms(
                 fru.numerator_poly_ring
             ) == fru_meta.get("numerator_terms")
-            exact["denominator"] &= str(fru.denominator) == fru_meta.get(
-                "denominator"
-            ) and terms(fru.denominator_poly_ring) == fru_meta.get("denominator_terms")
+            exact["denominator"] &= str(fru.denominator) == fru_meta.get("denominator") and terms(
+                fru.denominator_poly_ring
+            ) == fru_meta.get("denominator_terms")
             exact["validity_factors"] &= [str(v) for v in fru.validity_factors] == fru_meta.get(
                 "validity_factors"
             )

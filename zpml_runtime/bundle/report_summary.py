@@ -88,12 +88,16 @@ def _q_summary(
             "reason": "traced bundle: the metadata has no exact denominator terms",
         }, None
     q = _program_q_abs(info, fru, x)
-    method = "the bundle's program (factored form, as the graph evaluates Q) at the dtype-cast inputs"
+    method = (
+        "the bundle's program (factored form, as the graph evaluates Q) at the dtype-cast inputs"
+    )
     if q is None:  # the expression cannot be rebuilt: expanded monomials (less accurate)
         x64 = x.astype(np.float64)
         cols = [x64[:, j] for j in range(x64.shape[1])]
         q = np.abs(eval_terms_float(fru.denominator_terms, fru.generator_values(cols), len(x)))
-        method = "float64 re-evaluation of the exact metadata denominator terms at the dtype-cast inputs"
+        method = (
+            "float64 re-evaluation of the exact metadata denominator terms at the dtype-cast inputs"
+        )
     finite = q[np.isfinite(q)]
     tau_infer, tau_train = _thresholds(info)
     below = int(((finite == 0) | (finite < tau_infer)).sum())
@@ -200,7 +204,10 @@ def build_bundle_summary(
     if meta.multi_output is not None:  # a sample counts as bottom when any of its outputs is
         per_output = []
         for j, name in enumerate(meta.multi_output.output_names):
-            column = {k: out[k][:, j] for k in ("bottom_mask", "gap_mask", "fault_mask", "semantic_bottom_mask")}
+            column = {
+                k: out[k][:, j]
+                for k in ("bottom_mask", "gap_mask", "fault_mask", "semantic_bottom_mask")
+            }
             c_j, r_j = _counts_rates(column, n)
             per_output.append({"output": name, "column": j, "counts": c_j, "rates": r_j})
     if meta.is_multi and meta.expressions is not None:

@@ -83,7 +83,12 @@ def emitter_fingerprint() -> str:
         to_onnx(["d/(a*d - b*c)", "-b/(a*d - b*c)", "x/(1e-40*x + 1)"], dtype="float64"),
         decoder_model(2, config=cfg, validity_taus=[0.0, 1e-3], dtype="float32", opset=18),
         decoder_model(
-            1, config=cfg, validity_taus=0.0, dtype="float64", opset=18, n_out=3,
+            1,
+            config=cfg,
+            validity_taus=0.0,
+            dtype="float64",
+            opset=18,
+            n_out=3,
             factor_shapes=[["batch"]],
         ),
     ]
@@ -185,8 +190,10 @@ def has_usable_fru(metadata: Mapping[str, Any]) -> bool:
 
     if is_multi(metadata):
         exprs = metadata.get("expressions")
-        return isinstance(exprs, list) and bool(exprs) and all(
-            isinstance(e, dict) and isinstance(e.get("fru"), dict) for e in exprs
+        return (
+            isinstance(exprs, list)
+            and bool(exprs)
+            and all(isinstance(e, dict) and isinstance(e.get("fru"), dict) for e in exprs)
         )
     return isinstance(metadata.get("fru"), dict)
 
@@ -409,7 +416,9 @@ def traced_problems(metadata: dict[str, Any], model: onnx.ModelProto) -> list[st
     got_ops = {(o.domain or "", o.version) for o in model.opset_import}
     want_ops = {(o.domain or "", o.version) for o in dec.opset_import}
     if not want_ops <= got_ops:
-        problems.append(f"model.onnx imports opsets {sorted(got_ops)}, the decoder needs {sorted(want_ops)}")
+        problems.append(
+            f"model.onnx imports opsets {sorted(got_ops)}, the decoder needs {sorted(want_ops)}"
+        )
     return problems
 
 

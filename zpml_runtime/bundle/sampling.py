@@ -77,7 +77,16 @@ def grid_coordinate(rng: np.random.Generator, dtype: str) -> Fraction:
 def _special(dtype: str) -> list[Fraction]:
     info = np.finfo(dtype)
     smallest = float(np.nextafter(np.array(0, dtype), np.array(1, dtype)))
-    values = [0.0, 1.0, -1.0, float(info.max), -float(info.max), float(info.tiny), -float(info.tiny), smallest]
+    values = [
+        0.0,
+        1.0,
+        -1.0,
+        float(info.max),
+        -float(info.max),
+        float(info.tiny),
+        -float(info.tiny),
+        smallest,
+    ]
     return [Fraction(v) for v in values]
 
 
@@ -177,7 +186,9 @@ def _sympy_roots(coeffs: list[Fraction]) -> list[Fraction]:  # pragma: no cover
     import sympy as sp
 
     z = sp.Symbol("z")
-    poly = sp.Poly([sp.Rational(c.numerator, c.denominator) for c in reversed(coeffs)], z, domain="QQ")
+    poly = sp.Poly(
+        [sp.Rational(c.numerator, c.denominator) for c in reversed(coeffs)], z, domain="QQ"
+    )
     roots = []
     for factor, _ in poly.factor_list()[1]:
         if factor.degree() == 1:
@@ -276,7 +287,8 @@ def zero_set_points(
             point[j] = None
             gens = gen_values(point)
             roots = [
-                r for r in rational_roots(univariate(target.zero_poly, gens, var_gen[j]))
+                r
+                for r in rational_roots(univariate(target.zero_poly, gens, var_gen[j]))
                 if representable(r, dtype)
             ]
             if roots:
@@ -305,7 +317,12 @@ def band_points(
     goals: list[tuple[str, list[Fraction]]] = []
     for label, t in target.thresholds:
         if slope:
-            goals.append((f"inside {label}", [t * f / slope for f in (Fraction(1, 2), Fraction(9, 10), Fraction(1, 8))]))
+            goals.append(
+                (
+                    f"inside {label}",
+                    [t * f / slope for f in (Fraction(1, 2), Fraction(9, 10), Fraction(1, 8))],
+                )
+            )
             goals.append((f"above {label}", [t * f / slope for f in (Fraction(2), Fraction(3, 2))]))
     ulp = _ulp(root, dtype)
     goals.append(("tiny", [ulp, 3 * ulp]))
@@ -343,7 +360,9 @@ def _band_origin(goal: str, v: Fraction, target: Target) -> str | None:
         if goal == f"inside {name}" and v < t:
             return f"inside the tau band of {target.name} (0 < |{target.name}| < {name})"
         if goal == f"above {name}" and t <= v < 4 * t:
-            return f"just above the tau band of {target.name} ({name} <= |{target.name}| < 4 {name})"
+            return (
+                f"just above the tau band of {target.name} ({name} <= |{target.name}| < 4 {name})"
+            )
     if goal == "tiny":
         return f"next to the zero set of {target.name} (smallest non-zero values)"
     return None
@@ -356,7 +375,9 @@ def _ulp(x: Fraction, dtype: str) -> Fraction:
     return Fraction(up.item()) - Fraction(f.item()) if np.isfinite(up) else Fraction(0)
 
 
-def random_points(rng: np.random.Generator, n: int, dtype: str, counts: dict[str | None, int]) -> list[Point]:
+def random_points(
+    rng: np.random.Generator, n: int, dtype: str, counts: dict[str | None, int]
+) -> list[Point]:
     """``counts[kind]`` random points per distribution (``None``: mixed per coordinate).
 
     The ``"magnitude"`` coordinates are stratified: their exponents are spread evenly
@@ -373,7 +394,8 @@ def random_points(rng: np.random.Generator, n: int, dtype: str, counts: dict[str
             order = rng.permutation(total)
             for i in range(count):
                 coords = tuple(
-                    wide_coordinate(rng, dtype, "magnitude", exps[order[i * n + c]]) for c in range(n)
+                    wide_coordinate(rng, dtype, "magnitude", exps[order[i * n + c]])
+                    for c in range(n)
                 )
                 out.append(Point(coords, "at a random point of huge or tiny magnitude"))
             continue

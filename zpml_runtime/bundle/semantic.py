@@ -136,7 +136,9 @@ def coefficient_overflows(
 # ----------------------------------------------------------------- points
 
 
-def _threshold_list(keys: Sequence[tuple[str, Threshold | None]]) -> tuple[tuple[str, Fraction], ...]:
+def _threshold_list(
+    keys: Sequence[tuple[str, Threshold | None]],
+) -> tuple[tuple[str, Fraction], ...]:
     out = []
     for label, raw in keys:
         t = _threshold(raw)
@@ -173,7 +175,13 @@ def _targets(fru: MetadataFRU, metadata: Mapping[str, Any] | None) -> list[Targe
 
 #: random points per distribution of :func:`~zpml_runtime.bundle.sampling.wide_coordinate`
 #: (``None``: a different distribution per coordinate)
-RANDOM_POINTS: dict[str | None, int] = {"grid": 8, "uniform": 6, "magnitude": 5, "special": 3, None: 6}
+RANDOM_POINTS: dict[str | None, int] = {
+    "grid": 8,
+    "uniform": 6,
+    "magnitude": 5,
+    "special": 3,
+    None: 6,
+}
 
 
 #: zero-set points per target that the tau-band points start from
@@ -230,9 +238,7 @@ def _describe(fru: MetadataFRU, point: Point) -> str:
     return f"({coords or 'no variables'}) {point.origin}"
 
 
-def _compare(
-    name: str, got: Any, want: Any, problems: list[str], where: str
-) -> None:
+def _compare(name: str, got: Any, want: Any, problems: list[str], where: str) -> None:
     if got != want:
         problems.append(f"{name} is {got!r}, the exact semantics give {want!r} {where}")
 
@@ -306,7 +312,8 @@ def check_semantics(
     if problems:
         return SemanticCheckReport(seed, 0, 0, 0, tuple(problems))
     retained_info = sorted(
-        (f for f in fru.factors if f.retained), key=lambda f: (f.output_index is None, f.output_index)
+        (f for f in fru.factors if f.retained),
+        key=lambda f: (f.output_index is None, f.output_index),
     )
     order = info.output_order
     n_groups = (len(order) - 6) // 3
@@ -336,7 +343,8 @@ def check_semantics(
     points = generate_points(fru, dtype, seed, metadata=metadata)
     expected = [expected_outputs(fru, p, params, sparse, thresholds, dtype) for p in points]
     if fru.variables and not any(
-        e is not None and p.origin == "at a random point" for p, e in zip(points, expected, strict=True)
+        e is not None and p.origin == "at a random point"
+        for p, e in zip(points, expected, strict=True)
     ):
         problems.append(
             f"none of the validator's random points can be evaluated exactly in {dtype}; the "
@@ -345,7 +353,9 @@ def check_semantics(
         )
         return SemanticCheckReport(seed, 0, 0, len(points), tuple(problems))
     n = len(fru.variables)
-    x_all = np.array([[float(v) for v in p.values] for p in points], dtype=dtype).reshape(len(points), n)
+    x_all = np.array([[float(v) for v in p.values] for p in points], dtype=dtype).reshape(
+        len(points), n
+    )
     prefix_names = order[6:]
     exact_bad: list[str] = []
     program_bad: list[str] = []
@@ -373,7 +383,9 @@ def check_semantics(
     mismatches = exact_bad + program_bad
     if mismatches:
         shown = "; ".join(mismatches[:_MAX_LISTED])
-        more = f" (and {len(mismatches) - _MAX_LISTED} more)" if len(mismatches) > _MAX_LISTED else ""
+        more = (
+            f" (and {len(mismatches) - _MAX_LISTED} more)" if len(mismatches) > _MAX_LISTED else ""
+        )
         problems.append(
             "model.onnx does not compute the expression recorded in metadata.json "
             f"(validator seed {seed}): {shown}{more}"

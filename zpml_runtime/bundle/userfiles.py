@@ -132,7 +132,9 @@ def read_signing_key(path: str | os.PathLike[str], *, what: str = "signing key f
     key = strip_one_newline(data)
     if not key:
         detail = " but for one newline" if data else ""
-        raise SigningKeyFileError(f"{what} {name} is empty{detail}; the key must be non-empty bytes")
+        raise SigningKeyFileError(
+            f"{what} {name} is empty{detail}; the key must be non-empty bytes"
+        )
     return key
 
 

@@ -161,7 +161,9 @@ def _compiled(
     usable = None not in frus and not found
     if reason is None and usable:
         problems += compiled_problems(meta, model, frus)
-    report = _second_line(meta, views, frus if usable else None, run, seed, reason is None, problems)
+    report = _second_line(
+        meta, views, frus if usable else None, run, seed, reason is None, problems
+    )
     if reason is not None:
         return Verification(False, reason, "not reproduced; exact recomputation only", True), report
     return (

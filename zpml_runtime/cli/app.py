@@ -77,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def report_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m zpml_runtime.report bundle DIR [--inputs FILE]``."""
-    parser = ArgParser(prog="python -m zpml_runtime.report", description="Bundle validation report.")
-    report.add_bundle_parser(parser.add_subparsers(dest="report_kind", required=True, metavar="KIND"))
+    parser = ArgParser(
+        prog="python -m zpml_runtime.report", description="Bundle validation report."
+    )
+    report.add_bundle_parser(
+        parser.add_subparsers(dest="report_kind", required=True, metavar="KIND")
+    )
     return _run(parser, argv)

@@ -62,7 +62,9 @@ def _refusal(option: str, text: str, e: InvalidConfigError) -> UsageError:
     except ValueError:
         approx = None
     if approx is not None and math.isnan(approx):
-        return UsageError(f"{option} ({field}) {text!r} is not a number (use decimals such as 1e-6 or 0)")
+        return UsageError(
+            f"{option} ({field}) {text!r} is not a number (use decimals such as 1e-6 or 0)"
+        )
     if approx == math.inf:
         return UsageError(
             f"{option} ({field}) {text[:40]!r} is too large for float64; use a finite threshold"
@@ -76,7 +78,9 @@ def parse_threshold(text: str, option: str) -> Fraction:
     from zpml_core.thresholds import exact_threshold
 
     if len(text.strip()) > MAX_VALUE_CHARS:
-        raise UsageError(f"{option} ({_field(option)}) {text[:40]!r}... is too long to be a threshold")
+        raise UsageError(
+            f"{option} ({_field(option)}) {text[:40]!r}... is too long to be a threshold"
+        )
     try:
         return exact_threshold(text, _field(option), text=True)
     except ThresholdUnderflowError as e:
@@ -180,7 +184,9 @@ def parse_constants(items: Sequence[str]) -> dict[str, str]:
         name, sep, value = item.partition("=")
         name, value = name.strip(), value.strip()
         if not sep or not name or not value:
-            raise UsageError(f"--const {item!r} must look like NAME=VALUE, e.g. pi=3.141592653589793")
+            raise UsageError(
+                f"--const {item!r} must look like NAME=VALUE, e.g. pi=3.141592653589793"
+            )
         if name in out:
             raise UsageError(f"--const {name} is given twice; give each constant once")
         if len(value) > MAX_VALUE_CHARS or not _DECIMAL.match(value):

@@ -47,18 +47,26 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--variables", metavar="x,y", help="input column order (default: sorted names)")
     p.add_argument("--smoke-inputs", metavar="FILE.npy", help="smoke inputs [n, n_vars]")
     p.add_argument(
-        "--bundle", "--onnx", dest="bundle", action=_StoreSpelling, metavar="DIR",
+        "--bundle",
+        "--onnx",
+        dest="bundle",
+        action=_StoreSpelling,
+        metavar="DIR",
         help="bundle directory to write (model.onnx, metadata.json, metadata.sha256, smoke "
         "inputs); --onnx is the former name of this option",
     )
     p.add_argument(
-        "--onnx-file", metavar="FILE.onnx",
+        "--onnx-file",
+        metavar="FILE.onnx",
         help="also (or only) write the bundle's model.onnx to this file: a bare ONNX model "
         "without metadata, which zpml cannot validate or inspect",
     )
-    p.add_argument("--box", metavar="x=0:1,y=-2:2",
-                   help="operating box (exact bounds) recorded in the bundle with its certified "
-                   "domain report; printed after compiling")
+    p.add_argument(
+        "--box",
+        metavar="x=0:1,y=-2:2",
+        help="operating box (exact bounds) recorded in the bundle with its certified "
+        "domain report; printed after compiling",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle or file")
     options.add_budget_options(p)
     options.add_signing_key(p, "sign metadata.json with the key in FILE")
@@ -127,7 +135,9 @@ def _check_targets(args: argparse.Namespace) -> None:
     if args.onnx_file is not None:
         path = args.onnx_file
         if not path.lower().endswith(".onnx"):
-            raise UsageError(f"--onnx-file {path!r} must end in .onnx (for a bundle directory use --bundle)")
+            raise UsageError(
+                f"--onnx-file {path!r} must end in .onnx (for a bundle directory use --bundle)"
+            )
         if os.path.isdir(path):
             raise UsageError(f"--onnx-file {path} is a directory; give a file name ending in .onnx")
         parent = os.path.dirname(os.path.abspath(path))
@@ -166,7 +176,9 @@ def _export(args: argparse.Namespace, fru: Any, evaluator: Any, key: bytes | Non
         target = args.bundle
         if target is None:  # --onnx-file only: a temporary bundle beside the file
             parent = os.path.dirname(os.path.abspath(args.onnx_file))
-            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix=".zpml-compile-", dir=parent))
+            tmp = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix=".zpml-compile-", dir=parent)
+            )
             target = os.path.join(tmp, "bundle")
         try:
             exported = export_bundle(

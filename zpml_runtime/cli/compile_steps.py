@@ -47,7 +47,9 @@ def compile_fru(
         expr = parse_expression(zs, text, params, constants)
         fru = flatten_noting_constants(zs, expr, params, variables, budget)
         check_coefficients(fru, dtype)
-        config = InferenceConfig(tau_infer=thresholds["tau_infer"], tau_train=thresholds["tau_train"])
+        config = InferenceConfig(
+            tau_infer=thresholds["tau_infer"], tau_train=thresholds["tau_train"]
+        )
         evaluator = zs.strict_evaluator(
             fru,
             config=config,

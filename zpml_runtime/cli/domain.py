@@ -22,8 +22,11 @@ def print_domain(report: Any, heading: str) -> None:
     """The report's one-line summary, then one line per factor with where it comes from."""
     from zpml_symbolic.domain.box import format_box
 
-    print(f"{heading} {format_box(report.box)}"
-          + (f" with {format_box(report.parameters)}" if report.parameters else "") + ":")
+    print(
+        f"{heading} {format_box(report.box)}"
+        + (f" with {format_box(report.parameters)}" if report.parameters else "")
+        + ":"
+    )
     print(f"  {report.summary()}")
     for f in report.factors:
         label = f" (output {f.output})" if len(report.expressions) > 1 else ""
@@ -72,7 +75,9 @@ def bundle_domain(meta: BundleMetadata, box_text: str, option: str = "--box") ->
         raise UsageError(f"{option} ({e.field}): {e}") from e
     _, frus, problems = compiled_views(meta.raw)
     if problems or any(f is None for f in frus):  # validation refuses such bundles first
-        raise UsageError(f"{option}: the bundle's recorded expression cannot be re-read: {problems}")
+        raise UsageError(
+            f"{option}: the bundle's recorded expression cannot be re-read: {problems}"
+        )
     return compute_domain(meta, box, list(frus))
 
 

@@ -30,7 +30,8 @@ def add_parser(sub: Any) -> None:
         "bundle or expression can be undefined on a box",
     )
     p.add_argument(
-        "dir", metavar="BUNDLE_OR_EXPR",
+        "dir",
+        metavar="BUNDLE_OR_EXPR",
         help="bundle directory, or (with --box only) an expression such as '1/(x*y - 2)'",
     )
     p.add_argument(
@@ -41,7 +42,8 @@ def add_parser(sub: Any) -> None:
         help="values in variable order (repeatable; needs a bundle)",
     )
     p.add_argument(
-        "--box", metavar="x=0:1,y=-2:2",
+        "--box",
+        metavar="x=0:1,y=-2:2",
         help="print the certified domain report on this box (exact bounds, every variable)",
     )
     options.add_signing_key(p, "require a valid metadata.sig under the key in FILE")
@@ -122,7 +124,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _note_rounding(
-    point: Sequence[Fraction | float], seen_row: Any, typed: list[str], variables: Sequence[str], dtype: Any
+    point: Sequence[Fraction | float],
+    seen_row: Any,
+    typed: list[str],
+    variables: Sequence[str],
+    dtype: Any,
 ) -> bool:
     """Print a note per input value the runtime dtype cannot hold; True if any."""
     rounded = False
@@ -130,7 +136,9 @@ def _note_rounding(
         seen = float(seen_row[j])
         if isinstance(v, Fraction) and (not math.isfinite(seen) or Fraction(seen) != v):
             rounded = True
-            print(f"  note: {variables[j]}={typed[j]} is not exact in {dtype}; the runtime saw {seen!r}")
+            print(
+                f"  note: {variables[j]}={typed[j]} is not exact in {dtype}; the runtime saw {seen!r}"
+            )
     return rounded
 
 

@@ -19,7 +19,8 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("inspect", help="validate a bundle and print its metadata and provenance")
     p.add_argument("dir", help="bundle directory")
     p.add_argument(
-        "--box", metavar="x=0:1,y=-2:2",
+        "--box",
+        metavar="x=0:1,y=-2:2",
         help="also print the certified domain report of the bundle's expression on this box "
         "(exact bounds, every input variable)",
     )
@@ -61,7 +62,9 @@ def _rows(vb: Any, m: BundleMetadata, args: argparse.Namespace) -> list[tuple[st
     return rows
 
 
-def expression_views(m: BundleMetadata) -> tuple[list[tuple[str | None, Any]], list[tuple[str, str]]]:
+def expression_views(
+    m: BundleMetadata,
+) -> tuple[list[tuple[str | None, Any]], list[tuple[str, str]]]:
     """``(label, exact FRU)`` per expression of a bundle, and the rows that describe them."""
     from zpml_runtime.bundle.exact import read_metadata_fru
     from zpml_runtime.bundle.metadata import BundleMetadata
@@ -120,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.box is not None:
         parse_box_option(args.box)  # a typo fails before validation
-    vb = bundle.validate_bundle(args.dir, signing_key=options.signing_key(args), **options.policy(args))
+    vb = bundle.validate_bundle(
+        args.dir, signing_key=options.signing_key(args), **options.policy(args)
+    )
     info = vb.info or BundleMetadata.parse(vb.metadata)
     requested = None if args.box is None else bundle_domain(info, args.box)
     rows = _rows(vb, info, args)
@@ -128,7 +133,11 @@ def run(args: argparse.Namespace) -> int:
     rows += extra
     for label, fru in views:
         tag = f" [{label}]" if label is not None else ""
-        rows += [(f"expression{tag}", fru.expression), (f"P{tag}", fru.numerator), (f"Q{tag}", fru.denominator)]
+        rows += [
+            (f"expression{tag}", fru.expression),
+            (f"P{tag}", fru.numerator),
+            (f"Q{tag}", fru.denominator),
+        ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key.ljust(width)}  {value}")

@@ -37,7 +37,10 @@ def add_budget_options(p: argparse.ArgumentParser) -> None:
     for option, kind in BUDGET_OPTIONS.items():
         flag = "--" + option.replace("_", "-")
         p.add_argument(
-            flag, type=kind, default=None, metavar="N",
+            flag,
+            type=kind,
+            default=None,
+            metavar="N",
             help=f"flattening budget {option} (raise when refused)",
         )
 

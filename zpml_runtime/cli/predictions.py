@@ -52,7 +52,10 @@ def explain_rows(
     n = x.shape[0]
     factor = np.full((n, len(parts)), -1, dtype=np.int64)
     reasons: list[list[str]] = [[""] * len(parts) for _ in range(n)]
-    todo = [(j, np.flatnonzero(np.asarray(out["bottom_mask"]))) for j, (_, out, _, _) in enumerate(parts)]
+    todo = [
+        (j, np.flatnonzero(np.asarray(out["bottom_mask"])))
+        for j, (_, out, _, _) in enumerate(parts)
+    ]
     with bar_for(sum(len(rows) for _, rows in todo), enabled=progress) as bar:
         for j, rows in todo:
             _, out, fru, _ = parts[j]

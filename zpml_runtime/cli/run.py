@@ -27,32 +27,53 @@ _OUT_SUFFIXES = (".npz", ".csv")
 
 def add_parser(sub: Any) -> None:
     """Register ``zpml run``."""
-    p = sub.add_parser("run", help="run a bundle on a batch file (.npy/.csv) and write every output")
+    p = sub.add_parser(
+        "run", help="run a bundle on a batch file (.npy/.csv) and write every output"
+    )
     p.add_argument("dir", metavar="BUNDLE", help="bundle directory")
     p.add_argument(
-        "--inputs", required=True, metavar="X.npy|X.csv",
+        "--inputs",
+        required=True,
+        metavar="X.npy|X.csv",
         help="rows of inputs: a 2-D .npy array [rows, variables] or a CSV file (a header row "
         "naming the variables in any order, or no header and the bundle's variable order)",
     )
     p.add_argument(
-        "--out", required=True, metavar="PREDS.npz|PREDS.csv",
+        "--out",
+        required=True,
+        metavar="PREDS.npz|PREDS.csv",
         help="where to write the outputs (.npz: one array per output; .csv: one column per output)",
     )
     p.add_argument(
-        "--explain", "--provenance", dest="explain", action="store_true",
+        "--explain",
+        "--provenance",
+        dest="explain",
+        action="store_true",
         help="add bottom_factor (index of the provenance factor that is exactly 0, else -1) and "
         "bottom_reason (text) for every bottom row",
     )
     p.add_argument(
-        "--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, metavar="N",
+        "--chunk-rows",
+        type=int,
+        default=DEFAULT_CHUNK_ROWS,
+        metavar="N",
         help=f"rows per onnxruntime call (default {DEFAULT_CHUNK_ROWS})",
     )
     bar = p.add_mutually_exclusive_group()
-    bar.add_argument("--progress", dest="progress", action="store_true", default=None,
-                     help="always show a progress bar on stderr")
-    bar.add_argument("--no-progress", dest="progress", action="store_false",
-                     help="never show a progress bar (default: shown for more than one chunk "
-                     "when stderr is a terminal)")
+    bar.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="always show a progress bar on stderr",
+    )
+    bar.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="never show a progress bar (default: shown for more than one chunk "
+        "when stderr is a terminal)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     options.add_signing_key(p, "require a valid metadata.sig under the key in FILE")
     options.add_verification_flags(p)
@@ -62,7 +83,9 @@ def add_parser(sub: Any) -> None:
 def _check_out(path: str, overwrite: bool) -> None:
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in _OUT_SUFFIXES:
-        raise UsageError(f"--out {path}: expected a .npz or .csv file name, got {suffix or 'no suffix'!r}")
+        raise UsageError(
+            f"--out {path}: expected a .npz or .csv file name, got {suffix or 'no suffix'!r}"
+        )
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise UsageError(f"--out {path}: the directory {parent} does not exist")

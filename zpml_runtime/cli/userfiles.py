@@ -129,7 +129,9 @@ def read_batch_table(path: str, option: str = "--inputs") -> BatchTable:
         return BatchTable(path, _batch_npy(path, option), None)
     if suffix == ".csv":
         return _batch_csv(path, option)
-    raise UsageError(f"{option} {path}: expected a .npy or .csv file, got {suffix or 'no suffix'!r}")
+    raise UsageError(
+        f"{option} {path}: expected a .npy or .csv file, got {suffix or 'no suffix'!r}"
+    )
 
 
 def _batch_npy(path: str, option: str) -> Any:
@@ -144,7 +146,9 @@ def _batch_npy(path: str, option: str) -> Any:
     except OSError as e:
         raise UsageError(f"cannot read {option} {path}: {e.strerror or e}") from e
     if arr.ndim != 2:
-        raise UsageError(f"{option} {path} must be a 2-D array [rows, variables], got shape {arr.shape}")
+        raise UsageError(
+            f"{option} {path} must be a 2-D array [rows, variables], got shape {arr.shape}"
+        )
     if arr.shape[0] == 0:
         raise UsageError(f"{option} {path} has no rows")
     if not np.issubdtype(arr.dtype, np.floating) or arr.dtype.itemsize > 8:
@@ -201,7 +205,9 @@ def _batch_csv(path: str, option: str) -> BatchTable:
                 f"{option} {path} row {lines[0]}: {bad[0][:40]!r} is neither a number nor a column name"
             )
         if len(set(first)) != len(first):
-            raise UsageError(f"{option} {path} row {lines[0]}: a column name is repeated in {first}")
+            raise UsageError(
+                f"{option} {path} row {lines[0]}: a column name is repeated in {first}"
+            )
         header, rows, lines = tuple(first), rows[1:], lines[1:]
     if not rows:
         raise UsageError(f"{option} {path} has a header but no data rows")

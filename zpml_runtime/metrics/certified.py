@@ -138,9 +138,9 @@ class _Model:
 
 def _resolve(model: Any, parameters: Mapping[str, Any] | None, validity_taus: Any) -> _Model:
     from zpml_runtime.inference.wrapper import SCMInferenceWrapper
+    from zpml_symbolic.emit.backends.strict import StrictEvaluator
     from zpml_symbolic.emit.backends.torch_emit import RationalModule
     from zpml_symbolic.emit.lowering.plan import make_plan, split_expression_taus
-    from zpml_symbolic.emit.backends.strict import StrictEvaluator
 
     certified, taus = False, validity_taus
     if isinstance(model, SCMInferenceWrapper):

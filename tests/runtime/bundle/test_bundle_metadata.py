@@ -45,7 +45,9 @@ def test_parse_reads_every_record_as_written(exported: tuple[Path, dict]) -> Non
     assert info.inference_config.config() == InferenceConfig.from_metadata(raw["inference_config"])
     assert list(info.validity_taus) == raw["validity_taus"]
     assert dict(info.parameters) == {"a": 0.5}
-    assert info.smoke_inputs.shape == (2, 2) and info.smoke_inputs.file == raw["smoke_inputs"]["file"]
+    assert (
+        info.smoke_inputs.shape == (2, 2) and info.smoke_inputs.file == raw["smoke_inputs"]["file"]
+    )
     assert info.emitter is not None and info.emitter.prefix == raw["emitter"]["options"]["prefix"]
     assert info.emitter.opset == raw["emitter"]["options"]["opset"]
     assert info.gauge() is None and not info.is_multi and info.num_outputs == 1
@@ -69,7 +71,10 @@ def test_records_are_read_only(exported: tuple[Path, dict]) -> None:
         (lambda m: m["input"].update(variables=["x", 3]), "input.variables"),
         (lambda m: m["smoke_inputs"].update(size="12"), "smoke_inputs.size"),
         (lambda m: m["smoke_inputs"].update(shape=[2, 2.5]), "smoke_inputs.shape[1]"),
-        (lambda m: m["effective_thresholds"]["t_factors"].append(None), "effective_thresholds.t_factors[1]"),
+        (
+            lambda m: m["effective_thresholds"]["t_factors"].append(None),
+            "effective_thresholds.t_factors[1]",
+        ),
         (lambda m: m["parameters"].update(a="0.5"), "parameters.a"),
         (lambda m: m["inference_config"].update(tau_infer=True), "inference_config.tau_infer"),
         (lambda m: m["outputs"].__setitem__(0, "decoded"), "outputs[0]"),
