@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from zpml_runtime.bundle.format import BundleError
+from zpml_runtime.bundle.errors import BundleError
 from zpml_runtime.bundle.metadata import BundleMetadata
 
 Reference = Callable[[np.ndarray], dict[str, np.ndarray]]

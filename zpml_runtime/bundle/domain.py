@@ -25,11 +25,13 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
-from zpml_runtime.bundle.format import BundleError
+from zpml_runtime.bundle.errors import BundleError
 from zpml_runtime.bundle.metadata import BundleMetadata
 from zpml_symbolic.domain import BoxError, DomainReport, domain_report, format_box, parse_box
 from zpml_symbolic.domain.box import Interval, normalize_box
 from zpml_symbolic.flatten.budget import Budget
+
+from .errors import InputBoxError
 
 #: The analysis every bundle's domain report is computed with (export and validation alike):
 #: the work budget of :data:`zpml_symbolic.domain.DEFAULT_BUDGET` and a generous clock, so the
@@ -47,13 +49,6 @@ _VOLATILE_FACTOR = frozenset({"seconds", "work"})
 #: What a factor is: these must agree even where its analysis is budget-limited.
 _DERIVED = frozenset({"summary", "defined_everywhere"})
 _IDENTITY = ("index", "factor", "factor_terms", "generators", "role", "multiplicity", "output")
-
-
-class InputBoxError(BundleError, BoxError):
-    """A bad operating box for a bundle; ``field`` names the variable (or ``"input_box"``)."""
-
-    def __init__(self, message: str, *, field: str) -> None:
-        BoxError.__init__(self, message, field=field)
 
 
 def check_input_box(

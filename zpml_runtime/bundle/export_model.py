@@ -18,7 +18,7 @@ import onnx
 import torch
 
 from zpml_core.config import InferenceConfig
-from zpml_runtime.bundle.format import BundleError
+from zpml_runtime.bundle.errors import BundleError
 
 if TYPE_CHECKING:
     from zpml_symbolic.emit.backends.onnx.artifact import OnnxArtifact

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from zpml_core.result import STRICT_OUTPUT_NAMES
-from zpml_runtime.errors import ZeroProofRuntimeError
+
+from .errors import BundleBusyError, BundleError, BundleSmokeTestError, BundleValidationError
 
 BUNDLE_SCHEMA = "zpml.onnx_bundle"
 BUNDLE_SCHEMA_VERSION = 2
@@ -191,30 +192,6 @@ METADATA_JSON_SCHEMA: dict[str, Any] = {
     # the operating box and its domain report are recorded together (see bundle/domain.py)
     "dependentRequired": {"input_box": ["domain"], "domain": ["input_box"]},
 }
-
-
-class BundleError(ZeroProofRuntimeError, ValueError):
-    """A bundle could not be written, read or used."""
-
-
-class BundleValidationError(BundleError):
-    """A bundle failed validation; ``problems`` lists every problem found."""
-
-    def __init__(self, directory: str, problems: list[str]) -> None:
-        self.directory = directory
-        self.problems = list(problems)
-        listing = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(
-            f"bundle {directory!r} is invalid ({len(self.problems)} problem(s)):\n{listing}"
-        )
-
-
-class BundleSmokeTestError(BundleError):
-    """The bundle's outputs differ from the reference module's."""
-
-
-class BundleBusyError(BundleError):
-    """Another export holds the lock of this bundle path for longer than the timeout."""
 
 
 def sha256_bytes(data: bytes) -> str:

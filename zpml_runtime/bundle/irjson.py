@@ -18,7 +18,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from zpml_runtime.bundle.format import BundleError
+from zpml_runtime.bundle.errors import BundleError
 
 #: the most nodes a recorded tree may have (a bundle's metadata is at most 64 MiB anyway)
 MAX_IR_NODES = 1_000_000

@@ -22,21 +22,15 @@ from dataclasses import field as dc_field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from zpml_runtime.bundle.format import METADATA_JSON_SCHEMA, BundleError
+from zpml_runtime.bundle.format import METADATA_JSON_SCHEMA
+
+from .errors import BundleMetadataError
 
 if TYPE_CHECKING:
     from zpml_core.config import InferenceConfig
 
 #: A threshold as recorded: a number, or the strings ``"inf"``/``"0"`` of the emitter.
 Threshold = float | str
-
-
-class BundleMetadataError(BundleError):
-    """A metadata field has the wrong type or value; ``field`` names it (``a.b[2]``)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        super().__init__(f"metadata {field}: {message}")
 
 
 def _frozen(value: object) -> Mapping[str, Any]:

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from zpml_runtime.bundle.format import STRICT_OUTPUTS, BundleError
+from zpml_runtime.bundle.errors import BundleError
+from zpml_runtime.bundle.format import STRICT_OUTPUTS
 from zpml_runtime.bundle.metadata import BundleMetadata
 
 _STANDARD_DOMAINS = ("", "ai.onnx")

@@ -30,7 +30,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from zpml_runtime.bundle.format import STRICT_OUTPUTS, BundleError
+from zpml_runtime.bundle.errors import BundleError
+from zpml_runtime.bundle.format import STRICT_OUTPUTS
 from zpml_runtime.bundle.metadata import BundleMetadata
 
 DEFAULT_PREFIX = "structural_validity_factor"

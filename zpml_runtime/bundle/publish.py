@@ -42,6 +42,8 @@ from zpml_runtime.bundle.format import (
     BundleValidationError,
 )
 
+from .errors import BundlePathError
+
 #: Test hook: called with the name of each step ("written", "validated", "exchanged",
 #: "moved_old", "published"); a test pauses or kills the process there.
 STEP_HOOK: Callable[[str], None] | None = None
@@ -50,11 +52,6 @@ USE_EXCHANGE = True
 
 _BUNDLE_NAMES = {MODEL_FILE, METADATA_FILE, CHECKSUM_FILE, SMOKE_FILE, SIGNATURE_FILE}
 _BUNDLE_NAMES |= set(REPORT_FILES)
-
-
-class BundlePathError(BundleError):
-    """The bundle path cannot be used: its parent directory or the lock file next to it
-    cannot be created (a read-only or special directory such as ``/proc``)."""
 
 
 def _create_lock_file(lock_path: Path, out: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from zpml_runtime.bundle.format import BundleError
+from zpml_runtime.bundle.errors import BundleError
 
 
 def reflatten(metadata: Mapping[str, Any]) -> tuple[Any, list[str]]:

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from zpml_runtime.bundle.errors import BundleError
 from zpml_runtime.bundle.exact import (
     FactorInfo,
     MetadataFRU,
@@ -46,7 +47,7 @@ from zpml_runtime.bundle.exact import (
     eval_terms_float,
     read_metadata_fru,
 )
-from zpml_runtime.bundle.format import REPORT_FILES, BundleError
+from zpml_runtime.bundle.format import REPORT_FILES
 from zpml_runtime.bundle.report_checks import (
     HIGH_BOTTOM_RATE,
     HIGH_GAP_RATE,

@@ -10,11 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from zpml_runtime.bundle.format import BundleError, BundleSmokeTestError
+from zpml_runtime.bundle.errors import BundleError, BundleSmokeTestError, UnverifiedBundleWarning
 from zpml_runtime.bundle.metadata import BundleMetadata
 from zpml_runtime.bundle.report_summary import finite_or_none
 from zpml_runtime.bundle.runtime import run_bundle_reference_smoke_test
-from zpml_runtime.bundle.verify import UnverifiedBundleWarning
 
 #: Bottom rate above which routing to an analytic solver is recommended.
 HIGH_BOTTOM_RATE = 0.05

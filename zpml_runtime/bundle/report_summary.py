@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from zpml_runtime.bundle.errors import BundleError
 from zpml_runtime.bundle.exact import MetadataFRU, eval_terms_float, read_metadata_fru
-from zpml_runtime.bundle.format import BundleError
 from zpml_runtime.bundle.metadata import BundleMetadata
 from zpml_runtime.bundle.runtime import OnnxRuntimeBundle
 

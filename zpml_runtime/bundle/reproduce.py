@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import onnx
 
-from zpml_runtime.bundle.format import BundleError
+from zpml_runtime.bundle.errors import BundleError
 from zpml_runtime.bundle.metadata import BundleMetadata, EmitterRecord
 
 if TYPE_CHECKING:

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from zpml_runtime.bundle.format import STRICT_OUTPUTS, BundleError, BundleSmokeTestError
+from zpml_runtime.bundle.errors import BundleError, BundleSmokeTestError, UnverifiedBundleWarning
+from zpml_runtime.bundle.format import STRICT_OUTPUTS
 from zpml_runtime.bundle.metadata import BundleMetadata
 from zpml_runtime.bundle.validate import ValidatedBundle, make_session, open_validated
-from zpml_runtime.bundle.verify import UnverifiedBundleWarning
 
 _FACTOR_OUTPUT = re.compile(
     r"^(?P<prefix>.+)_(?P<index>\d+)_(?P<what>value|fault_mask|semantic_bottom_mask)$"

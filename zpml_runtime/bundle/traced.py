@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from zpml_core.config import InferenceConfig
-from zpml_runtime.bundle.format import BundleError
+from zpml_runtime.bundle.errors import BundleError
 from zpml_runtime.inference.wrapper import split_model_outputs
 
 TRACED_OPSET = 18

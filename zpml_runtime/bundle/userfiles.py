@@ -21,7 +21,13 @@ import os
 import stat
 from typing import Any
 
-from zpml_runtime.bundle.format import BundleError
+from .errors import (
+    NotARegularFileError,
+    NotNpyFileError,
+    NpyContentError,
+    SigningKeyFileError,
+    UserFileError,
+)
 
 #: Largest signing-key file read (a key is a short secret; HMAC-SHA256 hashes
 #: keys longer than 64 bytes anyway).
@@ -29,26 +35,6 @@ MAX_SIGNING_KEY_BYTES = 64 * 1024
 #: The first bytes of every ``.npy`` file (``numpy.lib.format``).
 NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"
-
-
-class UserFileError(BundleError):
-    """A file named by the user cannot be used (wrong kind of file, size or content)."""
-
-
-class NotARegularFileError(UserFileError):
-    """A path that must name a regular file names a device, pipe, directory or socket."""
-
-
-class SigningKeyFileError(UserFileError):
-    """A signing-key file is too large or holds an empty key."""
-
-
-class NotNpyFileError(UserFileError):
-    """A file given as a ``.npy`` array is not a ``.npy`` file."""
-
-
-class NpyContentError(UserFileError):
-    """A ``.npy`` file holds something other than a plain numeric array, or is damaged."""
 
 
 def _kind(mode: int) -> str:

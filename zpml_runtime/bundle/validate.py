@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
+from zpml_runtime.bundle.errors import BundleMetadataError
 from zpml_runtime.bundle.files import (
     MAX_CHECKSUM_BYTES,
     MAX_FILE_BYTES,
@@ -46,7 +47,7 @@ from zpml_runtime.bundle.format import (
     loads_metadata,
     sha256_bytes,
 )
-from zpml_runtime.bundle.metadata import BundleMetadata, BundleMetadataError
+from zpml_runtime.bundle.metadata import BundleMetadata
 from zpml_runtime.bundle.model_checks import (
     check_hygiene,
     check_model,

@@ -34,9 +34,12 @@ from typing import Any
 import numpy as np
 import onnx
 
-from zpml_runtime.bundle.format import STRICT_OUTPUTS, BundleError, BundleValidationError
+from zpml_runtime.bundle.errors import BundleError, BundleValidationError
+from zpml_runtime.bundle.format import STRICT_OUTPUTS
 from zpml_runtime.bundle.metadata import BundleMetadata
 from zpml_runtime.bundle.semantic import SemanticCheckReport
+
+from .errors import UnverifiedBundleWarning
 
 RunGraph = Callable[[np.ndarray], dict[str, np.ndarray]]
 
@@ -44,10 +47,6 @@ TRACED_UNVERIFIED = (
     "traced model: the computation of P, Q and V by the traced model is not verified "
     "(only its strict decode is, by reproduction)"
 )
-
-
-class UnverifiedBundleWarning(UserWarning):
-    """A bundle was loaded whose graph is not (fully) verified; the message says what is not."""
 
 
 @dataclass(frozen=True, slots=True)

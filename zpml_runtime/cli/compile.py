@@ -157,7 +157,7 @@ def _export(args: argparse.Namespace, fru: Any, evaluator: Any, key: bytes | Non
     import torch
 
     from zpml_runtime.bundle import export_bundle
-    from zpml_runtime.bundle.publish import BundlePathError
+    from zpml_runtime.bundle.errors import BundlePathError
     from zpml_runtime.cli.compile_steps import default_smoke_inputs
     from zpml_runtime.cli.userfiles import load_npy
 
@@ -199,7 +199,8 @@ def _export(args: argparse.Namespace, fru: Any, evaluator: Any, key: bytes | Non
 
 def _input_box(text: str, fru: Any, values: dict[str, float]) -> Any:
     """``--box`` checked against the compiled variables (a usage error naming the field)."""
-    from zpml_runtime.bundle.domain import InputBoxError, check_input_box
+    from zpml_runtime.bundle.domain import check_input_box
+    from zpml_runtime.bundle.errors import InputBoxError
 
     try:
         return check_input_box(text, [v.name for v in fru.variables], values)

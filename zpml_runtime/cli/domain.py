@@ -59,7 +59,8 @@ def expression_domain(text: str, box_text: str, option: str = "--box", *, hint: 
 def bundle_domain(meta: BundleMetadata, box_text: str, option: str = "--box") -> Any:
     """The domain report of a validated bundle's recorded expression(s) over ``--box``
     (which must give every input variable of the bundle, and nothing else)."""
-    from zpml_runtime.bundle.domain import InputBoxError, check_input_box, compute_domain
+    from zpml_runtime.bundle.domain import check_input_box, compute_domain
+    from zpml_runtime.bundle.errors import InputBoxError
     from zpml_runtime.bundle.reproduce import compiled_views, has_usable_fru
 
     if not meta.is_compiled or not has_usable_fru(meta.raw):

@@ -109,7 +109,8 @@ def signing_key(args: argparse.Namespace) -> bytes | None:
     path = getattr(args, "signing_key_file", None)
     if path is None:
         return None
-    from zpml_runtime.bundle.userfiles import UserFileError, read_signing_key
+    from zpml_runtime.bundle.errors import UserFileError
+    from zpml_runtime.bundle.userfiles import read_signing_key
 
     try:
         return read_signing_key(path, what="--signing-key-file")

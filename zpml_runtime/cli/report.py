@@ -33,8 +33,8 @@ def add_bundle_parser(sub: Any) -> None:
 def run_bundle(args: argparse.Namespace) -> int:
     """Run ``zpml report bundle``."""
     from zpml_runtime.bundle import UnverifiedBundleWarning
+    from zpml_runtime.bundle.errors import NotARegularFileError, NotNpyFileError
     from zpml_runtime.bundle.report import write_bundle_report
-    from zpml_runtime.bundle.userfiles import NotARegularFileError, NotNpyFileError
 
     key = options.signing_key(args)
     try:

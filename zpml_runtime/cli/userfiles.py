@@ -71,7 +71,8 @@ def load_npy(path: str, option: str) -> Any:
     """A numeric array from a ``.npy`` file: a file that is not one (text, ``.npz``, a
     device or pipe) exits 2, a damaged or non-numeric ``.npy`` file or an unreadable
     path exits 1; never unpickled."""
-    from zpml_runtime.bundle.userfiles import NpyContentError, UserFileError, load_plain_npy
+    from zpml_runtime.bundle.errors import NpyContentError, UserFileError
+    from zpml_runtime.bundle.userfiles import load_plain_npy
 
     try:
         return load_plain_npy(path, option)
@@ -137,7 +138,8 @@ def read_batch_table(path: str, option: str = "--inputs") -> BatchTable:
 def _batch_npy(path: str, option: str) -> Any:
     import numpy as np
 
-    from zpml_runtime.bundle.userfiles import UserFileError, load_plain_npy
+    from zpml_runtime.bundle.errors import UserFileError
+    from zpml_runtime.bundle.userfiles import load_plain_npy
 
     try:
         arr = load_plain_npy(path, option)
@@ -157,7 +159,8 @@ def _batch_npy(path: str, option: str) -> Any:
 
 
 def _read_text(path: str, option: str) -> str:
-    from zpml_runtime.bundle.userfiles import UserFileError, open_regular_file
+    from zpml_runtime.bundle.errors import UserFileError
+    from zpml_runtime.bundle.userfiles import open_regular_file
 
     try:
         fd = open_regular_file(path, option)

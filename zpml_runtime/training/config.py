@@ -14,12 +14,9 @@ from typing import Any, Literal
 from zpml_core.resolution import check_order
 
 from ..errors import InvalidConfigError, UnsupportedInputError
+from .errors import UnknownConfigFieldError
 
 __all__ = ["HASHED_FIELDS", "HEAD_FIT_FIELDS", "TrainingConfig", "UnknownConfigFieldError"]
-
-
-class UnknownConfigFieldError(InvalidConfigError, TypeError):
-    """``TrainingConfig`` got a keyword it does not know (typo) or a positional argument."""
 
 
 #: Fields that change the optimisation trajectory; their hash is stored in

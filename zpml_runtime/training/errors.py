@@ -8,13 +8,16 @@ training run can detect.
 
 from __future__ import annotations
 
-from ..errors import InvalidConfigError, ZeroProofRuntimeError
+from ..errors import InvalidConfigError, UnsupportedInputError, ZeroProofRuntimeError
 
 __all__ = [
     "BottomUnreachableError",
     "CheckpointMismatchError",
+    "HeadFitError",
+    "InvalidTargetError",
     "LossValueError",
     "TrainingError",
+    "UnknownConfigFieldError",
 ]
 
 
@@ -32,3 +35,15 @@ class BottomUnreachableError(TrainingError, ValueError):
 
 class CheckpointMismatchError(TrainingError, InvalidConfigError):
     """A checkpoint was written under a different training configuration (config hash differs)."""
+
+
+class UnknownConfigFieldError(InvalidConfigError, TypeError):
+    """``TrainingConfig`` got a keyword it does not know (typo) or a positional argument."""
+
+
+class InvalidTargetError(ZeroProofRuntimeError, ValueError):
+    """A target value contradicts its status label, or a label is unknown."""
+
+
+class HeadFitError(TrainingError, UnsupportedInputError):
+    """The model has no head :func:`fit_head` can fit (or the named one does not produce the outputs)."""

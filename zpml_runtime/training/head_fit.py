@@ -34,14 +34,10 @@ from ..losses._common import check_nonneg_number
 from ..losses.implicit import RELATIVE_WEIGHT_CAP, WEIGHTINGS, implicit_residual, relative_weight
 from ._batches import check_target_shape, lift_batch_targets, split_batch
 from ._head_linear import load_linear_fit
-from .errors import TrainingError
+from .errors import HeadFitError
 from .targets import SemanticTargets
 
 __all__ = ["HeadFitError", "HeadFitResult", "find_head", "fit_head"]
-
-
-class HeadFitError(TrainingError, UnsupportedInputError):
-    """The model has no head :func:`fit_head` can fit (or the named one does not produce the outputs)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from zpml_runtime.errors import ShapeMismatchError, UnsupportedInputError, ZeroProofRuntimeError
+from zpml_runtime.errors import ShapeMismatchError, UnsupportedInputError
+
+from .errors import InvalidTargetError
 
 __all__ = [
     "BOTTOM",
@@ -67,10 +69,6 @@ STATUS_CODES: dict[str, int] = {
 STATUS_NAMES: dict[int, str] = {v: k for k, v in STATUS_CODES.items()}
 
 Array = Any  # torch.Tensor | numpy.ndarray
-
-
-class InvalidTargetError(ZeroProofRuntimeError, ValueError):
-    """A target value contradicts its status label, or a label is unknown."""
 
 
 # --------------------------------------------------------------------------- helpers

@@ -25,7 +25,8 @@ from zpml_runtime.bundle import (
     validate_bundle,
 )
 from zpml_runtime.bundle import domain as bundle_domain
-from zpml_runtime.bundle.domain import InputBoxError, first_difference
+from zpml_runtime.bundle.domain import first_difference
+from zpml_runtime.bundle.errors import InputBoxError
 from zpml_runtime.bundle.format import DOMAIN_REPORT_SCHEMA
 from zpml_runtime.bundle.report import write_bundle_report
 from zpml_runtime.inference import InferenceConfig, SCMInferenceWrapper

@@ -18,7 +18,7 @@ import torch
 import zpml_symbolic as zs
 from zpml_runtime.bundle import BundleError, export_bundle, validate_bundle
 from zpml_runtime.bundle import publish as publish_mod
-from zpml_runtime.bundle.format import BundleBusyError
+from zpml_runtime.bundle.errors import BundleBusyError
 from zpml_runtime.inference import InferenceConfig
 
 EXPR = "(x**2 + 1)/(x - y) + 1/(1 + 1/x)"

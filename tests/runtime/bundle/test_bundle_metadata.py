@@ -10,9 +10,10 @@ import torch
 
 import zpml_symbolic as zs
 from zpml_runtime.bundle import export_bundle, validate_bundle
+from zpml_runtime.bundle.errors import BundleMetadataError
 from zpml_runtime.bundle.exact import evaluate_point, read_metadata_fru
 from zpml_runtime.bundle.format import METADATA_FILE, loads_metadata
-from zpml_runtime.bundle.metadata import BundleMetadata, BundleMetadataError, Gauge
+from zpml_runtime.bundle.metadata import BundleMetadata, Gauge
 from zpml_runtime.inference import InferenceConfig
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from zpml_runtime.bundle import validate_bundle
-from zpml_runtime.bundle.format import BundleError
+from zpml_runtime.bundle.errors import BundleError
 from zpml_runtime.bundle.userfiles import (
     MAX_SIGNING_KEY_BYTES,
     NotARegularFileError,
@@ -202,7 +202,7 @@ def test_export_bundle_lock_error_is_typed(tmp_path: Path, monkeypatch: pytest.M
 
     import zpml_symbolic as zs
     from zpml_runtime.bundle import export_bundle
-    from zpml_runtime.bundle.publish import BundlePathError
+    from zpml_runtime.bundle.errors import BundlePathError
 
     (tmp_path / ".b.lock").mkdir()
     monkeypatch.setattr(filelock, "FileLock", _NeverAcquired)
