@@ -79,7 +79,7 @@ def seed004_section(seeds: list[int], epochs: int) -> list[str]:
     n = len(seeds)
     need_pole, need_med = -(-9 * n // 10), -(-8 * n // 10)  # 9/10 and 8/10 of the seeds, rounded up
     lines = [
-        f"Seed 004: the seed's example as written (imports renamed), `TrainingConfig(max_epochs={epochs})`, seeds "
+        f"Angular pole fit: the specification's MLP + `AngularProjectiveHead` example as written (imports renamed), `TrainingConfig(max_epochs={epochs})`, seeds "
         f"{seeds[0]}-{seeds[-1]}. Relative error where |x + 0.1| > 0.05 on the seed grid; pole error = distance "
         "of Q's sign change (200,001-point grid on [-0.2, 0]) to -0.1; `tau_infer` calibrated as the largest "
         "swept threshold with zero false bottoms on a 40,001-point held-out grid whose in-range points are "
