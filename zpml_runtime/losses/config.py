@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from zpml_core.config import check_threshold
 from zpml_core.resolution import check_order
 from zpml_runtime.errors import InvalidConfigError
 
@@ -52,10 +53,16 @@ class LossConfig:
     tau_infer: float | None = None
 
     def __post_init__(self) -> None:
-        for name in (*_WEIGHTS, "gamma", "tau_train"):
+        for name in (*_WEIGHTS, "gamma"):
             _nonneg(name, getattr(self, name))
+        # thresholds: the one validator of InferenceConfig (exact, rounded up, field named)
+        object.__setattr__(
+            self, "tau_train", check_threshold(self.tau_train, "LossConfig.tau_train")
+        )
         if self.tau_infer is not None:
-            _nonneg("tau_infer", self.tau_infer)
+            object.__setattr__(
+                self, "tau_infer", check_threshold(self.tau_infer, "LossConfig.tau_infer")
+            )
             check_order(self.tau_infer, self.tau_train, owner="LossConfig: ")
         if not isinstance(self.detach_scale, bool):
             raise InvalidConfigError(

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
+from zpml_core.config import check_threshold
 from zpml_core.resolution import check_order
 
 from ..errors import InvalidConfigError, UnsupportedInputError
@@ -169,15 +170,21 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         _int(self.max_epochs, "max_epochs", 0)
-        _float(self.tau_train_min, "tau_train_min")
-        _float(self.tau_train_max, "tau_train_max")
+        # thresholds: the one validator of InferenceConfig (exact, rounded up, field named)
+        for name in ("tau_train_min", "tau_train_max"):
+            object.__setattr__(
+                self, name, check_threshold(getattr(self, name), f"TrainingConfig.{name}")
+            )
+        if self.tau_infer is not None:
+            object.__setattr__(
+                self, "tau_infer", check_threshold(self.tau_infer, "TrainingConfig.tau_infer")
+            )
         if self.tau_train_min > self.tau_train_max:
             raise InvalidConfigError(
                 f"TrainingConfig.tau_train_min={self.tau_train_min!r} > tau_train_max="
                 f"{self.tau_train_max!r}: tau_train is drawn from [tau_train_min, tau_train_max]; "
                 "swap them or set both equal for a fixed tau_train"
             )
-        _float(self.tau_infer, "tau_infer", optional=True)
         if self.tau_infer is not None:
             check_order(
                 self.tau_infer,

@@ -100,8 +100,13 @@ def cfg(**kw) -> TrainingConfig:
     ("kwargs", "match"),
     [
         ({"tau_train_min": 1e-2, "tau_train_max": 1e-3}, "tau_train_min=0.01 > tau_train_max"),
-        ({"tau_train_min": -1e-4}, "tau_train_min=-0.0001"),
-        ({"tau_train_max": math.inf}, "tau_train_max=inf"),
+        # thresholds go through InferenceConfig's validator: the field and the value are named
+        (
+            {"tau_train_min": -1e-4},
+            r"TrainingConfig\.tau_train_min must be finite and >= 0 .*got -0\.0001",
+        ),
+        ({"tau_train_max": math.inf}, r"TrainingConfig\.tau_train_max must be finite .*got inf"),
+        ({"tau_infer": "1e-3"}, r"TrainingConfig\.tau_infer must be a finite real number"),
         ({"grad_clip_norm": 0.0}, "grad_clip_norm=0.0"),
         ({"grad_clip_norm": math.nan}, "grad_clip_norm=nan"),
         ({"max_epochs": -1}, "max_epochs=-1"),
@@ -558,3 +563,21 @@ def test_val_coverage_with_tau_infer_zero_counts_faults_as_bottom():
     )
     # tau_infer = 0: Q = +-inf, Q = 0, NaN P and the overflowing 3e38 / 0.5 are bottom; the three tiny Q are covered
     assert trainer.evaluate()["val_coverage"] == pytest.approx(3 / 8)
+
+
+def test_training_and_loss_thresholds_use_the_inference_validator():
+    # one validator for every threshold: exact conversion, rounded up to float64, never down
+    from fractions import Fraction
+
+    from zpml_core.config import InferenceConfig
+    from zpml_runtime.losses import LossConfig
+
+    third = Fraction(1, 3) * Fraction(1, 10**4)
+    cfg = TrainingConfig(tau_train_min=third, tau_train_max=third, tau_infer=third)
+    loss = LossConfig(tau_train=third, tau_infer=third)
+    inf = InferenceConfig(tau_infer=third, tau_train=third)
+    assert cfg.tau_infer == cfg.tau_train_min == loss.tau_train == loss.tau_infer == inf.tau_infer
+    assert type(cfg.tau_infer) is float and Fraction(cfg.tau_infer) >= third
+    assert Fraction(cfg.tau_infer) - third < Fraction(cfg.tau_infer) * Fraction(1, 2**52)
+    with pytest.raises(InvalidConfigError, match=r"LossConfig\.tau_train must be finite"):
+        LossConfig(tau_train=math.nan)
