@@ -26,6 +26,8 @@ import onnx
 import torch
 
 from zpml_core.config import InferenceConfig
+from zpml_core.errors import UnsupportedInputError
+from zpml_runtime.bundle.errors import BundlePathError
 from zpml_runtime.bundle.export_model import (
     ResolvedModel,
     fru_metadata,
@@ -165,6 +167,13 @@ def export_bundle(
     recomputes that report. Compiled models only: a traced model has no exact expression, so
     ``input_box`` is refused for it.
     """
+    if not isinstance(out_dir, str | os.PathLike):
+        raise UnsupportedInputError(
+            f"export_bundle: out_dir must be a path (str or os.PathLike), got "
+            f"{type(out_dir).__name__}; the order is export_bundle(model, out_dir, example_inputs)"
+        )
+    if not os.fspath(out_dir):
+        raise BundlePathError("export_bundle: out_dir is empty; name the bundle directory to write")
     out = Path(out_dir)
     if os.path.lexists(out) and not overwrite:
         raise BundleError(f"{out} already exists; pass overwrite=True to replace it")

@@ -251,3 +251,17 @@ def test_racing_processes(tmp_path: Path) -> None:
     assert validate_bundle(target).smoke_inputs.shape[0] in (1, 2, 3)
     assert _leftovers(tmp_path) == []
     assert np.load(target / "smoke_inputs.npy").dtype == np.float32
+
+
+@pytest.mark.parametrize("bad", ["", torch.zeros(2)], ids=["empty", "tensor"])
+def test_export_bundle_refuses_an_empty_or_non_path_out_dir(tmp_path, monkeypatch, bad):
+    # an empty out_dir would mean the current directory; a tensor means swapped arguments
+    from zpml_runtime.bundle import BundlePathError
+    from zpml_runtime.errors import UnsupportedInputError
+
+    monkeypatch.chdir(tmp_path)
+    module = zs.to_torch(zs.flatten(zs.parse("1/(x - 1)")))
+    expected = UnsupportedInputError if isinstance(bad, torch.Tensor) else BundlePathError
+    with pytest.raises(expected, match="out_dir"):
+        export_bundle(module, bad, torch.zeros(3, 1))
+    assert list(tmp_path.iterdir()) == []
