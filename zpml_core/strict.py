@@ -36,7 +36,7 @@ from .errors import UnsupportedInputError
 from .resolution import effective_factors, factor_taus
 from .result import StrictInferenceResult
 from .strict_shapes import align, check_pair, factor_view_shape, promote, split_factors
-from .strict_torch import _StrictQuotient, finish_torch  # noqa: F401 - _StrictQuotient: tests name it
+from .strict_torch import finish_torch
 from .thresholds import ceil_to_dtype
 
 __all__ = ["numerical_hazard_mask", "strict_inference"]

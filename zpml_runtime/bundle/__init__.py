@@ -1,5 +1,6 @@
 """ONNX bundles: export, validation, onnxruntime loading, smoke test, report."""
 
+from zpml_core._lazy import lazy_exports
 from zpml_runtime.bundle.errors import (
     BundleBusyError,
     BundleError,
@@ -15,15 +16,24 @@ from zpml_runtime.bundle.errors import (
     UnverifiedBundleWarning,
     UserFileError,
 )
-from zpml_runtime.bundle.export import ExportedBundle, export_bundle
-from zpml_runtime.bundle.runtime import (
-    BundleResult,
-    OnnxRuntimeBundle,
-    SmokeTestReport,
-    load_onnx_runtime_bundle,
-    run_bundle_reference_smoke_test,
+
+# the functions load torch and onnx: exported lazily, so that reading a bundle's errors or
+# running `zpml inspect` does not pay for them
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "ExportedBundle": "zpml_runtime.bundle.export",
+        "export_bundle": "zpml_runtime.bundle.export",
+        "BundleResult": "zpml_runtime.bundle.runtime",
+        "OnnxRuntimeBundle": "zpml_runtime.bundle.runtime",
+        "SmokeTestReport": "zpml_runtime.bundle.runtime",
+        "load_onnx_runtime_bundle": "zpml_runtime.bundle.runtime",
+        "run_bundle_reference_smoke_test": "zpml_runtime.bundle.runtime",
+        "ValidatedBundle": "zpml_runtime.bundle.validate",
+        "validate_bundle": "zpml_runtime.bundle.validate",
+    },
+    globals(),
 )
-from zpml_runtime.bundle.validate import ValidatedBundle, validate_bundle
 
 __all__ = [
     "BundleBusyError",

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from zpml_core.result import STRICT_OUTPUT_NAMES
+from zpml_core.outputs import STRICT_OUTPUT_NAMES
 
 from .errors import BundleBusyError, BundleError, BundleSmokeTestError, BundleValidationError
 

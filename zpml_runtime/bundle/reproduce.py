@@ -67,7 +67,7 @@ def emitter_fingerprint() -> str:
     import hashlib
 
     from zpml_core.config import InferenceConfig
-    from zpml_runtime.bundle.traced import decoder_model
+    from zpml_runtime.bundle.decoder import decoder_model
     from zpml_symbolic.emit.backends.onnx import to_onnx
 
     cfg = InferenceConfig(tau_infer=1e-6, tau_train=1e-3)
@@ -293,7 +293,7 @@ def compiled_problems(
 
 def emit_decoder(metadata: dict[str, Any]) -> onnx.ModelProto:
     """The strict decoder a traced bundle must end with, from its metadata."""
-    from zpml_runtime.bundle.traced import decoder_model
+    from zpml_runtime.bundle.decoder import decoder_model
     from zpml_symbolic.errors import ZeroProofError
 
     info, emitter = _emitted(metadata)
