@@ -259,23 +259,19 @@ def test_lbfgs_checkpoint_resume_matches_uninterrupted(tmp_path):
 def test_lbfgs_and_head_fit_under_torchrun_keep_ranks_in_lockstep(tmp_path, mode):
     import json
     import os
-    import socket
     import subprocess
     import sys
     from pathlib import Path
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
     script = Path(__file__).with_name("ddp_lbfgs_script.py")
+    # --standalone: torchrun binds its rendezvous store to a free port itself (a port chosen
+    # here could be taken by the time torchrun binds it on a busy machine)
     cmd = [
         sys.executable,
         "-m",
         "torch.distributed.run",
+        "--standalone",
         "--nproc_per_node=2",
-        "--nnodes=1",
-        "--master_addr=127.0.0.1",
-        f"--master_port={port}",
         str(script),
         str(tmp_path),
         mode,
