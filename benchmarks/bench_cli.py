@@ -27,16 +27,16 @@ import resource
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
+
+from _baseline import extract_baseline
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the last commit with the single-module ``zpml_runtime/cli.py``
 BASELINE = "99be7124648dee4a35ec92f6037c5f6f8a5edc6e"
 EXPR = "(x**2 + 1)/(x - y) + 1/(1 + 1/x)"
-PACKAGES = ("zpml_core", "zpml_symbolic", "zpml_runtime")
 #: modules timed one after another in the breakdown child (each includes what it imports first)
 IMPORTS = (
     "numpy",
@@ -129,24 +129,6 @@ def _breakdown(bundle: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _baseline_tree(dest: Path) -> bool:
-    try:
-        archive = subprocess.run(
-            ["git", "archive", "--format=tar", BASELINE, *PACKAGES],
-            cwd=ROOT,
-            capture_output=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return False
-    tar_path = dest / "baseline.tar"
-    tar_path.write_bytes(archive)
-    with tarfile.open(tar_path) as tar:
-        tar.extractall(dest, filter="data")
-    tar_path.unlink()
-    return True
-
-
 def _stats(samples: list[tuple[float, float]]) -> tuple[float, float, float]:
     walls, cpus = [w for w, _ in samples], [c for _, c in samples]
     return statistics.median(walls), min(walls), statistics.median(cpus)
@@ -197,7 +179,7 @@ def main() -> int:
         base, work = Path(tmp) / "before", Path(tmp) / "work"
         base.mkdir()
         work.mkdir()
-        has_base = _baseline_tree(base)
+        has_base = extract_baseline(BASELINE, base) is not None
         bundle, inputs = str(work / "bundle"), str(work / "x.npy")
         np.save(inputs, np.array([[0.0, 1.0], [1.0, 1.0], [0.5, 2.0]]))
         compile_argv = [

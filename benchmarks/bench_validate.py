@@ -30,16 +30,16 @@ import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
+
+from _baseline import extract_baseline
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the code before verification by reproduction (validation = exact recomputation on a small grid)
 BASELINE = "2e08bea"
 EXPR = "(x**2 + 1)/(x - y) + 1/(1 + 1/x)"
-PACKAGES = ("zpml_core", "zpml_symbolic", "zpml_runtime")
 
 
 def _child(dtype: str, repeats: int) -> None:
@@ -86,32 +86,6 @@ def _measure(code_root: Path, dtype: str, repeats: int) -> dict:
     return result
 
 
-def _baseline_tree(dest: Path) -> str | None:
-    """Extract the baseline packages into ``dest``; the full commit hash, or None without git."""
-    try:
-        full = subprocess.run(
-            ["git", "rev-parse", "--verify", f"{BASELINE}^{{commit}}"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        archive = subprocess.run(
-            ["git", "archive", "--format=tar", full, *PACKAGES],
-            cwd=ROOT,
-            capture_output=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    tar_path = dest / "baseline.tar"
-    tar_path.write_bytes(archive)
-    with tarfile.open(tar_path) as tar:
-        tar.extractall(dest, filter="data")
-    tar_path.unlink()
-    return full
-
-
 def _ms(times: list[float]) -> tuple[float, float]:
     return statistics.median(times) * 1e3, min(times) * 1e3
 
@@ -135,7 +109,7 @@ def main() -> int:
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        commit = _baseline_tree(base)
+        commit = extract_baseline(BASELINE, base)
         for dtype in ("float32", "float64"):
             before: dict | None = {"times": []} if commit else None
             after: dict = {"times": []}
