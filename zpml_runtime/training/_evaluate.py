@@ -36,17 +36,7 @@ def validation_config(config: TrainingConfig, model: Any) -> InferenceConfig:
 def evaluate(
     trainer: SCMTrainer, loader: Iterable[Any] | None = None
 ) -> dict[str, float | int | None]:
-    """Mean loss and coverage on ``loader`` (default: ``val_loader``).
-
-    Runs the raw ``(P, Q[, V])`` of the model in eval mode (``wrapped.raw``
-    for a wrapper); the loss gets the midpoint of the ``tau_train`` interval.
-    ``val_coverage`` is the fraction of output entries that strict decoding
-    does *not* make bottom: the same mask deployment computes (a wrapper's
-    own ``decode``, or :func:`strict_inference` at ``tau_infer``), so
-    ``Q = +-inf``, non-finite ``P``, validity factors and the dtype rounding
-    of ``tau_infer`` count exactly as they will at inference.
-    Sums are all-reduced across ranks.
-    """
+    """:meth:`SCMTrainer.evaluate <zpml_runtime.training.SCMTrainer.evaluate>` (documented there)."""
     loader = trainer.val_loader if loader is None else loader
     if loader is None:
         raise UnsupportedInputError(
